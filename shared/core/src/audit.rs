@@ -1,0 +1,190 @@
+//! The audit line: one JSON object per request on stdout, versioned, written by the proxy and
+//! read by the audit function. It names who, what, which check decided, and how long things
+//! took. It never holds a key, a provider token, or prompt text — only ids and counts.
+
+use crate::clock::{EpochMs, rfc3339};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Schema version of this line.
+    pub v: u32,
+    pub time: String,
+    pub request_id: String,
+    pub tenant: Option<String>,
+    /// Key id only (the 12-character public part).
+    pub key_id: Option<String>,
+    /// Owner of the key that made the request.
+    pub principal: Option<String>,
+    pub source_ip: Option<String>,
+    pub route: Option<String>,
+    pub model: Option<String>,
+    pub pool: Option<String>,
+    pub decision: Decision,
+    /// Which check decided: `ok`, `bad_checksum`, `unknown_key`, `revoked`, `model_not_allowed`,
+    /// `no_upstream_available`, ...
+    pub reason: String,
+    pub status: u16,
+    pub token_id: Option<String>,
+    pub attempts: u32,
+    pub latency_ms: f64,
+    pub upstream_ms: Option<f64>,
+    pub overhead_ms: f64,
+    pub tokens_in: Option<u64>,
+    pub tokens_out: Option<u64>,
+    pub cost_usd: Option<f64>,
+    /// Entity type → count. Never the matched text.
+    #[serde(default)]
+    pub dlp: BTreeMap<String, u32>,
+    pub stream: bool,
+    pub error_class: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(request_id: String, at: EpochMs) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            time: rfc3339(at),
+            request_id,
+            tenant: None,
+            key_id: None,
+            principal: None,
+            source_ip: None,
+            route: None,
+            model: None,
+            pool: None,
+            decision: Decision::Deny,
+            reason: String::new(),
+            status: 0,
+            token_id: None,
+            attempts: 0,
+            latency_ms: 0.0,
+            upstream_ms: None,
+            overhead_ms: 0.0,
+            tokens_in: None,
+            tokens_out: None,
+            cost_usd: None,
+            dlp: BTreeMap::new(),
+            stream: false,
+            error_class: None,
+        }
+    }
+
+    /// The line as written to stdout: `{"tollgate_audit":1, ...}` on one line.
+    pub fn to_line(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("tollgate_audit".into(), json!(1));
+        }
+        v.to_string()
+    }
+
+    /// Reads a line back, as the audit function does.
+    pub fn from_line(line: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+        v.get("tollgate_audit")?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// A CloudWatch Embedded Metric Format line for this request.
+    pub fn to_emf_line(&self, at: EpochMs) -> String {
+        json!({
+            "_aws": {
+                "Timestamp": at,
+                "CloudWatchMetrics": [{
+                    "Namespace": "tollgate",
+                    "Dimensions": [["route", "decision"]],
+                    "Metrics": [
+                        {"Name": "requests", "Unit": "Count"},
+                        {"Name": "latency", "Unit": "Milliseconds"},
+                        {"Name": "overhead", "Unit": "Milliseconds"},
+                        {"Name": "attempts", "Unit": "Count"},
+                        {"Name": "tokens_in", "Unit": "Count"},
+                        {"Name": "tokens_out", "Unit": "Count"}
+                    ]
+                }]
+            },
+            "route": self.route.as_deref().unwrap_or("none"),
+            "decision": self.decision,
+            "requests": 1,
+            "latency": self.latency_ms,
+            "overhead": self.overhead_ms,
+            "attempts": self.attempts,
+            "tokens_in": self.tokens_in.unwrap_or(0),
+            "tokens_out": self.tokens_out.unwrap_or(0),
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_line_round_trips_and_is_marked() {
+        let mut r = AuditRecord::new("req-1".into(), 1_700_000_000_000);
+        r.tenant = Some("acme".into());
+        r.decision = Decision::Allow;
+        r.reason = "ok".into();
+        r.dlp.insert("EMAIL".into(), 2);
+        let line = r.to_line();
+        assert!(!line.contains('\n'));
+        assert!(line.contains("\"tollgate_audit\":1"));
+        assert_eq!(AuditRecord::from_line(&line), Some(r));
+        assert_eq!(AuditRecord::from_line("{\"other\":1}"), None);
+    }
+
+    #[test]
+    fn schema_has_every_contract_field() {
+        let v: serde_json::Value =
+            serde_json::from_str(&AuditRecord::new("r".into(), 0).to_line()).unwrap();
+        for f in [
+            "v",
+            "time",
+            "request_id",
+            "tenant",
+            "key_id",
+            "principal",
+            "source_ip",
+            "route",
+            "model",
+            "decision",
+            "reason",
+            "status",
+            "token_id",
+            "attempts",
+            "latency_ms",
+            "upstream_ms",
+            "overhead_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "dlp",
+            "stream",
+            "error_class",
+        ] {
+            assert!(v.get(f).is_some(), "missing {f}");
+        }
+    }
+
+    #[test]
+    fn emf_line_declares_metrics() {
+        let r = AuditRecord::new("r".into(), 0);
+        let v: serde_json::Value = serde_json::from_str(&r.to_emf_line(5)).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 5);
+        assert_eq!(v["requests"], 1);
+    }
+}

@@ -1,0 +1,21 @@
+//! tollgate's domain core.
+//!
+//! Everything here is pure: no AWS SDK, no network, no files, no global clock. Time and
+//! randomness come in through [`clock::Clock`] and `rand::RngCore`, storage through the small
+//! traits in [`ports`]. Adapters (DynamoDB, Secrets Manager, in-memory) live in sibling crates.
+//!
+//! Modules in the order a request meets them:
+//! [`key`] (client key format) → [`auth`] (verification rules) → [`provider`] (routes, shapes)
+//! → [`pool`] (token choice and health) → [`retry`] → [`sse`] (stream usage) → [`audit`].
+
+pub mod audit;
+pub mod auth;
+pub mod base62;
+pub mod clock;
+pub mod key;
+pub mod pool;
+pub mod ports;
+pub mod provider;
+pub mod records;
+pub mod retry;
+pub mod sse;

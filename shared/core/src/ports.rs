@@ -1,0 +1,137 @@
+//! The small traits the domain needs from storage. Two implementations each: DynamoDB /
+//! Secrets Manager / KMS (`tollgate-aws`) and in-memory (`tollgate-memory`), held to the same
+//! contract tests.
+
+use crate::clock::EpochMs;
+use crate::pool::TokenChange;
+use crate::provider::Usage;
+use crate::records::{ClientKeyRecord, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus};
+use async_trait::async_trait;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backing service failed or could not be reached. Callers fail closed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("stored record is malformed: {0}")]
+    Corrupt(String),
+}
+
+/// A secret value. `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Fails with `AlreadyExists` rather than overwrite.
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn get_key(&self, key_id: &str) -> Result<Option<ClientKeyRecord>, StoreError>;
+    /// Fails with `AlreadyExists` rather than overwrite.
+    async fn put_key(&self, rec: &ClientKeyRecord) -> Result<(), StoreError>;
+    /// Fails with `NotFound` for an unknown key id.
+    async fn revoke_key(&self, key_id: &str, at: EpochMs) -> Result<(), StoreError>;
+    async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError>;
+}
+
+#[async_trait]
+pub trait PoolStore: Send + Sync {
+    /// Settings and tokens of one pool in one read. A pool with no settings record uses the
+    /// default strategy.
+    async fn load_pool(&self, pool: &str) -> Result<PoolView, StoreError>;
+    /// Every token of every pool (operator views).
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    async fn list_pool_configs(&self) -> Result<Vec<PoolConfig>, StoreError>;
+    async fn set_pool_config(&self, cfg: &PoolConfig) -> Result<(), StoreError>;
+    /// Fails with `AlreadyExists` rather than overwrite.
+    async fn put_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
+    /// Operator status change (enable / disable). Enabling clears cooldown and failures.
+    async fn set_token_status(
+        &self,
+        pool: &str,
+        token_id: &str,
+        status: TokenStatus,
+    ) -> Result<(), StoreError>;
+    async fn delete_token(&self, pool: &str, token_id: &str) -> Result<(), StoreError>;
+    /// Applies a health change only if the stored `version` still equals `expected_version`
+    /// (another instance may have moved the token meanwhile). `Ok(false)` = not applied.
+    async fn apply_change(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected_version: u64,
+        change: &TokenChange,
+    ) -> Result<bool, StoreError>;
+    /// Adds one request and its tokens to the token's counters (one write, no read).
+    async fn record_usage(
+        &self,
+        pool: &str,
+        token_id: &str,
+        usage: Usage,
+        at: EpochMs,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The current value (stage AWSCURRENT on Secrets Manager).
+    async fn get_secret(&self, secret_id: &str) -> Result<Secret, StoreError>;
+    /// Creates the secret, or adds a new current version when it exists.
+    async fn put_secret(&self, secret_id: &str, value: &Secret) -> Result<(), StoreError>;
+    async fn delete_secret(&self, secret_id: &str) -> Result<(), StoreError>;
+}
+
+/// Decrypts a tenant-owned provider key (KMS envelope, encryption context = tenant).
+#[async_trait]
+pub trait Decrypter: Send + Sync {
+    async fn decrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<Secret, StoreError>;
+}
+
+/// Reads and writes an adapter made, for the benchmark's "AWS calls per warm request".
+#[derive(Debug, Default)]
+pub struct OpCounter {
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl OpCounter {
+    pub fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    /// (reads, writes) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}

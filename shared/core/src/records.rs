@@ -1,0 +1,236 @@
+//! The records the stores hold: tenants, client keys, pool tokens and pool settings.
+//! Plain data with serde; the adapters map them to and from their storage.
+
+use crate::clock::EpochMs;
+use crate::key::KeyEnv;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub name: String,
+    /// Every tenant has an explicit owner (a person or team address).
+    pub owner: String,
+    pub created_at: EpochMs,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Model pattern → pool. Overrides the route's default pool.
+    #[serde(default)]
+    pub model_pools: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Revoked,
+}
+
+/// What the key store holds for one client key: never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientKeyRecord {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub owner: String,
+    pub env: KeyEnv,
+    pub name: String,
+    /// Hex of HMAC-SHA256(pepper[pepper_version], key).
+    pub digest_hex: String,
+    pub pepper_version: u32,
+    pub last4: String,
+    pub status: KeyStatus,
+    pub created_at: EpochMs,
+    #[serde(default)]
+    pub expires_at: Option<EpochMs>,
+    #[serde(default)]
+    pub revoked_at: Option<EpochMs>,
+    /// Empty = any source network.
+    #[serde(default)]
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Empty = any model. Entries are exact names or `prefix*`.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// Empty = every route. Entries are route names (`chat.completions`, `messages`, ...).
+    #[serde(default)]
+    pub allowed_routes: Vec<String>,
+    /// Model pattern → pool; beats the tenant's mapping.
+    #[serde(default)]
+    pub model_pools: BTreeMap<String, String>,
+}
+
+impl ClientKeyRecord {
+    pub fn display(&self) -> String {
+        crate::key::display_form(self.env, &self.key_id, &self.last4)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "https://api.openai.com/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "openai" => Ok(ProviderKind::Openai),
+            "anthropic" => Ok(ProviderKind::Anthropic),
+            other => Err(format!(
+                "provider must be openai or anthropic, not {other:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStatus {
+    Active,
+    Cooling,
+    Invalid,
+    Expired,
+    Disabled,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::Cooling => "cooling",
+            TokenStatus::Invalid => "invalid",
+            TokenStatus::Expired => "expired",
+            TokenStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// Where a token's value lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SecretRef {
+    /// A Secrets Manager secret (name or ARN); the proxy reads stage AWSCURRENT.
+    SecretsManager { secret_id: String },
+    /// A tenant-owned key, envelope-encrypted with KMS (encryption context = tenant).
+    KmsBlob {
+        ciphertext_b64: String,
+        tenant_id: String,
+    },
+}
+
+/// One upstream provider credential in a pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub token_id: String,
+    pub pool: String,
+    pub provider: ProviderKind,
+    /// Includes the API version prefix: `https://api.openai.com/v1`, `http://vllm:8000/v1`.
+    pub base_url: String,
+    pub secret: SecretRef,
+    pub owner: String,
+    pub status: TokenStatus,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Lower tier first; a higher tier number is used only when every lower one is exhausted.
+    #[serde(default)]
+    pub priority: u32,
+    #[serde(default)]
+    pub cooldown_until: Option<EpochMs>,
+    /// Consecutive transient failures (5xx, connect, timeout); reset on success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub total_failures: u64,
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub tokens_in: u64,
+    #[serde(default)]
+    pub tokens_out: u64,
+    #[serde(default)]
+    pub last_used_at: Option<EpochMs>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<EpochMs>,
+    /// Rotation bookkeeping (the rotation function owns it).
+    #[serde(default)]
+    pub rotation_state: Option<String>,
+    /// Bumped on every status change; conditional updates compare it.
+    #[serde(default)]
+    pub version: u64,
+    pub created_at: EpochMs,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    LeastUsed,
+    Weighted,
+    /// Priority tiers, round-robin inside a tier.
+    Priority,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::LeastUsed => "least_used",
+            Strategy::Weighted => "weighted",
+            Strategy::Priority => "priority",
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.replace('-', "_").as_str() {
+            "round_robin" => Ok(Strategy::RoundRobin),
+            "least_used" => Ok(Strategy::LeastUsed),
+            "weighted" => Ok(Strategy::Weighted),
+            "priority" => Ok(Strategy::Priority),
+            other => Err(format!(
+                "strategy must be round_robin, least_used, weighted or priority, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// Per-pool settings, stored beside the pool's tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    pub pool: String,
+    pub strategy: Strategy,
+}
+
+/// A pool as the proxy sees it: settings plus tokens.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolView {
+    pub strategy: Strategy,
+    pub tokens: Vec<TokenRecord>,
+}
