@@ -1,1 +1,268 @@
-//! placeholder
+//! In-memory stores. Same traits and same contract as the AWS adapters (see [`contract`]), so
+//! the gateway's unit tests and the benchmark run the real request path without AWS.
+//! Each store counts its reads and writes like the AWS adapters do.
+
+pub mod contract;
+
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use tollgate_core::clock::EpochMs;
+use tollgate_core::pool::{TokenChange, apply};
+use tollgate_core::ports::{
+    KeyStore, OpCounter, PoolStore, Secret, SecretStore, StoreError, TenantStore,
+};
+use tollgate_core::provider::Usage;
+use tollgate_core::records::{
+    ClientKeyRecord, KeyStatus, PoolConfig, PoolView, Strategy, Tenant, TokenRecord, TokenStatus,
+};
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
+    m.lock()
+        .map_err(|_| StoreError::Unavailable("in-memory store poisoned".into()))
+}
+
+/// Tenants, keys, pools and secrets in one place.
+#[derive(Default)]
+pub struct MemoryStore {
+    tenants: Mutex<BTreeMap<String, Tenant>>,
+    keys: Mutex<BTreeMap<String, ClientKeyRecord>>,
+    tokens: Mutex<BTreeMap<(String, String), TokenRecord>>,
+    pools: Mutex<BTreeMap<String, PoolConfig>>,
+    secrets: Mutex<HashMap<String, Vec<Secret>>>,
+    /// When set, every call fails as an unreachable service would (fail-closed tests).
+    failing: std::sync::atomic::AtomicBool,
+    pub ops: OpCounter,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::Unavailable("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn read(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.ops.read();
+        Ok(())
+    }
+
+    fn write(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.ops.write();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TenantStore for MemoryStore {
+    async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.tenants)?.get(tenant_id).cloned())
+    }
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tenants)?;
+        if m.contains_key(&tenant.tenant_id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        m.insert(tenant.tenant_id.clone(), tenant.clone());
+        Ok(())
+    }
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.tenants)?.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn get_key(&self, key_id: &str) -> Result<Option<ClientKeyRecord>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.keys)?.get(key_id).cloned())
+    }
+    async fn put_key(&self, rec: &ClientKeyRecord) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.keys)?;
+        if m.contains_key(&rec.key_id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        m.insert(rec.key_id.clone(), rec.clone());
+        Ok(())
+    }
+    async fn revoke_key(&self, key_id: &str, at: EpochMs) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.keys)?;
+        let rec = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
+        rec.status = KeyStatus::Revoked;
+        rec.revoked_at = Some(at);
+        Ok(())
+    }
+    async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.keys)?
+            .values()
+            .filter(|k| tenant_id.is_none_or(|t| k.tenant_id == t))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl PoolStore for MemoryStore {
+    async fn load_pool(&self, pool: &str) -> Result<PoolView, StoreError> {
+        self.read()?;
+        let strategy = lock(&self.pools)?
+            .get(pool)
+            .map(|c| c.strategy)
+            .unwrap_or(Strategy::RoundRobin);
+        let tokens = lock(&self.tokens)?
+            .values()
+            .filter(|t| t.pool == pool)
+            .cloned()
+            .collect();
+        Ok(PoolView { strategy, tokens })
+    }
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.tokens)?.values().cloned().collect())
+    }
+    async fn list_pool_configs(&self) -> Result<Vec<PoolConfig>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.pools)?.values().cloned().collect())
+    }
+    async fn set_pool_config(&self, cfg: &PoolConfig) -> Result<(), StoreError> {
+        self.write()?;
+        lock(&self.pools)?.insert(cfg.pool.clone(), cfg.clone());
+        Ok(())
+    }
+    async fn put_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let k = (t.pool.clone(), t.token_id.clone());
+        if m.contains_key(&k) {
+            return Err(StoreError::AlreadyExists);
+        }
+        m.insert(k, t.clone());
+        Ok(())
+    }
+    async fn set_token_status(
+        &self,
+        pool: &str,
+        token_id: &str,
+        status: TokenStatus,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let t = m
+            .get_mut(&(pool.to_owned(), token_id.to_owned()))
+            .ok_or(StoreError::NotFound)?;
+        t.status = status;
+        t.version += 1;
+        if status == TokenStatus::Active {
+            t.cooldown_until = None;
+            t.consecutive_failures = 0;
+        }
+        Ok(())
+    }
+    async fn delete_token(&self, pool: &str, token_id: &str) -> Result<(), StoreError> {
+        self.write()?;
+        lock(&self.tokens)?
+            .remove(&(pool.to_owned(), token_id.to_owned()))
+            .map(|_| ())
+            .ok_or(StoreError::NotFound)
+    }
+    async fn apply_change(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected_version: u64,
+        change: &TokenChange,
+    ) -> Result<bool, StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let Some(t) = m.get_mut(&(pool.to_owned(), token_id.to_owned())) else {
+            return Ok(false);
+        };
+        if t.version != expected_version {
+            return Ok(false);
+        }
+        apply(t, change);
+        Ok(true)
+    }
+    async fn record_usage(
+        &self,
+        pool: &str,
+        token_id: &str,
+        usage: Usage,
+        at: EpochMs,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        if let Some(t) = m.get_mut(&(pool.to_owned(), token_id.to_owned())) {
+            t.requests += 1;
+            t.tokens_in += usage.input;
+            t.tokens_out += usage.output;
+            t.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn get_secret(&self, secret_id: &str) -> Result<Secret, StoreError> {
+        self.read()?;
+        lock(&self.secrets)?
+            .get(secret_id)
+            .and_then(|v| v.last().cloned())
+            .ok_or(StoreError::NotFound)
+    }
+    async fn put_secret(&self, secret_id: &str, value: &Secret) -> Result<(), StoreError> {
+        self.write()?;
+        lock(&self.secrets)?
+            .entry(secret_id.to_owned())
+            .or_default()
+            .push(value.clone());
+        Ok(())
+    }
+    async fn delete_secret(&self, secret_id: &str) -> Result<(), StoreError> {
+        self.write()?;
+        lock(&self.secrets)?
+            .remove(secret_id)
+            .map(|_| ())
+            .ok_or(StoreError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_contract() {
+        contract::run_all(&MemoryStore::new(), "").await;
+    }
+
+    #[tokio::test]
+    async fn injected_failure_fails_every_call() {
+        let s = MemoryStore::new();
+        s.set_failing(true);
+        assert!(matches!(
+            KeyStore::get_key(&s, "x").await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+}

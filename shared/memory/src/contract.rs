@@ -1,0 +1,263 @@
+//! The behaviour every store implementation must show, run once per implementation: by this
+//! crate's tests for the in-memory store, by `tollgate-aws`'s integration tests against the
+//! AWS emulator. Ids are prefixed with `ns` so runs can share one emulator.
+
+use tollgate_core::key::KeyEnv;
+use tollgate_core::pool::{FailureCount, TokenChange};
+use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore};
+use tollgate_core::provider::Usage;
+use tollgate_core::records::{
+    ClientKeyRecord, KeyStatus, PoolConfig, ProviderKind, SecretRef, Strategy, Tenant, TokenRecord,
+    TokenStatus,
+};
+
+pub fn tenant(id: &str) -> Tenant {
+    Tenant {
+        tenant_id: id.into(),
+        name: format!("Tenant {id}"),
+        owner: "owner@example.test".into(),
+        created_at: 1,
+        disabled: false,
+        model_pools: [("gpt-4o*".to_owned(), "openai-eu".to_owned())].into(),
+    }
+}
+
+pub fn key_record(key_id: &str, tenant_id: &str) -> ClientKeyRecord {
+    ClientKeyRecord {
+        key_id: key_id.into(),
+        tenant_id: tenant_id.into(),
+        owner: "dev@example.test".into(),
+        env: KeyEnv::Test,
+        name: "contract".into(),
+        digest_hex: "ab".repeat(32),
+        pepper_version: 1,
+        last4: "WXYZ".into(),
+        status: KeyStatus::Active,
+        created_at: 1,
+        expires_at: Some(4_000_000_000_000),
+        revoked_at: None,
+        allowed_cidrs: vec!["10.0.0.0/8".parse().expect("static cidr")],
+        allowed_models: vec!["gpt-4o*".into()],
+        allowed_routes: vec![],
+        model_pools: Default::default(),
+    }
+}
+
+pub fn token(pool: &str, id: &str) -> TokenRecord {
+    TokenRecord {
+        token_id: id.into(),
+        pool: pool.into(),
+        provider: ProviderKind::Openai,
+        base_url: "http://127.0.0.1:1/v1".into(),
+        secret: SecretRef::SecretsManager {
+            secret_id: format!("tollgate/pool/{id}"),
+        },
+        owner: "ops@example.test".into(),
+        status: TokenStatus::Active,
+        weight: 2,
+        priority: 1,
+        cooldown_until: None,
+        consecutive_failures: 0,
+        total_failures: 0,
+        requests: 0,
+        tokens_in: 0,
+        tokens_out: 0,
+        last_used_at: None,
+        last_error: None,
+        expires_at: None,
+        rotation_state: None,
+        version: 0,
+        created_at: 1,
+    }
+}
+
+pub async fn run_all<S>(s: &S, ns: &str)
+where
+    S: TenantStore + KeyStore + PoolStore + SecretStore,
+{
+    tenants_round_trip_and_refuse_overwrite(s, ns).await;
+    keys_round_trip_list_by_tenant_and_revoke(s, ns).await;
+    pool_tokens_round_trip_with_strategy(s, ns).await;
+    health_change_applies_only_on_expected_version(s, ns).await;
+    usage_adds_up(s, ns).await;
+    operator_status_and_delete(s, ns).await;
+    secrets_return_the_newest_version(s, ns).await;
+}
+
+pub async fn tenants_round_trip_and_refuse_overwrite<S: TenantStore>(s: &S, ns: &str) {
+    let t = tenant(&format!("{ns}acme"));
+    s.put_tenant(&t).await.expect("put tenant");
+    assert_eq!(
+        s.get_tenant(&t.tenant_id).await.expect("get"),
+        Some(t.clone())
+    );
+    assert_eq!(s.put_tenant(&t).await, Err(StoreError::AlreadyExists));
+    assert!(s.list_tenants().await.expect("list").contains(&t));
+    assert_eq!(s.get_tenant(&format!("{ns}nope")).await.expect("get"), None);
+}
+
+pub async fn keys_round_trip_list_by_tenant_and_revoke<S: KeyStore>(s: &S, ns: &str) {
+    let a = key_record(&format!("{ns}keyA0000"), &format!("{ns}t1"));
+    let b = key_record(&format!("{ns}keyB0000"), &format!("{ns}t2"));
+    s.put_key(&a).await.expect("put a");
+    s.put_key(&b).await.expect("put b");
+    assert_eq!(s.put_key(&a).await, Err(StoreError::AlreadyExists));
+    assert_eq!(s.get_key(&a.key_id).await.expect("get"), Some(a.clone()));
+    let t1 = s.list_keys(Some(&a.tenant_id)).await.expect("list");
+    assert_eq!(t1, vec![a.clone()]);
+    s.revoke_key(&a.key_id, 77).await.expect("revoke");
+    let got = s.get_key(&a.key_id).await.expect("get").expect("exists");
+    assert_eq!(got.status, KeyStatus::Revoked);
+    assert_eq!(got.revoked_at, Some(77));
+    assert_eq!(
+        s.revoke_key(&format!("{ns}missing"), 1).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+pub async fn pool_tokens_round_trip_with_strategy<S: PoolStore>(s: &S, ns: &str) {
+    let pool = format!("{ns}pool");
+    let t1 = token(&pool, "t1");
+    let t2 = token(&pool, "t2");
+    s.put_token(&t1).await.expect("put");
+    s.put_token(&t2).await.expect("put");
+    assert_eq!(s.put_token(&t1).await, Err(StoreError::AlreadyExists));
+    s.put_token(&token(&format!("{ns}other"), "t9"))
+        .await
+        .expect("put other");
+    let v = s.load_pool(&pool).await.expect("load");
+    assert_eq!(v.strategy, Strategy::RoundRobin);
+    let mut ids: Vec<_> = v.tokens.iter().map(|t| t.token_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["t1", "t2"]);
+    assert_eq!(v.tokens.iter().find(|t| t.token_id == "t1"), Some(&t1));
+    s.set_pool_config(&PoolConfig {
+        pool: pool.clone(),
+        strategy: Strategy::Priority,
+    })
+    .await
+    .expect("config");
+    assert_eq!(
+        s.load_pool(&pool).await.expect("load").strategy,
+        Strategy::Priority
+    );
+    assert!(
+        s.list_pool_configs()
+            .await
+            .expect("configs")
+            .iter()
+            .any(|c| c.pool == pool)
+    );
+    assert!(s.list_tokens().await.expect("all").len() >= 3);
+}
+
+pub async fn health_change_applies_only_on_expected_version<S: PoolStore>(s: &S, ns: &str) {
+    let pool = format!("{ns}health");
+    s.put_token(&token(&pool, "h1")).await.expect("put");
+    let invalid = TokenChange {
+        status: TokenStatus::Invalid,
+        cooldown_until: None,
+        failures: FailureCount::Increment,
+        last_error: Some("upstream_auth_rejected"),
+    };
+    assert!(
+        s.apply_change(&pool, "h1", 0, &invalid)
+            .await
+            .expect("apply")
+    );
+    // A second instance still holding version 0 loses the race and changes nothing.
+    let cooling = TokenChange {
+        status: TokenStatus::Cooling,
+        cooldown_until: Some(5),
+        failures: FailureCount::Increment,
+        last_error: Some("upstream_rate_limited"),
+    };
+    assert!(
+        !s.apply_change(&pool, "h1", 0, &cooling)
+            .await
+            .expect("apply")
+    );
+    let t = &s.load_pool(&pool).await.expect("load").tokens[0];
+    assert_eq!(t.status, TokenStatus::Invalid);
+    assert_eq!(t.version, 1);
+    assert_eq!(t.consecutive_failures, 1);
+    assert_eq!(t.last_error.as_deref(), Some("upstream_auth_rejected"));
+    assert!(
+        !s.apply_change(&pool, "absent", 0, &cooling)
+            .await
+            .expect("apply")
+    );
+}
+
+pub async fn usage_adds_up<S: PoolStore>(s: &S, ns: &str) {
+    let pool = format!("{ns}usage");
+    s.put_token(&token(&pool, "u1")).await.expect("put");
+    for i in 0..3 {
+        s.record_usage(
+            &pool,
+            "u1",
+            Usage {
+                input: 10,
+                output: 5,
+            },
+            100 + i,
+        )
+        .await
+        .expect("usage");
+    }
+    let t = &s.load_pool(&pool).await.expect("load").tokens[0];
+    assert_eq!((t.requests, t.tokens_in, t.tokens_out), (3, 30, 15));
+    assert_eq!(t.last_used_at, Some(102));
+}
+
+pub async fn operator_status_and_delete<S: PoolStore>(s: &S, ns: &str) {
+    let pool = format!("{ns}ops");
+    let mut t = token(&pool, "o1");
+    t.status = TokenStatus::Cooling;
+    t.cooldown_until = Some(99);
+    t.consecutive_failures = 4;
+    s.put_token(&t).await.expect("put");
+    s.set_token_status(&pool, "o1", TokenStatus::Disabled)
+        .await
+        .expect("disable");
+    let got = &s.load_pool(&pool).await.expect("load").tokens[0];
+    assert_eq!(got.status, TokenStatus::Disabled);
+    assert!(got.version > 0);
+    s.set_token_status(&pool, "o1", TokenStatus::Active)
+        .await
+        .expect("enable");
+    let got = &s.load_pool(&pool).await.expect("load").tokens[0];
+    assert_eq!(got.status, TokenStatus::Active);
+    assert_eq!(got.cooldown_until, None);
+    assert_eq!(got.consecutive_failures, 0);
+    assert_eq!(
+        s.set_token_status(&pool, "nope", TokenStatus::Active).await,
+        Err(StoreError::NotFound)
+    );
+    s.delete_token(&pool, "o1").await.expect("delete");
+    assert!(s.load_pool(&pool).await.expect("load").tokens.is_empty());
+}
+
+pub async fn secrets_return_the_newest_version<S: SecretStore>(s: &S, ns: &str) {
+    let id = format!("{ns}tollgate/pool/s1");
+    s.put_secret(&id, &Secret::new("mock-ok-first"))
+        .await
+        .expect("put");
+    assert_eq!(
+        s.get_secret(&id).await.expect("get").expose(),
+        "mock-ok-first"
+    );
+    s.put_secret(&id, &Secret::new("mock-ok-second"))
+        .await
+        .expect("put");
+    assert_eq!(
+        s.get_secret(&id).await.expect("get").expose(),
+        "mock-ok-second"
+    );
+    s.delete_secret(&id).await.expect("delete");
+    assert!(s.get_secret(&id).await.is_err());
+    assert_eq!(
+        s.get_secret(&format!("{ns}absent")).await,
+        Err(StoreError::NotFound)
+    );
+}
