@@ -1,1 +1,131 @@
-//! placeholder
+//! tollgate's AWS adapters: the store ports of `tollgate-core` on DynamoDB, Secrets Manager
+//! and KMS.
+//!
+//! - [`DynamoStore`] — [`TenantStore`], [`KeyStore`] and [`PoolStore`] on three DynamoDB
+//!   tables (see [`Tables`] and this crate's README for the item layouts).
+//! - [`SecretsManagerStore`] — [`SecretStore`] on Secrets Manager (always stage `AWSCURRENT`).
+//! - [`KmsEnvelope`] — [`Decrypter`] for tenant-owned provider keys, plus `encrypt` for the CLI.
+//!
+//! Every adapter counts its SDK calls in a public [`OpCounter`] (`ops`): reads are
+//! Get/Query/Scan pages/GetSecretValue/Decrypt, writes are Put/Update/Delete/CreateSecret/
+//! PutSecretValue/DeleteSecret/Encrypt.
+//!
+//! Errors: any service or transport failure becomes [`StoreError::Unavailable`] carrying only
+//! the service, the operation and the error kind or code — never request contents or secret
+//! values — so callers fail closed. An item that does not decode becomes
+//! [`StoreError::Corrupt`].
+//!
+//! Construction is cheap and makes no network call: build the [`aws_config::SdkConfig`] once
+//! per process with [`sdk_config`] and the adapters from it (see [`AwsAdapters::from_env`]).
+//!
+//! [`TenantStore`]: tollgate_core::ports::TenantStore
+//! [`KeyStore`]: tollgate_core::ports::KeyStore
+//! [`PoolStore`]: tollgate_core::ports::PoolStore
+//! [`SecretStore`]: tollgate_core::ports::SecretStore
+//! [`Decrypter`]: tollgate_core::ports::Decrypter
+//! [`OpCounter`]: tollgate_core::ports::OpCounter
+//! [`StoreError::Unavailable`]: tollgate_core::ports::StoreError::Unavailable
+//! [`StoreError::Corrupt`]: tollgate_core::ports::StoreError::Corrupt
+
+mod dynamo;
+mod error;
+mod kms;
+mod secrets;
+
+pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
+pub use error::ConfigError;
+pub use kms::KmsEnvelope;
+pub use secrets::SecretsManagerStore;
+
+use std::time::Duration;
+
+/// Environment variable naming the tenants table.
+pub const ENV_TENANTS_TABLE: &str = "TOLLGATE_TENANTS_TABLE";
+/// Environment variable naming the client keys table.
+pub const ENV_KEYS_TABLE: &str = "TOLLGATE_KEYS_TABLE";
+/// Environment variable naming the token pool table.
+pub const ENV_POOL_TABLE: &str = "TOLLGATE_POOL_TABLE";
+/// Environment variable naming the pepper secret (id or ARN).
+pub const ENV_PEPPER_SECRET_ID: &str = "TOLLGATE_PEPPER_SECRET_ID";
+/// Environment variable naming the customer managed KMS key (id, ARN or alias).
+pub const ENV_KMS_KEY_ID: &str = "TOLLGATE_KMS_KEY_ID";
+
+/// Connect timeout the adapters use unless the environment says otherwise.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Per-attempt timeout: a store call that hangs fails closed rather than holding a request.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Whole-operation timeout, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Loads the SDK configuration from the environment (`AWS_REGION`, credentials chain,
+/// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_MAX_ATTEMPTS`, ...), with the short
+/// timeouts above so an unreachable service fails closed quickly. Call once per process.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(default_timeouts())
+        .load()
+        .await
+}
+
+/// The timeouts [`sdk_config`] applies.
+pub fn default_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Every adapter plus the two resource names the proxy and CLI need, built from one
+/// `SdkConfig` and the `TOLLGATE_*` variables.
+#[derive(Debug, Clone)]
+pub struct AwsAdapters {
+    pub dynamo: std::sync::Arc<DynamoStore>,
+    pub secrets: std::sync::Arc<SecretsManagerStore>,
+    pub kms: std::sync::Arc<KmsEnvelope>,
+    /// `TOLLGATE_PEPPER_SECRET_ID`.
+    pub pepper_secret_id: String,
+    /// `TOLLGATE_KMS_KEY_ID`, when set (needed to encrypt, and to create secrets under the
+    /// customer managed key).
+    pub kms_key_id: Option<String>,
+}
+
+impl AwsAdapters {
+    /// [`sdk_config`] plus [`AwsAdapters::from_config`] with the process environment.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let conf = sdk_config().await;
+        Self::from_config(&conf, |k| std::env::var(k).ok())
+    }
+
+    /// Builds every adapter from `conf`, reading the `TOLLGATE_*` names through `var`.
+    /// Secrets created through `secrets` use the KMS key when one is configured.
+    pub fn from_config(
+        conf: &aws_config::SdkConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let tables = Tables::from_vars(&var)?;
+        let pepper_secret_id = required(&var, ENV_PEPPER_SECRET_ID)?;
+        let kms_key_id = var(ENV_KMS_KEY_ID).filter(|v| !v.trim().is_empty());
+        let mut secrets = SecretsManagerStore::new(conf);
+        if let Some(k) = &kms_key_id {
+            secrets = secrets.with_kms_key(k.clone());
+        }
+        Ok(Self {
+            dynamo: std::sync::Arc::new(DynamoStore::new(conf, tables)),
+            secrets: std::sync::Arc::new(secrets),
+            kms: std::sync::Arc::new(KmsEnvelope::new(conf)),
+            pepper_secret_id,
+            kms_key_id,
+        })
+    }
+}
+
+pub(crate) fn required(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    match var(name) {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::MissingVar(name)),
+    }
+}

@@ -247,7 +247,9 @@ fn start_on(moto: &Path, port: u16) -> Result<Child, String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("moto_server exited early ({status}) on port {port}"));
+            return Err(format!(
+                "moto_server exited early ({status}) on port {port}"
+            ));
         }
         if answers_http(port) {
             return Ok(child);
@@ -271,7 +273,8 @@ fn answers_http(port: u16) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
         return false;
     }

@@ -1,0 +1,718 @@
+//! DynamoDB: tenants, client keys and the token pool.
+//!
+//! Records are mapped attribute by attribute with `serde_dynamo` (numbers as `N`, strings as
+//! `S`, maps as `M`, lists as `L`, `SecretRef` as a map with a `kind` tag); `None` fields are
+//! left out of the item rather than stored as `NULL`. Layouts are in this crate's README.
+
+use crate::error::{ConfigError, unavailable};
+use crate::{ENV_KEYS_TABLE, ENV_POOL_TABLE, ENV_TENANTS_TABLE, required};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use tollgate_core::clock::EpochMs;
+use tollgate_core::pool::{FailureCount, TokenChange};
+use tollgate_core::ports::{KeyStore, OpCounter, PoolStore, StoreError, TenantStore};
+use tollgate_core::provider::Usage;
+use tollgate_core::records::{
+    ClientKeyRecord, PoolConfig, PoolView, Strategy, Tenant, TokenRecord, TokenStatus,
+};
+
+/// Sort key of the pool's settings item, in the same partition as the pool's tokens.
+/// A token may not use this id.
+pub const CONFIG_SORT_KEY: &str = "#config";
+/// The keys table's global secondary index on `tenant_id`.
+pub const KEYS_BY_TENANT_INDEX: &str = "by_tenant";
+
+const SERVICE: &str = "dynamodb";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The three table names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Hash key `tenant_id` (S).
+    pub tenants: String,
+    /// Hash key `key_id` (S); GSI `by_tenant` with hash key `tenant_id`.
+    pub keys: String,
+    /// Hash key `pool` (S), range key `token_id` (S).
+    pub pool: String,
+}
+
+impl Tables {
+    /// Reads `TOLLGATE_TENANTS_TABLE`, `TOLLGATE_KEYS_TABLE` and `TOLLGATE_POOL_TABLE`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&|k| std::env::var(k).ok())
+    }
+
+    /// Same as [`Tables::from_env`] through a lookup function (tests, other config sources).
+    pub fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tenants: required(var, ENV_TENANTS_TABLE)?,
+            keys: required(var, ENV_KEYS_TABLE)?,
+            pool: required(var, ENV_POOL_TABLE)?,
+        })
+    }
+}
+
+/// [`TenantStore`], [`KeyStore`] and [`PoolStore`] on DynamoDB.
+///
+/// Point reads (`get_tenant`, `get_key`, `load_pool`) are strongly consistent: a revocation or
+/// a health change is visible to the next read that reaches the table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+    pub ops: std::sync::Arc<OpCounter>,
+}
+
+impl DynamoStore {
+    /// No network call.
+    pub fn new(conf: &aws_config::SdkConfig, tables: Tables) -> Self {
+        Self::from_client(Client::new(conf), tables)
+    }
+
+    pub fn from_client(client: Client, tables: Tables) -> Self {
+        Self {
+            client,
+            tables,
+            ops: Default::default(),
+        }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn to_item<T: Serialize>(what: &'static str, rec: &T) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(rec)
+        .map_err(|e| StoreError::Corrupt(format!("{what} record does not encode: {e}")))?;
+    // Absent optional fields are left out, not stored as NULL.
+    item.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
+    Ok(item)
+}
+
+fn from_item<T: DeserializeOwned>(what: &'static str, item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Corrupt(format!("{what} item does not decode: {e}")))
+}
+
+fn is_config(item: &Item) -> bool {
+    matches!(item.get("token_id"), Some(AttributeValue::S(id)) if id == CONFIG_SORT_KEY)
+}
+
+/// The settings item of a pool.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConfigItem {
+    pool: String,
+    token_id: String,
+    strategy: Strategy,
+}
+
+impl DynamoStore {
+    /// Conditional put; `AlreadyExists` when an item with `key_attr` is there.
+    async fn put_new(
+        &self,
+        table: &str,
+        key_attr: &str,
+        item: Item,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        self.ops.write();
+        let r = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", key_attr)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(unavailable(SERVICE, op, &e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        table: &str,
+        key: Item,
+        op: &'static str,
+    ) -> Result<Option<Item>, StoreError> {
+        self.ops.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, op, &e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of a table (operator paths), one read per page.
+    async fn scan_all(
+        &self,
+        table: &str,
+        filter: Option<(&str, Item)>,
+        op: &'static str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.ops.read();
+            let mut req = self
+                .client
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start.take());
+            if let Some((expr, values)) = &filter {
+                req = req
+                    .filter_expression(*expr)
+                    .set_expression_attribute_values(Some(values.clone()));
+            }
+            let out = req.send().await.map_err(|e| unavailable(SERVICE, op, &e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Every item of one partition (or GSI partition), one read per page.
+    async fn query_all(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        hash_attr: &str,
+        hash_value: &str,
+        op: &'static str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.ops.read();
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .set_index_name(index.map(str::to_owned))
+                // GSIs only support eventually consistent reads.
+                .consistent_read(index.is_none())
+                .key_condition_expression("#h = :h")
+                .expression_attribute_names("#h", hash_attr)
+                .expression_attribute_values(":h", s(hash_value))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable(SERVICE, op, &e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    fn token_key(&self, pool: &str, token_id: &str) -> Item {
+        HashMap::from([
+            ("pool".to_owned(), s(pool)),
+            ("token_id".to_owned(), s(token_id)),
+        ])
+    }
+}
+
+#[async_trait]
+impl TenantStore for DynamoStore {
+    async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
+        let key = HashMap::from([("tenant_id".to_owned(), s(tenant_id))]);
+        self.get(&self.tables.tenants, key, "GetItem(tenants)")
+            .await?
+            .map(|i| from_item("tenant", i))
+            .transpose()
+    }
+
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let item = to_item("tenant", tenant)?;
+        self.put_new(&self.tables.tenants, "tenant_id", item, "PutItem(tenants)")
+            .await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.scan_all(&self.tables.tenants, None, "Scan(tenants)")
+            .await?
+            .into_iter()
+            .map(|i| from_item("tenant", i))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn get_key(&self, key_id: &str) -> Result<Option<ClientKeyRecord>, StoreError> {
+        let key = HashMap::from([("key_id".to_owned(), s(key_id))]);
+        self.get(&self.tables.keys, key, "GetItem(keys)")
+            .await?
+            .map(|i| from_item("client key", i))
+            .transpose()
+    }
+
+    async fn put_key(&self, rec: &ClientKeyRecord) -> Result<(), StoreError> {
+        let item = to_item("client key", rec)?;
+        self.put_new(&self.tables.keys, "key_id", item, "PutItem(keys)")
+            .await
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: EpochMs) -> Result<(), StoreError> {
+        self.ops.write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.tables.keys)
+            .key("key_id", s(key_id))
+            .update_expression("SET #st = :revoked, revoked_at = :at")
+            .condition_expression("attribute_exists(key_id)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":revoked", s("revoked"))
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(unavailable(SERVICE, "UpdateItem(keys)", &e)),
+        }
+    }
+
+    async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
+        let items = match tenant_id {
+            Some(t) => {
+                self.query_all(
+                    &self.tables.keys,
+                    Some(KEYS_BY_TENANT_INDEX),
+                    "tenant_id",
+                    t,
+                    "Query(keys.by_tenant)",
+                )
+                .await?
+            }
+            None => self.scan_all(&self.tables.keys, None, "Scan(keys)").await?,
+        };
+        let mut keys: Vec<ClientKeyRecord> = items
+            .into_iter()
+            .map(|i| from_item("client key", i))
+            .collect::<Result<_, _>>()?;
+        keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok(keys)
+    }
+}
+
+fn is_conditional_update(e: &SdkError<UpdateItemError>) -> bool {
+    e.as_service_error()
+        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+}
+
+/// The stored item a failed conditional update returned (`ALL_OLD`), if any.
+fn old_item(e: &SdkError<UpdateItemError>) -> Option<&Item> {
+    match e.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item(),
+        _ => None,
+    }
+}
+
+/// Which variant of the health update to send: the stored version is bumped only when the
+/// status changes (exactly as `tollgate_core::pool::apply`), and one UpdateItem cannot
+/// branch on a stored value, so each variant carries the status it expects in its condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusGuess {
+    Unchanged,
+    Changed,
+}
+
+impl StatusGuess {
+    /// The likely case for a change: a transient failure below the breaker threshold and a
+    /// success on an active token keep the status; everything else usually moves it.
+    fn likely(change: &TokenChange) -> Self {
+        if change.status == TokenStatus::Active || change.last_error == Some("upstream_unavailable")
+        {
+            StatusGuess::Unchanged
+        } else {
+            StatusGuess::Changed
+        }
+    }
+}
+
+#[async_trait]
+impl PoolStore for DynamoStore {
+    async fn load_pool(&self, pool: &str) -> Result<PoolView, StoreError> {
+        let items = self
+            .query_all(&self.tables.pool, None, "pool", pool, "Query(pool)")
+            .await?;
+        let mut view = PoolView::default();
+        for item in items {
+            if is_config(&item) {
+                let cfg: ConfigItem = from_item("pool settings", item)?;
+                view.strategy = cfg.strategy;
+            } else {
+                view.tokens.push(from_item("token", item)?);
+            }
+        }
+        Ok(view)
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let values = HashMap::from([(":c".to_owned(), s(CONFIG_SORT_KEY))]);
+        self.scan_all(
+            &self.tables.pool,
+            Some(("token_id <> :c", values)),
+            "Scan(pool)",
+        )
+        .await?
+        .into_iter()
+        .map(|i| from_item("token", i))
+        .collect()
+    }
+
+    async fn list_pool_configs(&self) -> Result<Vec<PoolConfig>, StoreError> {
+        let values = HashMap::from([(":c".to_owned(), s(CONFIG_SORT_KEY))]);
+        self.scan_all(
+            &self.tables.pool,
+            Some(("token_id = :c", values)),
+            "Scan(pool)",
+        )
+        .await?
+        .into_iter()
+        .map(|i| {
+            from_item::<ConfigItem>("pool settings", i).map(|c| PoolConfig {
+                pool: c.pool,
+                strategy: c.strategy,
+            })
+        })
+        .collect()
+    }
+
+    async fn set_pool_config(&self, cfg: &PoolConfig) -> Result<(), StoreError> {
+        let item = to_item(
+            "pool settings",
+            &ConfigItem {
+                pool: cfg.pool.clone(),
+                token_id: CONFIG_SORT_KEY.to_owned(),
+                strategy: cfg.strategy,
+            },
+        )?;
+        self.ops.write();
+        self.client
+            .put_item()
+            .table_name(&self.tables.pool)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, "PutItem(pool settings)", &e))?;
+        Ok(())
+    }
+
+    async fn put_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        if t.token_id == CONFIG_SORT_KEY {
+            // The pool's settings item holds that sort key.
+            return Err(StoreError::AlreadyExists);
+        }
+        let item = to_item("token", t)?;
+        self.put_new(&self.tables.pool, "token_id", item, "PutItem(pool)")
+            .await
+    }
+
+    async fn set_token_status(
+        &self,
+        pool: &str,
+        token_id: &str,
+        status: TokenStatus,
+    ) -> Result<(), StoreError> {
+        if token_id == CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.tables.pool)
+            .set_key(Some(self.token_key(pool, token_id)))
+            .condition_expression("attribute_exists(token_id)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status.as_str()))
+            .expression_attribute_values(":one", n(1));
+        req = if status == TokenStatus::Active {
+            req.update_expression(
+                "SET #st = :st, version = version + :one, consecutive_failures = :zero \
+                 REMOVE cooldown_until",
+            )
+            .expression_attribute_values(":zero", n(0))
+        } else {
+            req.update_expression("SET #st = :st, version = version + :one")
+        };
+        self.ops.write();
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
+            Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool status)", &e)),
+        }
+    }
+
+    async fn delete_token(&self, pool: &str, token_id: &str) -> Result<(), StoreError> {
+        if token_id == CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        self.ops.write();
+        let r = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.pool)
+            .set_key(Some(self.token_key(pool, token_id)))
+            .condition_expression("attribute_exists(token_id)")
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(unavailable(SERVICE, "DeleteItem(pool)", &e)),
+        }
+    }
+
+    async fn apply_change(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected_version: u64,
+        change: &TokenChange,
+    ) -> Result<bool, StoreError> {
+        if token_id == CONFIG_SORT_KEY {
+            return Ok(false);
+        }
+        let first = StatusGuess::likely(change);
+        match self
+            .try_apply(pool, token_id, expected_version, change, first)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if is_conditional_update(&e) => {
+                // Lost the race (version moved, or the token is gone) — or the guess about
+                // the stored status was wrong. The returned old item tells which.
+                let Some(old) = old_item(&e) else {
+                    return Ok(false);
+                };
+                let version_matches = matches!(
+                    old.get("version"),
+                    Some(AttributeValue::N(v)) if v.parse::<u64>().ok() == Some(expected_version)
+                );
+                if !version_matches {
+                    return Ok(false);
+                }
+                let second = match first {
+                    StatusGuess::Unchanged => StatusGuess::Changed,
+                    StatusGuess::Changed => StatusGuess::Unchanged,
+                };
+                match self
+                    .try_apply(pool, token_id, expected_version, change, second)
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(e) if is_conditional_update(&e) => Ok(false),
+                    Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool health)", &e)),
+                }
+            }
+            Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool health)", &e)),
+        }
+    }
+
+    async fn record_usage(
+        &self,
+        pool: &str,
+        token_id: &str,
+        usage: Usage,
+        at: EpochMs,
+    ) -> Result<(), StoreError> {
+        if token_id == CONFIG_SORT_KEY {
+            return Ok(());
+        }
+        self.ops.write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.tables.pool)
+            .set_key(Some(self.token_key(pool, token_id)))
+            .update_expression(
+                "ADD requests :one, tokens_in :in, tokens_out :out SET last_used_at = :at",
+            )
+            // A token deleted meanwhile is not recreated as a bare counter item.
+            .condition_expression("attribute_exists(token_id)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":in", n(usage.input))
+            .expression_attribute_values(":out", n(usage.output))
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_update(&e) => Ok(()),
+            Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool usage)", &e)),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// One conditional UpdateItem applying `change` (see `tollgate_core::pool::apply`).
+    async fn try_apply(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected_version: u64,
+        change: &TokenChange,
+        guess: StatusGuess,
+    ) -> Result<(), SdkError<UpdateItemError>> {
+        let mut set = vec!["#st = :st"];
+        let mut remove = Vec::new();
+        let mut add = Vec::new();
+        let mut values: Item = HashMap::from([
+            (":st".to_owned(), s(change.status.as_str())),
+            (":expected".to_owned(), n(expected_version)),
+        ]);
+        let condition = match guess {
+            StatusGuess::Unchanged => {
+                "attribute_exists(token_id) AND version = :expected AND #st = :st"
+            }
+            StatusGuess::Changed => {
+                set.push("version = version + :one");
+                "attribute_exists(token_id) AND version = :expected AND #st <> :st"
+            }
+        };
+        match change.cooldown_until {
+            Some(c) => {
+                set.push("cooldown_until = :cool");
+                values.insert(":cool".to_owned(), n(c));
+            }
+            None => remove.push("cooldown_until"),
+        }
+        if let Some(err) = change.last_error {
+            set.push("last_error = :err");
+            values.insert(":err".to_owned(), s(err));
+        }
+        match change.failures {
+            FailureCount::Reset => {
+                set.push("consecutive_failures = :zero");
+                values.insert(":zero".to_owned(), n(0));
+            }
+            FailureCount::Increment => {
+                add.push("consecutive_failures :one");
+                add.push("total_failures :one");
+            }
+        }
+        if guess == StatusGuess::Changed || change.failures == FailureCount::Increment {
+            values.insert(":one".to_owned(), n(1));
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        if !add.is_empty() {
+            expr.push_str(&format!(" ADD {}", add.join(", ")));
+        }
+        self.ops.write();
+        self.client
+            .update_item()
+            .table_name(&self.tables.pool)
+            .set_key(Some(self.token_key(pool, token_id)))
+            .update_expression(expr)
+            .condition_expression(condition)
+            .expression_attribute_names("#st", "status")
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_name_the_missing_variable() {
+        let err = Tables::from_vars(&|k| (k != ENV_KEYS_TABLE).then(|| "t".to_owned()));
+        assert_eq!(err, Err(ConfigError::MissingVar(ENV_KEYS_TABLE)));
+        assert!(
+            ConfigError::MissingVar(ENV_KEYS_TABLE)
+                .to_string()
+                .contains("TOLLGATE_KEYS_TABLE")
+        );
+    }
+
+    #[test]
+    fn none_fields_are_left_out_and_numbers_are_numbers() {
+        let t = TokenRecord {
+            token_id: "t1".into(),
+            pool: "p".into(),
+            provider: tollgate_core::records::ProviderKind::Openai,
+            base_url: "http://x/v1".into(),
+            secret: tollgate_core::records::SecretRef::KmsBlob {
+                ciphertext_b64: "AAAA".into(),
+                tenant_id: "acme".into(),
+            },
+            owner: "ops".into(),
+            status: TokenStatus::Active,
+            weight: 3,
+            priority: 0,
+            cooldown_until: None,
+            consecutive_failures: 0,
+            total_failures: 0,
+            requests: 7,
+            tokens_in: 0,
+            tokens_out: 0,
+            last_used_at: None,
+            last_error: None,
+            expires_at: None,
+            rotation_state: None,
+            version: 0,
+            created_at: 1,
+        };
+        let item = to_item("token", &t).expect("encode");
+        assert!(!item.contains_key("cooldown_until"));
+        assert_eq!(item.get("requests"), Some(&n(7)));
+        assert_eq!(item.get("status"), Some(&s("active")));
+        match item.get("secret") {
+            Some(AttributeValue::M(m)) => assert_eq!(m.get("kind"), Some(&s("kms_blob"))),
+            other => panic!("secret is not a map: {other:?}"),
+        }
+        assert_eq!(from_item::<TokenRecord>("token", item).expect("decode"), t);
+    }
+}
