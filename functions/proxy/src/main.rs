@@ -1,1 +1,149 @@
-fn main() {}
+//! The proxy function. Wiring only: configuration from the environment, stores, the gateway
+//! pipeline (`tollgate-gateway`), then one of two ways to serve it:
+//!
+//! - **Lambda** (when `AWS_LAMBDA_RUNTIME_API` is set, as in Lambda and `cargo lambda watch`):
+//!   `lambda_http` with response streaming, behind API Gateway.
+//! - **Plain HTTP** (`proxy --http ADDR`, or no Lambda runtime): the same pipeline on a TCP
+//!   listener with `TCP_NODELAY`. Used by the benchmark and for container platforms.
+//!
+//! Stores: DynamoDB + Secrets Manager (+ KMS) by default; `TOLLGATE_STORE=memory` with
+//! `TOLLGATE_MEMORY_SEED=<json>` serves from memory (benchmarks, demos; nothing persists).
+
+mod seed;
+
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tollgate_core::clock::SystemClock;
+use tollgate_gateway::{Gateway, GatewayConfig, RequestId, SourceIp, StdoutAuditSink, Stores, router};
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Operational logs go to stderr as JSON; stdout carries audit and metric lines only.
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(true)
+        .init();
+}
+
+async fn build_stores() -> Result<Stores, String> {
+    match std::env::var("TOLLGATE_STORE").as_deref() {
+        Ok("memory") => {
+            let path = std::env::var("TOLLGATE_MEMORY_SEED")
+                .map_err(|_| "TOLLGATE_STORE=memory needs TOLLGATE_MEMORY_SEED (a seed JSON file)".to_owned())?;
+            let store = Arc::new(seed::load(&path).await?);
+            Ok(Stores {
+                tenants: store.clone(),
+                keys: store.clone(),
+                pools: store.clone(),
+                secrets: store,
+                decrypter: None,
+            })
+        }
+        Ok("aws") | Err(_) => {
+            let sdk = tollgate_aws::sdk_config().await;
+            let tables = tollgate_aws::Tables::from_env().map_err(|e| e.to_string())?;
+            let dynamo = Arc::new(tollgate_aws::DynamoStore::new(
+                tollgate_aws::dynamodb_client(&sdk),
+                tables,
+            ));
+            Ok(Stores {
+                tenants: dynamo.clone(),
+                keys: dynamo.clone(),
+                pools: dynamo,
+                secrets: Arc::new(tollgate_aws::SecretsManagerStore::new(
+                    tollgate_aws::secretsmanager_client(&sdk),
+                )),
+                decrypter: Some(Arc::new(tollgate_aws::KmsEnvelope::new(
+                    tollgate_aws::kms_client(&sdk),
+                ))),
+            })
+        }
+        Ok(other) => Err(format!("TOLLGATE_STORE must be aws or memory, not {other:?}")),
+    }
+}
+
+/// API Gateway's view of the caller and the Lambda request id, as request extensions.
+fn lambda_extensions(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(c)) => c.identity.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV2(c)) => c.http.source_ip.clone(),
+        _ => None,
+    };
+    let ip = ip.and_then(|s| s.parse().ok());
+    let id = req.lambda_context_ref().map(|c| c.request_id.clone());
+    req.extensions_mut().insert(SourceIp(ip));
+    if let Some(id) = id.filter(|s| !s.is_empty()) {
+        req.extensions_mut().insert(RequestId(id));
+    }
+    req
+}
+
+async fn run() -> Result<(), String> {
+    let cfg = GatewayConfig::from_env().map_err(|e| e.to_string())?;
+    let stores = build_stores().await?;
+    let gw = Gateway::new(cfg, stores, Arc::new(SystemClock), Arc::new(StdoutAuditSink))
+        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+    let app = router(gw);
+
+    let args: Vec<String> = std::env::args().collect();
+    let http_addr = args
+        .iter()
+        .position(|a| a == "--http")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| "127.0.0.1:8080".into()));
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+
+    if let (None, true) = (&http_addr, in_lambda) {
+        let svc = tower::ServiceBuilder::new()
+            .map_request(lambda_extensions)
+            .service(app);
+        return lambda_http::run_with_streaming_response(svc)
+            .await
+            .map_err(|e| format!("lambda runtime stopped: {e}"));
+    }
+
+    let addr = http_addr
+        .or_else(|| std::env::var("TOLLGATE_HTTP_ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // One line harnesses can wait for.
+    println!("LISTENING http://{local}");
+    let app = app.layer(axum::middleware::map_request(
+        |ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: axum::extract::Request| async move {
+            req.extensions_mut().insert(SourceIp(Some(peer.ip())));
+            req
+        },
+    ));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .tcp_nodelay(true)
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| format!("server stopped: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "proxy failed to start");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -50,6 +50,12 @@ pub struct AuditRecord {
     pub dlp: BTreeMap<String, u32>,
     pub stream: bool,
     pub error_class: Option<String>,
+    /// Store calls (AWS API calls in production) this request made: cache misses, usage and
+    /// health writes. A malformed key must show 0 and 0.
+    #[serde(default)]
+    pub store_reads: u32,
+    #[serde(default)]
+    pub store_writes: u32,
 }
 
 impl AuditRecord {
@@ -79,6 +85,8 @@ impl AuditRecord {
             dlp: BTreeMap::new(),
             stream: false,
             error_class: None,
+            store_reads: 0,
+            store_writes: 0,
         }
     }
 
@@ -175,6 +183,8 @@ mod tests {
             "dlp",
             "stream",
             "error_class",
+            "store_reads",
+            "store_writes",
         ] {
             assert!(v.get(f).is_some(), "missing {f}");
         }

@@ -141,7 +141,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -215,12 +215,11 @@ pub fn check_scope(
     if !rec.allowed_routes.is_empty() && !rec.allowed_routes.iter().any(|r| r == route.name()) {
         return Err(ScopeFailure::RouteNotAllowed(route.name()));
     }
-    if let Some(m) = model {
-        if !rec.allowed_models.is_empty()
-            && !rec.allowed_models.iter().any(|p| pattern_matches(p, m))
-        {
-            return Err(ScopeFailure::ModelNotAllowed(m.to_owned()));
-        }
+    if let Some(m) = model
+        && !rec.allowed_models.is_empty()
+        && !rec.allowed_models.iter().any(|p| pattern_matches(p, m))
+    {
+        return Err(ScopeFailure::ModelNotAllowed(m.to_owned()));
     }
     Ok(())
 }

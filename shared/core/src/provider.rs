@@ -313,10 +313,11 @@ pub fn cooldown_from_headers<'a>(
             if let Some(v) = parse_go_duration_ms(value) {
                 take(v);
             }
-        } else if name.starts_with("anthropic-ratelimit-") && name.ends_with("-reset") {
-            if let Some(at) = parse_rfc3339(value) {
-                take(at.saturating_sub(now));
-            }
+        } else if name.starts_with("anthropic-ratelimit-")
+            && name.ends_with("-reset")
+            && let Some(at) = parse_rfc3339(value)
+        {
+            take(at.saturating_sub(now));
         }
     }
     best

@@ -1,0 +1,571 @@
+//! The whole request path with in-memory stores, a fake clock and the bundled mock provider
+//! as upstream (on loopback). Each test names the behaviour it pins.
+
+use axum::body::Body;
+use http::{Request, Response};
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tollgate_core::audit::{AuditRecord, Decision};
+use tollgate_core::auth::Peppers;
+use tollgate_core::clock::FakeClock;
+use tollgate_core::key::{ClientKey, KeyEnv};
+use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, TenantStore};
+use tollgate_core::records::{
+    ClientKeyRecord, KeyStatus, ProviderKind, SecretRef, Tenant, TokenRecord, TokenStatus,
+};
+use tollgate_gateway::{Gateway, GatewayConfig, MemoryAuditSink, Stores, router};
+use tollgate_memory::MemoryStore;
+use tower::ServiceExt;
+
+const PEPPER: &str = r#"{"current":"1","v1":"unit-test-pepper-0123456789abcdefghijklmnop"}"#;
+const T0: u64 = 1_800_000_000_000;
+
+struct H {
+    app: axum::Router,
+    store: Arc<MemoryStore>,
+    audit: Arc<MemoryAuditSink>,
+    clock: Arc<FakeClock>,
+    key: String,
+    key_id: String,
+    mock: String,
+}
+
+async fn start_mock() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let cfg = tollgate_mock_provider::Config {
+        stall: std::time::Duration::from_secs(5),
+        ..Default::default()
+    };
+    tokio::spawn(tollgate_mock_provider::serve(l, cfg));
+    format!("http://{addr}")
+}
+
+fn token(pool: &str, id: &str, kind: ProviderKind, base: &str, priority: u32) -> TokenRecord {
+    TokenRecord {
+        token_id: id.into(),
+        pool: pool.into(),
+        provider: kind,
+        base_url: format!("{base}/v1"),
+        secret: SecretRef::SecretsManager {
+            secret_id: format!("tollgate/pool/{id}"),
+        },
+        owner: "ops@example.test".into(),
+        status: TokenStatus::Active,
+        weight: 1,
+        priority,
+        cooldown_until: None,
+        consecutive_failures: 0,
+        total_failures: 0,
+        requests: 0,
+        tokens_in: 0,
+        tokens_out: 0,
+        last_used_at: None,
+        last_error: None,
+        expires_at: None,
+        rotation_state: None,
+        version: 0,
+        created_at: T0,
+    }
+}
+
+/// `tokens`: (pool, token id, token value). Ids sort in the order round-robin tries them.
+async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut GatewayConfig)) -> H {
+    let mock = start_mock().await;
+    let store = Arc::new(MemoryStore::new());
+    store
+        .put_secret("tollgate/pepper", &Secret::new(PEPPER))
+        .await
+        .unwrap();
+    store
+        .put_tenant(&Tenant {
+            tenant_id: "acme".into(),
+            name: "Acme".into(),
+            owner: "platform@acme.test".into(),
+            created_at: T0,
+            disabled: false,
+            model_pools: Default::default(),
+        })
+        .await
+        .unwrap();
+    let k = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(42));
+    let (digest_hex, pepper_version) = Peppers::parse(PEPPER).unwrap().digest_new(&k);
+    store
+        .put_key(&ClientKeyRecord {
+            key_id: k.key_id().into(),
+            tenant_id: "acme".into(),
+            owner: "dev@acme.test".into(),
+            env: KeyEnv::Test,
+            name: "tests".into(),
+            digest_hex,
+            pepper_version,
+            last4: k.last4().into(),
+            status: KeyStatus::Active,
+            created_at: T0,
+            expires_at: Some(T0 + 86_400_000),
+            revoked_at: None,
+            allowed_cidrs: vec![],
+            allowed_models: vec![],
+            allowed_routes: vec![],
+            model_pools: Default::default(),
+        })
+        .await
+        .unwrap();
+    for (pool, id, value) in tokens {
+        let kind = if *pool == "anthropic" {
+            ProviderKind::Anthropic
+        } else {
+            ProviderKind::Openai
+        };
+        store
+            .put_token(&token(pool, id, kind, &mock, 0))
+            .await
+            .unwrap();
+        store
+            .put_secret(&format!("tollgate/pool/{id}"), &Secret::new(*value))
+            .await
+            .unwrap();
+    }
+    let mut cfg = GatewayConfig {
+        upstream_timeout_ms: 2_000,
+        ..GatewayConfig::default()
+    };
+    tweak(&mut cfg);
+    let clock = Arc::new(FakeClock::new(T0));
+    let audit = Arc::new(MemoryAuditSink::default());
+    let gw = Gateway::new(
+        cfg,
+        Stores {
+            tenants: store.clone(),
+            keys: store.clone(),
+            pools: store.clone(),
+            secrets: store.clone(),
+            decrypter: None,
+        },
+        clock.clone(),
+        audit.clone(),
+    )
+    .unwrap();
+    H {
+        app: router(gw),
+        store,
+        audit,
+        clock,
+        key: k.expose().to_owned(),
+        key_id: k.key_id().to_owned(),
+        mock,
+    }
+}
+
+async fn setup(tokens: &[(&str, &str, &str)]) -> H {
+    setup_with(tokens, |_| {}).await
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream, "stream_options": {"include_usage": true},
+           "messages": [{"role": "user", "content": "hi there"}]})
+}
+
+impl H {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Body,
+    ) -> Response<Body> {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(a) = auth {
+            b = b.header("authorization", format!("Bearer {a}"));
+        }
+        b = b.header("content-type", "application/json");
+        self.app
+            .clone()
+            .oneshot(b.body(body).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, String) {
+        let r = self
+            .call("POST", path, Some(&self.key), Body::from(body.to_string()))
+            .await;
+        read(r).await
+    }
+
+    async fn calls(&self) -> Vec<Value> {
+        let text = reqwest::get(format!("{}/_mock/calls", self.mock))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn last_audit(&self) -> AuditRecord {
+        self.audit.records().last().cloned().expect("an audit line")
+    }
+
+    async fn token(&self, pool: &str, id: &str) -> TokenRecord {
+        self.store
+            .load_pool(pool)
+            .await
+            .unwrap()
+            .tokens
+            .into_iter()
+            .find(|t| t.token_id == id)
+            .unwrap()
+    }
+}
+
+async fn read(r: Response<Body>) -> (u16, String) {
+    let status = r.status().as_u16();
+    let b = axum::body::to_bytes(r.into_body(), 1 << 22).await.unwrap();
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
+
+#[tokio::test]
+async fn chat_request_is_forwarded_with_the_pool_token_not_the_client_key() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    let calls = h.calls().await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["token"], "mock-ok-one");
+    assert_eq!(calls[0]["path"], "/v1/chat/completions");
+    assert!(!calls.iter().any(|c| c.to_string().contains(&h.key)));
+    let a = h.last_audit();
+    assert_eq!(a.decision, Decision::Allow);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.tenant.as_deref(), Some("acme"));
+    assert_eq!(a.key_id.as_deref(), Some(h.key_id.as_str()));
+    assert_eq!(a.token_id.as_deref(), Some("t1"));
+    assert!(a.tokens_in.unwrap() > 0 && a.tokens_out.unwrap() > 0);
+    assert!(!a.to_line().contains(&h.key));
+    assert!(!a.to_line().contains("mock-ok-one"));
+    assert_eq!(h.token("openai", "t1").await.requests, 1);
+}
+
+#[tokio::test]
+async fn warm_request_reads_nothing_and_writes_once() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let before = h.store.ops.snapshot();
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let after = h.store.ops.snapshot();
+    assert_eq!(after.0 - before.0, 0, "reads on a warm request");
+    assert_eq!(after.1 - before.1, 1, "writes on a warm request");
+    let a = h.last_audit();
+    assert_eq!((a.store_reads, a.store_writes), (0, 1));
+}
+
+#[tokio::test]
+async fn malformed_keys_get_the_same_401_with_zero_store_calls() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let mut flipped = h.key.clone();
+    let c = if &flipped[20..21] == "a" { "b" } else { "a" };
+    flipped.replace_range(20..21, c);
+    let before = h.store.ops.snapshot();
+    let mut bodies = std::collections::HashSet::new();
+    for (auth, reason) in [
+        (None, "missing_key"),
+        (Some("sk-not-ours"), "bad_prefix"),
+        (Some("tgk_test_short"), "bad_length"),
+        (Some(flipped.as_str()), "bad_checksum"),
+    ] {
+        let r = h
+            .call(
+                "POST",
+                "/v1/chat/completions",
+                auth,
+                Body::from(chat(false).to_string()),
+            )
+            .await;
+        let (status, body) = read(r).await;
+        assert_eq!(status, 401);
+        bodies.insert(body);
+        let a = h.last_audit();
+        assert_eq!(a.reason, reason);
+        assert_eq!((a.store_reads, a.store_writes), (0, 0));
+    }
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        h.store.ops.snapshot(),
+        before,
+        "no store call for a malformed key"
+    );
+    assert!(h.calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_expired_keys_get_the_same_401() {
+    let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+        c.key_cache_ttl_ms = 0
+    })
+    .await;
+    let (_, good_401) = read(
+        h.call("POST", "/v1/chat/completions", None, Body::from("{}"))
+            .await,
+    )
+    .await;
+    let unknown = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(7));
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(unknown.expose()),
+            Body::from(chat(false).to_string()),
+        )
+        .await;
+    assert_eq!(read(r).await, (401, good_401.clone()));
+    assert_eq!(h.last_audit().reason, "unknown_key");
+
+    h.clock.advance_ms(86_400_000);
+    assert_eq!(
+        h.post("/v1/chat/completions", &chat(false)).await,
+        (401, good_401.clone())
+    );
+    assert_eq!(h.last_audit().reason, "expired");
+
+    h.clock.set_ms(T0);
+    h.store.revoke_key(&h.key_id, T0).await.unwrap();
+    assert_eq!(
+        h.post("/v1/chat/completions", &chat(false)).await,
+        (401, good_401)
+    );
+    assert_eq!(h.last_audit().reason, "revoked");
+}
+
+#[tokio::test]
+async fn revoked_key_is_refused_after_cache_ttl() {
+    let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+        c.key_cache_ttl_ms = 5_000
+    })
+    .await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    h.store.revoke_key(&h.key_id, T0).await.unwrap();
+    h.clock.advance_ms(4_999);
+    assert_eq!(
+        h.post("/v1/chat/completions", &chat(false)).await.0,
+        200,
+        "still cached"
+    );
+    h.clock.advance_ms(1);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 401);
+    assert_eq!(h.last_audit().reason, "revoked");
+}
+
+#[tokio::test]
+async fn a_401_token_is_marked_invalid_and_the_request_succeeds_on_the_next() {
+    let h = setup(&[
+        ("openai", "a-bad", "mock-401-x"),
+        ("openai", "b-good", "mock-ok-y"),
+    ])
+    .await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        h.token("openai", "a-bad").await.status,
+        TokenStatus::Invalid
+    );
+    let a = h.last_audit();
+    assert_eq!(a.attempts, 2);
+    assert_eq!(a.token_id.as_deref(), Some("b-good"));
+    // The invalid token is not tried again.
+    h.post("/v1/chat/completions", &chat(false)).await;
+    let tokens: Vec<_> = h.calls().await.iter().map(|c| c["token"].clone()).collect();
+    assert_eq!(tokens, ["mock-401-x", "mock-ok-y", "mock-ok-y"]);
+}
+
+#[tokio::test]
+async fn a_429_cools_the_token_for_retry_after_and_the_next_token_answers() {
+    let h = setup(&[
+        ("openai", "a-busy", "mock-429-x"),
+        ("openai", "b-good", "mock-ok-y"),
+    ])
+    .await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let busy = h.token("openai", "a-busy").await;
+    assert_eq!(busy.status, TokenStatus::Cooling);
+    // The mock sends retry-after: 2 and a 2s reset header: cool for 2 s.
+    assert_eq!(busy.cooldown_until, Some(T0 + 2_000));
+    for _ in 0..3 {
+        h.post("/v1/chat/completions", &chat(false)).await;
+    }
+    let busy_calls = h
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["token"] == "mock-429-x")
+        .count();
+    assert_eq!(busy_calls, 1, "cooling token is skipped");
+    h.clock.advance_ms(2_000);
+    for _ in 0..2 {
+        h.post("/v1/chat/completions", &chat(false)).await;
+    }
+    let busy_calls = h
+        .calls()
+        .await
+        .iter()
+        .filter(|c| c["token"] == "mock-429-x")
+        .count();
+    assert_eq!(busy_calls, 2, "after the cooldown the token is tried again");
+}
+
+#[tokio::test]
+async fn all_tokens_failing_gives_a_bounded_503_in_the_provider_shape() {
+    let h = setup(&[
+        ("anthropic", "a", "mock-500-a"),
+        ("anthropic", "b", "mock-500-b"),
+        ("anthropic", "c", "mock-401-c"),
+        ("anthropic", "d", "mock-500-d"),
+        ("anthropic", "e", "mock-500-e"),
+    ])
+    .await;
+    let body = json!({"model": "claude-sonnet-4", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let r = h
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/v1/messages")
+                .header("x-api-key", &h.key)
+                .header("anthropic-version", "2023-06-01")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (status, text) = read(r).await;
+    assert_eq!(status, 503);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    let max = GatewayConfig::default().retry.max_attempts as usize;
+    assert_eq!(h.calls().await.len(), max, "attempts are bounded");
+    let a = h.last_audit();
+    assert_eq!(a.decision, Decision::Error);
+    assert_eq!(a.attempts as usize, max);
+}
+
+#[tokio::test]
+async fn stream_passes_through_and_records_usage() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("data: "));
+    assert!(body.trim_end().ends_with("data: [DONE]"));
+    // The pump emits the audit line when the stream ends.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let a = h.last_audit();
+    assert!(a.stream);
+    assert_eq!(a.reason, "ok");
+    assert!(a.tokens_out.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn broken_stream_ends_with_an_in_band_error_and_is_not_retried() {
+    let h = setup(&[
+        ("openai", "a", "mock-break3-a"),
+        ("openai", "b", "mock-ok-b"),
+    ])
+    .await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("upstream_stream_interrupted"), "{body}");
+    assert!(!body.contains("[DONE]"));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(h.calls().await.len(), 1, "no retry after the first byte");
+    let a = h.last_audit();
+    assert_eq!(a.reason, "upstream_stream_broken");
+    assert_eq!(a.decision, Decision::Error);
+}
+
+#[tokio::test]
+async fn bad_json_too_large_and_unknown_route_are_refused_in_shape() {
+    let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+        c.max_body_bytes = 1_000
+    })
+    .await;
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from("{not json"),
+        )
+        .await;
+    let (status, body) = read(r).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        "bad_request"
+    );
+    let big = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(2_000)}]});
+    assert_eq!(h.post("/v1/chat/completions", &big).await.0, 413);
+    let r = h
+        .call("POST", "/v1/admin/keys", Some(&h.key), Body::from("{}"))
+        .await;
+    assert_eq!(read(r).await.0, 404);
+    let r = h
+        .call("GET", "/v1/chat/completions", Some(&h.key), Body::empty())
+        .await;
+    assert_eq!(read(r).await.0, 405);
+    assert!(h.calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_store_fails_closed() {
+    let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+        c.key_cache_ttl_ms = 0
+    })
+    .await;
+    h.store.set_failing(true);
+    let (status, _) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 503);
+    assert_eq!(h.last_audit().reason, "store_unavailable");
+    assert!(h.calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn models_outside_the_key_scope_get_a_403_naming_the_model() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let scoped = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(99));
+    let mut rec = h.store.get_key(&h.key_id).await.unwrap().unwrap();
+    let (digest_hex, _) = Peppers::parse(PEPPER).unwrap().digest_new(&scoped);
+    rec.key_id = scoped.key_id().into();
+    rec.digest_hex = digest_hex;
+    rec.last4 = scoped.last4().into();
+    rec.allowed_models = vec!["gpt-4o*".into()];
+    h.store.put_key(&rec).await.unwrap();
+    let ask = |model: &str| {
+        Body::from(
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )
+    };
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(scoped.expose()),
+            ask("o3-pro"),
+        )
+        .await;
+    let (status, body) = read(r).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("o3-pro"), "{body}");
+    assert_eq!(h.last_audit().reason, "model_not_allowed");
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(scoped.expose()),
+            ask("gpt-4o-mini"),
+        )
+        .await;
+    assert_eq!(read(r).await.0, 200);
+    assert_eq!(h.calls().await.len(), 1);
+}
