@@ -1,0 +1,538 @@
+//! The command line, as clap types. Every value is validated here, so a malformed id, URL,
+//! CIDR, time or duration is a usage error (exit 2) before anything touches AWS.
+//!
+//! There is deliberately no flag that takes a secret: a pool token's value comes from stdin
+//! or from the environment variable `--value-env` names.
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+use tollgate_core::clock::{EpochMs, parse_rfc3339};
+use tollgate_core::key::KeyEnv;
+use tollgate_core::provider::Route;
+use tollgate_core::records::{ProviderKind, Strategy};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Operate a tollgate gateway: tenants, client keys and the upstream token pool.",
+    long_about = "Operate a tollgate gateway: tenants, client keys and the upstream token pool.\n\n\
+AWS access uses the usual credential chain and region settings; AWS_ENDPOINT_URL points it at \
+a local emulator. Tables come from TOLLGATE_TENANTS_TABLE, TOLLGATE_KEYS_TABLE and \
+TOLLGATE_POOL_TABLE (defaults tollgate-tenants, tollgate-keys, tollgate-pool); the pepper \
+secret from TOLLGATE_PEPPER_SECRET_ID (default tollgate/pepper); pool token secrets are \
+encrypted with TOLLGATE_KMS_KEY_ID when set."
+)]
+pub struct Cli {
+    /// Print one JSON document instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tenants: the teams or applications keys are issued to.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Client keys (tgk_live_… / tgk_test_…).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Upstream provider tokens in the pool.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Pool health and selection strategy.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create(TenantCreate),
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreate {
+    /// Tenant id: letters, digits, `.`, `_`, `-` (up to 64).
+    #[arg(value_parser = parse_id)]
+    pub tenant_id: String,
+    /// Human-readable name.
+    #[arg(long, value_parser = parse_label)]
+    pub name: String,
+    /// Who answers for this tenant (a person or team address).
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Issue a client key. The key is printed once and never stored.
+    Issue(KeyIssue),
+    /// List keys (display form only).
+    List(KeyList),
+    /// Show one key, by key id, display form or the full key.
+    Show(KeyRef),
+    /// Revoke a key.
+    Revoke(KeyRevoke),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyIssue {
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: String,
+    /// Who answers for this key.
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: String,
+    /// A label, e.g. the application or environment using the key.
+    #[arg(long, value_parser = parse_label)]
+    pub name: Option<String>,
+    /// live or test.
+    #[arg(long, default_value = "live", value_parser = parse_env)]
+    pub env: KeyEnv,
+    /// Lifetime, e.g. 90m, 12h, 30d, 2w.
+    #[arg(long, value_parser = parse_duration_ms, conflicts_with = "expires_at")]
+    pub expires_in: Option<u64>,
+    /// Expiry as RFC 3339, e.g. 2026-01-31T00:00:00Z.
+    #[arg(long, value_parser = parse_time)]
+    pub expires_at: Option<EpochMs>,
+    /// Source network allowed to use the key (repeatable; none = any).
+    #[arg(long = "allow-cidr", value_parser = parse_cidr)]
+    pub allow_cidr: Vec<IpNet>,
+    /// Model the key may use: exact name or `prefix*` (repeatable; none = any).
+    #[arg(long = "allow-model", value_parser = parse_model_pattern)]
+    pub allow_model: Vec<String>,
+    /// Route the key may call, e.g. chat.completions, messages (repeatable; none = all).
+    #[arg(long = "allow-route", value_parser = parse_route)]
+    pub allow_route: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyList {
+    /// Only this tenant's keys.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRef {
+    /// Key id (12 characters), display form (tgk_live_<id>…<last4>) or the full key.
+    pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRevoke {
+    /// Key id, display form or full key.
+    pub key: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Add a provider token. The value is read from stdin, or from the variable --value-env names.
+    Add(TokenAdd),
+    /// List tokens.
+    List(TokenList),
+    /// Put a token back into rotation (clears cooldown and failure streak).
+    Enable(TokenRef),
+    /// Take a token out of rotation.
+    Disable(TokenRef),
+    /// Delete a token and its secret.
+    Remove(TokenRemove),
+    /// Store a new value for a token (stdin or --value-env).
+    SetValue(TokenSetValue),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenAdd {
+    #[arg(long, value_parser = parse_id)]
+    pub pool: String,
+    /// openai or anthropic.
+    #[arg(long, value_parser = parse_provider)]
+    pub provider: ProviderKind,
+    /// Provider base URL including the version prefix (default: the provider's public API).
+    /// Checked after parsing (see [`parse_from`]) so a rejected URL is never echoed.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Weight for the weighted strategy.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub weight: u32,
+    /// Priority tier (lower first) for the priority strategy.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub priority: u32,
+    /// Who answers for this token (default: $USER).
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: Option<String>,
+    /// Token id (default: tok_ + 10 random characters).
+    #[arg(long, value_parser = parse_id)]
+    pub id: Option<String>,
+    /// Expiry as RFC 3339.
+    #[arg(long, value_parser = parse_time)]
+    pub expires_at: Option<EpochMs>,
+    /// Read the value from this environment variable instead of stdin.
+    #[arg(long, value_name = "VAR", value_parser = parse_env_var_name)]
+    pub value_env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenList {
+    #[arg(long, value_parser = parse_id)]
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRef {
+    #[arg(value_parser = parse_id)]
+    pub pool: String,
+    #[arg(value_parser = parse_id)]
+    pub token_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRemove {
+    #[command(flatten)]
+    pub token: TokenRef,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenSetValue {
+    #[command(flatten)]
+    pub token: TokenRef,
+    /// Read the value from this environment variable instead of stdin.
+    #[arg(long, value_name = "VAR", value_parser = parse_env_var_name)]
+    pub value_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Strategy and per-token health of one pool, or of every pool.
+    Show(PoolShow),
+    /// Set a pool's selection strategy.
+    SetStrategy(PoolSetStrategy),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolShow {
+    #[arg(value_parser = parse_id)]
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolSetStrategy {
+    #[arg(value_parser = parse_id)]
+    pub pool: String,
+    /// round_robin, least_used, weighted or priority.
+    #[arg(value_parser = parse_strategy)]
+    pub strategy: Strategy,
+}
+
+/// Parses the command line: clap first, then the checks whose error must not echo the value
+/// (a base URL may carry credentials, and clap's own message repeats the rejected value).
+/// Both kinds of failure are usage errors (exit 2).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cli = Cli::try_parse_from(args)?;
+    let base_url = match &mut cli.command {
+        Command::Token(TokenCmd::Add(add)) => add.base_url.as_mut(),
+        _ => None,
+    };
+    if let Some(u) = base_url {
+        *u = parse_base_url(u).map_err(|msg| {
+            use clap::CommandFactory;
+            Cli::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--base-url': {msg}"),
+            )
+        })?;
+    }
+    Ok(cli)
+}
+
+// ---- value parsers ----
+
+/// Tenant, pool and token ids: they end up in table keys and secret names.
+pub fn parse_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit".into())
+    }
+}
+
+fn parse_text(s: &str, what: &str, max: usize) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(format!("{what} must be at most {max} characters"));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(t.to_owned())
+}
+
+pub fn parse_owner(s: &str) -> Result<String, String> {
+    parse_text(s, "owner", 256)
+}
+
+pub fn parse_label(s: &str) -> Result<String, String> {
+    parse_text(s, "name", 128)
+}
+
+pub fn parse_env(s: &str) -> Result<KeyEnv, String> {
+    s.parse()
+}
+
+pub fn parse_provider(s: &str) -> Result<ProviderKind, String> {
+    s.parse()
+}
+
+pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse()
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `2w` → milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let err = || format!("expected a duration like 30d, 12h, 90m, 45s or 2w, not {s:?}");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| err())?;
+    let mult: u64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(err()),
+    };
+    match n.checked_mul(mult) {
+        Some(0) => Err("duration must be positive".into()),
+        Some(ms) => Ok(ms),
+        None => Err(err()),
+    }
+}
+
+pub fn parse_time(s: &str) -> Result<EpochMs, String> {
+    parse_rfc3339(s)
+        .ok_or_else(|| format!("expected an RFC 3339 time like 2026-01-31T00:00:00Z, not {s:?}"))
+}
+
+/// A CIDR, or a bare address meaning just that host. Host bits are cleared.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("expected a CIDR like 10.0.0.0/8 or an IP address, not {s:?}"))
+}
+
+pub fn parse_model_pattern(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let star = s.find('*');
+    if s.is_empty()
+        || s.len() > 128
+        || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        || star.is_some_and(|i| i != s.len() - 1)
+    {
+        return Err(format!(
+            "a model pattern is an exact model name or a prefix ending in '*', not {s:?}"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+pub const ROUTES: [Route; 7] = [
+    Route::ChatCompletions,
+    Route::Completions,
+    Route::Embeddings,
+    Route::Responses,
+    Route::Models,
+    Route::Messages,
+    Route::CountTokens,
+];
+
+pub fn parse_route(s: &str) -> Result<String, String> {
+    ROUTES
+        .iter()
+        .map(|r| r.name())
+        .find(|n| *n == s)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ROUTES.iter().map(|r| r.name()).collect();
+            format!("unknown route {s:?}; one of: {}", names.join(", "))
+        })
+}
+
+/// An http(s) base URL with a host and no credentials, query or fragment. The trailing `/`
+/// is dropped (route suffixes start with one).
+pub fn parse_base_url(s: &str) -> Result<String, String> {
+    let u = url::Url::parse(s.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err("the base URL must use http or https".into());
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("the base URL must have a host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        // Never echo the URL back: it carries credentials.
+        return Err(
+            "the base URL must not contain credentials; the token value carries them".into(),
+        );
+    }
+    if u.query().is_some() {
+        return Err("the base URL must not have a query string".into());
+    }
+    if u.fragment().is_some() {
+        return Err("the base URL must not have a fragment".into());
+    }
+    Ok(u.as_str().trim_end_matches('/').to_owned())
+}
+
+pub fn parse_env_var_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("expected an environment variable name (letters, digits, '_')".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn there_is_no_value_flag_for_token_secrets() {
+        let e = Cli::try_parse_from([
+            "tollgate",
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--value",
+            "sk-x",
+        ])
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn a_rejected_base_url_is_a_usage_error_that_does_not_echo_it() {
+        let e = parse_from([
+            "tollgate",
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--base-url",
+            "https://u:hunter2@x/v1",
+        ])
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let ok = parse_from([
+            "tollgate",
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1/",
+        ])
+        .unwrap();
+        let Command::Token(TokenCmd::Add(a)) = ok.command else {
+            panic!()
+        };
+        assert_eq!(a.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+    }
+
+    #[test]
+    fn ids_and_texts() {
+        assert!(parse_id("acme-prod_1.x").is_ok());
+        for bad in ["", "-x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(parse_id(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_owner("  a@b.test ").unwrap(), "a@b.test");
+        assert!(parse_owner("  ").is_err());
+        assert!(parse_owner("a\nb").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("30d"), Ok(30 * 86_400_000));
+        assert_eq!(parse_duration_ms("90m"), Ok(90 * 60_000));
+        assert_eq!(parse_duration_ms("2w"), Ok(14 * 86_400_000));
+        for bad in ["", "d", "30", "30x", "0d", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidrs_models_routes() {
+        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
+        assert_eq!(
+            parse_cidr("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_model_pattern("gpt-4o*").is_ok());
+        assert!(parse_model_pattern("gpt*4o").is_err());
+        assert!(parse_route("chat.completions").is_ok());
+        assert!(parse_route("chat").is_err());
+    }
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            parse_base_url("https://api.openai.com/v1/").unwrap(),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080/v1").unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        assert!(parse_base_url("ftp://x/v1").is_err());
+        assert!(parse_base_url("https://x/v1?key=1").is_err());
+        assert!(parse_base_url("https://x/v1#f").is_err());
+        let e = parse_base_url("https://user:hunter2@x/v1").unwrap_err();
+        assert!(!e.contains("hunter2"));
+        assert!(parse_base_url("not a url").is_err());
+    }
+}

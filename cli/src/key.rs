@@ -1,0 +1,378 @@
+//! `tollgate key issue | list | show | revoke`.
+//!
+//! The plaintext key exists only inside `issue`, long enough to digest it and print it once.
+//! Every other output uses the display form (prefix + key id + `…` + last 4).
+
+use crate::args::{KeyCmd, KeyIssue, KeyList, KeyRef, KeyRevoke};
+use crate::ctx::{Ctx, confirm};
+use crate::error::{CliError, Result, StoreContext};
+use crate::output::{Out, Table, fields, or_dash, time_or_dash};
+use serde_json::json;
+use tollgate_core::auth::Peppers;
+use tollgate_core::base62::is_base62;
+use tollgate_core::clock::{EpochMs, rfc3339};
+use tollgate_core::key::{ClientKey, KEY_ID_LEN, KeyEnv, digest_eq};
+use tollgate_core::ports::StoreError;
+use tollgate_core::records::{ClientKeyRecord, KeyStatus};
+
+/// Key id collisions (12 base62 characters) are astronomically rare; a few tries is plenty.
+const ISSUE_ATTEMPTS: usize = 5;
+
+pub async fn run(ctx: &mut Ctx<'_>, cmd: KeyCmd) -> Result<Out> {
+    match cmd {
+        KeyCmd::Issue(a) => issue(ctx, a).await,
+        KeyCmd::List(a) => list(ctx, a).await,
+        KeyCmd::Show(a) => show(ctx, a).await,
+        KeyCmd::Revoke(a) => revoke(ctx, a).await,
+    }
+}
+
+async fn load_peppers(ctx: &Ctx<'_>) -> Result<Peppers> {
+    let id = &ctx.settings.pepper_secret_id;
+    let raw = match ctx.secrets.get_secret(id).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound) => {
+            return Err(CliError::new(format!(
+                "the pepper secret {id:?} does not exist (set TOLLGATE_PEPPER_SECRET_ID, or create it: \
+                 JSON {{\"current\": \"1\", \"v1\": \"<at least 32 random characters>\"}})"
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::store(
+                format!("reading the pepper secret {id:?}"),
+                e,
+            ));
+        }
+    };
+    Peppers::parse(raw.expose())
+        .map_err(|e| CliError::new(format!("the pepper secret {id:?} is unusable: {e}")))
+}
+
+pub async fn issue(ctx: &mut Ctx<'_>, a: KeyIssue) -> Result<Out> {
+    let tenant = ctx
+        .tenants
+        .get_tenant(&a.tenant)
+        .await
+        .ctx(format!("reading tenant {:?}", a.tenant))?
+        .ok_or_else(|| {
+            CliError::new(format!(
+                "tenant {:?} does not exist; create it first with `tollgate tenant create`",
+                a.tenant
+            ))
+        })?;
+    if tenant.disabled {
+        return Err(CliError::new(format!(
+            "tenant {:?} is disabled; its keys would not authenticate",
+            a.tenant
+        )));
+    }
+    let now = ctx.clock.now_ms();
+    let expires_at = match (a.expires_in, a.expires_at) {
+        (Some(d), _) => Some(now.saturating_add(d)),
+        (None, Some(t)) if t <= now => {
+            return Err(CliError::new(format!(
+                "--expires-at {} is not in the future",
+                rfc3339(t)
+            )));
+        }
+        (None, t) => t,
+    };
+    let peppers = load_peppers(ctx).await?;
+
+    for _ in 0..ISSUE_ATTEMPTS {
+        let key = ClientKey::generate(a.env, ctx.rng);
+        let (digest_hex, pepper_version) = peppers.digest_new(&key);
+        let rec = ClientKeyRecord {
+            key_id: key.key_id().to_owned(),
+            tenant_id: tenant.tenant_id.clone(),
+            owner: a.owner.clone(),
+            env: a.env,
+            name: a.name.clone().unwrap_or_default(),
+            digest_hex,
+            pepper_version,
+            last4: key.last4().to_owned(),
+            status: KeyStatus::Active,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+            allowed_cidrs: a.allow_cidr.clone(),
+            allowed_models: a.allow_model.clone(),
+            allowed_routes: a.allow_route.clone(),
+            model_pools: Default::default(),
+        };
+        match ctx.keys.put_key(&rec).await {
+            Ok(()) => return Ok(issued(&key, &rec)),
+            Err(StoreError::AlreadyExists) => continue,
+            Err(e) => return Err(CliError::store("storing the new key", e)),
+        }
+    }
+    Err(CliError::new(format!(
+        "could not find a free key id after {ISSUE_ATTEMPTS} attempts; nothing was issued"
+    )))
+}
+
+fn issued(key: &ClientKey, rec: &ClientKeyRecord) -> Out {
+    let human = format!(
+        "Issued key {display} for tenant {tenant} (owner {owner}, expires {exp}).\n\n    {full}\n\n\
+         Store this key now: it will not be shown again.\n",
+        display = rec.display(),
+        tenant = rec.tenant_id,
+        owner = rec.owner,
+        exp = rec
+            .expires_at
+            .map(rfc3339)
+            .unwrap_or_else(|| "never".into()),
+        full = key.expose(),
+    );
+    let mut json = record_json(rec, rec.created_at);
+    json["key"] = json!(key.expose());
+    json["warning"] = json!("store this key now: it will not be shown again");
+    Out::new(human, json)
+}
+
+pub fn status(rec: &ClientKeyRecord, now: EpochMs) -> &'static str {
+    match rec.status {
+        KeyStatus::Revoked => "revoked",
+        KeyStatus::Active if rec.expires_at.is_some_and(|e| e <= now) => "expired",
+        KeyStatus::Active => "active",
+    }
+}
+
+/// Everything about a key record except its digest.
+fn record_json(rec: &ClientKeyRecord, now: EpochMs) -> serde_json::Value {
+    json!({
+        "key_id": rec.key_id,
+        "display": rec.display(),
+        "tenant_id": rec.tenant_id,
+        "owner": rec.owner,
+        "name": rec.name,
+        "env": rec.env,
+        "status": status(rec, now),
+        "created_at": rfc3339(rec.created_at),
+        "expires_at": rec.expires_at.map(rfc3339),
+        "revoked_at": rec.revoked_at.map(rfc3339),
+        "pepper_version": rec.pepper_version,
+        "allowed_cidrs": rec.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "allowed_models": rec.allowed_models,
+        "allowed_routes": rec.allowed_routes,
+        "model_pools": rec.model_pools,
+    })
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, a: KeyList) -> Result<Out> {
+    let mut keys = ctx
+        .keys
+        .list_keys(a.tenant.as_deref())
+        .await
+        .ctx("listing keys")?;
+    keys.sort_by(|x, y| {
+        (&x.tenant_id, x.created_at, &x.key_id).cmp(&(&y.tenant_id, y.created_at, &y.key_id))
+    });
+    let now = ctx.clock.now_ms();
+    let mut table = Table::new([
+        "KEY", "TENANT", "NAME", "STATUS", "OWNER", "CREATED", "EXPIRES",
+    ]);
+    for k in &keys {
+        table.row([
+            k.display(),
+            k.tenant_id.clone(),
+            or_dash(&k.name),
+            status(k, now).to_owned(),
+            k.owner.clone(),
+            rfc3339(k.created_at),
+            time_or_dash(k.expires_at),
+        ]);
+    }
+    let human = if keys.is_empty() {
+        "No keys.".to_owned()
+    } else {
+        table.render()
+    };
+    Ok(Out::new(
+        human,
+        json!({ "keys": keys.iter().map(|k| record_json(k, now)).collect::<Vec<_>>() }),
+    ))
+}
+
+/// What the operator typed to name a key.
+#[derive(Debug)]
+pub enum KeyLookup {
+    Id(String),
+    /// Display form: key id plus the last 4 characters to double-check.
+    Display {
+        key_id: String,
+        last4: String,
+    },
+    /// A full key (e.g. one found in a leak): its id, plus the key to check against the digest.
+    Full(ClientKey),
+}
+
+impl KeyLookup {
+    pub fn key_id(&self) -> &str {
+        match self {
+            KeyLookup::Id(id) | KeyLookup::Display { key_id: id, .. } => id,
+            KeyLookup::Full(k) => k.key_id(),
+        }
+    }
+}
+
+fn is_key_id(s: &str) -> bool {
+    s.len() == KEY_ID_LEN && s.bytes().all(is_base62)
+}
+
+/// Never puts the input in an error: it may be a full key.
+pub fn parse_lookup(s: &str) -> Result<KeyLookup> {
+    let s = s.trim();
+    if is_key_id(s) {
+        return Ok(KeyLookup::Id(s.to_owned()));
+    }
+    let body = [KeyEnv::Live, KeyEnv::Test]
+        .iter()
+        .find_map(|e| s.strip_prefix(e.prefix()));
+    let Some(body) = body else {
+        return Err(CliError::new(
+            "expected a key id (12 letters or digits), a display form (tgk_live_<id>…<last4>) or a full key",
+        ));
+    };
+    for ellipsis in ["…", "..."] {
+        if let Some((id, last4)) = body.split_once(ellipsis) {
+            if is_key_id(id) && last4.len() == 4 && last4.bytes().all(is_base62) {
+                return Ok(KeyLookup::Display {
+                    key_id: id.to_owned(),
+                    last4: last4.to_owned(),
+                });
+            }
+            return Err(CliError::new(
+                "malformed display form: expected tgk_live_<12-character id>…<last 4>",
+            ));
+        }
+    }
+    ClientKey::parse(s)
+        .map(KeyLookup::Full)
+        .map_err(|e| CliError::new(format!("the key given is not a valid tollgate key ({e})")))
+}
+
+async fn find(ctx: &Ctx<'_>, lookup: &KeyLookup) -> Result<ClientKeyRecord> {
+    let id = lookup.key_id();
+    let rec = ctx
+        .keys
+        .get_key(id)
+        .await
+        .ctx(format!("reading key {id}"))?
+        .ok_or_else(|| CliError::new(format!("no key with id {id}")))?;
+    match lookup {
+        KeyLookup::Display { last4, .. } if *last4 != rec.last4 => Err(CliError::new(format!(
+            "key {id} exists but ends in {}, not {last4}: not the key named",
+            rec.last4
+        ))),
+        _ => Ok(rec),
+    }
+}
+
+pub async fn show(ctx: &mut Ctx<'_>, a: KeyRef) -> Result<Out> {
+    let lookup = parse_lookup(&a.key)?;
+    let rec = find(ctx, &lookup).await?;
+    let now = ctx.clock.now_ms();
+    let mut json = record_json(&rec, now);
+    let mut pairs = vec![
+        ("key", rec.display()),
+        ("key id", rec.key_id.clone()),
+        ("tenant", rec.tenant_id.clone()),
+        ("name", or_dash(&rec.name)),
+        ("owner", rec.owner.clone()),
+        ("env", env_name(rec.env).to_owned()),
+        ("status", status(&rec, now).to_owned()),
+        ("created", rfc3339(rec.created_at)),
+        ("expires", time_or_dash(rec.expires_at)),
+        ("revoked", time_or_dash(rec.revoked_at)),
+        (
+            "allowed cidrs",
+            list_or_any(rec.allowed_cidrs.iter().map(ToString::to_string)),
+        ),
+        (
+            "allowed models",
+            list_or_any(rec.allowed_models.iter().cloned()),
+        ),
+        (
+            "allowed routes",
+            list_or_any(rec.allowed_routes.iter().cloned()),
+        ),
+    ];
+    if let KeyLookup::Full(key) = &lookup {
+        // A full key was given (say, from a leak report): tell whether it is this record's key.
+        let peppers = load_peppers(ctx).await?;
+        let matches = peppers.get(rec.pepper_version).is_some_and(|p| {
+            digest_eq(
+                tollgate_core::auth::hex(&key.digest(p)).as_bytes(),
+                rec.digest_hex.as_bytes(),
+            )
+        });
+        json["presented_key_matches"] = json!(matches);
+        pairs.push((
+            "presented key",
+            if matches {
+                "matches this record".to_owned()
+            } else {
+                "does NOT match this record (same id, different secret)".to_owned()
+            },
+        ));
+    }
+    Ok(Out::new(fields(&pairs), json))
+}
+
+fn env_name(e: KeyEnv) -> &'static str {
+    match e {
+        KeyEnv::Live => "live",
+        KeyEnv::Test => "test",
+    }
+}
+
+fn list_or_any(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "any".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+pub async fn revoke(ctx: &mut Ctx<'_>, a: KeyRevoke) -> Result<Out> {
+    let lookup = parse_lookup(&a.key)?;
+    let rec = find(ctx, &lookup).await?;
+    let display = rec.display();
+    if rec.status == KeyStatus::Revoked {
+        let json = json!({ "key_id": rec.key_id, "display": display, "status": "revoked", "changed": false });
+        return Ok(Out::new(
+            format!(
+                "Key {display} was already revoked at {}.",
+                time_or_dash(rec.revoked_at)
+            ),
+            json,
+        ));
+    }
+    confirm(
+        ctx,
+        a.yes,
+        &format!(
+            "Revoke key {display} of tenant {} (owner {})?",
+            rec.tenant_id, rec.owner
+        ),
+    )?;
+    let now = ctx.clock.now_ms();
+    ctx.keys
+        .revoke_key(&rec.key_id, now)
+        .await
+        .ctx(format!("revoking key {}", rec.key_id))?;
+    let note = "takes effect within the proxy's key cache TTL (a few seconds by default)";
+    Ok(Out::new(
+        format!("Revoked key {display}; this {note}."),
+        json!({
+            "key_id": rec.key_id,
+            "display": display,
+            "status": "revoked",
+            "revoked_at": rfc3339(now),
+            "changed": true,
+            "note": note,
+        }),
+    ))
+}

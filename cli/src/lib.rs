@@ -1,0 +1,30 @@
+//! The `tollgate` operator CLI as a library: argument types ([`args`]), and one module per
+//! command group, each written against the store port traits so it runs unchanged on the AWS
+//! adapters (the binary) and on `MemoryStore` (the unit tests). `main.rs` only parses, builds
+//! the AWS-backed stores and dispatches through [`run`].
+
+pub mod args;
+pub mod ctx;
+pub mod error;
+pub mod key;
+pub mod output;
+pub mod pool;
+pub mod tenant;
+pub mod token;
+
+pub use ctx::{Console, Ctx, Settings, StdConsole};
+pub use error::CliError;
+pub use output::Out;
+
+/// Runs one command.
+pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out> {
+    match command {
+        args::Command::Tenant(c) => tenant::run(ctx, c).await,
+        args::Command::Key(c) => key::run(ctx, c).await,
+        args::Command::Token(c) => token::run(ctx, c).await,
+        args::Command::Pool(c) => pool::run(ctx, c).await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

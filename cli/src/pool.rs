@@ -1,0 +1,148 @@
+//! `tollgate pool show | set-strategy`.
+
+use crate::args::{PoolCmd, PoolSetStrategy, PoolShow};
+use crate::ctx::Ctx;
+use crate::error::{Result, StoreContext};
+use crate::output::{Out, Table, or_dash, remaining, time_or_dash, truncate};
+use crate::token::token_json;
+use serde_json::json;
+use std::collections::BTreeMap;
+use tollgate_core::clock::EpochMs;
+use tollgate_core::records::{PoolConfig, PoolView, TokenRecord};
+
+pub async fn run(ctx: &mut Ctx<'_>, cmd: PoolCmd) -> Result<Out> {
+    match cmd {
+        PoolCmd::Show(a) => show(ctx, a).await,
+        PoolCmd::SetStrategy(a) => set_strategy(ctx, a).await,
+    }
+}
+
+pub async fn show(ctx: &mut Ctx<'_>, a: PoolShow) -> Result<Out> {
+    let pools: BTreeMap<String, PoolView> = match &a.pool {
+        Some(p) => {
+            let view = ctx
+                .pools
+                .load_pool(p)
+                .await
+                .ctx(format!("reading pool {p}"))?;
+            BTreeMap::from([(p.clone(), view)])
+        }
+        None => {
+            let mut m: BTreeMap<String, PoolView> = BTreeMap::new();
+            for cfg in ctx
+                .pools
+                .list_pool_configs()
+                .await
+                .ctx("listing pool settings")?
+            {
+                m.entry(cfg.pool).or_default().strategy = cfg.strategy;
+            }
+            for t in ctx.pools.list_tokens().await.ctx("listing tokens")? {
+                m.entry(t.pool.clone()).or_default().tokens.push(t);
+            }
+            m
+        }
+    };
+    let now = ctx.clock.now_ms();
+    Ok(render(&pools, now))
+}
+
+/// Both renderings of a set of pools at time `now`.
+pub fn render(pools: &BTreeMap<String, PoolView>, now: EpochMs) -> Out {
+    let mut human = String::new();
+    let mut json_pools = Vec::new();
+    if pools.is_empty() {
+        human.push_str("No pools. Add a token with `tollgate token add`.\n");
+    }
+    for (name, view) in pools {
+        let mut tokens: Vec<&TokenRecord> = view.tokens.iter().collect();
+        tokens.sort_by(|x, y| (x.priority, &x.token_id).cmp(&(y.priority, &y.token_id)));
+        let usable = tokens
+            .iter()
+            .filter(|t| tollgate_core::pool::is_eligible(t, now))
+            .count();
+        if !human.is_empty() {
+            human.push('\n');
+        }
+        human.push_str(&format!(
+            "pool {name}  strategy {}  tokens {}  usable now {usable}\n",
+            view.strategy.as_str(),
+            tokens.len()
+        ));
+        if tokens.is_empty() {
+            human.push_str("  (no tokens)\n");
+        } else {
+            human.push_str(&token_table(&tokens, now).render());
+        }
+        json_pools.push(json!({
+            "pool": name,
+            "strategy": view.strategy,
+            "usable": usable,
+            "tokens": tokens.iter().map(|t| token_json(t, now)).collect::<Vec<_>>(),
+        }));
+    }
+    Out::new(human, json!({ "pools": json_pools }))
+}
+
+fn token_table(tokens: &[&TokenRecord], now: EpochMs) -> Table {
+    let mut table = Table::new([
+        "TOKEN",
+        "PROVIDER",
+        "BASE URL",
+        "STATUS",
+        "WEIGHT",
+        "PRIO",
+        "COOLDOWN",
+        "FAILS",
+        "REQUESTS",
+        "TOKENS IN/OUT",
+        "LAST USED",
+        "LAST ERROR",
+    ]);
+    for t in tokens {
+        table.row([
+            t.token_id.clone(),
+            t.provider.as_str().to_owned(),
+            t.base_url.clone(),
+            status_label(t, now),
+            t.weight.to_string(),
+            t.priority.to_string(),
+            remaining(t.cooldown_until, now),
+            format!("{}/{}", t.consecutive_failures, t.total_failures),
+            t.requests.to_string(),
+            format!("{}/{}", t.tokens_in, t.tokens_out),
+            time_or_dash(t.last_used_at),
+            truncate(&or_dash(t.last_error.as_deref().unwrap_or("")), 60),
+        ]);
+    }
+    table
+}
+
+/// The stored status, marked when the token has passed its expiry but not been swept yet.
+fn status_label(t: &TokenRecord, now: EpochMs) -> String {
+    let s = t.status.as_str();
+    if t.expires_at.is_some_and(|e| e <= now) && s != "expired" {
+        format!("{s} (past expiry)")
+    } else {
+        s.to_owned()
+    }
+}
+
+pub async fn set_strategy(ctx: &mut Ctx<'_>, a: PoolSetStrategy) -> Result<Out> {
+    let cfg = PoolConfig {
+        pool: a.pool.clone(),
+        strategy: a.strategy,
+    };
+    ctx.pools
+        .set_pool_config(&cfg)
+        .await
+        .ctx(format!("setting the strategy of pool {}", a.pool))?;
+    Ok(Out::new(
+        format!(
+            "Pool {} now uses {}; proxies pick this up within their pool cache TTL.",
+            a.pool,
+            a.strategy.as_str()
+        ),
+        json!({ "pool": a.pool, "strategy": a.strategy }),
+    ))
+}
