@@ -54,17 +54,33 @@ pub const ENV_KMS_KEY_ID: &str = "TOLLGATE_KMS_KEY_ID";
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Per-attempt timeout: a store call that hangs fails closed rather than holding a request.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// First retry backoff (jittered, doubling).
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(25);
+/// Longest retry backoff.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(250);
 /// Whole-operation timeout, retries included.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Loads the SDK configuration from the environment (`AWS_REGION`, credentials chain,
-/// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_MAX_ATTEMPTS`, ...), with the short
-/// timeouts above so an unreachable service fails closed quickly. Call once per process.
+/// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`, ...), with the short timeouts and
+/// backoffs above (they take precedence over `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`) so an
+/// unreachable service fails closed quickly. Call once per process.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(default_timeouts())
+        .retry_config(default_retry())
         .load()
         .await
+}
+
+/// Standard retries (throttling, 5xx, connection errors) with up to 3 attempts, but short
+/// backoffs: a store that is down should cost a request well under a second before it fails
+/// closed, not the SDK's default of several seconds.
+pub fn default_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
 }
 
 /// The timeouts [`sdk_config`] applies.

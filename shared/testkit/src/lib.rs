@@ -69,7 +69,10 @@ impl Emulator {
                 root.display()
             ));
         }
-        let script = root.join("infra").join("local").join("resources.py");
+        // `TOLLGATE_RESOURCES_SCRIPT` overrides the bootstrap script (to try a changed one).
+        let script = std::env::var_os("TOLLGATE_RESOURCES_SCRIPT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("infra").join("local").join("resources.py"));
         if !script.is_file() {
             return Err(format!(
                 "{} is missing: it creates the emulator's resources",
@@ -86,7 +89,7 @@ impl Emulator {
                     continue;
                 }
             };
-            match start_on(&moto, port) {
+            match start_on(&python, &moto, port) {
                 Ok(child) => {
                     let mut emu = Emulator {
                         endpoint: format!("http://127.0.0.1:{port}"),
@@ -190,9 +193,34 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// One emulator for the whole test process, started on first use. It is never dropped; the
+/// server stops when the process exits (its supervisor sees its stdin close). Tests sharing
+/// it should prefix their ids so they do not collide.
+pub fn shared() -> Result<&'static Emulator, String> {
+    static SHARED: std::sync::OnceLock<Result<Emulator, String>> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(Emulator::start)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A prefix unique to this process and call, for ids in a shared emulator.
+pub fn unique_ns(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{tag}-{}-{nanos}-{}-",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `KEY=VALUE` lines with an upper-case key; anything else is ignored.
@@ -236,10 +264,32 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free loopback port: {e}"))
 }
 
-fn start_on(moto: &Path, port: u16) -> Result<Child, String> {
-    let mut child = Command::new(moto)
+/// Runs moto under a small supervisor that stops it when its stdin closes — on
+/// [`Emulator`]'s drop, or when the test process exits without dropping it (a `static`).
+const SUPERVISOR: &str = r#"
+import subprocess, sys, threading
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+def watch():
+    try:
+        sys.stdin.buffer.read()
+    except Exception:
+        pass
+    p.terminate()
+    try:
+        p.wait(timeout=5)
+    except Exception:
+        p.kill()
+threading.Thread(target=watch, daemon=True).start()
+sys.exit(p.wait())
+"#;
+
+fn start_on(python: &Path, moto: &Path, port: u16) -> Result<Child, String> {
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(SUPERVISOR)
+        .arg(moto)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -255,8 +305,7 @@ fn start_on(moto: &Path, port: u16) -> Result<Child, String> {
             return Ok(child);
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             return Err(format!(
                 "moto_server did not answer on port {port} within {}s",
                 READY_TIMEOUT.as_secs()
@@ -264,6 +313,21 @@ fn start_on(moto: &Path, port: u16) -> Result<Child, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Closes the supervisor's stdin (it stops moto and exits), then waits; kills as a last
+/// resort.
+fn stop(child: &mut Child) {
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn answers_http(port: u16) -> bool {

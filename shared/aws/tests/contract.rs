@@ -1,0 +1,503 @@
+//! The store contract and adapter-specific behaviour, with the real AWS SDK against the local
+//! AWS emulator (moto, started once for this test binary by `tollgate-testkit`).
+
+use async_trait::async_trait;
+use std::time::{Duration, Instant};
+use tollgate_aws::{DynamoStore, KmsEnvelope, SecretsManagerStore, Tables};
+use tollgate_core::clock::EpochMs;
+use tollgate_core::pool::{FailureCount, TokenChange, apply};
+use tollgate_core::ports::{
+    Decrypter, KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore,
+};
+use tollgate_core::provider::Usage;
+use tollgate_core::records::{
+    ClientKeyRecord, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus,
+};
+use tollgate_memory::contract;
+use tollgate_testkit::{Emulator, unique_ns};
+
+fn emulator() -> &'static Emulator {
+    match tollgate_testkit::shared() {
+        Ok(e) => e,
+        Err(e) => panic!("AWS emulator: {e}"),
+    }
+}
+
+struct Adapters {
+    dynamo: DynamoStore,
+    secrets: SecretsManagerStore,
+    kms: KmsEnvelope,
+    kms_key_id: String,
+}
+
+async fn adapters() -> Adapters {
+    let emu = emulator();
+    let conf = emu.sdk_config().await;
+    let tables = Tables::from_vars(&|k| emu.resource(k).map(str::to_owned)).expect("tables");
+    let kms_key_id = emu
+        .resource("TOLLGATE_KMS_KEY_ID")
+        .expect("kms key id")
+        .to_owned();
+    Adapters {
+        dynamo: DynamoStore::new(&conf, tables),
+        secrets: SecretsManagerStore::new(&conf).with_kms_key(kms_key_id.clone()),
+        kms: KmsEnvelope::new(&conf),
+        kms_key_id,
+    }
+}
+
+/// One value with all four store traits, as the contract suite wants.
+struct Combined {
+    dynamo: DynamoStore,
+    secrets: SecretsManagerStore,
+}
+
+#[async_trait]
+impl TenantStore for Combined {
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.dynamo.get_tenant(id).await
+    }
+    async fn put_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+        self.dynamo.put_tenant(t).await
+    }
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.dynamo.list_tenants().await
+    }
+}
+
+#[async_trait]
+impl KeyStore for Combined {
+    async fn get_key(&self, id: &str) -> Result<Option<ClientKeyRecord>, StoreError> {
+        self.dynamo.get_key(id).await
+    }
+    async fn put_key(&self, r: &ClientKeyRecord) -> Result<(), StoreError> {
+        self.dynamo.put_key(r).await
+    }
+    async fn revoke_key(&self, id: &str, at: EpochMs) -> Result<(), StoreError> {
+        self.dynamo.revoke_key(id, at).await
+    }
+    async fn list_keys(&self, t: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
+        self.dynamo.list_keys(t).await
+    }
+}
+
+#[async_trait]
+impl PoolStore for Combined {
+    async fn load_pool(&self, pool: &str) -> Result<PoolView, StoreError> {
+        self.dynamo.load_pool(pool).await
+    }
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.dynamo.list_tokens().await
+    }
+    async fn list_pool_configs(&self) -> Result<Vec<PoolConfig>, StoreError> {
+        self.dynamo.list_pool_configs().await
+    }
+    async fn set_pool_config(&self, cfg: &PoolConfig) -> Result<(), StoreError> {
+        self.dynamo.set_pool_config(cfg).await
+    }
+    async fn put_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.dynamo.put_token(t).await
+    }
+    async fn set_token_status(
+        &self,
+        pool: &str,
+        id: &str,
+        st: TokenStatus,
+    ) -> Result<(), StoreError> {
+        self.dynamo.set_token_status(pool, id, st).await
+    }
+    async fn delete_token(&self, pool: &str, id: &str) -> Result<(), StoreError> {
+        self.dynamo.delete_token(pool, id).await
+    }
+    async fn apply_change(
+        &self,
+        pool: &str,
+        id: &str,
+        v: u64,
+        c: &TokenChange,
+    ) -> Result<bool, StoreError> {
+        self.dynamo.apply_change(pool, id, v, c).await
+    }
+    async fn record_usage(
+        &self,
+        pool: &str,
+        id: &str,
+        u: Usage,
+        at: EpochMs,
+    ) -> Result<(), StoreError> {
+        self.dynamo.record_usage(pool, id, u, at).await
+    }
+}
+
+#[async_trait]
+impl SecretStore for Combined {
+    async fn get_secret(&self, id: &str) -> Result<Secret, StoreError> {
+        self.secrets.get_secret(id).await
+    }
+    async fn put_secret(&self, id: &str, v: &Secret) -> Result<(), StoreError> {
+        self.secrets.put_secret(id, v).await
+    }
+    async fn delete_secret(&self, id: &str) -> Result<(), StoreError> {
+        self.secrets.delete_secret(id).await
+    }
+}
+
+#[tokio::test]
+async fn aws_adapters_pass_the_store_contract() {
+    let a = adapters().await;
+    let combined = Combined {
+        dynamo: a.dynamo,
+        secrets: a.secrets,
+    };
+    contract::run_all(&combined, &unique_ns("contract")).await;
+}
+
+#[tokio::test]
+async fn the_local_resources_exist() {
+    let emu = emulator();
+    let a = adapters().await;
+    // The pepper secret the bootstrap made reads back as JSON with a current version.
+    let pepper_id = emu
+        .resource("TOLLGATE_PEPPER_SECRET_ID")
+        .expect("pepper id");
+    let pepper = a.secrets.get_secret(pepper_id).await.expect("pepper");
+    let v: serde_json::Value = serde_json::from_str(pepper.expose()).expect("pepper is json");
+    assert!(v.get("current").is_some());
+    // The tables answer.
+    a.dynamo.list_tenants().await.expect("tenants table");
+    a.dynamo.list_keys(Some("nobody")).await.expect("keys GSI");
+    assert_eq!(
+        a.dynamo.load_pool("no-such-pool").await.expect("pool"),
+        PoolView::default()
+    );
+    let env = emu.env();
+    for k in ["AWS_ENDPOINT_URL", "AWS_REGION", "TOLLGATE_POOL_TABLE"] {
+        assert!(env.iter().any(|(n, _)| n == k), "{k} missing from env()");
+    }
+}
+
+#[tokio::test]
+async fn a_new_secret_version_is_picked_up_and_awscurrent_moves() {
+    let a = adapters().await;
+    let id = format!("{}tollgate/pool/rotating", unique_ns("secret"));
+    a.secrets
+        .put_secret(&id, &Secret::new("value-one"))
+        .await
+        .expect("put v1");
+    assert_eq!(
+        a.secrets.get_secret(&id).await.expect("get").expose(),
+        "value-one"
+    );
+    let current = |d: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput| {
+        d.version_ids_to_stages()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                    .map(|(v, _)| v.clone())
+            })
+            .expect("a version is AWSCURRENT")
+    };
+    let before = a
+        .secrets
+        .client()
+        .describe_secret()
+        .secret_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    a.secrets
+        .put_secret(&id, &Secret::new("value-two"))
+        .await
+        .expect("put v2");
+    assert_eq!(
+        a.secrets.get_secret(&id).await.expect("get").expose(),
+        "value-two"
+    );
+    let after = a
+        .secrets
+        .client()
+        .describe_secret()
+        .secret_id(&id)
+        .send()
+        .await
+        .expect("describe");
+    assert_ne!(current(&before), current(&after));
+    // Created under the customer managed key.
+    assert!(after.kms_key_id().is_some());
+    a.secrets.delete_secret(&id).await.expect("delete");
+    assert_eq!(a.secrets.get_secret(&id).await, Err(StoreError::NotFound));
+}
+
+#[tokio::test]
+async fn kms_round_trip_is_bound_to_the_tenant() {
+    let a = adapters().await;
+    let key = Secret::new("sk-tenant-owned-provider-key");
+    let blob = a
+        .kms
+        .encrypt(&a.kms_key_id, &key, "acme")
+        .await
+        .expect("encrypt");
+    assert!(!blob.contains("sk-tenant"));
+    assert_eq!(a.kms.decrypt(&blob, "acme").await.expect("decrypt"), key);
+    assert!(matches!(
+        a.kms.decrypt(&blob, "globex").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        a.kms.decrypt("not base64!", "acme").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    // Pinned to the key it was made with, it still decrypts.
+    let pinned = a.kms.clone().with_decrypt_key(a.kms_key_id.clone());
+    assert_eq!(pinned.decrypt(&blob, "acme").await.expect("decrypt"), key);
+    let (reads, writes) = a.kms.ops.snapshot();
+    assert!(reads >= 2 && writes == 1, "{reads} reads, {writes} writes");
+}
+
+#[tokio::test]
+async fn warm_path_calls_are_one_read_and_one_write() {
+    let a = adapters().await;
+    let pool = format!("{}pool", unique_ns("ops"));
+    a.dynamo
+        .put_token(&contract::token(&pool, "t1"))
+        .await
+        .expect("put");
+    a.dynamo
+        .set_pool_config(&PoolConfig {
+            pool: pool.clone(),
+            strategy: tollgate_core::records::Strategy::LeastUsed,
+        })
+        .await
+        .expect("config");
+
+    let before = a.dynamo.ops.snapshot();
+    let view = a.dynamo.load_pool(&pool).await.expect("load");
+    let after = a.dynamo.ops.snapshot();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0));
+    assert_eq!(view.strategy, tollgate_core::records::Strategy::LeastUsed);
+    assert_eq!(view.tokens.len(), 1);
+
+    let before = a.dynamo.ops.snapshot();
+    a.dynamo
+        .record_usage(
+            &pool,
+            "t1",
+            Usage {
+                input: 3,
+                output: 4,
+            },
+            9,
+        )
+        .await
+        .expect("usage");
+    let after = a.dynamo.ops.snapshot();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (0, 1));
+
+    // Usage for a deleted token does not bring it back.
+    a.dynamo.delete_token(&pool, "t1").await.expect("delete");
+    a.dynamo
+        .record_usage(
+            &pool,
+            "t1",
+            Usage {
+                input: 1,
+                output: 1,
+            },
+            10,
+        )
+        .await
+        .expect("usage on a deleted token is ignored");
+    assert!(
+        a.dynamo
+            .load_pool(&pool)
+            .await
+            .expect("load")
+            .tokens
+            .is_empty()
+    );
+    assert_eq!(
+        a.dynamo.delete_token(&pool, "t1").await,
+        Err(StoreError::NotFound)
+    );
+}
+
+/// The store mirrors `tollgate_core::pool::apply` exactly, whichever way the status goes.
+#[tokio::test]
+async fn health_changes_mirror_the_core_state_machine() {
+    let a = adapters().await;
+    let pool = format!("{}health", unique_ns("apply"));
+    let mut local = contract::token(&pool, "h1");
+    a.dynamo.put_token(&local).await.expect("put");
+    let changes = [
+        // Transient below threshold: status unchanged, failures counted.
+        TokenChange {
+            status: TokenStatus::Active,
+            cooldown_until: None,
+            failures: FailureCount::Increment,
+            last_error: Some("upstream_unavailable"),
+        },
+        // 429: Active -> Cooling, version bumps.
+        TokenChange {
+            status: TokenStatus::Cooling,
+            cooldown_until: Some(5_000),
+            failures: FailureCount::Increment,
+            last_error: Some("upstream_rate_limited"),
+        },
+        // Another 429 while cooling: Cooling -> Cooling, no bump, new cooldown.
+        TokenChange {
+            status: TokenStatus::Cooling,
+            cooldown_until: Some(9_000),
+            failures: FailureCount::Increment,
+            last_error: Some("upstream_rate_limited"),
+        },
+        // Transient while cooling keeps the cooldown.
+        TokenChange {
+            status: TokenStatus::Cooling,
+            cooldown_until: Some(9_000),
+            failures: FailureCount::Increment,
+            last_error: Some("upstream_unavailable"),
+        },
+        // Success: Cooling -> Active, failures reset, cooldown removed, last_error kept.
+        TokenChange {
+            status: TokenStatus::Active,
+            cooldown_until: None,
+            failures: FailureCount::Reset,
+            last_error: None,
+        },
+        // Success on an active token with nothing to change still applies cleanly.
+        TokenChange {
+            status: TokenStatus::Active,
+            cooldown_until: None,
+            failures: FailureCount::Reset,
+            last_error: None,
+        },
+    ];
+    for (i, c) in changes.iter().enumerate() {
+        let applied = a
+            .dynamo
+            .apply_change(&pool, "h1", local.version, c)
+            .await
+            .expect("apply");
+        assert!(applied, "change {i} not applied");
+        apply(&mut local, c);
+        let stored = a.dynamo.load_pool(&pool).await.expect("load").tokens;
+        assert_eq!(stored, vec![local.clone()], "after change {i}");
+    }
+    assert_eq!(local.version, 2);
+    // A stale version never applies, either variant.
+    for c in &changes[..2] {
+        assert!(
+            !a.dynamo
+                .apply_change(&pool, "h1", local.version + 7, c)
+                .await
+                .expect("apply")
+        );
+    }
+    assert_eq!(
+        a.dynamo.load_pool(&pool).await.expect("load").tokens,
+        vec![local]
+    );
+}
+
+#[tokio::test]
+async fn items_are_stored_attribute_by_attribute() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let emu = emulator();
+    let a = adapters().await;
+    let pool = format!("{}layout", unique_ns("layout"));
+    let mut t = contract::token(&pool, "l1");
+    t.cooldown_until = Some(123);
+    a.dynamo.put_token(&t).await.expect("put");
+    a.dynamo
+        .set_token_status(&pool, "l1", TokenStatus::Active)
+        .await
+        .expect("enable");
+    let item = a
+        .dynamo
+        .client()
+        .get_item()
+        .table_name(emu.resource("TOLLGATE_POOL_TABLE").expect("pool table"))
+        .key("pool", AttributeValue::S(pool.clone()))
+        .key("token_id", AttributeValue::S("l1".into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert_eq!(item.get("weight"), Some(&AttributeValue::N("2".into())));
+    assert_eq!(item.get("version"), Some(&AttributeValue::N("1".into())));
+    assert_eq!(
+        item.get("status"),
+        Some(&AttributeValue::S("active".into()))
+    );
+    assert!(!item.contains_key("cooldown_until"), "REMOVEd on enable");
+    assert!(!item.contains_key("last_error"), "None is left out");
+    assert!(matches!(item.get("secret"), Some(AttributeValue::M(_))));
+    // The settings item lives in the pool's partition and never shows up as a token.
+    a.dynamo
+        .set_pool_config(&PoolConfig {
+            pool: pool.clone(),
+            strategy: tollgate_core::records::Strategy::Weighted,
+        })
+        .await
+        .expect("config");
+    assert!(
+        a.dynamo
+            .list_tokens()
+            .await
+            .expect("tokens")
+            .iter()
+            .all(|t| t.token_id != tollgate_aws::CONFIG_SORT_KEY)
+    );
+    let mut reserved = contract::token(&pool, tollgate_aws::CONFIG_SORT_KEY);
+    reserved.pool = pool.clone();
+    assert_eq!(
+        a.dynamo.put_token(&reserved).await,
+        Err(StoreError::AlreadyExists)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_fails_closed_quickly() {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:1")
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .timeout_config(tollgate_aws::default_timeouts())
+        .retry_config(tollgate_aws::default_retry())
+        .load()
+        .await;
+    let tables = Tables {
+        tenants: "t".into(),
+        keys: "k".into(),
+        pool: "p".into(),
+    };
+    let dynamo = DynamoStore::new(&conf, tables);
+    let secrets = SecretsManagerStore::new(&conf);
+    let kms = KmsEnvelope::new(&conf);
+    let started = Instant::now();
+    let r = dynamo.get_key("abcdefghijkl").await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(matches!(
+        dynamo.load_pool("p").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        secrets.get_secret("tollgate/pepper").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        kms.decrypt("AAAA", "acme").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let elapsed = started.elapsed();
+    // Four calls, each with its (short) retries.
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    // The message names the operation and the failure kind, nothing from the request.
+    if let Err(StoreError::Unavailable(msg)) = dynamo.get_key("abcdefghijkl").await {
+        assert!(!msg.contains("abcdefghijkl"), "{msg}");
+        assert!(msg.contains("GetItem"), "{msg}");
+    }
+}
