@@ -16,7 +16,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tollgate_core::clock::SystemClock;
-use tollgate_gateway::{Gateway, GatewayConfig, RequestId, SourceIp, StdoutAuditSink, Stores, router};
+use tollgate_gateway::{
+    Gateway, GatewayConfig, RequestId, SourceIp, StdoutAuditSink, Stores, router,
+};
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -33,8 +35,9 @@ fn init_tracing() {
 async fn build_stores() -> Result<Stores, String> {
     match std::env::var("TOLLGATE_STORE").as_deref() {
         Ok("memory") => {
-            let path = std::env::var("TOLLGATE_MEMORY_SEED")
-                .map_err(|_| "TOLLGATE_STORE=memory needs TOLLGATE_MEMORY_SEED (a seed JSON file)".to_owned())?;
+            let path = std::env::var("TOLLGATE_MEMORY_SEED").map_err(|_| {
+                "TOLLGATE_STORE=memory needs TOLLGATE_MEMORY_SEED (a seed JSON file)".to_owned()
+            })?;
             let store = Arc::new(seed::load(&path).await?);
             Ok(Stores {
                 tenants: store.clone(),
@@ -45,25 +48,20 @@ async fn build_stores() -> Result<Stores, String> {
             })
         }
         Ok("aws") | Err(_) => {
-            let sdk = tollgate_aws::sdk_config().await;
-            let tables = tollgate_aws::Tables::from_env().map_err(|e| e.to_string())?;
-            let dynamo = Arc::new(tollgate_aws::DynamoStore::new(
-                tollgate_aws::dynamodb_client(&sdk),
-                tables,
-            ));
+            let aws = tollgate_aws::AwsAdapters::from_env()
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(Stores {
-                tenants: dynamo.clone(),
-                keys: dynamo.clone(),
-                pools: dynamo,
-                secrets: Arc::new(tollgate_aws::SecretsManagerStore::new(
-                    tollgate_aws::secretsmanager_client(&sdk),
-                )),
-                decrypter: Some(Arc::new(tollgate_aws::KmsEnvelope::new(
-                    tollgate_aws::kms_client(&sdk),
-                ))),
+                tenants: aws.dynamo.clone(),
+                keys: aws.dynamo.clone(),
+                pools: aws.dynamo,
+                secrets: aws.secrets,
+                decrypter: Some(aws.kms),
             })
         }
-        Ok(other) => Err(format!("TOLLGATE_STORE must be aws or memory, not {other:?}")),
+        Ok(other) => Err(format!(
+            "TOLLGATE_STORE must be aws or memory, not {other:?}"
+        )),
     }
 }
 
@@ -88,15 +86,21 @@ fn lambda_extensions(mut req: lambda_http::Request) -> lambda_http::Request {
 async fn run() -> Result<(), String> {
     let cfg = GatewayConfig::from_env().map_err(|e| e.to_string())?;
     let stores = build_stores().await?;
-    let gw = Gateway::new(cfg, stores, Arc::new(SystemClock), Arc::new(StdoutAuditSink))
-        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+    let gw = Gateway::new(
+        cfg,
+        stores,
+        Arc::new(SystemClock),
+        Arc::new(StdoutAuditSink),
+    )
+    .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
     let app = router(gw);
 
     let args: Vec<String> = std::env::args().collect();
-    let http_addr = args
-        .iter()
-        .position(|a| a == "--http")
-        .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| "127.0.0.1:8080".into()));
+    let http_addr = args.iter().position(|a| a == "--http").map(|i| {
+        args.get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+    });
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
 
     if let (None, true) = (&http_addr, in_lambda) {
@@ -123,11 +127,15 @@ async fn run() -> Result<(), String> {
             req
         },
     ));
+    // Nagle plus delayed ACKs would stall small responses by ~40 ms: disable Nagle.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .tcp_nodelay(true)
     .with_graceful_shutdown(async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -49,7 +49,9 @@ pub async fn load(path: &str) -> Result<MemoryStore, String> {
         s.put_token(t).await.map_err(err)?;
     }
     for (id, v) in &seed.secrets {
-        s.put_secret(id, &Secret::new(v.clone())).await.map_err(err)?;
+        s.put_secret(id, &Secret::new(v.clone()))
+            .await
+            .map_err(err)?;
     }
     Ok(s)
 }

@@ -1,0 +1,52 @@
+# tollgate — the two commands: `make dev` and `make test`. Everything else follows.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+REQS := infra/local/requirements.txt
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+help:
+	@echo "make dev       run the whole system locally (emulator, mock provider, proxy) and print how to call it"
+	@echo "make test      install what the tests need, then run every test tier"
+	@echo "make bench     print latency, memory, size and call-count figures"
+	@echo "make eval-dlp  print the sensitive-data filter's precision/recall table"
+	@echo "make lint      cargo fmt --check and clippy -D warnings"
+
+# The project's Python tools (moto server, cargo-lambda, cfn-lint, the official SDKs) live in
+# ./.venv, installed from pinned requirements; re-installed when a requirements file changes.
+$(VENV)/.installed: $(REQS) $(wildcard tests/dlp_eval/requirements.txt)
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r $(REQS)
+	if [ -f tests/dlp_eval/requirements.txt ]; then $(PIP) install --quiet --disable-pip-version-check -r tests/dlp_eval/requirements.txt; fi
+	touch $@
+
+venv: $(VENV)/.installed
+
+build:
+	cargo build --bins
+
+dev: venv build
+	infra/local/dev.sh
+
+test: venv
+	cargo build --bins
+	cargo test --workspace
+	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) -m pytest -q tests/e2e
+	@if [ -f tests/dlp_eval/test_gates.py ]; then $(PY) -m pytest -q tests/dlp_eval; fi
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: venv
+	infra/bench/run.sh
+
+eval-dlp: venv
+	$(PY) tests/dlp_eval/report.py
+
+.PHONY: help venv build dev test lint bench eval-dlp

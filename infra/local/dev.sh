@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# `make dev`: the whole system on this machine.
+#   AWS emulator (moto, from .venv) -> tables, KMS key and pepper as template.yaml defines them
+#   -> demo tenant + key -> pool tokens (bundled mock provider, or the real providers when
+#   OPENAI_API_KEY / ANTHROPIC_API_KEY are set) -> proxy under `cargo lambda watch`.
+# Writes .tollgate/dev.env and prints how to call it. Ctrl-C stops everything it started.
+#
+# Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+state=${TOLLGATE_DEV_STATE:-$root/.tollgate}
+mkdir -p "$state"
+port=${TOLLGATE_DEV_PORT:-9000}
+moto_port=${TOLLGATE_MOTO_PORT:-4599}
+venv=$root/.venv
+cli=$root/target/debug/tollgate
+
+say() { printf '\033[1m[tollgate dev]\033[0m %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[ -x "$venv/bin/moto_server" ] || die "the project venv is missing: run 'make venv' (make dev does it for you)"
+[ -x "$cli" ] || die "the CLI is not built: run 'cargo build --bins' (make dev does it for you)"
+
+port_free() { "$venv/bin/python" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; }
+port_free "$port" || die "port $port is in use: set TOLLGATE_DEV_PORT to a free port"
+port_free "$moto_port" || die "port $moto_port is in use: set TOLLGATE_MOTO_PORT to a free port"
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # cargo lambda watch starts the function as its own child.
+  for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  say "stopped"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() { # url, seconds
+  for _ in $(seq 1 $(( $2 * 5 ))); do
+    if "$venv/bin/python" - "$1" <<'PY' 2>/dev/null; then return 0; fi
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass
+PY
+    sleep 0.2
+  done
+  return 1
+}
+
+# Dummy credentials: the emulator accepts any; nothing here can reach real AWS.
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
+
+say "starting the AWS emulator on 127.0.0.1:$moto_port"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+pids+=($!)
+wait_http "$AWS_ENDPOINT_URL/moto-api/" 30 || die "the emulator did not start (see $state/moto.log)"
+
+say "creating tables, KMS key and pepper secret (infra/local/resources.py)"
+"$venv/bin/python" infra/local/resources.py >"$state/resources.env"
+set -a; . "$state/resources.env"; set +a
+
+mock_url=""
+if [ -z "${OPENAI_API_KEY:-}" ] || [ -z "${ANTHROPIC_API_KEY:-}" ]; then
+  say "starting the mock provider"
+  "$root/target/debug/mock-provider" --addr 127.0.0.1:0 >"$state/mock.out" 2>"$state/mock.log" &
+  pids+=($!)
+  for _ in $(seq 1 50); do
+    mock_url=$(grep -o 'http://[0-9.:]*' "$state/mock.out" 2>/dev/null || true)
+    [ -n "$mock_url" ] && break
+    sleep 0.1
+  done
+  [ -n "$mock_url" ] || die "the mock provider did not start (see $state/mock.log)"
+fi
+
+say "seeding the demo tenant, key and pool tokens"
+"$cli" tenant create demo --name "Demo tenant" --owner "dev@localhost" >/dev/null
+key=$("$cli" --json key issue --tenant demo --owner "dev@localhost" --name "make dev" \
+  | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+if [ -n "${OPENAI_API_KEY:-}" ]; then
+  "$cli" token add --pool openai --provider openai --id openai-real --owner "dev@localhost" \
+    --value-env OPENAI_API_KEY >/dev/null
+else
+  echo "mock-ok-demo-openai" | "$cli" token add --pool openai --provider openai \
+    --base-url "$mock_url/v1" --id openai-mock --owner "dev@localhost" >/dev/null
+fi
+if [ -n "${ANTHROPIC_API_KEY:-}" ]; then
+  "$cli" token add --pool anthropic --provider anthropic --id anthropic-real --owner "dev@localhost" \
+    --value-env ANTHROPIC_API_KEY >/dev/null
+else
+  echo "mock-ok-demo-anthropic" | "$cli" token add --pool anthropic --provider anthropic \
+    --base-url "$mock_url/v1" --id anthropic-mock --owner "dev@localhost" >/dev/null
+fi
+
+# The proxy's environment: what template.yaml sets in Lambda, pointed at the emulator.
+{
+  echo "AWS_REGION=$AWS_REGION"
+  echo "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
+  echo "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+  echo "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"
+  cat "$state/resources.env"
+  echo "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true"
+  echo "TOLLGATE_KEY_CACHE_TTL_MS=${TOLLGATE_KEY_CACHE_TTL_MS:-2000}"
+  echo "TOLLGATE_POOL_CACHE_TTL_MS=${TOLLGATE_POOL_CACHE_TTL_MS:-1000}"
+  echo "TOLLGATE_SECRET_CACHE_TTL_MS=${TOLLGATE_SECRET_CACHE_TTL_MS:-5000}"
+  echo "TOLLGATE_UPSTREAM_TIMEOUT_MS=${TOLLGATE_UPSTREAM_TIMEOUT_MS:-60000}"
+  echo "RUST_LOG=${RUST_LOG:-info}"
+} >"$state/proxy.env"
+
+say "starting the proxy with cargo lambda watch on 127.0.0.1:$port (first build takes a while)"
+"$venv/bin/cargo-lambda" lambda watch -p tollgate-proxy --bin proxy -A 127.0.0.1 -P "$port" \
+  --env-file "$state/proxy.env" --concurrency 4 >"$state/proxy.log" 2>&1 &
+pids+=($!)
+url="http://127.0.0.1:$port/lambda-url/proxy"
+ready=""
+for _ in $(seq 1 900); do
+  code=$("$venv/bin/python" - "$url/v1/models" "$key" <<'PY' 2>/dev/null || true
+import sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+try:
+    print(urllib.request.urlopen(req, timeout=5).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+PY
+)
+  if [ "$code" = "200" ]; then ready=1; break; fi
+  kill -0 "${pids[-1]}" 2>/dev/null || die "cargo lambda watch exited (see $state/proxy.log)"
+  sleep 0.5
+done
+[ -n "$ready" ] || die "the proxy did not become ready (see $state/proxy.log)"
+
+cat >"$state/dev.env" <<ENV
+# Written by make dev. Source it: . .tollgate/dev.env
+export TOLLGATE_URL=$url
+export TOLLGATE_KEY=$key
+export TOLLGATE_CLI=$cli
+export TOLLGATE_MOCK_URL=$mock_url
+export AWS_REGION=$AWS_REGION
+export AWS_DEFAULT_REGION=$AWS_REGION
+export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
+$(sed 's/^/export /' "$state/resources.env")
+ENV
+chmod 600 "$state/dev.env"
+
+cat >&2 <<MSG
+
+tollgate is running.
+  TOLLGATE_URL=$url
+  TOLLGATE_KEY=$key
+  (also in $state/dev.env: . $state/dev.env)
+
+  OpenAI SDK:     OpenAI(base_url="\$TOLLGATE_URL/v1", api_key="\$TOLLGATE_KEY")
+  Anthropic SDK:  Anthropic(base_url="\$TOLLGATE_URL", api_key="\$TOLLGATE_KEY")
+  curl:           curl \$TOLLGATE_URL/v1/chat/completions -H "Authorization: Bearer \$TOLLGATE_KEY" \\
+                    -H 'content-type: application/json' \\
+                    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+  operator CLI:   . $state/dev.env && "\$TOLLGATE_CLI" pool show
+  logs:           $state/proxy.log (audit lines), $state/moto.log, $state/mock.log
+
+Ctrl-C stops everything.
+MSG
+wait
