@@ -266,11 +266,15 @@ impl TenantStore for DynamoStore {
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        self.scan_all(&self.tables.tenants, None, "Scan(tenants)")
+        let mut tenants: Vec<Tenant> = self
+            .scan_all(&self.tables.tenants, None, "Scan(tenants)")
             .await?
             .into_iter()
             .map(|i| from_item("tenant", i))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        // Same order as the in-memory store (scan order is arbitrary).
+        tenants.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        Ok(tenants)
     }
 }
 
@@ -397,7 +401,11 @@ impl PoolStore for DynamoStore {
         .await?
         .into_iter()
         .map(|i| from_item("token", i))
-        .collect()
+        .collect::<Result<Vec<TokenRecord>, _>>()
+        .map(|mut v| {
+            v.sort_by(|a, b| (&a.pool, &a.token_id).cmp(&(&b.pool, &b.token_id)));
+            v
+        })
     }
 
     async fn list_pool_configs(&self) -> Result<Vec<PoolConfig>, StoreError> {
@@ -415,7 +423,11 @@ impl PoolStore for DynamoStore {
                 strategy: c.strategy,
             })
         })
-        .collect()
+        .collect::<Result<Vec<PoolConfig>, _>>()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.pool.cmp(&b.pool));
+            v
+        })
     }
 
     async fn set_pool_config(&self, cfg: &PoolConfig) -> Result<(), StoreError> {

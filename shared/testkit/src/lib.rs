@@ -7,6 +7,14 @@
 //! it; [`Emulator::sdk_config`] gives an `aws_config::SdkConfig` for in-process clients.
 //! Dropping the value stops the server.
 //!
+//! [`shared`] gives one emulator per test process (start it once, prefix ids with
+//! [`unique_ns`]); it stops when the process exits. moto runs under a tiny Python supervisor
+//! that stops it as soon as the harness's pipe to it closes, so no server outlives its tests,
+//! even when held in a `static` that is never dropped.
+//!
+//! `TOLLGATE_RESOURCES_SCRIPT` may name another bootstrap script than
+//! `infra/local/resources.py` (to try a changed one).
+//!
 //! Only loopback addresses are used; every wait is bounded.
 
 use std::collections::BTreeMap;
