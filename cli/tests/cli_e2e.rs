@@ -1,0 +1,381 @@
+//! The built `tollgate` binary end to end against the local AWS emulator (moto, started once
+//! for this test binary by `tollgate-testkit`): every command runs as a subprocess with only
+//! the emulator's environment, and no output may ever contain a client key's secret or a
+//! pool token's value.
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use tollgate_aws::SecretsManagerStore;
+use tollgate_core::key::ClientKey;
+use tollgate_core::ports::{SecretStore, StoreError};
+use tollgate_testkit::{Emulator, unique_ns};
+
+const TOKEN_VALUE: &str = "sk-e2e-UPSTREAM-value-9f8e7d6c5b4a";
+const NEW_TOKEN_VALUE: &str = "sk-e2e-ROTATED-value-0a1b2c3d4e5f";
+
+fn emulator() -> &'static Emulator {
+    match tollgate_testkit::shared() {
+        Ok(e) => e,
+        Err(e) => panic!("AWS emulator: {e}"),
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the binary with a clean environment: the emulator's variables (when given) only.
+fn tollgate(emu: Option<&Emulator>, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(args)
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(emu) = emu {
+        cmd.envs(emu.env());
+    }
+    let mut child = cmd.spawn().expect("run tollgate");
+    {
+        let mut w = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            w.write_all(s.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("wait for tollgate");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(emu: &Emulator, args: &[&str], stdin: Option<&str>) -> Run {
+    let r = tollgate(Some(emu), args, stdin);
+    assert_eq!(r.code, 0, "tollgate {args:?} failed: {r:?}");
+    r
+}
+
+async fn secrets(emu: &Emulator) -> SecretsManagerStore {
+    SecretsManagerStore::new(&emu.sdk_config().await)
+}
+
+#[tokio::test]
+async fn operator_flow_end_to_end_never_leaks_a_secret() {
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let tenant = format!("{ns}acme");
+    let pool = format!("{ns}pool");
+    let token_id = format!("{ns}tok");
+    let mut outputs: Vec<String> = Vec::new();
+
+    // Tenant.
+    let r = ok(
+        emu,
+        &[
+            "tenant",
+            "create",
+            &tenant,
+            "--name",
+            "Acme",
+            "--owner",
+            "plat@acme.test",
+        ],
+        None,
+    );
+    assert!(r.stdout.contains(&tenant), "{r:?}");
+    let r = ok(emu, &["tenant", "list", "--json"], None);
+    let tenants = r.json()["tenants"].as_array().unwrap().clone();
+    assert!(
+        tenants
+            .iter()
+            .any(|t| t["tenant_id"] == tenant.as_str() && t["owner"] == "plat@acme.test")
+    );
+
+    // Issue: the key is printed once.
+    let r = ok(
+        emu,
+        &[
+            "key",
+            "issue",
+            "--tenant",
+            &tenant,
+            "--owner",
+            "dev@acme.test",
+            "--name",
+            "ci",
+            "--json",
+        ],
+        None,
+    );
+    let issued = r.json();
+    let full = issued["key"].as_str().expect("key in JSON").to_owned();
+    let key = ClientKey::parse(&full).expect("a well-formed key");
+    assert_eq!(issued["key_id"], key.key_id());
+    assert_eq!(issued["display"], key.display());
+    let secret_part = full[key.env().prefix().len() + 12..full.len() - 6].to_owned();
+    let human = ok(
+        emu,
+        &[
+            "key",
+            "issue",
+            "--tenant",
+            &tenant,
+            "--owner",
+            "dev@acme.test",
+        ],
+        None,
+    );
+    assert!(
+        human.stdout.contains("will not be shown again"),
+        "{human:?}"
+    );
+
+    // List and show: display form only, never the key or its secret part.
+    for args in [
+        vec!["key", "list", "--tenant", &tenant],
+        vec!["key", "list", "--tenant", &tenant, "--json"],
+        vec!["key", "list"],
+        vec!["key", "show", key.key_id()],
+        vec!["key", "show", &full],
+        vec!["key", "show", &full, "--json"],
+    ] {
+        let r = ok(emu, &args, None);
+        assert!(r.stdout.contains(&key.display()), "{args:?}: {r:?}");
+        outputs.push(r.all());
+    }
+    let display = key.display();
+    let r = ok(emu, &["key", "show", &display, "--json"], None);
+    assert_eq!(r.json()["status"], "active");
+    assert_eq!(r.json()["tenant_id"], tenant.as_str());
+    outputs.push(r.all());
+    let r = ok(emu, &["key", "show", &full, "--json"], None);
+    assert_eq!(r.json()["presented_key_matches"], true);
+
+    // Token: the value comes in on stdin and goes only to Secrets Manager.
+    let r = ok(
+        emu,
+        &[
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--provider",
+            "openai",
+            "--id",
+            &token_id,
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--owner",
+            "ops@acme.test",
+            "--weight",
+            "2",
+            "--json",
+        ],
+        Some(&format!("{TOKEN_VALUE}\n")),
+    );
+    assert_eq!(r.json()["token_id"], token_id.as_str());
+    outputs.push(r.all());
+    let secret_id = format!("tollgate/pool/{token_id}");
+    let sm = secrets(emu).await;
+    assert_eq!(
+        sm.get_secret(&secret_id).await.unwrap().expose(),
+        TOKEN_VALUE
+    );
+
+    let r = ok(emu, &["pool", "show", &pool, "--json"], None);
+    let shown = r.json();
+    let t = &shown["pools"][0]["tokens"][0];
+    assert_eq!(t["token_id"], token_id.as_str());
+    assert_eq!(t["status"], "active");
+    assert_eq!(t["provider"], "openai");
+    assert_eq!(t["base_url"], "http://127.0.0.1:9/v1");
+    assert_eq!(t["weight"], 2);
+    assert_eq!(t["secret"]["secret_id"], secret_id.as_str());
+    outputs.push(r.all());
+    let r = ok(emu, &["token", "list", "--pool", &pool], None);
+    assert!(r.stdout.contains(&token_id));
+    outputs.push(r.all());
+
+    // New value: a new secret version.
+    let r = ok(
+        emu,
+        &["token", "set-value", &pool, &token_id],
+        Some(NEW_TOKEN_VALUE),
+    );
+    assert!(r.stdout.contains("secret cache TTL"), "{r:?}");
+    outputs.push(r.all());
+    assert_eq!(
+        sm.get_secret(&secret_id).await.unwrap().expose(),
+        NEW_TOKEN_VALUE
+    );
+
+    // Disable shows in pool show.
+    outputs.push(ok(emu, &["token", "disable", &pool, &token_id], None).all());
+    let r = ok(emu, &["pool", "show", &pool], None);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&token_id))
+        .unwrap_or_else(|| panic!("no row for the token: {r:?}"));
+    assert!(line.contains("disabled"), "{line}");
+    outputs.push(r.all());
+    let r = ok(emu, &["pool", "show", "--json"], None);
+    assert!(
+        r.json()["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pool"] == pool.as_str())
+    );
+    outputs.push(r.all());
+    outputs.push(ok(emu, &["pool", "set-strategy", &pool, "priority"], None).all());
+    let r = ok(emu, &["pool", "show", &pool, "--json"], None);
+    assert_eq!(r.json()["pools"][0]["strategy"], "priority");
+
+    // Revoke.
+    let r = ok(emu, &["key", "revoke", key.key_id(), "--yes"], None);
+    assert!(r.stdout.contains("cache TTL"), "{r:?}");
+    outputs.push(r.all());
+    let r = ok(emu, &["key", "show", key.key_id()], None);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("status:") && l.contains("revoked")),
+        "{r:?}"
+    );
+    outputs.push(r.all());
+    let r = ok(emu, &["key", "show", key.key_id(), "--json"], None);
+    assert_eq!(r.json()["status"], "revoked");
+    // Without --yes and without a terminal, revoke refuses.
+    let r = tollgate(Some(emu), &["token", "remove", &pool, &token_id], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error:") && r.stderr.contains("--yes"),
+        "{r:?}"
+    );
+
+    // Remove: record and secret gone.
+    outputs.push(ok(emu, &["token", "remove", &pool, &token_id, "--yes"], None).all());
+    let r = ok(emu, &["pool", "show", &pool, "--json"], None);
+    assert!(
+        r.json()["pools"][0]["tokens"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{r:?}"
+    );
+    assert_eq!(sm.get_secret(&secret_id).await, Err(StoreError::NotFound));
+
+    for out in &outputs {
+        assert!(!out.contains(&full), "full key leaked: {out}");
+        assert!(!out.contains(&secret_part), "key secret leaked: {out}");
+        assert!(!out.contains(TOKEN_VALUE), "token value leaked: {out}");
+        assert!(!out.contains(NEW_TOKEN_VALUE), "token value leaked: {out}");
+    }
+}
+
+#[test]
+fn issuing_for_a_missing_tenant_is_an_operational_error() {
+    let emu = emulator();
+    let tenant = format!("{}missing", unique_ns("cli"));
+    let r = tollgate(
+        Some(emu),
+        &["key", "issue", "--tenant", &tenant, "--owner", "o"],
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("error: "), "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("tenant {tenant:?} does not exist")),
+        "{r:?}"
+    );
+    assert!(r.stdout.is_empty(), "{r:?}");
+}
+
+#[test]
+fn empty_token_value_is_refused_and_leaves_nothing_behind() {
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let pool = format!("{ns}pool");
+    let r = tollgate(
+        Some(emu),
+        &["token", "add", "--pool", &pool, "--provider", "anthropic"],
+        Some("\n"),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("empty"), "{r:?}");
+    let r = ok(emu, &["token", "list", "--pool", &pool, "--json"], None);
+    assert!(r.json()["tokens"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_token_value_flag_does_not_exist() {
+    // Usage errors come from clap before any AWS access: no emulator needed.
+    let r = tollgate(
+        None,
+        &[
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--value",
+            TOKEN_VALUE,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--value"), "{r:?}");
+    assert!(!r.all().contains(TOKEN_VALUE), "{r:?}");
+    let r = tollgate(
+        None,
+        &["token", "add", "--pool", "p", "--provider", "nope"],
+        None,
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = tollgate(None, &["key", "issue", "--tenant", "t"], None);
+    assert_eq!(r.code, 2, "owner is required: {r:?}");
+    let r = tollgate(
+        None,
+        &[
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--base-url",
+            "https://u:pw-SECRET@h/v1",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(!r.all().contains("pw-SECRET"), "{r:?}");
+}
+
+#[test]
+fn help_lists_the_command_groups() {
+    let r = tollgate(None, &["--help"], None);
+    assert_eq!(r.code, 0);
+    for group in ["tenant", "key", "token", "pool"] {
+        assert!(r.stdout.contains(group), "{r:?}");
+    }
+}
