@@ -1,0 +1,1228 @@
+//! The scanner: normalized view → candidate extraction → validation → spans
+//! mapped back to the original text.
+//!
+//! Candidate extraction is split by shape so ordinary prose costs little:
+//! - one regex whose every branch starts with a literal (`sk-`, `AKIA`, `ghp_`,
+//!   `eyJ`, `-----BEGIN`, `password`, `secret`, …) — the regex crate turns the
+//!   literals into a SIMD prefilter, so text without them is skipped at memory
+//!   speed;
+//! - an e-mail regex and a URL-credential regex whose inner literals (`@`, `://`)
+//!   drive the same prefilter;
+//! - a hand-written tokenizer for digit runs (digits separated by single spaces,
+//!   hyphens, dots, parentheses) feeding the card / IBAN / SSN / My Number /
+//!   corporate number / phone / postal code / IPv4 validators;
+//! - a `:`-triggered IPv6 extractor.
+//!
+//! Everything is linear in the input: the regexes are finite automata, and the
+//! digit-run matchers look at no more than 19 digits from any group start.
+//! Boundaries are ASCII-aware: a kanji next to a digit is a boundary, a Latin
+//! letter is not.
+
+use crate::entity::{Action, Entity};
+use crate::error::DlpError;
+use crate::normalize::{Normalized, normalize_str};
+use crate::policy::Policy;
+use crate::validate as v;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv6Addr;
+use std::sync::LazyLock;
+
+/// A detected entity, with byte offsets into the ORIGINAL text (char boundaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Detection {
+    /// What was found.
+    pub entity: Entity,
+    /// Start byte offset (inclusive).
+    pub start: usize,
+    /// End byte offset (exclusive).
+    pub end: usize,
+}
+
+/// A detection with the action the policy assigns to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Finding {
+    /// What was found.
+    pub entity: Entity,
+    /// Start byte offset (inclusive) into the original UTF-8 text.
+    pub start: usize,
+    /// End byte offset (exclusive) into the original UTF-8 text.
+    pub end: usize,
+    /// Policy action (never `off`: disabled entities are not reported).
+    pub action: Action,
+}
+
+/// Which entities to look for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every entity.
+    All,
+    /// Only the `secret` category (used on responses).
+    SecretsOnly,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    entity: Entity,
+    s: usize,
+    e: usize,
+}
+
+/// Compiled scanner. Build once (see [`init`]) and share.
+#[derive(Debug)]
+pub struct Scanner {
+    secret_re: Regex,
+    url_cred_re: Regex,
+    email_re: Regex,
+    kw: Keywords,
+}
+
+#[derive(Debug)]
+struct Keywords {
+    my_number: Vec<String>,
+    corporate: Vec<String>,
+    ssn: Vec<String>,
+    phone: Vec<String>,
+    postal: Vec<String>,
+    ip: Vec<String>,
+    version: Vec<String>,
+}
+
+fn kws(list: &[&str]) -> Vec<String> {
+    list.iter()
+        .map(|k| normalize_str(k).to_ascii_lowercase())
+        .collect()
+}
+
+const SECRET_PATTERN: &str = r"(?x)
+    tgk_(?:live|test)_[0-9A-Za-z]{50}
+  | sk-[A-Za-z0-9_-]{20,}
+  | (?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}
+  | A(?:KIA|SIA)[0-9A-Z]{16}
+  | AIza[0-9A-Za-z_-]{35}
+  | gh[pousr]_[0-9A-Za-z]{36}
+  | github_pat_[0-9A-Za-z_]{40,}
+  | xox[abprs]-[0-9A-Za-z-]{10,}
+  | xapp-[0-9A-Za-z-]{10,}
+  | eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*
+  | -----BEGIN[\x20A-Z0-9]{0,40}PRIVATE\x20KEY(?:\x20BLOCK)?-----
+  | (?:[Pp]ass(?:word|wd|phrase)?|PASS(?:WORD|WD|PHRASE)?|[Pp]wd|PWD|パスワ-ド|暗証番号)
+  | (?:secret|Secret|SECRET)[_.\x20-]?(?:access|Access|ACCESS)?[_.\x20-]?(?:key|Key|KEY)
+  | シ-クレット(?:アクセス)?キ-
+";
+
+const URL_CRED_PATTERN: &str =
+    r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@?#"'<>\[\]]*:([^\s@/?#"'<>]{1,200})@[A-Za-z0-9\[]"#;
+
+const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
+
+static GLOBAL: LazyLock<Result<Scanner, String>> =
+    LazyLock::new(|| Scanner::new().map_err(|e| e.to_string()));
+
+/// Compile the global scanner. Call once at start-up (cold start) so that a
+/// broken build fails loudly instead of silently not scanning.
+pub fn init() -> Result<&'static Scanner, DlpError> {
+    match &*GLOBAL {
+        Ok(s) => Ok(s),
+        Err(e) => Err(DlpError::InvalidPolicy(format!("scanner failed to compile: {e}"))),
+    }
+}
+
+/// Detect every entity in `text` (no policy applied).
+pub fn detect(text: &str) -> Vec<Detection> {
+    detect_scoped(text, Scope::All)
+}
+
+/// Detect entities of the given scope.
+///
+/// If the global scanner failed to compile (a build defect caught by the unit
+/// tests and by [`init`]) the whole text is reported as one `PASSWORD` finding,
+/// so the caller fails closed rather than open.
+pub fn detect_scoped(text: &str, scope: Scope) -> Vec<Detection> {
+    match &*GLOBAL {
+        Ok(s) => s.detect(text, scope),
+        Err(_) if text.is_empty() => Vec::new(),
+        Err(_) => vec![Detection {
+            entity: Entity::Password,
+            start: 0,
+            end: text.len(),
+        }],
+    }
+}
+
+/// Scan `text` under `policy`: detections whose action is not `off`, in order.
+pub fn scan(text: &str, policy: &Policy) -> Vec<Finding> {
+    let scope = if Entity::ALL
+        .iter()
+        .all(|e| e.is_secret() || policy.action_for(*e) == Action::Off)
+    {
+        Scope::SecretsOnly
+    } else {
+        Scope::All
+    };
+    apply_policy(detect_scoped(text, scope), policy)
+}
+
+/// Attach policy actions, dropping `off` entities.
+pub fn apply_policy(dets: Vec<Detection>, policy: &Policy) -> Vec<Finding> {
+    dets.into_iter()
+        .filter_map(|d| {
+            let action = policy.action_for(d.entity);
+            (action != Action::Off).then_some(Finding {
+                entity: d.entity,
+                start: d.start,
+                end: d.end,
+                action,
+            })
+        })
+        .collect()
+}
+
+#[inline]
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[inline]
+fn is_tokch(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn floor_boundary(t: &str, mut i: usize) -> usize {
+    while i > 0 && !t.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(t: &str, mut i: usize) -> usize {
+    while i < t.len() && !t.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Lower-cased window of up to `max` bytes before `pos`.
+fn before(t: &str, pos: usize, max: usize) -> String {
+    let s = ceil_boundary(t, pos.saturating_sub(max));
+    t[s..pos].to_ascii_lowercase()
+}
+
+fn has_any(hay: &str, kws: &[String]) -> bool {
+    kws.iter().any(|k| hay.contains(k.as_str()))
+}
+
+impl Scanner {
+    /// Compile the scanner's patterns.
+    pub fn new() -> Result<Self, regex::Error> {
+        Ok(Scanner {
+            secret_re: Regex::new(SECRET_PATTERN)?,
+            url_cred_re: Regex::new(URL_CRED_PATTERN)?,
+            email_re: Regex::new(EMAIL_PATTERN)?,
+            kw: Keywords {
+                my_number: kws(&["マイナンバー", "個人番号", "my number", "mynumber", "my_number"]),
+                corporate: kws(&[
+                    "法人番号",
+                    "corporate number",
+                    "corporate_number",
+                    "corporation number",
+                    "登録番号",
+                    "インボイス",
+                    "invoice",
+                    "事業者番号",
+                ]),
+                ssn: kws(&["ssn", "social security", "社会保障番号"]),
+                phone: kws(&[
+                    "tel", "phone", "電話", "携帯", "連絡先", "call", "fax", "mobile", "cell",
+                    "contact", "番号",
+                ]),
+                postal: kws(&["郵便番号", "〒", "postal", "zip", "post code", "postcode"]),
+                ip: kws(&[
+                    "ip", "address", "アドレス", "host", "server", "サーバ", "dns", "gateway",
+                    "接続元", "addr",
+                ]),
+                version: kws(&[
+                    "version", "ver.", "ver ", "バージョン", "release", "build", "v.", "rev",
+                    "firmware", "section", "§",
+                ]),
+            },
+        })
+    }
+
+    /// Detect entities in `text`; offsets refer to `text`. Sorted by start,
+    /// non-overlapping.
+    pub fn detect(&self, text: &str, scope: Scope) -> Vec<Detection> {
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let norm = Normalized::new(text);
+        let t = norm.as_str();
+        let mut c: Vec<Cand> = Vec::new();
+        self.secrets(t, &mut c);
+        self.url_creds(t, &mut c);
+        if scope == Scope::All {
+            self.emails(t, &mut c);
+            self.digit_runs(t, &mut c);
+            ipv6(t, &mut c);
+        }
+        let c = resolve_overlaps(c);
+        c.into_iter()
+            .filter_map(|x| {
+                let start = norm.orig_start(x.s);
+                let end = norm.orig_end(x.e);
+                (start < end && text.is_char_boundary(start) && text.is_char_boundary(end))
+                    .then_some(Detection {
+                        entity: x.entity,
+                        start,
+                        end,
+                    })
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- secrets
+
+    fn secrets(&self, t: &str, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        let mut pos = 0;
+        while pos < t.len() {
+            let Some(m) = self.secret_re.find_at(t, pos) else {
+                break;
+            };
+            let (s, e) = (m.start(), m.end());
+            pos = e.max(s + 1);
+            pos = ceil_boundary(t, pos);
+            let mb = &b[s..e];
+            let left = if s > 0 { b[s - 1] } else { b' ' };
+            let right = b.get(e).copied().unwrap_or(b' ');
+            if mb.starts_with(b"-----BEGIN") {
+                if let Some(end) = pem_block(t, e) {
+                    out.push(Cand {
+                        entity: Entity::PrivateKey,
+                        s,
+                        e: end,
+                    });
+                    pos = end;
+                }
+                continue;
+            }
+            // keyword triggers
+            let first = mb[0];
+            let is_pw_kw = matches!(first, b'P' | b'p')
+                || mb.starts_with("パスワ-ド".as_bytes())
+                || mb.starts_with("暗証番号".as_bytes());
+            let is_aws_kw = matches!(first, b's' | b'S') && !mb.starts_with(b"sk") && mb.len() < 30
+                || mb.starts_with("シ-クレット".as_bytes());
+            if is_pw_kw && !mb.starts_with(b"pass_") {
+                if let Some((vs, ve)) = password_value(t, s, e) {
+                    out.push(Cand {
+                        entity: Entity::Password,
+                        s: vs,
+                        e: ve,
+                    });
+                    pos = pos.max(ve);
+                }
+                continue;
+            }
+            if is_aws_kw {
+                if let Some((vs, ve)) = aws_secret_after(t, e) {
+                    out.push(Cand {
+                        entity: Entity::AwsSecretKey,
+                        s: vs,
+                        e: ve,
+                    });
+                    pos = pos.max(ve);
+                }
+                continue;
+            }
+            if is_tokch(left) {
+                continue;
+            }
+            if let Some(ent) = classify_token(mb, right) {
+                out.push(Cand { entity: ent, s, e });
+            }
+        }
+    }
+
+    fn url_creds(&self, t: &str, out: &mut Vec<Cand>) {
+        for caps in self.url_cred_re.captures_iter(t) {
+            let Some(pw) = caps.get(1) else { continue };
+            let val = pw.as_str().as_bytes();
+            if password_placeholder(val) || val.len() < 3 {
+                continue;
+            }
+            out.push(Cand {
+                entity: Entity::Password,
+                s: pw.start(),
+                e: pw.end(),
+            });
+        }
+    }
+
+    fn emails(&self, t: &str, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        for m in self.email_re.find_iter(t) {
+            let (mut s, e) = (m.start(), m.end());
+            // local part must not start with a dot
+            while s < e && b[s] == b'.' {
+                s += 1;
+            }
+            let at = match memchr::memchr(b'@', &b[s..e]) {
+                Some(i) => s + i,
+                None => continue,
+            };
+            if at == s || b[at - 1] == b'.' {
+                continue;
+            }
+            if e < b.len() && (b[e] == b'@' || is_word(b[e])) {
+                continue;
+            }
+            let tld_start = match memchr::memrchr(b'.', &b[at..e]) {
+                Some(i) => at + i + 1,
+                None => continue,
+            };
+            let tld = t[tld_start..e].to_ascii_lowercase();
+            if matches!(
+                tld.as_str(),
+                "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "js" | "css" | "ts" | "py" | "rs"
+            ) {
+                continue;
+            }
+            out.push(Cand {
+                entity: Entity::Email,
+                s,
+                e,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------- digit runs
+
+    fn digit_runs(&self, t: &str, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        let n = b.len();
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        let mut i = 0;
+        while i < n {
+            match b[i..].iter().position(u8::is_ascii_digit) {
+                Some(p) => i += p,
+                None => break,
+            }
+            groups.clear();
+            let mut j = i;
+            loop {
+                let gs = j;
+                while j < n && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                groups.push((gs, j));
+                let mut k = j;
+                let mut cnt = 0;
+                while k < n && cnt < 2 && matches!(b[k], b' ' | b'-' | b'.' | b'(' | b')') {
+                    k += 1;
+                    cnt += 1;
+                }
+                if cnt > 0 && k < n && b[k].is_ascii_digit() {
+                    j = k;
+                    continue;
+                }
+                break;
+            }
+            let run = Run::new(t, &groups);
+            self.iban(t, groups[0].0, out);
+            self.run_matchers(t, &run, out);
+            i = j;
+        }
+    }
+
+    fn iban(&self, t: &str, g0: usize, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        if g0 < 2 || !b[g0 - 2].is_ascii_uppercase() || !b[g0 - 1].is_ascii_uppercase() {
+            return;
+        }
+        let s = g0 - 2;
+        if s > 0 && is_word(b[s - 1]) {
+            return;
+        }
+        let Some(len) = v::iban_length(&b[s..g0]) else {
+            return;
+        };
+        let mut compact = Vec::with_capacity(len);
+        let mut k = s;
+        let mut last = s;
+        while k < b.len() && compact.len() < len {
+            let c = b[k];
+            if c.is_ascii_digit() || c.is_ascii_uppercase() {
+                compact.push(c);
+                last = k + 1;
+                k += 1;
+            } else if c == b' ' && compact.len() % 4 == 0 && compact.len() >= 4 {
+                k += 1;
+            } else {
+                break;
+            }
+        }
+        if compact.len() != len || !compact[2..4].iter().all(u8::is_ascii_digit) {
+            return;
+        }
+        if last < b.len() && is_word(b[last]) {
+            return;
+        }
+        if v::iban_mod97(&compact) {
+            out.push(Cand {
+                entity: Entity::Iban,
+                s,
+                e: last,
+            });
+        }
+    }
+
+    fn run_matchers(&self, t: &str, run: &Run<'_>, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        // corporate number written as an invoice registration number: T + 13 digits
+        if run.left_char == Some(b'T') && run.lead.is_none() {
+            let ts = run.groups[0].0 - 1;
+            let clean_before = ts == 0 || !is_word(b[ts - 1]);
+            let (gs, ge) = run.groups[0];
+            if clean_before
+                && ge - gs == 13
+                && run.end_ok(0)
+                && !run.right_bad
+                && v::corporate_number_ok(&b[gs..ge])
+            {
+                out.push(Cand {
+                    entity: Entity::JpCorporateNumber,
+                    s: gs,
+                    e: ge,
+                });
+            }
+            return;
+        }
+        if run.left_bad || run.right_bad {
+            return;
+        }
+        let len = run.groups.len();
+        let mut digits: Vec<u8> = Vec::with_capacity(24);
+        for gi in 0..len {
+            if !run.start_ok(gi) {
+                continue;
+            }
+            let ctx = before(t, run.span_start(gi), 48);
+            self.card(run, gi, &mut digits, out);
+            self.ssn(run, gi, &ctx, &mut digits, out);
+            self.my_number(run, gi, &ctx, &mut digits, out);
+            self.corporate(run, gi, &ctx, &mut digits, out);
+            self.postal(t, run, gi, &ctx, out);
+            self.phone(run, gi, &ctx, &mut digits, out);
+            self.ipv4(run, gi, &ctx, out);
+        }
+    }
+
+    fn card(&self, run: &Run<'_>, gi: usize, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+        let first_len = run.glen(gi);
+        let mut total = 0;
+        let mut sep_kind: Option<&str> = None;
+        let mut best = None;
+        for gj in gi..run.groups.len() {
+            let gl = run.glen(gj);
+            total += gl;
+            if total > 19 {
+                break;
+            }
+            if gj > gi {
+                let sep = run.sep(gj - 1);
+                if (sep != " " && sep != "-")
+                    || sep_kind.is_some_and(|k| k != sep)
+                    || first_len != 4
+                    || !(3..=6).contains(&gl)
+                {
+                    break;
+                }
+                sep_kind = Some(sep);
+            }
+            if total >= 13 && run.end_ok(gj) {
+                run.digits(gi, gj, d);
+                if v::luhn(d) && v::card_brand_ok(d) {
+                    best = Some(gj);
+                }
+            }
+        }
+        if let Some(gj) = best {
+            out.push(Cand {
+                entity: Entity::CreditCard,
+                s: run.groups[gi].0,
+                e: run.groups[gj].1,
+            });
+        }
+    }
+
+    fn ssn(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+        if run.shape(gi, &[3, 2, 4], &["-", " "]) {
+            run.digits(gi, gi + 2, d);
+            if v::ssn_ok(d) {
+                out.push(run.cand(Entity::UsSsn, gi, gi + 2, false));
+            }
+        } else if run.glen(gi) == 9 && run.end_ok(gi) && has_any(ctx, &self.kw.ssn) {
+            run.digits(gi, gi, d);
+            if v::ssn_ok(d) {
+                out.push(run.cand(Entity::UsSsn, gi, gi, false));
+            }
+        }
+    }
+
+    fn my_number(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+        let context = has_any(ctx, &self.kw.my_number);
+        if run.shape(gi, &[4, 4, 4], &["-", " "]) {
+            let whole = gi == 0 && run.groups.len() == 3 && run.lead.is_none();
+            run.digits(gi, gi + 2, d);
+            if (context || whole) && v::my_number_ok(d) {
+                out.push(run.cand(Entity::JpMyNumber, gi, gi + 2, false));
+            }
+        } else if run.glen(gi) == 12 && run.end_ok(gi) && context {
+            run.digits(gi, gi, d);
+            if v::my_number_ok(d) {
+                out.push(run.cand(Entity::JpMyNumber, gi, gi, false));
+            }
+        }
+    }
+
+    fn corporate(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+        if !has_any(ctx, &self.kw.corporate) {
+            return;
+        }
+        if run.shape(gi, &[1, 4, 4, 4], &["-", " "]) {
+            run.digits(gi, gi + 3, d);
+            if v::corporate_number_ok(d) {
+                out.push(run.cand(Entity::JpCorporateNumber, gi, gi + 3, false));
+            }
+        } else if run.glen(gi) == 13 && run.end_ok(gi) {
+            run.digits(gi, gi, d);
+            if v::corporate_number_ok(d) {
+                out.push(run.cand(Entity::JpCorporateNumber, gi, gi, false));
+            }
+        }
+    }
+
+    fn postal(&self, t: &str, run: &Run<'_>, gi: usize, ctx: &str, out: &mut Vec<Cand>) {
+        let shaped = run.shape(gi, &[3, 4], &["-", " "]);
+        let bare = run.glen(gi) == 7 && run.end_ok(gi);
+        if !(shaped || bare) {
+            return;
+        }
+        // 〒 right before (spaces allowed), or 郵便番号 / postal code shortly before
+        let near = before(t, run.groups[gi].0, 24);
+        let mark = near.trim_end().trim_end_matches(':').trim_end().ends_with('〒');
+        if !(mark || has_any(&near, &self.kw.postal) || (has_any(ctx, &self.kw.postal) && ctx.len() < 64)) {
+            return;
+        }
+        let gj = if shaped { gi + 1 } else { gi };
+        out.push(run.cand(Entity::JpPostalCode, gi, gj, false));
+    }
+
+    fn phone(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+        let b = run.t.as_bytes();
+        let len = run.groups.len();
+        // E.164: '+' lead
+        if gi == 0 && run.lead == Some(b'+') {
+            let mut total = 0;
+            let mut best = None;
+            for gj in 0..len {
+                total += run.glen(gj);
+                if total > 15 {
+                    break;
+                }
+                if total >= 8 && run.end_ok(gj) {
+                    run.digits(0, gj, d);
+                    let ok = match d[0] {
+                        b'0' => false,
+                        b'1' => d.len() == 11 && v::nanp_ok(&d[1..]),
+                        b'8' if d[1] == b'1' => {
+                            (11..=12).contains(&d.len()) && d[2] != b'0'
+                                || (12..=13).contains(&d.len()) && d[2] == b'0'
+                        }
+                        _ => true,
+                    };
+                    if ok {
+                        best = Some(gj);
+                    }
+                }
+            }
+            if let Some(gj) = best {
+                out.push(run.cand(Entity::Phone, 0, gj, true));
+            }
+            return;
+        }
+        let first = &b[run.groups[gi].0..run.groups[gi].1];
+        let context = has_any(ctx, &self.kw.phone);
+        // Japanese domestic numbers start with a trunk 0
+        if first[0] == b'0' && first.len() >= 2 && first[1] != b'0' {
+            let mobile_like = |d: &[u8]| {
+                d.len() == 11
+                    && (matches!(&d[..3], b"070" | b"080" | b"090" | b"050" | b"020")
+                        || d.starts_with(b"0800"))
+            };
+            let landline_like = |d: &[u8]| {
+                d.len() == 10 && !matches!(&d[..3], b"070" | b"080" | b"090" | b"050" | b"020")
+            };
+            // three groups
+            if gi + 2 < len {
+                let (l1, l2, l3) = (run.glen(gi), run.glen(gi + 1), run.glen(gi + 2));
+                let seps_ok = [run.sep(gi), run.sep(gi + 1)]
+                    .iter()
+                    .all(|s| matches!(*s, "-" | " " | "(" | ")" | ") " | "." ));
+                if seps_ok
+                    && (2..=5).contains(&l1)
+                    && (1..=4).contains(&l2)
+                    && (3..=4).contains(&l3)
+                    && run.end_ok(gi + 2)
+                {
+                    run.digits(gi, gi + 2, d);
+                    if mobile_like(d) || landline_like(d) {
+                        out.push(run.cand(Entity::Phone, gi, gi + 2, true));
+                        return;
+                    }
+                }
+            }
+            if run.end_ok(gi) {
+                if mobile_like(first) || (landline_like(first) && context) {
+                    out.push(run.cand(Entity::Phone, gi, gi, true));
+                }
+            }
+            return;
+        }
+        // US / NANP
+        let mut g = gi;
+        let mut country = false;
+        if run.glen(gi) == 1 && first[0] == b'1' && gi + 3 < len && matches!(run.sep(gi), "-" | " " | "." | " (") {
+            g = gi + 1;
+            country = true;
+        }
+        if g + 2 < len && run.glen(g) == 3 && run.glen(g + 1) == 3 && run.glen(g + 2) == 4 {
+            let (s1, s2) = (run.sep(g), run.sep(g + 1));
+            let open_before = g > 0 && run.sep(g - 1).ends_with('(');
+            let paren = !country && ((g == 0 && run.lead == Some(b'(')) || open_before);
+            let ok = (s1 == s2 && matches!(s1, "-" | "." | " "))
+                || (paren && matches!(s1, ")" | ") ") && matches!(s2, "-" | " "));
+            if ok && run.end_ok(g + 2) {
+                run.digits(g, g + 2, d);
+                if v::nanp_ok(d) {
+                    let mut c = run.cand(Entity::Phone, gi, g + 2, true);
+                    if open_before && paren {
+                        c.s -= 1;
+                    }
+                    out.push(c);
+                }
+            }
+        } else if run.glen(gi) == 10 && run.end_ok(gi) && context {
+            run.digits(gi, gi, d);
+            if v::nanp_ok(d) {
+                out.push(run.cand(Entity::Phone, gi, gi, true));
+            }
+        }
+    }
+
+    fn ipv4(&self, run: &Run<'_>, gi: usize, ctx: &str, out: &mut Vec<Cand>) {
+        if gi + 3 >= run.groups.len() || !run.end_ok(gi + 3) {
+            return;
+        }
+        let b = run.t.as_bytes();
+        let mut oct = [0u8; 4];
+        let mut single = true;
+        for k in 0..4 {
+            let (s, e) = run.groups[gi + k];
+            if k < 3 && run.sep(gi + k) != "." {
+                return;
+            }
+            if e - s > 3 || (e - s > 1 && b[s] == b'0') {
+                return;
+            }
+            let val = b[s..e].iter().fold(0u32, |a, x| a * 10 + u32::from(x - b'0'));
+            if val > 255 {
+                return;
+            }
+            single &= e - s == 1;
+            oct[k] = val as u8;
+        }
+        // a following ".5" or preceding "1." makes it a version string
+        let (s0, _) = run.groups[gi];
+        let (_, e3) = run.groups[gi + 3];
+        if (gi > 0 && run.sep(gi - 1).starts_with('.'))
+            || (gi + 4 < run.groups.len() && run.sep(gi + 3).starts_with('.'))
+        {
+            return;
+        }
+        let near = before(run.t, s0, 16);
+        if has_any(&near, &self.kw.version) {
+            return;
+        }
+        if single && !has_any(ctx, &self.kw.ip) {
+            return;
+        }
+        if !v::ipv4_reportable(oct) {
+            return;
+        }
+        out.push(Cand {
+            entity: Entity::IpAddress,
+            s: s0,
+            e: e3,
+        });
+    }
+}
+
+/// A run of digit groups separated by short separators.
+struct Run<'a> {
+    t: &'a str,
+    groups: &'a [(usize, usize)],
+    lead: Option<u8>,
+    left_char: Option<u8>,
+    left_bad: bool,
+    right_bad: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(t: &'a str, groups: &'a [(usize, usize)]) -> Self {
+        let b = t.as_bytes();
+        let g0 = groups[0].0;
+        let lead = (g0 > 0 && matches!(b[g0 - 1], b'+' | b'(')).then(|| b[g0 - 1]);
+        let ls = if lead.is_some() { g0 - 1 } else { g0 };
+        let left_char = (ls > 0).then(|| b[ls - 1]);
+        let left_bad = match left_char {
+            None => false,
+            Some(c) if is_word(c) => true,
+            Some(b'-' | b'/' | b'.' | b'+' | b'#') if ls >= 2 => {
+                b[ls - 2].is_ascii_alphanumeric() && !(b[ls - 1] == b'.' && b[ls - 2].is_ascii_alphabetic())
+            }
+            _ => false,
+        };
+        let end = groups[groups.len() - 1].1;
+        let right_bad = match b.get(end) {
+            None => false,
+            Some(c) if is_word(*c) => true,
+            Some(b'-' | b'.' | b'/' | b'@') => b.get(end + 1).is_some_and(|c| c.is_ascii_alphanumeric()),
+            _ => false,
+        };
+        Run {
+            t,
+            groups,
+            lead,
+            left_char,
+            left_bad,
+            right_bad,
+        }
+    }
+
+    fn glen(&self, i: usize) -> usize {
+        self.groups[i].1 - self.groups[i].0
+    }
+
+    fn sep(&self, i: usize) -> &'a str {
+        &self.t[self.groups[i].1..self.groups[i + 1].0]
+    }
+
+    /// A match may start at group `i` when it is the first group or the
+    /// separator before it contains a space.
+    fn start_ok(&self, i: usize) -> bool {
+        i == 0 || self.sep(i - 1).contains(' ')
+    }
+
+    /// A match may end at group `j` when it is the last group or the separator
+    /// after it contains a space.
+    fn end_ok(&self, j: usize) -> bool {
+        j + 1 == self.groups.len() || self.sep(j).contains(' ')
+    }
+
+    fn span_start(&self, gi: usize) -> usize {
+        if gi == 0 && self.lead.is_some() {
+            self.groups[0].0 - 1
+        } else {
+            self.groups[gi].0
+        }
+    }
+
+    fn digits(&self, gi: usize, gj: usize, d: &mut Vec<u8>) {
+        d.clear();
+        let b = self.t.as_bytes();
+        for k in gi..=gj {
+            d.extend_from_slice(&b[self.groups[k].0..self.groups[k].1]);
+        }
+    }
+
+    /// Groups starting at `gi` have exactly the given lengths, the separators
+    /// between them are identical and one of `seps`, and the match may end there.
+    fn shape(&self, gi: usize, lens: &[usize], seps: &[&str]) -> bool {
+        let n = lens.len();
+        if gi + n > self.groups.len() {
+            return false;
+        }
+        if !lens.iter().enumerate().all(|(k, l)| self.glen(gi + k) == *l) {
+            return false;
+        }
+        if n > 1 {
+            let s0 = self.sep(gi);
+            if !seps.contains(&s0) || !(1..n - 1).all(|k| self.sep(gi + k) == s0) {
+                return false;
+            }
+        }
+        self.end_ok(gi + n - 1)
+    }
+
+    fn cand(&self, entity: Entity, gi: usize, gj: usize, with_lead: bool) -> Cand {
+        let s = if with_lead { self.span_start(gi) } else { self.groups[gi].0 };
+        Cand {
+            entity,
+            s,
+            e: self.groups[gj].1,
+        }
+    }
+}
+
+// -------------------------------------------------------------------- helpers
+
+fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
+    let fixed_end_ok = !right.is_ascii_alphanumeric();
+    if tok.starts_with(b"tgk_") {
+        return (fixed_end_ok && v::tollgate_key_ok(tok)).then_some(Entity::TollgateKey);
+    }
+    if tok.starts_with(b"sk-ant-") {
+        let rest = &tok[7..];
+        let body = ["api03-", "admin01-", "oat01-"]
+            .iter()
+            .find_map(|p| rest.strip_prefix(p.as_bytes()))?;
+        return token_body_ok(body, 32, true).then_some(Entity::AnthropicKey);
+    }
+    if tok.starts_with(b"sk-") {
+        let rest = &tok[3..];
+        let body = ["proj-", "svcacct-", "admin-"]
+            .iter()
+            .find_map(|p| rest.strip_prefix(p.as_bytes()))
+            .unwrap_or(rest);
+        return token_body_ok(body, 20, true).then_some(Entity::OpenaiKey);
+    }
+    if tok.starts_with(b"sk_") || tok.starts_with(b"rk_") {
+        let body = &tok[8..];
+        return (body.len() >= 20 && token_body_ok(body, 20, false)).then_some(Entity::StripeKey);
+    }
+    if tok.starts_with(b"AKIA") || tok.starts_with(b"ASIA") {
+        let body = &tok[4..];
+        let base32 = body.iter().all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(c));
+        return (fixed_end_ok && base32 && !v::looks_placeholder(body) && v::entropy(body) >= 2.5)
+            .then_some(Entity::AwsAccessKey);
+    }
+    if tok.starts_with(b"AIza") {
+        let ok = !is_tokch(right) && token_body_ok(&tok[4..], 30, false);
+        return ok.then_some(Entity::GoogleApiKey);
+    }
+    if tok.starts_with(b"github_pat_") {
+        return token_body_ok(&tok[11..], 40, false).then_some(Entity::GithubToken);
+    }
+    if tok.starts_with(b"gh") {
+        return (fixed_end_ok && v::github_token_ok(tok)).then_some(Entity::GithubToken);
+    }
+    if tok.starts_with(b"xox") || tok.starts_with(b"xapp-") {
+        let body = &tok[5..];
+        let digits = body.iter().filter(|c| c.is_ascii_digit()).count();
+        let segs = body.split(|c| *c == b'-').filter(|s| !s.is_empty()).count();
+        let ok = body.len() >= 20
+            && digits >= 6
+            && segs >= 2
+            && !v::looks_placeholder(body)
+            && v::entropy(body) >= 3.0;
+        return ok.then_some(Entity::SlackToken);
+    }
+    if tok.starts_with(b"eyJ") {
+        let mut parts = tok.split(|c| *c == b'.');
+        let header = parts.next()?;
+        let payload = parts.next()?;
+        let payload_ok = payload.len() >= 2 && v::b64_decode(payload).is_some();
+        return (payload_ok && v::jwt_header_ok(header)).then_some(Entity::Jwt);
+    }
+    None
+}
+
+/// Random-looking key body: long enough, not a placeholder, high entropy, mixed
+/// character classes.
+fn token_body_ok(body: &[u8], min_len: usize, need_upper_lower_digit: bool) -> bool {
+    if body.len() < min_len || v::looks_placeholder(body) {
+        return false;
+    }
+    let alnum: Vec<u8> = body.iter().copied().filter(u8::is_ascii_alphanumeric).collect();
+    let (lo, up, dg, _) = v::classes(&alnum);
+    let classes_ok = if need_upper_lower_digit {
+        lo && up && dg
+    } else {
+        usize::from(lo) + usize::from(up) + usize::from(dg) >= 2
+    };
+    classes_ok && v::entropy(body) >= 3.5
+}
+
+/// Span of a PEM private key block that starts at `s` (header ends at `e`).
+fn pem_block(t: &str, e: usize) -> Option<usize> {
+    let b = t.as_bytes();
+    let limit = (e + 65_536).min(b.len());
+    let body_end;
+    let block_end;
+    if let Some(i) = memchr::memmem::find(&b[e..limit], b"-----END") {
+        body_end = e + i;
+        let after = body_end + 8;
+        let close = memchr::memmem::find(&b[after..limit.max(after)], b"-----")
+            .map(|k| after + k + 5)
+            .filter(|x| *x - after <= 48)
+            .unwrap_or(after);
+        block_end = close;
+    } else {
+        let mut k = e;
+        while k < b.len() && k < limit {
+            let c = b[k];
+            if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b' ' | b'\n' | b'\r' | b'\t' | b':' | b',' | b'-') {
+                k += 1;
+            } else {
+                break;
+            }
+        }
+        body_end = k;
+        block_end = k;
+    }
+    let b64 = b[e..body_end]
+        .iter()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
+        .count();
+    (b64 >= 40 && !v::looks_placeholder_words(&b[e..body_end])).then_some(block_end)
+}
+
+/// Value of a `password = value` style assignment following the keyword at
+/// `ks..ke`. Returns the value span.
+fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
+    let b = t.as_bytes();
+    let ascii_kw = b[ks].is_ascii();
+    if ascii_kw {
+        // keyword must not be glued to a following identifier char
+        if b.get(ke).is_some_and(|c| is_word(*c)) {
+            return None;
+        }
+        // "pass"/"pwd" need a clean left edge; "password" may be a suffix
+        // (db_password, userPassword)
+        let kw_len = ke - ks;
+        if kw_len <= 4 && ks > 0 && b[ks - 1].is_ascii_alphabetic() {
+            return None;
+        }
+    }
+    let mut k = ke;
+    // closing quote of a JSON / dict key
+    if matches!(b.get(k), Some(b'"' | b'\'')) {
+        k += 1;
+    }
+    let skip_ws = |mut k: usize| {
+        let mut n = 0;
+        while k < b.len() && matches!(b[k], b' ' | b'\t') && n < 4 {
+            k += 1;
+            n += 1;
+        }
+        k
+    };
+    k = skip_ws(k);
+    let natural;
+    if k < b.len() && (b[k] == b':' || b[k] == b'=') {
+        k += 1;
+        if k < b.len() && matches!(b[k], b'=' | b'>') {
+            k += 1;
+        }
+        natural = false;
+    } else if t[k..].starts_with("は") {
+        k += "は".len();
+        natural = true;
+    } else if ascii_kw && k > ke && (t[k..].starts_with("is ") || t[k..].starts_with("was ")) {
+        k += if b[k] == b'i' { 3 } else { 4 };
+        natural = true;
+    } else {
+        return None;
+    }
+    k = skip_ws(k);
+    // optional opening quote
+    let (close, vs): (Option<&str>, usize) = if let Some(q) = ["\"", "'", "`", "「", "『", "“"]
+        .iter()
+        .find(|q| t[k..].starts_with(**q))
+    {
+        let c = match *q {
+            "「" => "」",
+            "『" => "』",
+            "“" => "”",
+            other => other,
+        };
+        (Some(c), k + q.len())
+    } else {
+        (None, k)
+    };
+    let mut ve = vs;
+    match close {
+        Some(c) => {
+            let limit = (vs + 129).min(b.len());
+            let lim = floor_boundary(t, limit);
+            let i = t[vs..lim].find(c)?;
+            ve = vs + i;
+            if t[vs..ve].contains('\n') {
+                return None;
+            }
+        }
+        None => {
+            while ve < b.len()
+                && ve - vs < 128
+                && b[ve].is_ascii_graphic()
+                && !matches!(b[ve], b'"' | b'\'' | b',' | b';' | b'&' | b')' | b']' | b'}' | b'<' | b'>' | b'`')
+            {
+                ve += 1;
+            }
+            if natural {
+                while ve > vs && matches!(b[ve - 1], b'.' | b',' | b'!' | b'?' | b':') {
+                    ve -= 1;
+                }
+            }
+        }
+    }
+    let val = &b[vs..ve];
+    if val.len() < 6 || val.len() > 128 || password_placeholder(val) {
+        return None;
+    }
+    let classes = v::class_count(val);
+    let strong = if natural {
+        let (lo, up, dg, _) = v::classes(val);
+        (lo || up) && dg || classes >= 3
+    } else {
+        classes >= 2 || val.len() >= 16
+    };
+    strong.then_some((vs, ve))
+}
+
+fn password_placeholder(val: &[u8]) -> bool {
+    let lower = val.to_ascii_lowercase();
+    if matches!(val.first(), Some(b'$' | b'%' | b'{' | b'<' | b'[' | b'(' | b'@' | b'*'))
+        || matches!(val.last(), Some(b'}' | b'>' | b']' | b')'))
+    {
+        return true;
+    }
+    if val.iter().all(|c| *c == val[0]) {
+        return true;
+    }
+    const WORDS: [&[u8]; 26] = [
+        b"password", b"passwd", b"xxxx", b"****", b"...", b"your", b"example", b"placeholder",
+        b"redacted", b"changeme", b"secret", b"env", b"getenv", b"process.", b"os.", b"null",
+        b"none", b"undefined", b"required", b"string", b"hidden", b"masked", b"optional",
+        b"dummy", b"config", b"settings",
+    ];
+    if WORDS.iter().any(|w| memchr::memmem::find(&lower, w).is_some()) {
+        return true;
+    }
+    matches!(lower.as_slice(), b"true" | b"false" | b"empty" | b"str" | b"text")
+}
+
+/// A 40-char AWS secret access key within 80 bytes after a `secret key` keyword.
+fn aws_secret_after(t: &str, ke: usize) -> Option<(usize, usize)> {
+    let b = t.as_bytes();
+    let limit = (ke + 80).min(b.len());
+    let aws_ch = |c: u8| c.is_ascii_alphanumeric() || c == b'/' || c == b'+';
+    let mut k = ke;
+    while k < limit {
+        if !aws_ch(b[k]) {
+            k += 1;
+            continue;
+        }
+        let s = k;
+        while k < b.len() && aws_ch(b[k]) {
+            k += 1;
+        }
+        let tok = &b[s..k];
+        let boundary = b.get(k) != Some(&b'=');
+        if tok.len() == 40 && boundary {
+            let (lo, up, dg, _) = v::classes(tok);
+            let mixed = lo && up && (dg || tok.iter().any(|c| *c == b'/' || *c == b'+'));
+            if mixed && v::entropy(tok) >= 4.0 && !v::looks_placeholder(tok) {
+                return Some((s, k));
+            }
+        }
+    }
+    None
+}
+
+fn ipv6(t: &str, out: &mut Vec<Cand>) {
+    let b = t.as_bytes();
+    let hexish = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let mut next_free = 0;
+    for p in memchr::memchr_iter(b':', b) {
+        if p < next_free {
+            continue;
+        }
+        let mut s = p;
+        while s > 0 && hexish(b[s - 1]) {
+            s -= 1;
+        }
+        let mut e = p + 1;
+        while e < b.len() && hexish(b[e]) {
+            e += 1;
+        }
+        next_free = e;
+        // trim trailing punctuation
+        while e > s && matches!(b[e - 1], b'.' | b':') && !(e >= 2 && b[e - 2] == b':' && b[e - 1] == b':') {
+            e -= 1;
+        }
+        while s < e && b[s] == b'.' {
+            s += 1;
+        }
+        if s > 0 && is_word(b[s - 1]) {
+            continue;
+        }
+        if next_free < b.len() && is_word(b[next_free]) {
+            continue;
+        }
+        let cand = &t[s..e];
+        if cand.len() < 6 {
+            continue;
+        }
+        let Ok(addr) = cand.parse::<Ipv6Addr>() else {
+            continue;
+        };
+        let segs = addr.segments();
+        let groups: Vec<&str> = cand.split(':').filter(|g| !g.is_empty()).collect();
+        let first_len = groups.first().map_or(0, |g| g.len());
+        let plausible = groups.len() >= 3 || (cand.contains("::") && first_len >= 3);
+        let doc = segs[0] == 0x2001 && segs[1] == 0x0db8;
+        let special = addr.is_unspecified() || addr.is_loopback();
+        let all_short_decimal = groups
+            .iter()
+            .all(|g| g.len() <= 2 && g.bytes().all(|c| c.is_ascii_digit()));
+        if plausible && !doc && !special && !all_short_decimal {
+            out.push(Cand {
+                entity: Entity::IpAddress,
+                s,
+                e,
+            });
+        }
+    }
+}
+
+/// Keep the best of overlapping candidates: higher category priority, then
+/// longer span, then earlier start.
+fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {
+    c.sort_by(|a, b| a.s.cmp(&b.s).then(b.e.cmp(&a.e)));
+    let mut kept: Vec<Cand> = Vec::with_capacity(c.len());
+    for x in c {
+        if x.s >= x.e {
+            continue;
+        }
+        let mut dominated = false;
+        while let Some(last) = kept.last().copied() {
+            if x.s >= last.e {
+                break;
+            }
+            let better = (x.entity.priority(), x.e - x.s) > (last.entity.priority(), last.e - last.s);
+            if better {
+                kept.pop();
+            } else {
+                dominated = true;
+                break;
+            }
+        }
+        if !dominated {
+            kept.push(x);
+        }
+    }
+    kept
+}
