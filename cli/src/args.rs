@@ -66,6 +66,10 @@ pub struct TenantCreate {
     /// Who answers for this tenant (a person or team address).
     #[arg(long, value_parser = parse_owner)]
     pub owner: String,
+    /// Route models to a pool for this tenant: PATTERN=POOL, e.g. 'gpt-4o*=openai-eu'
+    /// (repeatable; longest matching pattern wins; a key's own mapping comes first).
+    #[arg(long = "model-pool", value_name = "PATTERN=POOL", value_parser = parse_model_pool)]
+    pub model_pool: Vec<(String, String)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +112,10 @@ pub struct KeyIssue {
     /// Route the key may call, e.g. chat.completions, messages (repeatable; none = all).
     #[arg(long = "allow-route", value_parser = parse_route)]
     pub allow_route: Vec<String>,
+    /// Route models to a pool for this key: PATTERN=POOL, e.g. '*=team-pool' (repeatable;
+    /// longest matching pattern wins; beats the tenant's mapping).
+    #[arg(long = "model-pool", value_name = "PATTERN=POOL", value_parser = parse_model_pool)]
+    pub model_pool: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -168,7 +176,7 @@ pub struct TokenAdd {
     /// Who answers for this token (default: $USER).
     #[arg(long, value_parser = parse_owner)]
     pub owner: Option<String>,
-    /// Token id (default: tok_ + 10 random characters).
+    /// Token id, unique within the pool (default: tok_ + 10 random characters).
     #[arg(long, value_parser = parse_id)]
     pub id: Option<String>,
     /// Expiry as RFC 3339.
@@ -362,6 +370,14 @@ pub fn parse_model_pattern(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `PATTERN=POOL`.
+pub fn parse_model_pool(s: &str) -> Result<(String, String), String> {
+    let (pattern, pool) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PATTERN=POOL, e.g. 'gpt-4o*=openai', not {s:?}"))?;
+    Ok((parse_model_pattern(pattern)?, parse_id(pool.trim())?))
+}
+
 pub const ROUTES: [Route; 7] = [
     Route::ChatCompletions,
     Route::Completions,
@@ -515,6 +531,12 @@ mod tests {
         assert!(parse_model_pattern("gpt-4o*").is_ok());
         assert!(parse_model_pattern("gpt*4o").is_err());
         assert!(parse_route("chat.completions").is_ok());
+        assert_eq!(
+            parse_model_pool("*=team-a"),
+            Ok(("*".to_owned(), "team-a".to_owned()))
+        );
+        assert!(parse_model_pool("gpt-4o").is_err());
+        assert!(parse_model_pool("gpt-4o=a/b").is_err());
         assert!(parse_route("chat").is_err());
     }
 

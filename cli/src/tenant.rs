@@ -23,7 +23,7 @@ pub async fn create(ctx: &mut Ctx<'_>, a: TenantCreate) -> Result<Out> {
         owner: a.owner,
         created_at: ctx.clock.now_ms(),
         disabled: false,
-        model_pools: Default::default(),
+        model_pools: a.model_pool.into_iter().collect(),
     };
     match ctx.tenants.put_tenant(&t).await {
         Ok(()) => {}

@@ -159,6 +159,8 @@ async fn issue_stores_a_digest_never_the_key_and_the_key_verifies() {
             "30d",
             "--allow-cidr",
             "10.0.0.0/8",
+            "--model-pool",
+            "*=team-pool",
         ])
         .await;
     assert!(out.human.contains(key.expose()));
@@ -178,6 +180,10 @@ async fn issue_stores_a_digest_never_the_key_and_the_key_verifies() {
     assert_eq!(rec.owner, "dev@acme.test");
     assert_eq!(rec.expires_at, Some(T0 + 30 * 86_400_000));
     assert_eq!(rec.status, KeyStatus::Active);
+    assert_eq!(
+        rec.model_pools.get("*").map(String::as_str),
+        Some("team-pool")
+    );
 
     let peppers = Peppers::parse(PEPPER).unwrap();
     let tenant = h.store.get_tenant("acme").await.unwrap();
@@ -358,12 +364,12 @@ async fn token_add_reads_the_value_from_stdin_and_never_puts_it_in_the_record() 
     assert_eq!(
         rec.secret,
         SecretRef::SecretsManager {
-            secret_id: format!("tollgate/pool/{id}")
+            secret_id: format!("tollgate/pool/openai/{id}")
         }
     );
     assert_eq!(
         h.store
-            .get_secret(&format!("tollgate/pool/{id}"))
+            .get_secret(&format!("tollgate/pool/openai/{id}"))
             .await
             .unwrap()
             .expose(),
@@ -398,29 +404,57 @@ async fn token_add_from_env_and_refusals() {
     assert_eq!(out.json["base_url"], "http://127.0.0.1:9000/v1");
     assert_eq!(
         h.store
-            .get_secret("tollgate/pool/tok_claude1")
+            .get_secret("tollgate/pool/claude/tok_claude1")
             .await
             .unwrap()
             .expose(),
         TOKEN_VALUE
     );
-    // Same id again: refused before reading any value.
+    // Same id again in the same pool: refused before reading any value.
     let e = h
         .run(&[
             "token",
             "add",
             "--pool",
-            "other",
+            "claude",
             "--provider",
             "openai",
             "--id",
             "tok_claude1",
-            "--value-env",
-            "ANTHROPIC_KEY",
         ])
         .await
         .unwrap_err();
-    assert!(e.0.contains("already exists"), "{e}");
+    assert!(e.0.contains("already exists in pool claude"), "{e}");
+    // The same id in another pool is another token with its own secret.
+    h.ok(&[
+        "token",
+        "add",
+        "--pool",
+        "other",
+        "--provider",
+        "openai",
+        "--id",
+        "tok_claude1",
+        "--value-env",
+        "USER",
+    ])
+    .await;
+    assert_eq!(
+        h.store
+            .get_secret("tollgate/pool/other/tok_claude1")
+            .await
+            .unwrap()
+            .expose(),
+        "alice"
+    );
+    assert_eq!(
+        h.store
+            .get_secret("tollgate/pool/claude/tok_claude1")
+            .await
+            .unwrap()
+            .expose(),
+        TOKEN_VALUE
+    );
     // Empty or missing values.
     h.console.stdin = Some("\n".into());
     let e = h
@@ -448,8 +482,8 @@ async fn token_add_from_env_and_refusals() {
         .await
         .unwrap_err();
     assert!(e.0.contains("whitespace") && !e.0.contains("two"), "{e}");
-    // None of the refusals left a secret behind.
-    assert_eq!(h.pools.list_tokens().await.unwrap().len(), 1);
+    // None of the refusals left a record behind.
+    assert_eq!(h.pools.list_tokens().await.unwrap().len(), 2);
 }
 
 /// A pool store whose token writes fail: for the rollback path.
@@ -523,7 +557,7 @@ async fn token_add_deletes_the_secret_when_the_record_write_fails() {
     );
     assert!(!e.0.contains(TOKEN_VALUE));
     assert_eq!(
-        h.store.get_secret("tollgate/pool/tok_x").await,
+        h.store.get_secret("tollgate/pool/p/tok_x").await,
         Err(StoreError::NotFound)
     );
 }
@@ -555,7 +589,7 @@ async fn enable_disable_set_value_remove() {
     assert!(out.human.contains("secret cache TTL") && out.human.contains("token enable"));
     assert_eq!(
         h.store
-            .get_secret("tollgate/pool/tok_a")
+            .get_secret("tollgate/pool/p/tok_a")
             .await
             .unwrap()
             .expose(),
@@ -575,7 +609,7 @@ async fn enable_disable_set_value_remove() {
     h.ok(&["token", "remove", "p", "tok_a", "--yes"]).await;
     assert!(h.pools.load_pool("p").await.unwrap().tokens.is_empty());
     assert_eq!(
-        h.store.get_secret("tollgate/pool/tok_a").await,
+        h.store.get_secret("tollgate/pool/p/tok_a").await,
         Err(StoreError::NotFound)
     );
 }

@@ -24,8 +24,10 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: TokenCmd) -> Result<Out> {
     }
 }
 
-pub fn secret_id_for(token_id: &str) -> String {
-    format!("{POOL_SECRET_PREFIX}{token_id}")
+/// `tollgate/pool/<pool>/<token_id>`: token ids are unique within a pool (the table's key is
+/// pool + token id), so the pool is part of the secret's name.
+pub fn secret_id_for(pool: &str, token_id: &str) -> String {
+    format!("{POOL_SECRET_PREFIX}{pool}/{token_id}")
 }
 
 fn generate_id(ctx: &mut Ctx<'_>) -> String {
@@ -89,17 +91,20 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         Some(id) => id,
         None => generate_id(ctx),
     };
-    // Secret names are global, so a token id is unique across pools.
-    let existing = ctx.pools.list_tokens().await.ctx("listing tokens")?;
-    if let Some(t) = existing.iter().find(|t| t.token_id == token_id) {
+    let existing = ctx
+        .pools
+        .load_pool(&a.pool)
+        .await
+        .ctx(format!("reading pool {}", a.pool))?;
+    if existing.tokens.iter().any(|t| t.token_id == token_id) {
         return Err(CliError::new(format!(
-            "a token with id {token_id} already exists (pool {}); choose another --id",
-            t.pool
+            "token {token_id} already exists in pool {}; choose another --id",
+            a.pool
         )));
     }
     let value = read_value(ctx, a.value_env.as_deref())?;
 
-    let secret_id = secret_id_for(&token_id);
+    let secret_id = secret_id_for(&a.pool, &token_id);
     match ctx.secrets.get_secret(&secret_id).await {
         Err(StoreError::NotFound) => {}
         Ok(_) => {

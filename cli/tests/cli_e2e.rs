@@ -191,7 +191,7 @@ async fn operator_flow_end_to_end_never_leaks_a_secret() {
     );
     assert_eq!(r.json()["token_id"], token_id.as_str());
     outputs.push(r.all());
-    let secret_id = format!("tollgate/pool/{token_id}");
+    let secret_id = format!("tollgate/pool/{pool}/{token_id}");
     let sm = secrets(emu).await;
     assert_eq!(
         sm.get_secret(&secret_id).await.unwrap().expose(),
