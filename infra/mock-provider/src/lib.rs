@@ -255,17 +255,27 @@ async fn handle(
     }
 }
 
+/// The API token: `Authorization: Bearer` for OpenAI; `x-api-key` for Anthropic, falling
+/// back to `Authorization: Bearer` (what anthropic-python 2.x sends for `api_key`).
 fn extract_token(provider: Provider, headers: &HeaderMap) -> Option<&str> {
-    match provider {
-        Provider::OpenAi => headers
+    let bearer = || {
+        headers
             .get(header::AUTHORIZATION)?
             .to_str()
             .ok()?
             .strip_prefix("Bearer ")
-            .map(str::trim),
-        Provider::Anthropic => headers.get("x-api-key")?.to_str().ok().map(str::trim),
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    match provider {
+        Provider::OpenAi => bearer(),
+        Provider::Anthropic => headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .or_else(bearer),
     }
-    .filter(|t| !t.is_empty())
 }
 
 /// Leading decimal digits of `s` as a number (`None` when there are none).

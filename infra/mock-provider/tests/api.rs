@@ -416,15 +416,11 @@ async fn missing_or_non_mock_token_is_401_in_each_provider_shape() {
     let v = r.json();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "authentication_error");
-    // Anthropic does not accept a Bearer token in place of x-api-key.
     let r = send(
         addr,
         "POST",
         "/v1/messages",
-        &[
-            ("authorization", "Bearer mock-ok"),
-            ("anthropic-version", "2023-06-01"),
-        ],
+        &[("anthropic-version", "2023-06-01")],
         Some(anthropic_body(false)),
     )
     .await;
@@ -441,6 +437,25 @@ async fn mock_401_and_403_tokens_fail_with_provider_errors() {
     let r = post_anthropic(addr, "/v1/messages", "mock-403", anthropic_body(false)).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["error"]["type"], "permission_error");
+}
+
+#[tokio::test]
+async fn anthropic_accepts_bearer_token_like_anthropic_python_2x_sends() {
+    let addr = start(Config::default()).await;
+    let r = send(
+        addr,
+        "POST",
+        "/v1/messages",
+        &[
+            ("authorization", "Bearer mock-ok-bearer"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        Some(anthropic_body(false)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let calls = send(addr, "GET", "/_mock/calls", &[], None).await.json();
+    assert_eq!(calls[0]["token"], "mock-ok-bearer");
 }
 
 #[tokio::test]
