@@ -1,0 +1,206 @@
+"""Prints tollgate's performance figures as a Markdown table. Every number comes from a run
+made by this script on this machine:
+
+- gateway overhead at fixed request rates: the same open-loop load (tollgate-bench load) sent
+  straight to the mock provider and through the proxy (plain-HTTP mode, in-memory stores, every
+  check on); overhead = through - direct, at p50 and p99;
+- peak RSS of the proxy during those runs (VmHWM);
+- process start to first response served;
+- the Lambda bootstrap zip size (cargo lambda build --release, arm64 when the toolchain has the
+  target, else the host architecture — the table says which);
+- store calls per warm request against the AWS emulator, from the proxy's audit lines.
+"""
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+REL = ROOT / "target" / "release"
+VENV = ROOT / ".venv" / "bin"
+RATES = [int(r) for r in os.environ.get("BENCH_RATES", "200,1000").split(",")]
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+TMP = pathlib.Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+procs = []
+
+
+def spawn(args, env=None, stdout=None, name="proc"):
+    out = open(TMP / f"{name}.out", "w") if stdout is None else stdout
+    p = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=out,
+                         stderr=open(TMP / f"{name}.err", "w"), stdin=subprocess.DEVNULL)
+    procs.append(p)
+    return p
+
+
+def listening(name, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = (TMP / f"{name}.out").read_text(errors="replace")
+        for line in text.splitlines():
+            if line.startswith("LISTENING "):
+                return line.split()[1]
+        time.sleep(0.005)
+    raise RuntimeError(f"{name} did not start: {(TMP / f'{name}.err').read_text()}")
+
+
+def load(url, key, rate):
+    r = subprocess.run([str(REL / "tollgate-bench"), "load", "--url", url, "--key", key,
+                        "--rate", str(rate), "--seconds", str(SECONDS)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def rss_peak_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def post(url, key, timeout=2.0):
+    req = urllib.request.Request(url, data=json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "hi"}]}).encode(), method="POST",
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    rows = []
+    mock = spawn([str(REL / "mock-provider"), "--addr", "127.0.0.1:0", "--no-log"], name="mock")
+    mock_url = listening("mock")
+    seed = TMP / "seed.json"
+    key = subprocess.run([str(REL / "tollgate-bench"), "seed", "--upstream", mock_url, "--out",
+                          str(seed)], capture_output=True, text=True, check=True).stdout.strip()
+
+    # Start to first response: spawn, then poll as fast as the socket allows.
+    t0 = time.perf_counter()
+    proxy = spawn([str(REL / "proxy"), "--http", "127.0.0.1:0"],
+                  env={"TOLLGATE_STORE": "memory", "TOLLGATE_MEMORY_SEED": str(seed),
+                       "RUST_LOG": "warn"}, name="proxy")
+    proxy_url = listening("proxy")
+    while True:
+        try:
+            if post(f"{proxy_url}/v1/chat/completions", key) == 200:
+                break
+        except OSError:
+            time.sleep(0.001)
+    start_ms = (time.perf_counter() - t0) * 1000
+
+    for rate in RATES:
+        direct = load(f"{mock_url}/v1/chat/completions", "mock-ok-direct", rate)
+        through = load(f"{proxy_url}/v1/chat/completions", key, rate)
+        for name, r in (("direct", direct), ("through", through)):
+            if r["errors"]:
+                print(f"warning: {r['errors']} errors in the {name} run at {rate} req/s", file=sys.stderr)
+        rows.append((rate, direct, through))
+    peak = rss_peak_mb(proxy.pid)
+
+    zip_size, zip_arch = build_zip()
+    calls = warm_calls()
+
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"tollgate bench — {when} — {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.machine()}")
+    print(f"load: open loop, {SECONDS} s per run after 200 warm-up requests, non-streamed chat completion, "
+          "proxy in plain-HTTP mode with in-memory stores and every check on, mock provider on loopback\n")
+    print("| rate (req/s) | direct p50 / p99 (ms) | through p50 / p99 (ms) | overhead p50 / p99 (ms) | achieved req/s | errors |")
+    print("|---|---|---|---|---|---|")
+    for rate, d, t in rows:
+        print(f"| {rate} | {d['p50_ms']:.3f} / {d['p99_ms']:.3f} | {t['p50_ms']:.3f} / {t['p99_ms']:.3f} | "
+              f"{t['p50_ms'] - d['p50_ms']:.3f} / {t['p99_ms'] - d['p99_ms']:.3f} | {t['achieved_rps']} | {t['errors']} |")
+    print()
+    print("| figure | value | target |")
+    print("|---|---|---|")
+    print(f"| proxy peak RSS during the load runs | {peak:.1f} MB | ≤ 64 MB |")
+    print(f"| Lambda bootstrap zip ({zip_arch}) | {zip_size} | ≤ 8 MB |")
+    print(f"| process start to first response served | {start_ms:.1f} ms | |")
+    print(f"| store (AWS) calls per warm request, emulator | {calls} | 0 reads, ≤ 2 writes |")
+
+
+def build_zip():
+    env = {**os.environ, "PATH": f"{VENV}:{os.environ['PATH']}"}
+    targets = subprocess.run(["rustup", "target", "list", "--installed"], capture_output=True, text=True).stdout
+    attempts = []
+    if "aarch64-unknown-linux-gnu" in targets:
+        attempts.append(("arm64", ["--arm64"]))
+    attempts.append((platform.machine() + " (host; no arm64 target installed)" if not attempts else platform.machine(), []))
+    for arch, flags in attempts:
+        r = subprocess.run([str(VENV / "cargo-lambda"), "lambda", "build", "--release", "-p", "tollgate-proxy",
+                            "--bin", "proxy", "--output-format", "zip", *flags],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        z = ROOT / "target" / "lambda" / "proxy" / "bootstrap.zip"
+        if r.returncode == 0 and z.exists():
+            return f"{z.stat().st_size / 1e6:.2f} MB", arch
+        print(f"note: cargo lambda build {' '.join(flags)} failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    return "not built", "none"
+
+
+def warm_calls(n=50):
+    """Runs the proxy against the emulator and averages store calls per request from the audit
+    lines of warm requests (after the first, which fills the caches)."""
+    moto_port = free_port()
+    env = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"}
+    spawn([str(VENV / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], name="moto")
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    res = subprocess.run([str(VENV / "python"), str(ROOT / "infra/local/resources.py")],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    for line in res.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v
+    full = {**os.environ, **env}
+    cli = str(REL / "tollgate")
+    subprocess.run([cli, "tenant", "create", "bench", "--name", "bench", "--owner", "bench@localhost"], env=full, check=True, capture_output=True)
+    key = json.loads(subprocess.run([cli, "--json", "key", "issue", "--tenant", "bench", "--owner", "bench@localhost", "--env", "test"],
+                                    env=full, check=True, capture_output=True, text=True).stdout)["key"]
+    mock_url = listening("mock")
+    subprocess.run([cli, "token", "add", "--pool", "openai", "--provider", "openai", "--base-url", f"{mock_url}/v1",
+                    "--id", "bench", "--owner", "bench@localhost"], input="mock-ok-bench\n", env=full, check=True,
+                   capture_output=True, text=True)
+    out = open(TMP / "proxy-aws.out", "w")
+    spawn([str(REL / "proxy"), "--http", "127.0.0.1:0"], env={**env, "RUST_LOG": "warn"}, stdout=out, name="proxy-aws")
+    url = listening("proxy-aws")
+    for _ in range(n + 1):
+        post(f"{url}/v1/chat/completions", key, timeout=10)
+    time.sleep(0.2)
+    audits = [json.loads(l) for l in (TMP / "proxy-aws.out").read_text().splitlines() if '"tollgate_audit"' in l]
+    warm = audits[1:]
+    reads = sum(a["store_reads"] for a in warm) / len(warm)
+    writes = sum(a["store_writes"] for a in warm) / len(warm)
+    return f"{reads:.2f} reads, {writes:.2f} writes (mean of {len(warm)}; cold first request: {audits[0]['store_reads']} reads, {audits[0]['store_writes']} writes)"
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(TMP, ignore_errors=True)
