@@ -55,16 +55,15 @@ pub struct StdConsole;
 impl Console for StdConsole {
     fn read_secret(&mut self, prompt: &str) -> io::Result<String> {
         let stdin = io::stdin();
-        let mut s = String::new();
         if stdin.is_terminal() {
-            eprint!("{prompt}");
-            stdin.lock().read_line_capped(&mut s)?;
-        } else {
-            stdin
-                .lock()
-                .take(MAX_SECRET_BYTES + 1)
-                .read_to_string(&mut s)?;
+            // Typed or pasted at a terminal: one line, not echoed.
+            return rpassword::prompt_password(prompt);
         }
+        let mut s = String::new();
+        stdin
+            .lock()
+            .take(MAX_SECRET_BYTES + 1)
+            .read_to_string(&mut s)?;
         Ok(s)
     }
 

@@ -55,7 +55,7 @@ fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<Secret> {
         ),
         None => (
             ctx.console
-                .read_secret("Token value (input is not echoed to any output; end with Enter): ")
+                .read_secret("Token value (not echoed; end with Enter): ")
                 .map_err(|e| CliError::new(format!("reading the token value from stdin: {e}")))?,
             "stdin".to_owned(),
         ),
