@@ -25,6 +25,7 @@ use tollgate_core::provider::{
 use tollgate_core::records::{ProviderKind, TokenRecord};
 use tollgate_core::retry::Next;
 use tollgate_core::sse::SseReader;
+use tracing::Instrument;
 
 pub(crate) enum Forwarded {
     /// A complete response; the caller emits the audit line.
@@ -304,16 +305,19 @@ async fn deliver(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     let owned = std::mem::take(ctx);
     let status = upstream.status().as_u16();
-    tokio::spawn(pump(
-        gw.clone(),
-        kind,
-        token,
-        upstream,
-        tx,
-        owned,
-        started,
-        status,
-    ));
+    tokio::spawn(
+        pump(
+            gw.clone(),
+            kind,
+            token,
+            upstream,
+            tx,
+            owned,
+            started,
+            status,
+        )
+        .instrument(tracing::Span::current()),
+    );
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });

@@ -22,6 +22,7 @@ use tollgate_core::ports::{
 };
 use tollgate_core::provider::Route;
 use tollgate_core::records::{ClientKeyRecord, PoolView, SecretRef, Tenant, TokenRecord};
+use tracing::Instrument;
 
 /// The caller's address as the platform saw it (API Gateway's request context, or the TCP
 /// peer in HTTP mode). Never taken from a header the caller controls.
@@ -317,9 +318,13 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
         reads: 0,
         writes: 0,
     };
-    let span = tracing::info_span!("request", request_id = %request_id, tenant = tracing::field::Empty, key_id = tracing::field::Empty);
-    let _enter = span.enter();
-    drop(_enter);
+    // Spans carry ids only: request, tenant, key id. Never a key or a token.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        tenant = tracing::field::Empty,
+        key_id = tracing::field::Empty
+    );
     let kind = Route::kind_for_path(req.uri().path());
 
     let result = async {
@@ -331,6 +336,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
         let parsed = request::read(&gw, route, req, &principal, &mut ctx).await?;
         forward::forward(&gw, route, principal, parsed, &mut ctx).await
     }
+    .instrument(span.clone())
     .await;
 
     let mut resp = match result {
