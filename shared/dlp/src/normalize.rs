@@ -3,7 +3,7 @@
 //! The scanner never runs its patterns on the raw text. It runs them on a
 //! folded copy in which
 //! - full-width ASCII (`Ａ`, `０`, `＠`, `：` …) becomes ASCII, U+3000 becomes a space,
-//! - dash variants (`ー ‐ ‑ ‒ – — ― − ｰ`) become `-`,
+//! - dash variants (`‐ ‑ ‒ – — ― − －`, and `ー`/`ｰ` right after a digit or letter) become `-`,
 //! - zero-width characters (U+200B..U+200D, U+2060, U+FEFF, soft hyphen) are dropped,
 //! - no-break and thin spaces become a plain space,
 //! - JSON string escapes (`\n`, `\t`, `\"`, `\/`, `\\`, `\uXXXX`) are decoded, so a
@@ -52,8 +52,7 @@ fn fold_char(c: char) -> Fold {
         '\u{3000}' | '\u{00A0}' | '\u{2007}' | '\u{202F}' | '\u{2009}' | '\u{200A}' => {
             Fold::To(' ')
         }
-        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{30FC}' | '\u{FF70}' | '\u{FE63}'
-        | '\u{FE58}' => Fold::To('-'),
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE63}' | '\u{FE58}' => Fold::To('-'),
         '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => Fold::Drop,
         _ => Fold::Keep,
     }
@@ -150,7 +149,18 @@ impl<'a> Normalized<'a> {
                 None => break,
             };
             let clen = c.len_utf8();
-            match fold_char(c) {
+            // The katakana prolonged sound mark is a dash only right after a digit
+            // or letter (090ー1234ー5678); inside katakana words (パスワード) it stays.
+            let fold = if matches!(c, '\u{30FC}' | '\u{FF70}') {
+                if out.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric) {
+                    Fold::To('-')
+                } else {
+                    Fold::Keep
+                }
+            } else {
+                fold_char(c)
+            };
+            match fold {
                 Fold::Keep => out.push(c),
                 Fold::To(a) => {
                     edits.push(Edit {

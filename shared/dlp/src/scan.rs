@@ -85,7 +85,6 @@ struct Keywords {
     phone: Vec<String>,
     postal: Vec<String>,
     ip: Vec<String>,
-    version: Vec<String>,
 }
 
 fn kws(list: &[&str]) -> Vec<String> {
@@ -106,9 +105,9 @@ const SECRET_PATTERN: &str = r"(?x)
   | xapp-[0-9A-Za-z-]{10,}
   | eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*
   | -----BEGIN[\x20A-Z0-9]{0,40}PRIVATE\x20KEY(?:\x20BLOCK)?-----
-  | (?:[Pp]ass(?:word|wd|phrase)?|PASS(?:WORD|WD|PHRASE)?|[Pp]wd|PWD|パスワ-ド|暗証番号)
+  | (?:[Pp]ass(?:word|wd|phrase)?|PASS(?:WORD|WD|PHRASE)?|[Pp]wd|PWD|パスワード|暗証番号)
   | (?:secret|Secret|SECRET)[_.\x20-]?(?:access|Access|ACCESS)?[_.\x20-]?(?:key|Key|KEY)
-  | シ-クレット(?:アクセス)?キ-
+  | シークレット(?:アクセス)?キー
 ";
 
 const URL_CRED_PATTERN: &str =
@@ -241,10 +240,6 @@ impl Scanner {
                     "ip", "address", "アドレス", "host", "server", "サーバ", "dns", "gateway",
                     "接続元", "addr",
                 ]),
-                version: kws(&[
-                    "version", "ver.", "ver ", "バージョン", "release", "build", "v.", "rev",
-                    "firmware", "section", "§",
-                ]),
             },
         })
     }
@@ -309,10 +304,10 @@ impl Scanner {
             // keyword triggers
             let first = mb[0];
             let is_pw_kw = matches!(first, b'P' | b'p')
-                || mb.starts_with("パスワ-ド".as_bytes())
+                || mb.starts_with("パスワード".as_bytes())
                 || mb.starts_with("暗証番号".as_bytes());
             let is_aws_kw = matches!(first, b's' | b'S') && !mb.starts_with(b"sk") && mb.len() < 30
-                || mb.starts_with("シ-クレット".as_bytes());
+                || mb.starts_with("シークレット".as_bytes());
             if is_pw_kw && !mb.starts_with(b"pass_") {
                 if let Some((vs, ve)) = password_value(t, s, e) {
                     out.push(Cand {
@@ -372,6 +367,10 @@ impl Scanner {
                 None => continue,
             };
             if at == s || b[at - 1] == b'.' {
+                continue;
+            }
+            // userinfo of a URL (scheme://user@host), not an address
+            if s >= 3 && &b[s - 3..s] == b"://" {
                 continue;
             }
             if e < b.len() && (b[e] == b'@' || is_word(b[e])) {
@@ -751,8 +750,8 @@ impl Scanner {
         {
             return;
         }
-        let near = before(run.t, s0, 16);
-        if has_any(&near, &self.kw.version) {
+        let near = before(run.t, s0, 24);
+        if version_context(&near) {
             return;
         }
         if single && !has_any(ctx, &self.kw.ip) {
@@ -788,7 +787,7 @@ impl<'a> Run<'a> {
         let left_char = (ls > 0).then(|| b[ls - 1]);
         let left_bad = match left_char {
             None => false,
-            Some(c) if is_word(c) => true,
+            Some(c) if is_word(c) => !glued_keyword(&b[..ls]),
             Some(b'-' | b'/' | b'.' | b'+' | b'#') if ls >= 2 => {
                 b[ls - 2].is_ascii_alphanumeric() && !(b[ls - 1] == b'.' && b[ls - 2].is_ascii_alphabetic())
             }
@@ -877,6 +876,24 @@ impl<'a> Run<'a> {
 }
 
 // -------------------------------------------------------------------- helpers
+
+/// True when `before` ends with a label that people glue to a number
+/// (`SSN123-45-6789`, `TEL03-1234-5678`, `IP10.0.0.1`), itself not glued to a word.
+fn glued_keyword(before: &[u8]) -> bool {
+    let mut k = before.len();
+    while k > 0 && before[k - 1].is_ascii_alphabetic() {
+        k -= 1;
+    }
+    if k > 0 && is_word(before[k - 1]) {
+        return false;
+    }
+    let word = before[k..].to_ascii_lowercase();
+    matches!(
+        word.as_slice(),
+        b"ssn" | b"tel" | b"fax" | b"phone" | b"mobile" | b"no" | b"ip" | b"iban" | b"pin" | b"zip"
+            | b"card"
+    )
+}
 
 fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
     let fixed_end_ok = !right.is_ascii_alphanumeric();
@@ -1064,12 +1081,38 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
             }
         }
         None => {
-            while ve < b.len()
-                && ve - vs < 128
-                && b[ve].is_ascii_graphic()
-                && !matches!(b[ve], b'"' | b'\'' | b',' | b';' | b'&' | b')' | b']' | b'}' | b'<' | b'>' | b'`')
-            {
+            while ve < b.len() && ve - vs < 128 && b[ve].is_ascii_graphic() {
+                let c = b[ve];
+                if matches!(c, b'"' | b'\'' | b',' | b'<' | b'>' | b'`') {
+                    break;
+                }
+                // `;` / `&` end the value in connection strings and query strings
+                if matches!(c, b';' | b'&') && next_is_assignment(&b[ve + 1..]) {
+                    break;
+                }
                 ve += 1;
+            }
+            // drop unbalanced closing brackets at the end: func(password=abc123)
+            loop {
+                let val = &b[vs..ve];
+                let Some(&last) = val.last() else { break };
+                let open = match last {
+                    b')' => b'(',
+                    b']' => b'[',
+                    b'}' => b'{',
+                    b';' | b'&' => {
+                        ve -= 1;
+                        continue;
+                    }
+                    _ => break,
+                };
+                let opens = val.iter().filter(|c| **c == open).count();
+                let closes = val.iter().filter(|c| **c == last).count();
+                if closes > opens {
+                    ve -= 1;
+                } else {
+                    break;
+                }
             }
             if natural {
                 while ve > vs && matches!(b[ve - 1], b'.' | b',' | b'!' | b'?' | b':') {
@@ -1092,11 +1135,24 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
     strong.then_some((vs, ve))
 }
 
+fn next_is_assignment(rest: &[u8]) -> bool {
+    let mut k = 0;
+    while k < rest.len() && (rest[k].is_ascii_alphanumeric() || matches!(rest[k], b'_' | b' ' | b'-')) {
+        k += 1;
+    }
+    k == rest.len() || rest[k] == b'=' || rest[k].is_ascii_whitespace()
+}
+
 fn password_placeholder(val: &[u8]) -> bool {
     let lower = val.to_ascii_lowercase();
-    if matches!(val.first(), Some(b'$' | b'%' | b'{' | b'<' | b'[' | b'(' | b'@' | b'*'))
-        || matches!(val.last(), Some(b'}' | b'>' | b']' | b')'))
-    {
+    let (Some(&first), Some(&last)) = (val.first(), val.last()) else {
+        return true;
+    };
+    let wrapped = matches!((first, last), (b'<', b'>') | (b'[', b']') | (b'{', b'}') | (b'(', b')') | (b'%', b'%'));
+    let env_ref = val.starts_with(b"${")
+        || val.starts_with(b"$(")
+        || (first == b'$' && val[1..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'));
+    if wrapped || env_ref {
         return true;
     }
     if val.iter().all(|c| *c == val[0]) {
@@ -1166,6 +1222,10 @@ fn ipv6(t: &str, out: &mut Vec<Cand>) {
         while s < e && b[s] == b'.' {
             s += 1;
         }
+        // a label colon glued in front ("server:fe80::1") is not part of the address
+        if s + 1 < e && b[s] == b':' && b[s + 1] != b':' {
+            s += 1;
+        }
         if s > 0 && is_word(b[s - 1]) {
             continue;
         }
@@ -1200,6 +1260,21 @@ fn ipv6(t: &str, out: &mut Vec<Cand>) {
 
 /// Keep the best of overlapping candidates: higher category priority, then
 /// longer span, then earlier start.
+fn version_context(near: &str) -> bool {
+    if ["version", "バージョン", "release", "firmware", "section", "§", "chrome/", "firefox/", "safari/"]
+        .iter()
+        .any(|k| near.contains(k))
+    {
+        return true;
+    }
+    let last_word = near
+        .trim_end()
+        .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+        .next()
+        .unwrap_or("");
+    matches!(last_word, "v" | "v." | "ver" | "ver." | "rev" | "rev." | "build" | "vers" | "ios" | "android")
+}
+
 fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {
     c.sort_by(|a, b| a.s.cmp(&b.s).then(b.e.cmp(&a.e)));
     let mut kept: Vec<Cand> = Vec::with_capacity(c.len());
@@ -1212,7 +1287,15 @@ fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {
             if x.s >= last.e {
                 break;
             }
-            let better = (x.entity.priority(), x.e - x.s) > (last.entity.priority(), last.e - last.s);
+            let contains = x.s <= last.s && x.e >= last.e;
+            let contained = last.s <= x.s && last.e >= x.e;
+            let better = if x.entity.is_secret() != last.entity.is_secret() {
+                x.entity.is_secret()
+            } else if contains != contained {
+                contains
+            } else {
+                (x.entity.priority(), x.e - x.s) > (last.entity.priority(), last.e - last.s)
+            };
             if better {
                 kept.pop();
             } else {
