@@ -38,7 +38,9 @@ fn run() -> Result<(), String> {
                 i += 1;
             }
             "-h" | "--help" => {
-                println!("usage: scan [--policy FILE] [--jsonl | --redact | --request openai|anthropic]");
+                println!(
+                    "usage: scan [--policy FILE] [--jsonl | --redact | --request openai|anthropic]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}")),
@@ -53,7 +55,10 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string()),
         _ => {
             let mut input = Vec::new();
-            stdin.lock().read_to_end(&mut input).map_err(|e| e.to_string())?;
+            stdin
+                .lock()
+                .read_to_end(&mut input)
+                .map_err(|e| e.to_string())?;
             let mut out = stdout.lock();
             let res = match mode.as_str() {
                 "request" => {

@@ -16,7 +16,11 @@ pub fn scan_text(input: &str, policy: &Policy) -> Vec<Finding> {
 /// output line, in order: `{"entity","start","end","action"}` with byte offsets
 /// into the document's UTF-8. Blank lines are skipped. A line that is not a
 /// JSON string is an `InvalidData` error naming the line.
-pub fn scan_jsonl<R: BufRead, W: Write>(reader: R, mut writer: W, policy: &Policy) -> io::Result<()> {
+pub fn scan_jsonl<R: BufRead, W: Write>(
+    reader: R,
+    mut writer: W,
+    policy: &Policy,
+) -> io::Result<()> {
     for (i, line) in reader.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {

@@ -25,7 +25,9 @@ pub use error::DlpError;
 pub use policy::Policy;
 pub use redact::Redactor;
 pub use request::{Decision, Report, RequestKind, for_each_text, inspect_request};
-pub use scan::{Detection, Finding, Scanner, Scope, apply_policy, detect, detect_scoped, init, scan};
+pub use scan::{
+    Detection, Finding, Scanner, Scope, apply_policy, detect, detect_scoped, init, scan,
+};
 pub use stream::StreamRedactor;
 
 /// Scan and redact one text: findings with action `redact` are replaced by

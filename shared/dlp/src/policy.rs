@@ -78,10 +78,11 @@ impl Policy {
         // undone by a tenant saying "EMAIL: log".
         for (c, a) in &overlay.categories {
             for e in Entity::ALL {
-                if e.category() == *c && !overlay.entities.contains_key(&e) {
-                    if self.entities.contains_key(&e) {
-                        out.entities.insert(e, *a);
-                    }
+                if e.category() == *c
+                    && !overlay.entities.contains_key(&e)
+                    && self.entities.contains_key(&e)
+                {
+                    out.entities.insert(e, *a);
                 }
             }
         }
@@ -90,7 +91,9 @@ impl Policy {
 
     /// True when some entity resolves to a non-`off` action.
     pub fn any_enabled(&self) -> bool {
-        Entity::ALL.iter().any(|e| self.action_for(*e) != Action::Off)
+        Entity::ALL
+            .iter()
+            .any(|e| self.action_for(*e) != Action::Off)
     }
 }
 
@@ -110,10 +113,9 @@ mod tests {
 
     #[test]
     fn entity_beats_category() {
-        let p = Policy::from_json(
-            r#"{"categories":{"contact":"redact"},"entities":{"EMAIL":"off"}}"#,
-        )
-        .unwrap();
+        let p =
+            Policy::from_json(r#"{"categories":{"contact":"redact"},"entities":{"EMAIL":"off"}}"#)
+                .unwrap();
         assert_eq!(p.action_for(Entity::Email), Action::Off);
         assert_eq!(p.action_for(Entity::Phone), Action::Redact);
     }
@@ -124,8 +126,10 @@ mod tests {
             r#"{"categories":{"contact":"redact"},"entities":{"EMAIL":"log","PASSWORD":"redact"}}"#,
         )
         .unwrap();
-        let key = Policy::from_json(r#"{"categories":{"contact":"off"},"entities":{"PASSWORD":"block"}}"#)
-            .unwrap();
+        let key = Policy::from_json(
+            r#"{"categories":{"contact":"off"},"entities":{"PASSWORD":"block"}}"#,
+        )
+        .unwrap();
         let m = tenant.merge(&key);
         assert_eq!(m.action_for(Entity::Email), Action::Off);
         assert_eq!(m.action_for(Entity::Phone), Action::Off);

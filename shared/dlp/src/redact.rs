@@ -98,10 +98,22 @@ mod tests {
     #[test]
     fn numbering_is_stable_per_value() {
         let mut r = Redactor::new();
-        assert_eq!(r.placeholder(Entity::CreditCard, "4111 1111 1111 1111"), "[CREDIT_CARD_1]");
+        assert_eq!(
+            r.placeholder(Entity::CreditCard, "4111 1111 1111 1111"),
+            "[CREDIT_CARD_1]"
+        );
         assert_eq!(r.placeholder(Entity::Email, "a@b.co"), "[EMAIL_1]");
-        assert_eq!(r.placeholder(Entity::CreditCard, "5555555555554444"), "[CREDIT_CARD_2]");
-        assert_eq!(r.placeholder(Entity::CreditCard, "4111-1111-1111-1111"), "[CREDIT_CARD_1]");
-        assert_eq!(r.placeholder(Entity::CreditCard, "４１１１１１１１１１１１１１１１"), "[CREDIT_CARD_1]");
+        assert_eq!(
+            r.placeholder(Entity::CreditCard, "5555555555554444"),
+            "[CREDIT_CARD_2]"
+        );
+        assert_eq!(
+            r.placeholder(Entity::CreditCard, "4111-1111-1111-1111"),
+            "[CREDIT_CARD_1]"
+        );
+        assert_eq!(
+            r.placeholder(Entity::CreditCard, "４１１１１１１１１１１１１１１１"),
+            "[CREDIT_CARD_1]"
+        );
     }
 }

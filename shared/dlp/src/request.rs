@@ -142,7 +142,10 @@ fn openai_item(item: &mut Value, f: &mut dyn FnMut(&mut String)) {
                     }
                 }
             }
-            if let Some(Value::String(a)) = o.get_mut("function_call").and_then(|fc| fc.get_mut("arguments")) {
+            if let Some(Value::String(a)) = o
+                .get_mut("function_call")
+                .and_then(|fc| fc.get_mut("arguments"))
+            {
                 f(a);
             }
             // responses API items
@@ -188,7 +191,11 @@ fn anthropic_block(b: &mut Value, f: &mut dyn FnMut(&mut String), depth: usize) 
         }
         return;
     };
-    let ty = o.get("type").and_then(Value::as_str).unwrap_or("text").to_owned();
+    let ty = o
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("text")
+        .to_owned();
     match ty.as_str() {
         "text" => {
             if let Some(Value::String(s)) = o.get_mut("text") {
@@ -275,18 +282,21 @@ pub fn for_each_text(kind: RequestKind, body: &mut Value, f: &mut dyn FnMut(&mut
 /// the whole request); on `Block` the body is left untouched.
 pub fn inspect_request(kind: RequestKind, body: &mut Value, policy: &Policy) -> Report {
     let mut per_field: Vec<Vec<Finding>> = Vec::new();
-    for_each_text(kind, body, &mut |s: &mut String| per_field.push(scan(s, policy)));
+    for_each_text(kind, body, &mut |s: &mut String| {
+        per_field.push(scan(s, policy))
+    });
     let mut report = Report::from_findings(&per_field);
     if report.decision == Decision::Redact {
         let mut redactor = Redactor::new();
         let mut idx = 0usize;
         let mut redacted = 0u32;
         for_each_text(kind, body, &mut |s: &mut String| {
-            if let Some(fs) = per_field.get(idx) {
-                if fs.iter().any(|f| f.action == Action::Redact) {
-                    redacted += fs.iter().filter(|f| f.action == Action::Redact).count() as u32;
-                    *s = redactor.redact(s, fs);
-                }
+            if let Some(fs) = per_field
+                .get(idx)
+                .filter(|fs| fs.iter().any(|f| f.action == Action::Redact))
+            {
+                redacted += fs.iter().filter(|f| f.action == Action::Redact).count() as u32;
+                *s = redactor.redact(s, fs);
             }
             idx += 1;
         });

@@ -123,7 +123,9 @@ static GLOBAL: LazyLock<Result<Scanner, String>> =
 pub fn init() -> Result<&'static Scanner, DlpError> {
     match &*GLOBAL {
         Ok(s) => Ok(s),
-        Err(e) => Err(DlpError::InvalidPolicy(format!("scanner failed to compile: {e}"))),
+        Err(e) => Err(DlpError::InvalidPolicy(format!(
+            "scanner failed to compile: {e}"
+        ))),
     }
 }
 
@@ -219,7 +221,13 @@ impl Scanner {
             url_cred_re: Regex::new(URL_CRED_PATTERN)?,
             email_re: Regex::new(EMAIL_PATTERN)?,
             kw: Keywords {
-                my_number: kws(&["マイナンバー", "個人番号", "my number", "mynumber", "my_number"]),
+                my_number: kws(&[
+                    "マイナンバー",
+                    "個人番号",
+                    "my number",
+                    "mynumber",
+                    "my_number",
+                ]),
                 corporate: kws(&[
                     "法人番号",
                     "corporate number",
@@ -232,13 +240,30 @@ impl Scanner {
                 ]),
                 ssn: kws(&["ssn", "social security", "社会保障番号"]),
                 phone: kws(&[
-                    "tel", "phone", "電話", "携帯", "連絡先", "call", "fax", "mobile", "cell",
-                    "contact", "番号",
+                    "tel",
+                    "phone",
+                    "電話",
+                    "携帯",
+                    "連絡先",
+                    "call",
+                    "fax",
+                    "mobile",
+                    "cell",
+                    "contact",
+                    "番号",
                 ]),
                 postal: kws(&["郵便番号", "〒", "postal", "zip", "post code", "postcode"]),
                 ip: kws(&[
-                    "ip", "address", "アドレス", "host", "server", "サーバ", "dns", "gateway",
-                    "接続元", "addr",
+                    "ip",
+                    "address",
+                    "アドレス",
+                    "host",
+                    "server",
+                    "サーバ",
+                    "dns",
+                    "gateway",
+                    "接続元",
+                    "addr",
                 ]),
             },
         })
@@ -497,13 +522,12 @@ impl Scanner {
             }
             return;
         }
-        if run.left_bad || run.right_bad {
-            return;
-        }
         let len = run.groups.len();
         let mut digits: Vec<u8> = Vec::with_capacity(24);
         for gi in 0..len {
-            if !run.start_ok(gi) {
+            // a run glued to a word on the left (hex ids, UUIDs) may still hold a
+            // value after a space, never in its first group
+            if !run.start_ok(gi) || (gi == 0 && run.left_bad) {
                 continue;
             }
             let ctx = before(t, run.span_start(gi), 48);
@@ -610,8 +634,13 @@ impl Scanner {
         }
         // 〒 right before (spaces allowed), or 郵便番号 / postal code shortly before
         let near = before(t, run.groups[gi].0, 24);
-        let mark = near.trim_end().trim_end_matches(':').trim_end().ends_with('〒');
-        if !(mark || has_any(&near, &self.kw.postal) || (has_any(ctx, &self.kw.postal) && ctx.len() < 64)) {
+        let mark = near
+            .trim_end()
+            .trim_end_matches(':')
+            .trim_end()
+            .ends_with('〒');
+        let _ = ctx;
+        if !(mark || has_any(&near, &self.kw.postal)) {
             return;
         }
         let gj = if shaped { gi + 1 } else { gi };
@@ -668,7 +697,7 @@ impl Scanner {
                 let (l1, l2, l3) = (run.glen(gi), run.glen(gi + 1), run.glen(gi + 2));
                 let seps_ok = [run.sep(gi), run.sep(gi + 1)]
                     .iter()
-                    .all(|s| matches!(*s, "-" | " " | "(" | ")" | ") " | "." ));
+                    .all(|s| matches!(*s, "-" | " " | "(" | ")" | ") " | "."));
                 if seps_ok
                     && (2..=5).contains(&l1)
                     && (1..=4).contains(&l2)
@@ -682,17 +711,19 @@ impl Scanner {
                     }
                 }
             }
-            if run.end_ok(gi) {
-                if mobile_like(first) || (landline_like(first) && context) {
-                    out.push(run.cand(Entity::Phone, gi, gi, true));
-                }
+            if run.end_ok(gi) && (mobile_like(first) || (landline_like(first) && context)) {
+                out.push(run.cand(Entity::Phone, gi, gi, true));
             }
             return;
         }
         // US / NANP
         let mut g = gi;
         let mut country = false;
-        if run.glen(gi) == 1 && first[0] == b'1' && gi + 3 < len && matches!(run.sep(gi), "-" | " " | "." | " (") {
+        if run.glen(gi) == 1
+            && first[0] == b'1'
+            && gi + 3 < len
+            && matches!(run.sep(gi), "-" | " " | "." | " (")
+        {
             g = gi + 1;
             country = true;
         }
@@ -727,7 +758,7 @@ impl Scanner {
         let b = run.t.as_bytes();
         let mut oct = [0u8; 4];
         let mut single = true;
-        for k in 0..4 {
+        for (k, o) in oct.iter_mut().enumerate() {
             let (s, e) = run.groups[gi + k];
             if k < 3 && run.sep(gi + k) != "." {
                 return;
@@ -735,12 +766,14 @@ impl Scanner {
             if e - s > 3 || (e - s > 1 && b[s] == b'0') {
                 return;
             }
-            let val = b[s..e].iter().fold(0u32, |a, x| a * 10 + u32::from(x - b'0'));
+            let val = b[s..e]
+                .iter()
+                .fold(0u32, |a, x| a * 10 + u32::from(x - b'0'));
             if val > 255 {
                 return;
             }
             single &= e - s == 1;
-            oct[k] = val as u8;
+            *o = val as u8;
         }
         // a following ".5" or preceding "1." makes it a version string
         let (s0, _) = run.groups[gi];
@@ -789,7 +822,8 @@ impl<'a> Run<'a> {
             None => false,
             Some(c) if is_word(c) => !glued_keyword(&b[..ls]),
             Some(b'-' | b'/' | b'.' | b'+' | b'#') if ls >= 2 => {
-                b[ls - 2].is_ascii_alphanumeric() && !(b[ls - 1] == b'.' && b[ls - 2].is_ascii_alphabetic())
+                b[ls - 2].is_ascii_alphanumeric()
+                    && !(b[ls - 1] == b'.' && b[ls - 2].is_ascii_alphabetic())
             }
             _ => false,
         };
@@ -797,7 +831,9 @@ impl<'a> Run<'a> {
         let right_bad = match b.get(end) {
             None => false,
             Some(c) if is_word(*c) => true,
-            Some(b'-' | b'.' | b'/' | b'@') => b.get(end + 1).is_some_and(|c| c.is_ascii_alphanumeric()),
+            Some(b'-' | b'.' | b'/' | b'@') => {
+                b.get(end + 1).is_some_and(|c| c.is_ascii_alphanumeric())
+            }
             _ => false,
         };
         Run {
@@ -827,7 +863,11 @@ impl<'a> Run<'a> {
     /// A match may end at group `j` when it is the last group or the separator
     /// after it contains a space.
     fn end_ok(&self, j: usize) -> bool {
-        j + 1 == self.groups.len() || self.sep(j).contains(' ')
+        if j + 1 == self.groups.len() {
+            !self.right_bad
+        } else {
+            self.sep(j).contains(' ')
+        }
     }
 
     fn span_start(&self, gi: usize) -> usize {
@@ -853,7 +893,11 @@ impl<'a> Run<'a> {
         if gi + n > self.groups.len() {
             return false;
         }
-        if !lens.iter().enumerate().all(|(k, l)| self.glen(gi + k) == *l) {
+        if !lens
+            .iter()
+            .enumerate()
+            .all(|(k, l)| self.glen(gi + k) == *l)
+        {
             return false;
         }
         if n > 1 {
@@ -866,7 +910,11 @@ impl<'a> Run<'a> {
     }
 
     fn cand(&self, entity: Entity, gi: usize, gj: usize, with_lead: bool) -> Cand {
-        let s = if with_lead { self.span_start(gi) } else { self.groups[gi].0 };
+        let s = if with_lead {
+            self.span_start(gi)
+        } else {
+            self.groups[gi].0
+        };
         Cand {
             entity,
             s,
@@ -890,7 +938,16 @@ fn glued_keyword(before: &[u8]) -> bool {
     let word = before[k..].to_ascii_lowercase();
     matches!(
         word.as_slice(),
-        b"ssn" | b"tel" | b"fax" | b"phone" | b"mobile" | b"no" | b"ip" | b"iban" | b"pin" | b"zip"
+        b"ssn"
+            | b"tel"
+            | b"fax"
+            | b"phone"
+            | b"mobile"
+            | b"no"
+            | b"ip"
+            | b"iban"
+            | b"pin"
+            | b"zip"
             | b"card"
     )
 }
@@ -921,7 +978,9 @@ fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
     }
     if tok.starts_with(b"AKIA") || tok.starts_with(b"ASIA") {
         let body = &tok[4..];
-        let base32 = body.iter().all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(c));
+        let base32 = body
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(c));
         return (fixed_end_ok && base32 && !v::looks_placeholder(body) && v::entropy(body) >= 2.5)
             .then_some(Entity::AwsAccessKey);
     }
@@ -939,10 +998,12 @@ fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
         let body = &tok[5..];
         let digits = body.iter().filter(|c| c.is_ascii_digit()).count();
         let segs = body.split(|c| *c == b'-').filter(|s| !s.is_empty()).count();
+        let last_seg = body.rsplit(|c| *c == b'-').next().unwrap_or(body);
         let ok = body.len() >= 20
             && digits >= 6
             && segs >= 2
-            && !v::looks_placeholder(body)
+            && last_seg.len() >= 8
+            && !v::looks_placeholder(last_seg)
             && v::entropy(body) >= 3.0;
         return ok.then_some(Entity::SlackToken);
     }
@@ -962,7 +1023,11 @@ fn token_body_ok(body: &[u8], min_len: usize, need_upper_lower_digit: bool) -> b
     if body.len() < min_len || v::looks_placeholder(body) {
         return false;
     }
-    let alnum: Vec<u8> = body.iter().copied().filter(u8::is_ascii_alphanumeric).collect();
+    let alnum: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(u8::is_ascii_alphanumeric)
+        .collect();
     let (lo, up, dg, _) = v::classes(&alnum);
     let classes_ok = if need_upper_lower_digit {
         lo && up && dg
@@ -990,7 +1055,12 @@ fn pem_block(t: &str, e: usize) -> Option<usize> {
         let mut k = e;
         while k < b.len() && k < limit {
             let c = b[k];
-            if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b' ' | b'\n' | b'\r' | b'\t' | b':' | b',' | b'-') {
+            if c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'+' | b'/' | b'=' | b' ' | b'\n' | b'\r' | b'\t' | b':' | b',' | b'-'
+                )
+            {
                 k += 1;
             } else {
                 break;
@@ -1137,7 +1207,9 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
 
 fn next_is_assignment(rest: &[u8]) -> bool {
     let mut k = 0;
-    while k < rest.len() && (rest[k].is_ascii_alphanumeric() || matches!(rest[k], b'_' | b' ' | b'-')) {
+    while k < rest.len()
+        && (rest[k].is_ascii_alphanumeric() || matches!(rest[k], b'_' | b' ' | b'-'))
+    {
         k += 1;
     }
     k == rest.len() || rest[k] == b'=' || rest[k].is_ascii_whitespace()
@@ -1148,10 +1220,16 @@ fn password_placeholder(val: &[u8]) -> bool {
     let (Some(&first), Some(&last)) = (val.first(), val.last()) else {
         return true;
     };
-    let wrapped = matches!((first, last), (b'<', b'>') | (b'[', b']') | (b'{', b'}') | (b'(', b')') | (b'%', b'%'));
+    let wrapped = matches!(
+        (first, last),
+        (b'<', b'>') | (b'[', b']') | (b'{', b'}') | (b'(', b')') | (b'%', b'%')
+    );
     let env_ref = val.starts_with(b"${")
         || val.starts_with(b"$(")
-        || (first == b'$' && val[1..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'));
+        || (first == b'$'
+            && val[1..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'));
     if wrapped || env_ref {
         return true;
     }
@@ -1159,15 +1237,43 @@ fn password_placeholder(val: &[u8]) -> bool {
         return true;
     }
     const WORDS: [&[u8]; 26] = [
-        b"password", b"passwd", b"xxxx", b"****", b"...", b"your", b"example", b"placeholder",
-        b"redacted", b"changeme", b"secret", b"env", b"getenv", b"process.", b"os.", b"null",
-        b"none", b"undefined", b"required", b"string", b"hidden", b"masked", b"optional",
-        b"dummy", b"config", b"settings",
+        b"password",
+        b"passwd",
+        b"xxxx",
+        b"****",
+        b"...",
+        b"your",
+        b"example",
+        b"placeholder",
+        b"redacted",
+        b"changeme",
+        b"secret",
+        b"env",
+        b"getenv",
+        b"process.",
+        b"os.",
+        b"null",
+        b"none",
+        b"undefined",
+        b"required",
+        b"string",
+        b"hidden",
+        b"masked",
+        b"optional",
+        b"dummy",
+        b"config",
+        b"settings",
     ];
-    if WORDS.iter().any(|w| memchr::memmem::find(&lower, w).is_some()) {
+    if WORDS
+        .iter()
+        .any(|w| memchr::memmem::find(&lower, w).is_some())
+    {
         return true;
     }
-    matches!(lower.as_slice(), b"true" | b"false" | b"empty" | b"str" | b"text")
+    matches!(
+        lower.as_slice(),
+        b"true" | b"false" | b"empty" | b"str" | b"text"
+    )
 }
 
 /// A 40-char AWS secret access key within 80 bytes after a `secret key` keyword.
@@ -1216,7 +1322,10 @@ fn ipv6(t: &str, out: &mut Vec<Cand>) {
         }
         next_free = e;
         // trim trailing punctuation
-        while e > s && matches!(b[e - 1], b'.' | b':') && !(e >= 2 && b[e - 2] == b':' && b[e - 1] == b':') {
+        while e > s
+            && matches!(b[e - 1], b'.' | b':')
+            && !(e >= 2 && b[e - 2] == b':' && b[e - 1] == b':')
+        {
             e -= 1;
         }
         while s < e && b[s] == b'.' {
@@ -1261,9 +1370,19 @@ fn ipv6(t: &str, out: &mut Vec<Cand>) {
 /// Keep the best of overlapping candidates: higher category priority, then
 /// longer span, then earlier start.
 fn version_context(near: &str) -> bool {
-    if ["version", "バージョン", "release", "firmware", "section", "§", "chrome/", "firefox/", "safari/"]
-        .iter()
-        .any(|k| near.contains(k))
+    if [
+        "version",
+        "バージョン",
+        "release",
+        "firmware",
+        "section",
+        "§",
+        "chrome/",
+        "firefox/",
+        "safari/",
+    ]
+    .iter()
+    .any(|k| near.contains(k))
     {
         return true;
     }
@@ -1272,7 +1391,10 @@ fn version_context(near: &str) -> bool {
         .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '.')
         .next()
         .unwrap_or("");
-    matches!(last_word, "v" | "v." | "ver" | "ver." | "rev" | "rev." | "build" | "vers" | "ios" | "android")
+    matches!(
+        last_word,
+        "v" | "v." | "ver" | "ver." | "rev" | "rev." | "build" | "vers" | "ios" | "android"
+    )
 }
 
 fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {

@@ -38,7 +38,10 @@ pub struct StreamRedactor {
 
 fn is_hold_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
-        || matches!(c, '_' | '-' | '.' | '/' | '+' | '=' | ':' | '@' | '~' | '%' | '\\')
+        || matches!(
+            c,
+            '_' | '-' | '.' | '/' | '+' | '=' | ':' | '@' | '~' | '%' | '\\'
+        )
         || matches!(c, '\u{FF01}'..='\u{FF5E}' | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{2010}'..='\u{2015}' | '\u{2212}')
 }
 
@@ -96,7 +99,10 @@ impl StreamRedactor {
         }
         // unterminated PEM block
         if let Some(b) = p.rfind("-----BEGIN") {
-            let terminated = p[b..].contains("-----END") && p[b..].rfind("-----").is_some_and(|x| x > b + 10 && p[b..].matches("-----").count() >= 4);
+            let terminated = p[b..].contains("-----END")
+                && p[b..]
+                    .rfind("-----")
+                    .is_some_and(|x| x > b + 10 && p[b..].matches("-----").count() >= 4);
             if !terminated && p.len() - b <= MAX_PEM_HOLD {
                 h = h.min(b);
             }
@@ -112,10 +118,11 @@ impl StreamRedactor {
         let mut buf = String::with_capacity(ctx_len + self.pending.len());
         buf.push_str(&self.context);
         buf.push_str(&self.pending);
-        let found: Vec<Finding> = apply_policy(detect_scoped(&buf, Scope::SecretsOnly), &self.policy)
-            .into_iter()
-            .filter(|f| f.entity.is_secret() && f.end > ctx_len)
-            .collect();
+        let found: Vec<Finding> =
+            apply_policy(detect_scoped(&buf, Scope::SecretsOnly), &self.policy)
+                .into_iter()
+                .filter(|f| f.entity.is_secret() && f.end > ctx_len)
+                .collect();
         // never cut a finding in two: hold it whole
         for f in &found {
             if f.start < ctx_len + upto && f.end > ctx_len + upto && f.start >= ctx_len {

@@ -69,21 +69,94 @@ pub fn card_brand_ok(d: &[u8]) -> bool {
 /// Expected IBAN length per country (ISO 13616 registry).
 pub fn iban_length(cc: &[u8]) -> Option<usize> {
     let l = match cc {
-        b"AD" => 24, b"AE" => 23, b"AL" => 28, b"AT" => 20, b"AZ" => 28, b"BA" => 20,
-        b"BE" => 16, b"BG" => 22, b"BH" => 22, b"BI" => 27, b"BR" => 29, b"BY" => 28,
-        b"CH" => 21, b"CR" => 22, b"CY" => 28, b"CZ" => 24, b"DE" => 22, b"DJ" => 27,
-        b"DK" => 18, b"DO" => 28, b"EE" => 20, b"EG" => 29, b"ES" => 24, b"FI" => 18,
-        b"FK" => 18, b"FO" => 18, b"FR" => 27, b"GB" => 22, b"GE" => 22, b"GI" => 23,
-        b"GL" => 18, b"GR" => 27, b"GT" => 28, b"HR" => 21, b"HU" => 28, b"IE" => 22,
-        b"IL" => 23, b"IQ" => 23, b"IS" => 26, b"IT" => 27, b"JO" => 30, b"KW" => 30,
-        b"KZ" => 20, b"LB" => 28, b"LC" => 32, b"LI" => 21, b"LT" => 20, b"LU" => 20,
-        b"LV" => 21, b"LY" => 25, b"MC" => 27, b"MD" => 24, b"ME" => 22, b"MK" => 19,
-        b"MN" => 20, b"MR" => 27, b"MT" => 31, b"MU" => 30, b"NI" => 28, b"NL" => 18,
-        b"NO" => 15, b"OM" => 23, b"PK" => 24, b"PL" => 28, b"PS" => 29, b"PT" => 25,
-        b"QA" => 29, b"RO" => 24, b"RS" => 22, b"RU" => 33, b"SA" => 24, b"SC" => 31,
-        b"SD" => 18, b"SE" => 24, b"SI" => 19, b"SK" => 24, b"SM" => 27, b"SO" => 23,
-        b"ST" => 25, b"SV" => 28, b"TL" => 23, b"TN" => 24, b"TR" => 26, b"UA" => 29,
-        b"VA" => 22, b"VG" => 24, b"XK" => 20, b"YE" => 30,
+        b"AD" => 24,
+        b"AE" => 23,
+        b"AL" => 28,
+        b"AT" => 20,
+        b"AZ" => 28,
+        b"BA" => 20,
+        b"BE" => 16,
+        b"BG" => 22,
+        b"BH" => 22,
+        b"BI" => 27,
+        b"BR" => 29,
+        b"BY" => 28,
+        b"CH" => 21,
+        b"CR" => 22,
+        b"CY" => 28,
+        b"CZ" => 24,
+        b"DE" => 22,
+        b"DJ" => 27,
+        b"DK" => 18,
+        b"DO" => 28,
+        b"EE" => 20,
+        b"EG" => 29,
+        b"ES" => 24,
+        b"FI" => 18,
+        b"FK" => 18,
+        b"FO" => 18,
+        b"FR" => 27,
+        b"GB" => 22,
+        b"GE" => 22,
+        b"GI" => 23,
+        b"GL" => 18,
+        b"GR" => 27,
+        b"GT" => 28,
+        b"HR" => 21,
+        b"HU" => 28,
+        b"IE" => 22,
+        b"IL" => 23,
+        b"IQ" => 23,
+        b"IS" => 26,
+        b"IT" => 27,
+        b"JO" => 30,
+        b"KW" => 30,
+        b"KZ" => 20,
+        b"LB" => 28,
+        b"LC" => 32,
+        b"LI" => 21,
+        b"LT" => 20,
+        b"LU" => 20,
+        b"LV" => 21,
+        b"LY" => 25,
+        b"MC" => 27,
+        b"MD" => 24,
+        b"ME" => 22,
+        b"MK" => 19,
+        b"MN" => 20,
+        b"MR" => 27,
+        b"MT" => 31,
+        b"MU" => 30,
+        b"NI" => 28,
+        b"NL" => 18,
+        b"NO" => 15,
+        b"OM" => 23,
+        b"PK" => 24,
+        b"PL" => 28,
+        b"PS" => 29,
+        b"PT" => 25,
+        b"QA" => 29,
+        b"RO" => 24,
+        b"RS" => 22,
+        b"RU" => 33,
+        b"SA" => 24,
+        b"SC" => 31,
+        b"SD" => 18,
+        b"SE" => 24,
+        b"SI" => 19,
+        b"SK" => 24,
+        b"SM" => 27,
+        b"SO" => 23,
+        b"ST" => 25,
+        b"SV" => 28,
+        b"TL" => 23,
+        b"TN" => 24,
+        b"TR" => 26,
+        b"UA" => 29,
+        b"VA" => 22,
+        b"VG" => 24,
+        b"XK" => 20,
+        b"YE" => 30,
         _ => return None,
     };
     Some(l)
@@ -250,13 +323,27 @@ pub fn looks_placeholder(s: &[u8]) -> bool {
     }
     let lower: Vec<u8> = s.to_ascii_lowercase();
     const WORDS: [&[u8]; 11] = [
-        b"xxxx", b"...", b"your", b"example", b"placeholder", b"dummy", b"redacted",
-        b"insert", b"replace", b"sample", b"changeme",
+        b"xxxx",
+        b"...",
+        b"your",
+        b"example",
+        b"placeholder",
+        b"dummy",
+        b"redacted",
+        b"insert",
+        b"replace",
+        b"sample",
+        b"changeme",
     ];
-    if WORDS.iter().any(|w| memchr::memmem::find(&lower, w).is_some()) {
+    if WORDS
+        .iter()
+        .any(|w| memchr::memmem::find(&lower, w).is_some())
+    {
         return true;
     }
-    if s.iter().any(|b| matches!(b, b'<' | b'>' | b'{' | b'}' | b'$' | b'*' | b'[' | b']')) {
+    if s.iter()
+        .any(|b| matches!(b, b'<' | b'>' | b'{' | b'}' | b'$' | b'*' | b'[' | b']'))
+    {
         return true;
     }
     // a run of 5+ identical characters
@@ -273,7 +360,10 @@ pub fn looks_placeholder(s: &[u8]) -> bool {
     }
     // mostly sequential (abcdef…, 123456…)
     if s.len() >= 8 {
-        let seq = s.windows(2).filter(|w| w[1] == w[0].wrapping_add(1)).count();
+        let seq = s
+            .windows(2)
+            .filter(|w| w[1] == w[0].wrapping_add(1))
+            .count();
         if seq * 10 >= (s.len() - 1) * 4 {
             return true;
         }
@@ -284,9 +374,16 @@ pub fn looks_placeholder(s: &[u8]) -> bool {
 /// Placeholder words only (for long bodies such as PEM blocks).
 pub fn looks_placeholder_words(s: &[u8]) -> bool {
     let lower: Vec<u8> = s.to_ascii_lowercase();
-    [&b"..."[..], b"xxxxx", b"redacted", b"placeholder", b"<", b"your key"]
-        .iter()
-        .any(|w| memchr::memmem::find(&lower, w).is_some())
+    [
+        &b"..."[..],
+        b"xxxxx",
+        b"redacted",
+        b"placeholder",
+        b"<",
+        b"your key",
+    ]
+    .iter()
+    .any(|w| memchr::memmem::find(&lower, w).is_some())
 }
 
 /// Base64url (or standard base64) decode without padding requirements.
