@@ -79,8 +79,10 @@ impl<'a> Normalized<'a> {
                 edits: Vec::new(),
             };
         }
-        let mut out = String::with_capacity(s.len());
-        let mut edits = Vec::new();
+        // `out` is only materialised at the first edit; text that needs none
+        // (most Japanese prose) stays borrowed.
+        let mut out = String::new();
+        let mut edits: Vec<Edit> = Vec::new();
         let mut i = 0;
         let mut run_start = 0;
         while i < bytes.len() {
@@ -89,97 +91,131 @@ impl<'a> Normalized<'a> {
                 i += 1;
                 continue;
             }
-            // flush the untouched run
-            out.push_str(&s[run_start..i]);
-            if b == b'\\' {
-                let next = bytes.get(i + 1).copied();
-                let simple = match next {
-                    Some(b'n') => Some('\n'),
-                    Some(b't') => Some('\t'),
-                    Some(b'r') => Some('\r'),
-                    Some(b'"') => Some('"'),
-                    Some(b'/') => Some('/'),
-                    Some(b'\\') => Some('\\'),
-                    _ => None,
+            if b >= 0x80 {
+                // Only chars with these lead bytes can fold: U+00A0/AD (C2),
+                // U+2007..U+2212 (E2), U+3000/U+30FC (E3), U+FExx/FFxx (EF).
+                let clen = match b {
+                    0xC0..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    _ => 4,
                 };
-                if let Some(c) = simple {
-                    edits.push(Edit {
-                        norm: out.len(),
-                        norm_len: 1,
-                        orig: i,
-                        orig_len: 2,
-                    });
-                    out.push(c);
-                    i += 2;
-                } else if next == Some(b'u') {
-                    let decoded = hex4(&bytes[i + 2..])
-                        .and_then(char::from_u32)
-                        .filter(|c| *c != '\\');
-                    match decoded {
-                        Some(c) => {
-                            let norm = out.len();
-                            match fold_char(c) {
-                                Fold::Keep => out.push(c),
-                                Fold::To(a) => out.push(a),
-                                Fold::Drop => {}
-                            }
-                            edits.push(Edit {
-                                norm,
-                                norm_len: out.len() - norm,
-                                orig: i,
-                                orig_len: 6,
-                            });
-                            i += 6;
-                        }
-                        None => {
-                            out.push('\\');
-                            i += 1;
-                        }
+                let maybe = match b {
+                    0xC2 | 0xE2 | 0xEF => true,
+                    0xE3 => matches!(bytes.get(i + 1..i + 3), Some([0x80, 0x80] | [0x83, 0xBC])),
+                    _ => false,
+                };
+                if !maybe {
+                    i += clen;
+                    continue;
+                }
+                let Some(c) = s.get(i..).and_then(|r| r.chars().next()) else {
+                    break;
+                };
+                let clen = c.len_utf8();
+                // The katakana prolonged sound mark is a dash only right after a digit
+                // or letter (090ー1234ー5678); inside katakana words (パスワード) it stays.
+                let fold = if matches!(c, '\u{30FC}' | '\u{FF70}') {
+                    let prev = if out.is_empty() && edits.is_empty() {
+                        bytes[..i].last().copied()
+                    } else {
+                        out.push_str(&s[run_start..i]);
+                        run_start = i;
+                        out.as_bytes().last().copied()
+                    };
+                    if prev.is_some_and(|p| p.is_ascii_alphanumeric()) {
+                        Fold::To('-')
+                    } else {
+                        Fold::Keep
                     }
                 } else {
-                    out.push('\\');
-                    i += 1;
+                    fold_char(c)
+                };
+                if matches!(fold, Fold::Keep) {
+                    i += clen;
+                    continue;
                 }
+                if edits.is_empty() && out.is_empty() {
+                    out.reserve(s.len());
+                }
+                out.push_str(&s[run_start..i]);
+                match fold {
+                    Fold::To(a) => {
+                        edits.push(Edit {
+                            norm: out.len(),
+                            norm_len: a.len_utf8(),
+                            orig: i,
+                            orig_len: clen,
+                        });
+                        out.push(a);
+                    }
+                    _ => edits.push(Edit {
+                        norm: out.len(),
+                        norm_len: 0,
+                        orig: i,
+                        orig_len: clen,
+                    }),
+                }
+                i += clen;
                 run_start = i;
                 continue;
             }
-            // non-ASCII character
-            let c = match s[i..].chars().next() {
-                Some(c) => c,
-                None => break,
+            // backslash: JSON escapes
+            let next = bytes.get(i + 1).copied();
+            let simple = match next {
+                Some(b'n') => Some('\n'),
+                Some(b't') => Some('\t'),
+                Some(b'r') => Some('\r'),
+                Some(b'"') => Some('"'),
+                Some(b'/') => Some('/'),
+                Some(b'\\') => Some('\\'),
+                _ => None,
             };
-            let clen = c.len_utf8();
-            // The katakana prolonged sound mark is a dash only right after a digit
-            // or letter (090ー1234ー5678); inside katakana words (パスワード) it stays.
-            let fold = if matches!(c, '\u{30FC}' | '\u{FF70}') {
-                if out.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric) {
-                    Fold::To('-')
-                } else {
-                    Fold::Keep
-                }
+            let decoded = if next == Some(b'u') {
+                hex4(&bytes[i + 2..])
+                    .and_then(char::from_u32)
+                    .filter(|c| *c != '\\')
             } else {
-                fold_char(c)
+                None
             };
-            match fold {
-                Fold::Keep => out.push(c),
-                Fold::To(a) => {
-                    edits.push(Edit {
-                        norm: out.len(),
-                        norm_len: a.len_utf8(),
-                        orig: i,
-                        orig_len: clen,
-                    });
-                    out.push(a);
-                }
-                Fold::Drop => edits.push(Edit {
-                    norm: out.len(),
-                    norm_len: 0,
-                    orig: i,
-                    orig_len: clen,
-                }),
+            if simple.is_none() && decoded.is_none() {
+                i += 1;
+                continue;
             }
-            i += clen;
+            if edits.is_empty() && out.is_empty() {
+                out.reserve(s.len());
+            }
+            out.push_str(&s[run_start..i]);
+            if let Some(c) = simple {
+                edits.push(Edit {
+                    norm: out.len(),
+                    norm_len: 1,
+                    orig: i,
+                    orig_len: 2,
+                });
+                out.push(c);
+                i += 2;
+            } else if let Some(c) = decoded {
+                let norm = out.len();
+                match fold_char(c) {
+                    Fold::Keep => out.push(c),
+                    Fold::To(a) => out.push(a),
+                    Fold::Drop => {}
+                }
+                edits.push(Edit {
+                    norm,
+                    norm_len: out.len() - norm,
+                    orig: i,
+                    orig_len: 6,
+                });
+                i += 6;
+            }
             run_start = i;
+        }
+        if edits.is_empty() {
+            return Normalized {
+                text: Cow::Borrowed(s),
+                edits,
+            };
         }
         out.push_str(&s[run_start..]);
         Normalized {

@@ -530,7 +530,11 @@ impl Scanner {
             if !run.start_ok(gi) || (gi == 0 && run.left_bad) {
                 continue;
             }
-            let ctx = before(t, run.span_start(gi), 48);
+            let ctx = Ctx {
+                t,
+                pos: run.span_start(gi),
+                lower: std::cell::OnceCell::new(),
+            };
             self.card(run, gi, &mut digits, out);
             self.ssn(run, gi, &ctx, &mut digits, out);
             self.my_number(run, gi, &ctx, &mut digits, out);
@@ -579,13 +583,13 @@ impl Scanner {
         }
     }
 
-    fn ssn(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+    fn ssn(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
         if run.shape(gi, &[3, 2, 4], &["-", " "]) {
             run.digits(gi, gi + 2, d);
             if v::ssn_ok(d) {
                 out.push(run.cand(Entity::UsSsn, gi, gi + 2, false));
             }
-        } else if run.glen(gi) == 9 && run.end_ok(gi) && has_any(ctx, &self.kw.ssn) {
+        } else if run.glen(gi) == 9 && run.end_ok(gi) && ctx.has(&self.kw.ssn) {
             run.digits(gi, gi, d);
             if v::ssn_ok(d) {
                 out.push(run.cand(Entity::UsSsn, gi, gi, false));
@@ -593,15 +597,21 @@ impl Scanner {
         }
     }
 
-    fn my_number(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
-        let context = has_any(ctx, &self.kw.my_number);
+    fn my_number(
+        &self,
+        run: &Run<'_>,
+        gi: usize,
+        ctx: &Ctx<'_>,
+        d: &mut Vec<u8>,
+        out: &mut Vec<Cand>,
+    ) {
         if run.shape(gi, &[4, 4, 4], &["-", " "]) {
             let whole = gi == 0 && run.groups.len() == 3 && run.lead.is_none();
             run.digits(gi, gi + 2, d);
-            if (context || whole) && v::my_number_ok(d) {
+            if v::my_number_ok(d) && (whole || ctx.has(&self.kw.my_number)) {
                 out.push(run.cand(Entity::JpMyNumber, gi, gi + 2, false));
             }
-        } else if run.glen(gi) == 12 && run.end_ok(gi) && context {
+        } else if run.glen(gi) == 12 && run.end_ok(gi) && ctx.has(&self.kw.my_number) {
             run.digits(gi, gi, d);
             if v::my_number_ok(d) {
                 out.push(run.cand(Entity::JpMyNumber, gi, gi, false));
@@ -609,11 +619,19 @@ impl Scanner {
         }
     }
 
-    fn corporate(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
-        if !has_any(ctx, &self.kw.corporate) {
+    fn corporate(
+        &self,
+        run: &Run<'_>,
+        gi: usize,
+        ctx: &Ctx<'_>,
+        d: &mut Vec<u8>,
+        out: &mut Vec<Cand>,
+    ) {
+        let shaped = run.shape(gi, &[1, 4, 4, 4], &["-", " "]);
+        if !(shaped || run.glen(gi) == 13) || !ctx.has(&self.kw.corporate) {
             return;
         }
-        if run.shape(gi, &[1, 4, 4, 4], &["-", " "]) {
+        if shaped {
             run.digits(gi, gi + 3, d);
             if v::corporate_number_ok(d) {
                 out.push(run.cand(Entity::JpCorporateNumber, gi, gi + 3, false));
@@ -626,7 +644,7 @@ impl Scanner {
         }
     }
 
-    fn postal(&self, t: &str, run: &Run<'_>, gi: usize, ctx: &str, out: &mut Vec<Cand>) {
+    fn postal(&self, t: &str, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, out: &mut Vec<Cand>) {
         let shaped = run.shape(gi, &[3, 4], &["-", " "]);
         let bare = run.glen(gi) == 7 && run.end_ok(gi);
         if !(shaped || bare) {
@@ -647,7 +665,7 @@ impl Scanner {
         out.push(run.cand(Entity::JpPostalCode, gi, gj, false));
     }
 
-    fn phone(&self, run: &Run<'_>, gi: usize, ctx: &str, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+    fn phone(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
         let b = run.t.as_bytes();
         let len = run.groups.len();
         // E.164: '+' lead
@@ -681,7 +699,7 @@ impl Scanner {
             return;
         }
         let first = &b[run.groups[gi].0..run.groups[gi].1];
-        let context = has_any(ctx, &self.kw.phone);
+        let context = || ctx.has(&self.kw.phone);
         // Japanese domestic numbers start with a trunk 0
         if first[0] == b'0' && first.len() >= 2 && first[1] != b'0' {
             let mobile_like = |d: &[u8]| {
@@ -711,7 +729,7 @@ impl Scanner {
                     }
                 }
             }
-            if run.end_ok(gi) && (mobile_like(first) || (landline_like(first) && context)) {
+            if run.end_ok(gi) && (mobile_like(first) || (landline_like(first) && context())) {
                 out.push(run.cand(Entity::Phone, gi, gi, true));
             }
             return;
@@ -743,7 +761,7 @@ impl Scanner {
                     out.push(c);
                 }
             }
-        } else if run.glen(gi) == 10 && run.end_ok(gi) && context {
+        } else if run.glen(gi) == 10 && run.end_ok(gi) && context() {
             run.digits(gi, gi, d);
             if v::nanp_ok(d) {
                 out.push(run.cand(Entity::Phone, gi, gi, true));
@@ -751,7 +769,7 @@ impl Scanner {
         }
     }
 
-    fn ipv4(&self, run: &Run<'_>, gi: usize, ctx: &str, out: &mut Vec<Cand>) {
+    fn ipv4(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, out: &mut Vec<Cand>) {
         if gi + 3 >= run.groups.len() || !run.end_ok(gi + 3) {
             return;
         }
@@ -787,7 +805,7 @@ impl Scanner {
         if version_context(&near) {
             return;
         }
-        if single && !has_any(ctx, &self.kw.ip) {
+        if single && !ctx.has(&self.kw.ip) {
             return;
         }
         if !v::ipv4_reportable(oct) {
@@ -798,6 +816,19 @@ impl Scanner {
             s: s0,
             e: e3,
         });
+    }
+}
+
+/// Lazily computed lower-cased context window before a candidate.
+struct Ctx<'t> {
+    t: &'t str,
+    pos: usize,
+    lower: std::cell::OnceCell<String>,
+}
+
+impl Ctx<'_> {
+    fn has(&self, kws: &[String]) -> bool {
+        has_any(self.lower.get_or_init(|| before(self.t, self.pos, 48)), kws)
     }
 }
 
