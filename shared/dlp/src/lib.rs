@@ -34,6 +34,9 @@ pub use stream::StreamRedactor;
 /// numbered placeholders. Returns the new text and all findings.
 pub fn redact_text(text: &str, policy: &Policy) -> (String, Vec<Finding>) {
     let findings = scan(text, policy);
-    let out = Redactor::new().redact(text, &findings);
+    if !findings.iter().any(|f| f.action == Action::Redact) {
+        return (text.to_owned(), findings);
+    }
+    let (out, _) = Redactor::new().redact_to_fixpoint(text, &findings, policy);
     (out, findings)
 }

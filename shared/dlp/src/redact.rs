@@ -89,6 +89,30 @@ impl Redactor {
     pub fn redact(&mut self, text: &str, findings: &[Finding]) -> String {
         self.redact_with(text, findings, |f| f.action == Action::Redact)
     }
+
+    /// Redact, then rescan and redact again until nothing redactable is left
+    /// (at most a few passes). Context windows are measured in bytes, so
+    /// shortening one value can bring a context word within reach of another;
+    /// the extra passes make redaction idempotent. Returns the text and the
+    /// findings of the extra passes (offsets into intermediate texts).
+    pub fn redact_to_fixpoint(
+        &mut self,
+        text: &str,
+        findings: &[Finding],
+        policy: &crate::policy::Policy,
+    ) -> (String, Vec<Finding>) {
+        let mut out = self.redact(text, findings);
+        let mut extra = Vec::new();
+        for _ in 0..4 {
+            let again = crate::scan::scan(&out, policy);
+            if !again.iter().any(|f| f.action == Action::Redact) {
+                break;
+            }
+            out = self.redact(&out, &again);
+            extra.extend(again.into_iter().filter(|f| f.action == Action::Redact));
+        }
+        (out, extra)
+    }
 }
 
 #[cfg(test)]

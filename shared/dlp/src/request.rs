@@ -295,8 +295,10 @@ pub fn inspect_request(kind: RequestKind, body: &mut Value, policy: &Policy) -> 
                 .get(idx)
                 .filter(|fs| fs.iter().any(|f| f.action == Action::Redact))
             {
+                let (out, extra) = redactor.redact_to_fixpoint(s, fs, policy);
                 redacted += fs.iter().filter(|f| f.action == Action::Redact).count() as u32;
-                *s = redactor.redact(s, fs);
+                redacted += extra.len() as u32;
+                *s = out;
             }
             idx += 1;
         });
