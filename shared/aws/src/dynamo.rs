@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -343,36 +343,6 @@ fn is_conditional_update(e: &SdkError<UpdateItemError>) -> bool {
         .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
-/// The stored item a failed conditional update returned (`ALL_OLD`), if any.
-fn old_item(e: &SdkError<UpdateItemError>) -> Option<&Item> {
-    match e.as_service_error() {
-        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item(),
-        _ => None,
-    }
-}
-
-/// Which variant of the health update to send: the stored version is bumped only when the
-/// status changes (exactly as `tollgate_core::pool::apply`), and one UpdateItem cannot
-/// branch on a stored value, so each variant carries the status it expects in its condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StatusGuess {
-    Unchanged,
-    Changed,
-}
-
-impl StatusGuess {
-    /// The likely case for a change: a transient failure below the breaker threshold and a
-    /// success on an active token keep the status; everything else usually moves it.
-    fn likely(change: &TokenChange) -> Self {
-        if change.status == TokenStatus::Active || change.last_error == Some("upstream_unavailable")
-        {
-            StatusGuess::Unchanged
-        } else {
-            StatusGuess::Changed
-        }
-    }
-}
-
 #[async_trait]
 impl PoolStore for DynamoStore {
     async fn load_pool(&self, pool: &str) -> Result<PoolView, StoreError> {
@@ -530,38 +500,14 @@ impl PoolStore for DynamoStore {
         if token_id == CONFIG_SORT_KEY {
             return Ok(false);
         }
-        let first = StatusGuess::likely(change);
+        // Every status change bumps `version`, so a matching version also means the status
+        // is the one the change was computed from: one conditional write decides.
         match self
-            .try_apply(pool, token_id, expected_version, change, first)
+            .try_apply(pool, token_id, expected_version, change)
             .await
         {
             Ok(()) => Ok(true),
-            Err(e) if is_conditional_update(&e) => {
-                // Lost the race (version moved, or the token is gone) — or the guess about
-                // the stored status was wrong. The returned old item tells which.
-                let Some(old) = old_item(&e) else {
-                    return Ok(false);
-                };
-                let version_matches = matches!(
-                    old.get("version"),
-                    Some(AttributeValue::N(v)) if v.parse::<u64>().ok() == Some(expected_version)
-                );
-                if !version_matches {
-                    return Ok(false);
-                }
-                let second = match first {
-                    StatusGuess::Unchanged => StatusGuess::Changed,
-                    StatusGuess::Changed => StatusGuess::Unchanged,
-                };
-                match self
-                    .try_apply(pool, token_id, expected_version, change, second)
-                    .await
-                {
-                    Ok(()) => Ok(true),
-                    Err(e) if is_conditional_update(&e) => Ok(false),
-                    Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool health)", &e)),
-                }
-            }
+            Err(e) if is_conditional_update(&e) => Ok(false),
             Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool health)", &e)),
         }
     }
@@ -609,7 +555,6 @@ impl DynamoStore {
         token_id: &str,
         expected_version: u64,
         change: &TokenChange,
-        guess: StatusGuess,
     ) -> Result<(), SdkError<UpdateItemError>> {
         let mut set = vec!["#st = :st"];
         let mut remove = Vec::new();
@@ -618,15 +563,10 @@ impl DynamoStore {
             (":st".to_owned(), s(change.status.as_str())),
             (":expected".to_owned(), n(expected_version)),
         ]);
-        let condition = match guess {
-            StatusGuess::Unchanged => {
-                "attribute_exists(token_id) AND version = :expected AND #st = :st"
-            }
-            StatusGuess::Changed => {
-                set.push("version = version + :one");
-                "attribute_exists(token_id) AND version = :expected AND #st <> :st"
-            }
-        };
+        if change.bump_version {
+            set.push("version = version + :one");
+        }
+        let condition = "attribute_exists(token_id) AND version = :expected";
         match change.cooldown_until {
             Some(c) => {
                 set.push("cooldown_until = :cool");
@@ -648,7 +588,7 @@ impl DynamoStore {
                 add.push("total_failures :one");
             }
         }
-        if guess == StatusGuess::Changed || change.failures == FailureCount::Increment {
+        if change.bump_version || change.failures == FailureCount::Increment {
             values.insert(":one".to_owned(), n(1));
         }
         let mut expr = format!("SET {}", set.join(", "));
@@ -667,7 +607,6 @@ impl DynamoStore {
             .condition_expression(condition)
             .expression_attribute_names("#st", "status")
             .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await
             .map(|_| ())

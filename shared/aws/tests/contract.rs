@@ -332,6 +332,7 @@ async fn health_changes_mirror_the_core_state_machine() {
         // Transient below threshold: status unchanged, failures counted.
         TokenChange {
             status: TokenStatus::Active,
+            bump_version: false,
             cooldown_until: None,
             failures: FailureCount::Increment,
             last_error: Some("upstream_unavailable"),
@@ -339,6 +340,7 @@ async fn health_changes_mirror_the_core_state_machine() {
         // 429: Active -> Cooling, version bumps.
         TokenChange {
             status: TokenStatus::Cooling,
+            bump_version: true,
             cooldown_until: Some(5_000),
             failures: FailureCount::Increment,
             last_error: Some("upstream_rate_limited"),
@@ -346,6 +348,7 @@ async fn health_changes_mirror_the_core_state_machine() {
         // Another 429 while cooling: Cooling -> Cooling, no bump, new cooldown.
         TokenChange {
             status: TokenStatus::Cooling,
+            bump_version: false,
             cooldown_until: Some(9_000),
             failures: FailureCount::Increment,
             last_error: Some("upstream_rate_limited"),
@@ -353,6 +356,7 @@ async fn health_changes_mirror_the_core_state_machine() {
         // Transient while cooling keeps the cooldown.
         TokenChange {
             status: TokenStatus::Cooling,
+            bump_version: false,
             cooldown_until: Some(9_000),
             failures: FailureCount::Increment,
             last_error: Some("upstream_unavailable"),
@@ -360,6 +364,7 @@ async fn health_changes_mirror_the_core_state_machine() {
         // Success: Cooling -> Active, failures reset, cooldown removed, last_error kept.
         TokenChange {
             status: TokenStatus::Active,
+            bump_version: true,
             cooldown_until: None,
             failures: FailureCount::Reset,
             last_error: None,
@@ -367,6 +372,7 @@ async fn health_changes_mirror_the_core_state_machine() {
         // Success on an active token with nothing to change still applies cleanly.
         TokenChange {
             status: TokenStatus::Active,
+            bump_version: false,
             cooldown_until: None,
             failures: FailureCount::Reset,
             last_error: None,

@@ -112,6 +112,9 @@ pub enum FailureCount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenChange {
     pub status: TokenStatus,
+    /// The status differs from the one the change was computed from: the stored `version`
+    /// is bumped, so other instances' pending changes against the old status lose the race.
+    pub bump_version: bool,
     pub cooldown_until: Option<EpochMs>,
     pub failures: FailureCount,
     pub last_error: Option<&'static str>,
@@ -124,6 +127,18 @@ pub fn next_state(
     now: EpochMs,
     policy: &HealthPolicy,
 ) -> Option<TokenChange> {
+    next_state_inner(t, outcome, now, policy).map(|mut c| {
+        c.bump_version = c.status != t.status;
+        c
+    })
+}
+
+fn next_state_inner(
+    t: &TokenRecord,
+    outcome: Outcome,
+    now: EpochMs,
+    policy: &HealthPolicy,
+) -> Option<TokenChange> {
     match outcome {
         Outcome::Success => {
             if t.status == TokenStatus::Active && t.consecutive_failures == 0 {
@@ -131,6 +146,7 @@ pub fn next_state(
             } else {
                 Some(TokenChange {
                     status: TokenStatus::Active,
+                    bump_version: false,
                     cooldown_until: None,
                     failures: FailureCount::Reset,
                     last_error: None,
@@ -139,6 +155,7 @@ pub fn next_state(
         }
         Outcome::AuthRejected => Some(TokenChange {
             status: TokenStatus::Invalid,
+            bump_version: false,
             cooldown_until: None,
             failures: FailureCount::Increment,
             last_error: Some("upstream_auth_rejected"),
@@ -149,6 +166,7 @@ pub fn next_state(
                 .min(policy.max_cooldown_ms);
             Some(TokenChange {
                 status: TokenStatus::Cooling,
+                bump_version: false,
                 cooldown_until: Some(now + wait),
                 failures: FailureCount::Increment,
                 last_error: Some("upstream_rate_limited"),
@@ -159,6 +177,7 @@ pub fn next_state(
             if failures >= policy.breaker_threshold {
                 Some(TokenChange {
                     status: TokenStatus::Cooling,
+                    bump_version: false,
                     cooldown_until: Some(now + policy.breaker_open_ms),
                     failures: FailureCount::Increment,
                     last_error: Some("breaker_open"),
@@ -166,6 +185,7 @@ pub fn next_state(
             } else {
                 Some(TokenChange {
                     status: t.status,
+                    bump_version: false,
                     cooldown_until: t.cooldown_until,
                     failures: FailureCount::Increment,
                     last_error: Some("upstream_unavailable"),
@@ -177,7 +197,7 @@ pub fn next_state(
 
 /// Applies a change to a cached record, as the store would.
 pub fn apply(t: &mut TokenRecord, c: &TokenChange) {
-    if t.status != c.status {
+    if c.bump_version {
         t.version += 1;
     }
     t.status = c.status;

@@ -156,6 +156,7 @@ pub async fn health_change_applies_only_on_expected_version<S: PoolStore>(s: &S,
     s.put_token(&token(&pool, "h1")).await.expect("put");
     let invalid = TokenChange {
         status: TokenStatus::Invalid,
+        bump_version: true,
         cooldown_until: None,
         failures: FailureCount::Increment,
         last_error: Some("upstream_auth_rejected"),
@@ -168,6 +169,7 @@ pub async fn health_change_applies_only_on_expected_version<S: PoolStore>(s: &S,
     // A second instance still holding version 0 loses the race and changes nothing.
     let cooling = TokenChange {
         status: TokenStatus::Cooling,
+        bump_version: true,
         cooldown_until: Some(5),
         failures: FailureCount::Increment,
         last_error: Some("upstream_rate_limited"),
