@@ -25,6 +25,7 @@ Progress goes to stderr. Refuses to run without AWS_ENDPOINT_URL (it is for the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -275,8 +276,6 @@ def generate_string(spec: dict) -> str:
 
 
 def secret_value(spec: dict) -> str:
-    import json
-
     template = spec.get("SecretStringTemplate")
     key = spec.get("GenerateStringKey")
     value = generate_string(spec)
