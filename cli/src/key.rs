@@ -98,6 +98,7 @@ pub async fn issue(ctx: &mut Ctx<'_>, a: KeyIssue) -> Result<Out> {
             allowed_cidrs: a.allow_cidr.clone(),
             allowed_models: a.allow_model.clone(),
             allowed_routes: a.allow_route.clone(),
+            dlp_policy: None,
             model_pools: a.model_pool.iter().cloned().collect(),
         };
         match ctx.keys.put_key(&rec).await {

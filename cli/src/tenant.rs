@@ -24,6 +24,7 @@ pub async fn create(ctx: &mut Ctx<'_>, a: TenantCreate) -> Result<Out> {
         created_at: ctx.clock.now_ms(),
         disabled: false,
         model_pools: a.model_pool.into_iter().collect(),
+        dlp_policy: None,
     };
     match ctx.tenants.put_tenant(&t).await {
         Ok(()) => {}

@@ -644,6 +644,7 @@ async fn pool_show_renders_cooldown_remaining_and_counters() {
     h.ok(&["pool", "set-strategy", "p", "least-used"]).await;
     let change = TokenChange {
         status: TokenStatus::Cooling,
+        bump_version: true,
         cooldown_until: Some(T0 + 12_000),
         failures: tollgate_core::pool::FailureCount::Increment,
         last_error: Some("rate_limited"),

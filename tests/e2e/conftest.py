@@ -94,8 +94,24 @@ class Stack:
         raise AssertionError(f"no audit line for request {request_id}")
 
 
+def read_dev_env(path: pathlib.Path) -> dict:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            k, v = line[len("export "):].split("=", 1)
+            values[k] = v
+    return values
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
+    reuse = os.environ.get("TOLLGATE_E2E_REUSE")
+    if reuse:
+        # Debugging aid: run against a stack already started by `make dev`
+        # (TOLLGATE_E2E_REUSE=<its state dir>); it must use TOLLGATE_POOL_CACHE_TTL_MS=0.
+        state = pathlib.Path(reuse)
+        yield Stack(state, read_dev_env(state / "dev.env"))
+        return
     state = tmp_path_factory.mktemp("tollgate-dev")
     env = {
         **os.environ,
@@ -124,11 +140,7 @@ def stack(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGTERM)
             raise RuntimeError("make dev did not become ready:\n" + (state / "dev.out").read_text())
         time.sleep(0.5)
-    values = {}
-    for line in dev_env.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            k, v = line[len("export "):].split("=", 1)
-            values[k] = v
+    values = read_dev_env(dev_env)
     try:
         yield Stack(state, values)
     finally:

@@ -98,7 +98,7 @@ def test_revoked_key_fails_within_the_cache_ttl(stack):
 
 
 def test_openai_sdk_sees_an_authentication_error(stack):
-    c = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="tgk_test_nope", max_retries=0)
+    c = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="tgk_test_nope", max_retries=0, timeout=30)
     with pytest.raises(openai.AuthenticationError):
         c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
 

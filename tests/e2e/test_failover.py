@@ -7,8 +7,11 @@ import pytest
 
 
 def client_for(stack, pool):
+    # Priority strategy: tokens are tried in the order of their --priority, so each test
+    # knows which token meets the fault first.
+    stack.cli("pool", "set-strategy", pool, "priority")
     key = stack.issue_key("--model-pool", f"*={pool}")
-    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0), key
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0, timeout=30), key
 
 
 def ask(c, stream=False):
@@ -23,8 +26,8 @@ def calls_for(stack, prefix):
 
 def test_a_401_token_is_marked_invalid_and_the_next_one_answers(stack, unique):
     pool = f"f401-{unique}"
-    stack.add_token(pool, "openai", f"mock-401-{unique}", "a-bad")
-    stack.add_token(pool, "openai", f"mock-ok-{unique}", "b-good")
+    stack.add_token(pool, "openai", f"mock-401-{unique}", "a-bad", "--priority", "0")
+    stack.add_token(pool, "openai", f"mock-ok-{unique}", "b-good", "--priority", "1")
     c, _ = client_for(stack, pool)
     raw = ask(c)
     assert raw.parse().choices[0].message.content
@@ -39,8 +42,8 @@ def test_a_401_token_is_marked_invalid_and_the_next_one_answers(stack, unique):
 
 def test_a_429_cools_the_token_and_the_next_one_answers(stack, unique):
     pool = f"f429-{unique}"
-    stack.add_token(pool, "openai", f"mock-429-{unique}", "a-busy")
-    stack.add_token(pool, "openai", f"mock-ok-{unique}", "b-good")
+    stack.add_token(pool, "openai", f"mock-429-{unique}", "a-busy", "--priority", "0")
+    stack.add_token(pool, "openai", f"mock-ok-{unique}", "b-good", "--priority", "1")
     c, _ = client_for(stack, pool)
     raw = ask(c)
     assert stack.audit_for(raw.headers["x-tollgate-request-id"])["token_id"] == "b-good"
@@ -66,7 +69,7 @@ def test_all_tokens_failing_gives_a_bounded_503_in_each_providers_shape(stack, u
     stack.add_token(apool, "anthropic", f"mock-500-a{unique}", "x1")
     stack.add_token(apool, "anthropic", f"mock-401-a{unique}", "x2")
     akey = stack.issue_key("--model-pool", f"*={apool}")
-    ac = anthropic.Anthropic(base_url=stack.url, api_key=akey, max_retries=0)
+    ac = anthropic.Anthropic(base_url=stack.url, api_key=akey, max_retries=0, timeout=30)
     with pytest.raises(anthropic.APIStatusError) as e:
         ac.messages.create(model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 503
@@ -76,8 +79,8 @@ def test_all_tokens_failing_gives_a_bounded_503_in_each_providers_shape(stack, u
 
 def test_a_stream_broken_midway_ends_with_an_in_band_error_and_no_retry(stack, unique):
     pool = f"fbrk-{unique}"
-    stack.add_token(pool, "openai", f"mock-break3-{unique}", "a-break")
-    stack.add_token(pool, "openai", f"mock-ok-{unique}", "b-good")
+    stack.add_token(pool, "openai", f"mock-break3-{unique}", "a-break", "--priority", "0")
+    stack.add_token(pool, "openai", f"mock-ok-{unique}", "b-good", "--priority", "1")
     c, _ = client_for(stack, pool)
     stream = c.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "break"}], stream=True
@@ -95,7 +98,7 @@ def test_a_stream_broken_midway_ends_with_an_in_band_error_and_no_retry(stack, u
     apool = f"fbrkA-{unique}"
     stack.add_token(apool, "anthropic", f"mock-break3-a{unique}", "a-break")
     akey = stack.issue_key("--model-pool", f"*={apool}")
-    ac = anthropic.Anthropic(base_url=stack.url, api_key=akey, max_retries=0)
+    ac = anthropic.Anthropic(base_url=stack.url, api_key=akey, max_retries=0, timeout=30)
     with pytest.raises(anthropic.APIError):
         with ac.messages.stream(
             model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "break"}]

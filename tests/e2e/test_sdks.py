@@ -6,11 +6,11 @@ import openai
 
 
 def oa(stack, key=None):
-    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key or stack.key, max_retries=0)
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key or stack.key, max_retries=0, timeout=30)
 
 
 def an(stack, key=None):
-    return anthropic.Anthropic(base_url=stack.url, api_key=key or stack.key, max_retries=0)
+    return anthropic.Anthropic(base_url=stack.url, api_key=key or stack.key, max_retries=0, timeout=30)
 
 
 def test_openai_chat_completion(stack):

@@ -19,7 +19,7 @@ use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{KeyStore, OpCounter, PoolStore, StoreError, TenantStore};
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
-    ClientKeyRecord, PoolConfig, PoolView, Strategy, Tenant, TokenRecord, TokenStatus,
+    ClientKeyRecord, Policy, PoolConfig, PoolView, Strategy, Tenant, TokenRecord, TokenStatus,
 };
 
 /// Sort key of the pool's settings item, in the same partition as the pool's tokens.
@@ -249,6 +249,40 @@ impl DynamoStore {
     }
 }
 
+/// Sets or removes the `dlp_policy` attribute of one item, which must exist.
+async fn set_policy_attr(
+    store: &DynamoStore,
+    table: &str,
+    key_name: &str,
+    key_value: &str,
+    policy: Option<&Policy>,
+    what: &'static str,
+) -> Result<(), StoreError> {
+    store.ops.write();
+    let cond = format!("attribute_exists({key_name})");
+    let mut req = store
+        .client
+        .update_item()
+        .table_name(table)
+        .key(key_name, s(key_value))
+        .condition_expression(cond);
+    req = match policy {
+        Some(p) => {
+            let v: AttributeValue = serde_dynamo::to_attribute_value(p).map_err(|e| {
+                StoreError::Corrupt(format!("policy does not map to DynamoDB: {e}"))
+            })?;
+            req.update_expression("SET dlp_policy = :p")
+                .expression_attribute_values(":p", v)
+        }
+        None => req.update_expression("REMOVE dlp_policy"),
+    };
+    match req.send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
+        Err(e) => Err(unavailable(SERVICE, what, &e)),
+    }
+}
+
 #[async_trait]
 impl TenantStore for DynamoStore {
     async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
@@ -275,6 +309,22 @@ impl TenantStore for DynamoStore {
         // Same order as the in-memory store (scan order is arbitrary).
         tenants.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
         Ok(tenants)
+    }
+
+    async fn set_tenant_policy(
+        &self,
+        tenant_id: &str,
+        policy: Option<&Policy>,
+    ) -> Result<(), StoreError> {
+        set_policy_attr(
+            self,
+            &self.tables.tenants,
+            "tenant_id",
+            tenant_id,
+            policy,
+            "UpdateItem(tenants policy)",
+        )
+        .await
     }
 }
 
@@ -313,6 +363,22 @@ impl KeyStore for DynamoStore {
             Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
             Err(e) => Err(unavailable(SERVICE, "UpdateItem(keys)", &e)),
         }
+    }
+
+    async fn set_key_policy(
+        &self,
+        key_id: &str,
+        policy: Option<&Policy>,
+    ) -> Result<(), StoreError> {
+        set_policy_attr(
+            self,
+            &self.tables.keys,
+            "key_id",
+            key_id,
+            policy,
+            "UpdateItem(keys policy)",
+        )
+        .await
     }
 
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {

@@ -11,7 +11,7 @@ use tollgate_core::ports::{
 };
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
-    ClientKeyRecord, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus,
+    ClientKeyRecord, Policy, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus,
 };
 use tollgate_memory::contract;
 use tollgate_testkit::{Emulator, unique_ns};
@@ -63,6 +63,9 @@ impl TenantStore for Combined {
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.dynamo.list_tenants().await
     }
+    async fn set_tenant_policy(&self, id: &str, p: Option<&Policy>) -> Result<(), StoreError> {
+        self.dynamo.set_tenant_policy(id, p).await
+    }
 }
 
 #[async_trait]
@@ -78,6 +81,9 @@ impl KeyStore for Combined {
     }
     async fn list_keys(&self, t: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
         self.dynamo.list_keys(t).await
+    }
+    async fn set_key_policy(&self, id: &str, p: Option<&Policy>) -> Result<(), StoreError> {
+        self.dynamo.set_key_policy(id, p).await
     }
 }
 

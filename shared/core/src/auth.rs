@@ -268,6 +268,7 @@ mod tests {
             created_at: 0,
             disabled: false,
             model_pools: Default::default(),
+            dlp_policy: None,
         }
     }
 
@@ -291,6 +292,7 @@ mod tests {
             allowed_models: vec![],
             allowed_routes: vec![],
             model_pools: Default::default(),
+            dlp_policy: None,
         };
         (k, rec)
     }

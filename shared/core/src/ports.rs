@@ -5,7 +5,9 @@
 use crate::clock::EpochMs;
 use crate::pool::TokenChange;
 use crate::provider::Usage;
-use crate::records::{ClientKeyRecord, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus};
+use crate::records::{
+    ClientKeyRecord, Policy, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus,
+};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +50,13 @@ pub trait TenantStore: Send + Sync {
     /// Fails with `AlreadyExists` rather than overwrite.
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// Sets (or with `None` clears) the tenant's sensitive-data policy. `NotFound` for an
+    /// unknown tenant.
+    async fn set_tenant_policy(
+        &self,
+        tenant_id: &str,
+        policy: Option<&Policy>,
+    ) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -58,6 +67,9 @@ pub trait KeyStore: Send + Sync {
     /// Fails with `NotFound` for an unknown key id.
     async fn revoke_key(&self, key_id: &str, at: EpochMs) -> Result<(), StoreError>;
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError>;
+    /// Sets (or with `None` clears) a key's policy overrides. `NotFound` for an unknown key.
+    async fn set_key_policy(&self, key_id: &str, policy: Option<&Policy>)
+    -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -6,6 +6,7 @@ use crate::key::KeyEnv;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+pub use tollgate_dlp::Policy;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
@@ -19,6 +20,9 @@ pub struct Tenant {
     /// Model pattern → pool. Overrides the route's default pool.
     #[serde(default)]
     pub model_pools: BTreeMap<String, String>,
+    /// Sensitive-data policy for this tenant's requests; `None` = the built-in defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dlp_policy: Option<Policy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +62,24 @@ pub struct ClientKeyRecord {
     /// Model pattern → pool; beats the tenant's mapping.
     #[serde(default)]
     pub model_pools: BTreeMap<String, String>,
+    /// Overrides layered over the tenant's sensitive-data policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dlp_policy: Option<Policy>,
 }
 
 impl ClientKeyRecord {
     pub fn display(&self) -> String {
         crate::key::display_form(self.env, &self.key_id, &self.last4)
+    }
+
+    /// The policy a request under this key runs with: the built-in defaults, then the
+    /// tenant's policy, then the key's overrides.
+    pub fn effective_dlp_policy(&self, tenant: &Tenant) -> Policy {
+        let base = tenant.dlp_policy.clone().unwrap_or_default();
+        match &self.dlp_policy {
+            Some(k) => base.merge(k),
+            None => base,
+        }
     }
 }
 

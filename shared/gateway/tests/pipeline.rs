@@ -86,6 +86,7 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
             created_at: T0,
             disabled: false,
             model_pools: Default::default(),
+            dlp_policy: None,
         })
         .await
         .unwrap();
@@ -109,6 +110,7 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
             allowed_models: vec![],
             allowed_routes: vec![],
             model_pools: Default::default(),
+            dlp_policy: None,
         })
         .await
         .unwrap();

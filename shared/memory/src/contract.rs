@@ -19,6 +19,10 @@ pub fn tenant(id: &str) -> Tenant {
         created_at: 1,
         disabled: false,
         model_pools: [("gpt-4o*".to_owned(), "openai-eu".to_owned())].into(),
+        dlp_policy: Some(tollgate_core::records::Policy::default().with_category(
+            tollgate_dlp::Category::Contact,
+            tollgate_dlp::Action::Redact,
+        )),
     }
 }
 
@@ -40,6 +44,10 @@ pub fn key_record(key_id: &str, tenant_id: &str) -> ClientKeyRecord {
         allowed_models: vec!["gpt-4o*".into()],
         allowed_routes: vec![],
         model_pools: Default::default(),
+        dlp_policy: Some(
+            tollgate_core::records::Policy::default()
+                .with_entity(tollgate_dlp::Entity::Email, tollgate_dlp::Action::Off),
+        ),
     }
 }
 
@@ -94,6 +102,30 @@ pub async fn tenants_round_trip_and_refuse_overwrite<S: TenantStore>(s: &S, ns: 
     assert_eq!(s.put_tenant(&t).await, Err(StoreError::AlreadyExists));
     assert!(s.list_tenants().await.expect("list").contains(&t));
     assert_eq!(s.get_tenant(&format!("{ns}nope")).await.expect("get"), None);
+    let strict = tollgate_core::records::Policy::default()
+        .with_category(tollgate_dlp::Category::Contact, tollgate_dlp::Action::Block);
+    s.set_tenant_policy(&t.tenant_id, Some(&strict))
+        .await
+        .expect("set policy");
+    let got = s
+        .get_tenant(&t.tenant_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.dlp_policy, Some(strict));
+    s.set_tenant_policy(&t.tenant_id, None)
+        .await
+        .expect("clear policy");
+    let got = s
+        .get_tenant(&t.tenant_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.dlp_policy, None);
+    assert_eq!(
+        s.set_tenant_policy(&format!("{ns}nope"), None).await,
+        Err(StoreError::NotFound)
+    );
 }
 
 pub async fn keys_round_trip_list_by_tenant_and_revoke<S: KeyStore>(s: &S, ns: &str) {
@@ -111,6 +143,18 @@ pub async fn keys_round_trip_list_by_tenant_and_revoke<S: KeyStore>(s: &S, ns: &
     assert_eq!(got.revoked_at, Some(77));
     assert_eq!(
         s.revoke_key(&format!("{ns}missing"), 1).await,
+        Err(StoreError::NotFound)
+    );
+    let p = tollgate_core::records::Policy::default().with_entity(
+        tollgate_dlp::Entity::IpAddress,
+        tollgate_dlp::Action::Redact,
+    );
+    s.set_key_policy(&b.key_id, Some(&p)).await.expect("set");
+    let got = s.get_key(&b.key_id).await.expect("get").expect("exists");
+    assert_eq!(got.dlp_policy, Some(p));
+    assert_eq!(got.status, KeyStatus::Active, "other fields untouched");
+    assert_eq!(
+        s.set_key_policy(&format!("{ns}missing"), None).await,
         Err(StoreError::NotFound)
     );
 }

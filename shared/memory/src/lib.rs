@@ -14,7 +14,8 @@ use tollgate_core::ports::{
 };
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
-    ClientKeyRecord, KeyStatus, PoolConfig, PoolView, Strategy, Tenant, TokenRecord, TokenStatus,
+    ClientKeyRecord, KeyStatus, Policy, PoolConfig, PoolView, Strategy, Tenant, TokenRecord,
+    TokenStatus,
 };
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
@@ -85,6 +86,17 @@ impl TenantStore for MemoryStore {
         self.read()?;
         Ok(lock(&self.tenants)?.values().cloned().collect())
     }
+    async fn set_tenant_policy(
+        &self,
+        tenant_id: &str,
+        policy: Option<&Policy>,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tenants)?;
+        let t = m.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
+        t.dlp_policy = policy.cloned();
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -117,6 +129,17 @@ impl KeyStore for MemoryStore {
             .filter(|k| tenant_id.is_none_or(|t| k.tenant_id == t))
             .cloned()
             .collect())
+    }
+    async fn set_key_policy(
+        &self,
+        key_id: &str,
+        policy: Option<&Policy>,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.keys)?;
+        let k = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
+        k.dlp_policy = policy.cloned();
+        Ok(())
     }
 }
 
