@@ -48,6 +48,9 @@ pub struct AuditRecord {
     /// Entity type → count. Never the matched text.
     #[serde(default)]
     pub dlp: BTreeMap<String, u32>,
+    /// Secrets redacted from the provider's response: entity type → count.
+    #[serde(default)]
+    pub dlp_response: BTreeMap<String, u32>,
     pub stream: bool,
     pub error_class: Option<String>,
     /// Store calls (AWS API calls in production) this request made: cache misses, usage and
@@ -83,6 +86,7 @@ impl AuditRecord {
             tokens_out: None,
             cost_usd: None,
             dlp: BTreeMap::new(),
+            dlp_response: BTreeMap::new(),
             stream: false,
             error_class: None,
             store_reads: 0,

@@ -130,6 +130,8 @@ pub enum ErrorClass {
     NotFound,
     MethodNotAllowed,
     BadRequest,
+    /// The sensitive-data policy blocks what the request contains.
+    SensitiveData,
     PayloadTooLarge,
     RateLimited,
     NoUpstreamAvailable,
@@ -145,7 +147,7 @@ impl ErrorClass {
             ErrorClass::Forbidden => 403,
             ErrorClass::NotFound => 404,
             ErrorClass::MethodNotAllowed => 405,
-            ErrorClass::BadRequest => 400,
+            ErrorClass::BadRequest | ErrorClass::SensitiveData => 400,
             ErrorClass::PayloadTooLarge => 413,
             ErrorClass::RateLimited => 429,
             ErrorClass::NoUpstreamAvailable | ErrorClass::StoreUnavailable => 503,
@@ -161,6 +163,7 @@ impl ErrorClass {
             ErrorClass::NotFound => "not_found",
             ErrorClass::MethodNotAllowed => "method_not_allowed",
             ErrorClass::BadRequest => "bad_request",
+            ErrorClass::SensitiveData => "sensitive_data_blocked",
             ErrorClass::PayloadTooLarge => "payload_too_large",
             ErrorClass::RateLimited => "rate_limited",
             ErrorClass::NoUpstreamAvailable => "no_upstream_available",
@@ -175,7 +178,9 @@ impl ErrorClass {
             ErrorClass::Unauthenticated => "invalid_request_error",
             ErrorClass::Forbidden => "permission_error",
             ErrorClass::NotFound | ErrorClass::MethodNotAllowed => "invalid_request_error",
-            ErrorClass::BadRequest | ErrorClass::PayloadTooLarge => "invalid_request_error",
+            ErrorClass::BadRequest | ErrorClass::PayloadTooLarge | ErrorClass::SensitiveData => {
+                "invalid_request_error"
+            }
             ErrorClass::RateLimited => "rate_limit_exceeded",
             _ => "server_error",
         }
@@ -186,7 +191,7 @@ impl ErrorClass {
             ErrorClass::Unauthenticated => "authentication_error",
             ErrorClass::Forbidden => "permission_error",
             ErrorClass::NotFound | ErrorClass::MethodNotAllowed => "not_found_error",
-            ErrorClass::BadRequest => "invalid_request_error",
+            ErrorClass::BadRequest | ErrorClass::SensitiveData => "invalid_request_error",
             ErrorClass::PayloadTooLarge => "request_too_large",
             ErrorClass::RateLimited => "rate_limit_error",
             ErrorClass::NoUpstreamAvailable | ErrorClass::StoreUnavailable => "overloaded_error",
@@ -203,6 +208,7 @@ impl ErrorClass {
             ErrorClass::NotFound => "Unknown route.",
             ErrorClass::MethodNotAllowed => "Method not allowed on this route.",
             ErrorClass::BadRequest => "The request body is not valid JSON.",
+            ErrorClass::SensitiveData => "The request contains sensitive data this gateway blocks.",
             ErrorClass::PayloadTooLarge => "The request body is too large.",
             ErrorClass::RateLimited => "Rate limit reached. Retry later.",
             ErrorClass::NoUpstreamAvailable => {

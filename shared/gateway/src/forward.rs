@@ -4,8 +4,8 @@
 //! the token's breaker. Streams pass through chunk by chunk; a stream that breaks upstream
 //! ends with an in-band error event, never a silent clean end.
 
-use crate::authenticate::Principal;
 use crate::gateway::{Ctx, Gateway};
+use crate::inspect::{ResponseFilter, redact_response_body};
 use crate::request::Parsed;
 use crate::respond::Denial;
 use crate::settle::{self, round3};
@@ -22,7 +22,7 @@ use tollgate_core::provider::{
     Route, Usage, cooldown_from_headers, fold_stream_usage, stream_error_event, upstream_url,
     usage_from_body,
 };
-use tollgate_core::records::{ProviderKind, TokenRecord};
+use tollgate_core::records::{Policy, ProviderKind, TokenRecord};
 use tollgate_core::retry::Next;
 use tollgate_core::sse::SseReader;
 use tracing::Instrument;
@@ -65,8 +65,8 @@ fn classify(status: u16) -> Class {
 pub(crate) async fn forward(
     gw: &Arc<Gateway>,
     route: Route,
-    _principal: Principal,
     parsed: Parsed,
+    response_policy: Policy,
     ctx: &mut Ctx,
 ) -> Result<Forwarded, Denial> {
     let mut tried: Vec<String> = Vec::new();
@@ -120,7 +120,8 @@ pub(crate) async fn forward(
             Ok(resp) => match classify(resp.status().as_u16()) {
                 Class::Deliver => {
                     settle::observe(gw, &token, Outcome::Success, ctx).await;
-                    return deliver(gw, route.kind(), token, resp, started, ctx).await;
+                    return deliver(gw, route.kind(), token, resp, started, response_policy, ctx)
+                        .await;
                 }
                 Class::Auth => {
                     if refreshed.as_deref() != Some(token.token_id.as_str()) {
@@ -264,6 +265,7 @@ async fn deliver(
     token: TokenRecord,
     upstream: reqwest::Response,
     started: Instant,
+    response_policy: Policy,
     ctx: &mut Ctx,
 ) -> Result<Forwarded, Denial> {
     let is_sse = upstream
@@ -295,6 +297,20 @@ async fn deliver(
             Usage::default()
         };
         settle::record_usage(gw, &token, usage, ctx).await;
+        let mut found = std::collections::BTreeMap::new();
+        let body = match ok
+            .then(|| redact_response_body(&body, &response_policy, &mut found))
+            .flatten()
+        {
+            Some(redacted) => Bytes::from(redacted),
+            None => body,
+        };
+        for (e, n) in found {
+            *ctx.audit
+                .dlp_response
+                .entry(e.name().to_owned())
+                .or_insert(0) += n;
+        }
         let resp = head
             .body(Body::from(body))
             .map_err(|_| Denial::NoUpstream("bad_upstream_headers"))?;
@@ -315,6 +331,7 @@ async fn deliver(
             owned,
             started,
             status,
+            ResponseFilter::new(response_policy),
         )
         .instrument(tracing::Span::current()),
     );
@@ -338,6 +355,7 @@ async fn pump(
     mut ctx: Ctx,
     started: Instant,
     status: u16,
+    mut filter: ResponseFilter,
 ) {
     let mut reader = SseReader::new();
     let mut usage = Usage::default();
@@ -350,15 +368,22 @@ async fn pump(
                 if ctx.audit.upstream_ms.is_none() {
                     ctx.audit.upstream_ms = Some(round3(started.elapsed().as_secs_f64() * 1000.0));
                 }
+                // Events are re-framed after the secret filter; a partial event waits in the
+                // reader until its closing blank line arrives.
+                let mut out = String::new();
                 reader.feed(&bytes, |ev| {
-                    // Only events that carry usage are worth parsing.
+                    // Only events that carry usage are worth parsing for it.
                     if ev.data.contains("\"usage\"")
                         && let Ok(v) = serde_json::from_str(&ev.data)
                     {
                         fold_stream_usage(&mut usage, &v);
                     }
+                    out.push_str(&filter.event(ev.event.as_deref(), &ev.data));
                 });
-                if tx.send(Ok(bytes)).await.is_err() {
+                if out.is_empty() {
+                    continue;
+                }
+                if tx.send(Ok(Bytes::from(out))).await.is_err() {
                     client_gone = true;
                     break;
                 }
@@ -370,6 +395,12 @@ async fn pump(
                 break;
             }
         }
+    }
+    for (e, n) in &filter.counts {
+        *ctx.audit
+            .dlp_response
+            .entry(e.name().to_owned())
+            .or_insert(0) += n;
     }
     // The stream's duration counts as upstream time: the gateway only relays it.
     ctx.audit.upstream_ms = Some(round3(started.elapsed().as_secs_f64() * 1000.0));

@@ -4,7 +4,7 @@
 use crate::audit_sink::AuditSink;
 use crate::config::GatewayConfig;
 use crate::respond::{Denial, error_response};
-use crate::{authenticate, forward, request, settle};
+use crate::{authenticate, forward, inspect, request, settle};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -333,8 +333,10 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
         let principal = authenticate::authenticate(&gw, req.headers(), source_ip, &mut ctx).await?;
         span.record("tenant", principal.rec.tenant_id.as_str());
         span.record("key_id", principal.rec.key_id.as_str());
-        let parsed = request::read(&gw, route, req, &principal, &mut ctx).await?;
-        forward::forward(&gw, route, principal, parsed, &mut ctx).await
+        let mut parsed = request::read(&gw, route, req, &principal, &mut ctx).await?;
+        let policy = inspect::inspect(route, &principal, &mut parsed, &mut ctx)?;
+        let filter = inspect::response_policy(&policy);
+        forward::forward(&gw, route, parsed, filter, &mut ctx).await
     }
     .instrument(span.clone())
     .await;

@@ -15,6 +15,8 @@ pub enum Denial {
     Auth(AuthFailure),
     Scope(ScopeFailure),
     BadRequest(&'static str),
+    /// The DLP policy blocks these entity types (names only, never values).
+    SensitiveData(Vec<&'static str>),
     TooLarge,
     /// A store failed: fail closed.
     Store(StoreError),
@@ -31,6 +33,7 @@ impl Denial {
             Denial::Auth(_) => ErrorClass::Unauthenticated,
             Denial::Scope(_) => ErrorClass::Forbidden,
             Denial::BadRequest(_) => ErrorClass::BadRequest,
+            Denial::SensitiveData(_) => ErrorClass::SensitiveData,
             Denial::TooLarge => ErrorClass::PayloadTooLarge,
             Denial::Store(_) => ErrorClass::StoreUnavailable,
             Denial::NoUpstream(_) => ErrorClass::NoUpstreamAvailable,
@@ -46,6 +49,7 @@ impl Denial {
             Denial::Auth(a) => a.code().into(),
             Denial::Scope(s) => s.code().into(),
             Denial::BadRequest(why) => (*why).into(),
+            Denial::SensitiveData(_) => "sensitive_data_blocked".into(),
             Denial::TooLarge => "body_too_large".into(),
             Denial::Store(_) => "store_unavailable".into(),
             Denial::NoUpstream(why) => (*why).into(),
@@ -56,6 +60,10 @@ impl Denial {
     fn client_message(&self) -> String {
         match self {
             Denial::Scope(s) => s.client_message(),
+            Denial::SensitiveData(types) => format!(
+                "The request was blocked because it contains sensitive data: {}. Remove it and retry.",
+                types.join(", ")
+            ),
             Denial::BadRequest("model_missing") => "The request must name a model.".into(),
             Denial::BadRequest("not_json_object") => {
                 "The request body must be a JSON object.".into()

@@ -571,3 +571,130 @@ async fn models_outside_the_key_scope_get_a_403_naming_the_model() {
     assert_eq!(read(r).await.0, 200);
     assert_eq!(h.calls().await.len(), 1);
 }
+
+/// Fake credentials are built at test time so no credential-shaped literal sits in the repo.
+fn fake_aws_access_key() -> String {
+    let mut r = StdRng::seed_from_u64(5);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let tail: String = (0..16)
+        .map(|_| char::from(alphabet[rand::Rng::gen_range(&mut r, 0..alphabet.len())]))
+        .collect();
+    format!("AKIA{tail}")
+}
+
+fn fake_openai_key() -> String {
+    let mut r = StdRng::seed_from_u64(6);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let tail: String = (0..48)
+        .map(|_| char::from(alphabet[rand::Rng::gen_range(&mut r, 0..alphabet.len())]))
+        .collect();
+    format!("sk-proj-{tail}")
+}
+
+fn say(text: &str, stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": text}]})
+}
+
+#[tokio::test]
+async fn a_secret_in_the_prompt_is_blocked_by_default_with_no_upstream_call() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let secret = fake_aws_access_key();
+    let (status, body) = h
+        .post(
+            "/v1/chat/completions",
+            &say(&format!("my key is {secret} ok"), false),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "sensitive_data_blocked");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AWS_ACCESS_KEY")
+    );
+    assert!(!body.contains(&secret));
+    assert!(h.calls().await.is_empty(), "zero upstream calls");
+    let a = h.last_audit();
+    assert_eq!(a.reason, "sensitive_data_blocked");
+    assert_eq!(a.dlp.get("AWS_ACCESS_KEY"), Some(&1));
+    assert!(!a.to_line().contains(&secret));
+}
+
+#[tokio::test]
+async fn a_card_number_is_redacted_before_it_leaves_and_the_body_stays_json() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let (status, _) = h
+        .post(
+            "/v1/chat/completions",
+            &say("charge 4111 1111 1111 1111 and mail ops@example.com", false),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let calls = h.calls().await;
+    let sent = calls[0]["body"]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sent.contains("[CREDIT_CARD_1]"), "{sent}");
+    assert!(!sent.contains("4111"));
+    assert!(
+        sent.contains("ops@example.com"),
+        "contact data is logged, not redacted"
+    );
+    let a = h.last_audit();
+    assert_eq!(a.dlp.get("CREDIT_CARD"), Some(&1));
+    assert_eq!(a.dlp.get("EMAIL"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_key_policy_can_turn_blocking_into_logging_and_responses_still_hide_secrets() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let policy: tollgate_core::records::Policy =
+        serde_json::from_value(json!({"categories": {"secret": "log"}})).unwrap();
+    h.store
+        .set_key_policy(&h.key_id, Some(&policy))
+        .await
+        .unwrap();
+    h.clock.advance_ms(10_000); // past the key cache TTL
+    let secret = fake_openai_key();
+    // The mock echoes the prompt back, so the secret comes back in the answer.
+    let (status, body) = h
+        .post(
+            "/v1/chat/completions",
+            &say(&format!("echo {secret} please"), false),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains(&secret), "{body}");
+    assert!(body.contains("[OPENAI_KEY_1]"), "{body}");
+    assert_eq!(
+        h.calls().await[0]["body"]["messages"][0]["content"],
+        format!("echo {secret} please")
+    );
+    let a = h.last_audit();
+    assert_eq!(a.dlp.get("OPENAI_KEY"), Some(&1));
+    assert_eq!(a.dlp_response.get("OPENAI_KEY"), Some(&1));
+
+    let (status, body) = h
+        .post(
+            "/v1/chat/completions",
+            &say(&format!("echo {secret} please"), true),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!body.contains(&secret), "{body}");
+    let text: String = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(text.contains("[OPENAI_KEY_1]"), "{text}");
+    assert!(body.trim_end().ends_with("data: [DONE]"));
+}

@@ -1,0 +1,387 @@
+//! Stage 2b: sensitive data. Every text field of the request is scanned under the caller's
+//! effective policy (defaults ← tenant ← key): `block` refuses the request before any
+//! upstream call, `redact` rewrites only text fields, `log` only counts. Provider responses
+//! have secrets redacted before they reach the client (see [`ResponseFilter`]). The audit line
+//! gets entity types and counts, never the matched text.
+
+use crate::authenticate::Principal;
+use crate::gateway::Ctx;
+use crate::request::Parsed;
+use crate::respond::Denial;
+use bytes::Bytes;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tollgate_core::provider::Route;
+use tollgate_core::records::{Policy, ProviderKind};
+use tollgate_dlp::{
+    Action, Category, Decision, Entity, Redactor, RequestKind, StreamRedactor, inspect_request,
+};
+
+fn request_kind(kind: ProviderKind) -> RequestKind {
+    match kind {
+        ProviderKind::Openai => RequestKind::Openai,
+        ProviderKind::Anthropic => RequestKind::Anthropic,
+    }
+}
+
+fn add_counts(ctx: &mut Ctx, counts: &BTreeMap<Entity, u32>) {
+    for (e, n) in counts {
+        *ctx.audit.dlp.entry(e.name().to_owned()).or_insert(0) += n;
+    }
+}
+
+/// Scans the parsed request and applies the policy. On redact, `parsed.body` is replaced by
+/// the re-serialized JSON; otherwise the original bytes go upstream untouched.
+pub(crate) fn inspect(
+    route: Route,
+    principal: &Principal,
+    parsed: &mut Parsed,
+    ctx: &mut Ctx,
+) -> Result<Policy, Denial> {
+    let policy = principal.rec.effective_dlp_policy(&principal.tenant);
+    let Some(json) = parsed.json.as_mut() else {
+        return Ok(policy);
+    };
+    let report = inspect_request(request_kind(route.kind()), json, &policy);
+    add_counts(ctx, &report.counts);
+    match report.decision {
+        Decision::Block => {
+            let names: Vec<&'static str> = report.blocked.iter().map(|e| e.name()).collect();
+            Err(Denial::SensitiveData(names))
+        }
+        Decision::Redact => {
+            let body =
+                serde_json::to_vec(json).map_err(|_| Denial::BadRequest("unserializable_body"))?;
+            parsed.body = Bytes::from(body);
+            Ok(policy)
+        }
+        Decision::Allow | Decision::Log => Ok(policy),
+    }
+}
+
+/// The policy applied to provider responses: only secrets, redacted unless the caller's
+/// policy turned that secret type off. Personal data in answers is the caller's own business.
+pub fn response_policy(request_policy: &Policy) -> Policy {
+    let mut p = Policy::default();
+    for c in [
+        Category::Financial,
+        Category::NationalId,
+        Category::Contact,
+        Category::Network,
+    ] {
+        p = p.with_category(c, Action::Off);
+    }
+    for e in Entity::ALL {
+        if e.category() == Category::Secret {
+            let a = match request_policy.action_for(e) {
+                Action::Off => Action::Off,
+                _ => Action::Redact,
+            };
+            p = p.with_entity(e, a);
+        }
+    }
+    p
+}
+
+/// Redacts secrets in one complete JSON response body: every string value is scanned, with
+/// placeholder numbering shared across the body. `None` when nothing changed.
+pub fn redact_response_body(
+    body: &[u8],
+    policy: &Policy,
+    ctx_counts: &mut BTreeMap<Entity, u32>,
+) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let mut redactor = Redactor::new();
+    let mut changed = false;
+    walk_strings(&mut v, &mut |s| {
+        let findings = tollgate_dlp::scan(s, policy);
+        if findings.iter().any(|f| f.action == Action::Redact) {
+            for f in &findings {
+                *ctx_counts.entry(f.entity).or_insert(0) += 1;
+            }
+            *s = redactor.redact(s, &findings);
+            changed = true;
+        }
+    });
+    if changed {
+        serde_json::to_vec(&v).ok()
+    } else {
+        None
+    }
+}
+
+fn walk_strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk_strings(x, f)),
+        Value::Object(o) => o.values_mut().for_each(|x| walk_strings(x, f)),
+        _ => {}
+    }
+}
+
+/// Rewrites a provider's SSE stream so that secrets in streamed text are redacted, including
+/// secrets split across chunks: text deltas go through a [`StreamRedactor`] per output
+/// (choice / content block), which holds back a possible secret's prefix until it is
+/// complete; when an output ends, what is held is flushed (redacted) just before the event
+/// that ends it. Events that carry whole texts are scanned as complete bodies.
+pub struct ResponseFilter {
+    policy: Policy,
+    streams: BTreeMap<String, StreamRedactor>,
+    whole: Redactor,
+    pub counts: BTreeMap<Entity, u32>,
+}
+
+impl ResponseFilter {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            streams: BTreeMap::new(),
+            whole: Redactor::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, stream: String, text: &str) -> String {
+        let policy = &self.policy;
+        self.streams
+            .entry(stream)
+            .or_insert_with(|| StreamRedactor::new(policy))
+            .push(text)
+    }
+
+    fn flush(&mut self, stream: &str) -> String {
+        match self.streams.get_mut(stream) {
+            Some(r) => {
+                let out = r.finish();
+                for (e, n) in r.counts() {
+                    *self.counts.entry(*e).or_insert(0) += n;
+                }
+                self.streams.remove(stream);
+                out
+            }
+            None => String::new(),
+        }
+    }
+
+    fn redact_whole(&mut self, v: &mut Value) {
+        let policy = &self.policy;
+        let whole = &mut self.whole;
+        let counts = &mut self.counts;
+        walk_strings(v, &mut |s| {
+            let findings = tollgate_dlp::scan(s, policy);
+            if findings.iter().any(|f| f.action == Action::Redact) {
+                for f in &findings {
+                    *counts.entry(f.entity).or_insert(0) += 1;
+                }
+                *s = whole.redact(s, &findings);
+            }
+        });
+    }
+
+    /// Rewrites one SSE event (`event` name, `data` payload) into zero or more events, each
+    /// already framed (`event: …\ndata: …\n\n`).
+    pub fn event(&mut self, event: Option<&str>, data: &str) -> String {
+        let frame = |ev: Option<&str>, d: &str| match ev {
+            Some(e) => format!("event: {e}\ndata: {d}\n\n"),
+            None => format!("data: {d}\n\n"),
+        };
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            // `[DONE]` and other non-JSON payloads: flush whatever any output still holds.
+            let mut out = String::new();
+            let keys: Vec<String> = self.streams.keys().cloned().collect();
+            for k in keys {
+                let rest = self.flush(&k);
+                if !rest.is_empty() {
+                    out.push_str(&frame(None, &openai_text_chunk(&k, &rest)));
+                }
+            }
+            out.push_str(&frame(event, data));
+            return out;
+        };
+        let ty = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let mut prefix = String::new();
+        match ty.as_str() {
+            // Anthropic text deltas, per content block.
+            "content_block_delta" => {
+                let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(Value::String(t)) = v.pointer_mut("/delta/text") {
+                    let out = self.push(format!("a{idx}"), t);
+                    *t = out;
+                }
+            }
+            "content_block_stop" => {
+                let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let rest = self.flush(&format!("a{idx}"));
+                if !rest.is_empty() {
+                    let d = serde_json::json!({"type": "content_block_delta", "index": idx,
+                        "delta": {"type": "text_delta", "text": rest}});
+                    prefix = frame(Some("content_block_delta"), &d.to_string());
+                }
+            }
+            // OpenAI Responses API text deltas.
+            "response.output_text.delta" => {
+                let key = format!(
+                    "r{}:{}",
+                    v.get("output_index").and_then(Value::as_u64).unwrap_or(0),
+                    v.get("content_index").and_then(Value::as_u64).unwrap_or(0)
+                );
+                if let Some(Value::String(t)) = v.get_mut("delta") {
+                    let out = self.push(key, t);
+                    *t = out;
+                }
+            }
+            "response.output_text.done" => {
+                let key = format!(
+                    "r{}:{}",
+                    v.get("output_index").and_then(Value::as_u64).unwrap_or(0),
+                    v.get("content_index").and_then(Value::as_u64).unwrap_or(0)
+                );
+                let rest = self.flush(&key);
+                if !rest.is_empty() {
+                    let mut d = v.clone();
+                    if let Some(o) = d.as_object_mut() {
+                        o.insert("type".into(), "response.output_text.delta".into());
+                        o.insert("delta".into(), Value::String(rest));
+                        o.remove("text");
+                    }
+                    prefix = frame(Some("response.output_text.delta"), &d.to_string());
+                }
+                self.redact_whole(&mut v);
+            }
+            // OpenAI chat / completions chunks: per choice.
+            _ if v.get("choices").is_some() => {
+                if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
+                    for c in choices {
+                        let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let key = format!("o{idx}");
+                        let done = c.get("finish_reason").is_some_and(|f| !f.is_null());
+                        let path = if c.pointer("/delta/content").is_some() {
+                            "/delta/content"
+                        } else {
+                            "/text"
+                        };
+                        if let Some(Value::String(t)) = c.pointer_mut(path) {
+                            let mut out = self.push(key.clone(), t);
+                            if done {
+                                out.push_str(&self.flush(&key));
+                            }
+                            *t = out;
+                        } else if done {
+                            let rest = self.flush(&key);
+                            if !rest.is_empty() {
+                                if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+                                    d.insert("content".into(), Value::String(rest));
+                                } else if let Some(o) = c.as_object_mut() {
+                                    o.insert("text".into(), Value::String(rest));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // Anything else (message_start, response.completed, ...): whole texts.
+            _ => self.redact_whole(&mut v),
+        }
+        prefix.push_str(&frame(event, &v.to_string()));
+        prefix
+    }
+}
+
+/// A minimal OpenAI chunk carrying leftover text for choice `key` (`o<index>`), used only if
+/// a stream ends (`[DONE]`) without a finish chunk for that choice.
+fn openai_text_chunk(key: &str, text: &str) -> String {
+    let idx: u64 = key
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    serde_json::json!({"object": "chat.completion.chunk", "choices": [
+        {"index": idx, "delta": {"content": text}, "finish_reason": null}]})
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_github_token() -> String {
+        // ghp_ tokens carry a CRC32 in their last 6 base62 characters; build a valid one.
+        let body = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5";
+        let crc = crc32fast::hash(body.as_bytes());
+        let sum = tollgate_core::base62::encode_padded(u64::from(crc), 6);
+        format!("ghp_{body}{sum}")
+    }
+
+    fn chunk(text: &str) -> String {
+        serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}).to_string()
+    }
+
+    #[test]
+    fn a_secret_split_across_stream_chunks_is_still_redacted() {
+        let secret = fake_github_token();
+        let (a, b) = secret.split_at(15);
+        let mut f = ResponseFilter::new(response_policy(&Policy::default()));
+        let mut out = String::new();
+        for piece in ["token: ", a, b, " done"] {
+            out.push_str(&f.event(None, &chunk(piece)));
+        }
+        let fin =
+            serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        out.push_str(&f.event(None, &fin.to_string()));
+        out.push_str(&f.event(None, "[DONE]"));
+        assert!(!out.contains(&secret), "{out}");
+        assert!(!out.contains(a), "the prefix was held back: {out}");
+        let text: String = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(text, "token: [GITHUB_TOKEN_1] done");
+        assert_eq!(f.counts.get(&Entity::GithubToken), Some(&1));
+    }
+
+    #[test]
+    fn anthropic_text_is_flushed_before_the_block_stops() {
+        let mut f = ResponseFilter::new(response_policy(&Policy::default()));
+        let d = |t: &str| {
+            serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": t}})
+            .to_string()
+        };
+        let mut out = f.event(Some("content_block_delta"), &d("hello wor"));
+        out.push_str(&f.event(Some("content_block_delta"), &d("ld_and_more")));
+        out.push_str(&f.event(
+            Some("content_block_stop"),
+            r#"{"type":"content_block_stop","index":0}"#,
+        ));
+        let text: String = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(text, "hello world_and_more");
+        // Held text is flushed as a delta before the stop event, never after it.
+        let stop = out.find("event: content_block_stop").unwrap();
+        assert!(out.rfind("text_delta").unwrap() < stop, "{out}");
+    }
+
+    #[test]
+    fn response_policy_only_redacts_secrets_and_respects_off() {
+        let p: Policy =
+            serde_json::from_value(serde_json::json!({"entities": {"JWT": "off"}})).unwrap();
+        let r = response_policy(&p);
+        assert_eq!(r.action_for(Entity::Jwt), Action::Off);
+        assert_eq!(r.action_for(Entity::OpenaiKey), Action::Redact);
+        assert_eq!(r.action_for(Entity::CreditCard), Action::Off);
+        assert_eq!(r.action_for(Entity::Email), Action::Off);
+    }
+}
