@@ -85,6 +85,8 @@ fn lambda_extensions(mut req: lambda_http::Request) -> lambda_http::Request {
 
 async fn run() -> Result<(), String> {
     let cfg = GatewayConfig::from_env().map_err(|e| e.to_string())?;
+    // Compile the sensitive-data patterns now: a defect stops the cold start, not a request.
+    tollgate_dlp::init().map_err(|e| format!("sensitive-data scanner: {e}"))?;
     let stores = build_stores().await?;
     let gw = Gateway::new(
         cfg,
