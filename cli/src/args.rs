@@ -4,19 +4,23 @@
 //! There is deliberately no flag that takes a secret: a pool token's value comes from stdin
 //! or from the environment variable `--value-env` names.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use ipnet::IpNet;
+use std::path::PathBuf;
 use tollgate_core::clock::{EpochMs, parse_rfc3339};
 use tollgate_core::key::KeyEnv;
 use tollgate_core::provider::Route;
 use tollgate_core::records::{ProviderKind, Strategy};
+use tollgate_dlp::{Action, Category, Entity, RequestKind};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tollgate",
     version,
-    about = "Operate a tollgate gateway: tenants, client keys and the upstream token pool.",
-    long_about = "Operate a tollgate gateway: tenants, client keys and the upstream token pool.\n\n\
+    about = "Operate a tollgate gateway: tenants, client keys, the upstream token pool and \
+             sensitive-data policies.",
+    long_about = "Operate a tollgate gateway: tenants, client keys, the upstream token pool and \
+sensitive-data policies.\n\n\
 AWS access uses the usual credential chain and region settings; AWS_ENDPOINT_URL points it at \
 a local emulator. Tables come from TOLLGATE_TENANTS_TABLE, TOLLGATE_KEYS_TABLE and \
 TOLLGATE_POOL_TABLE (defaults tollgate-tenants, tollgate-keys, tollgate-pool); the pepper \
@@ -45,6 +49,77 @@ pub enum Command {
     /// Pool health and selection strategy.
     #[command(subcommand)]
     Pool(PoolCmd),
+    /// Sensitive-data (DLP) policies of tenants and keys.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Scan stdin for sensitive data as the proxy would. Never prints a matched value.
+    ///
+    /// Needs no AWS access unless --tenant is given.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Each stdin line is one document as a JSON string; prints one JSON array of findings
+    /// ({"entity","start","end","action"}, byte offsets) per document, in order.
+    #[arg(long, conflicts_with = "request")]
+    pub jsonl: bool,
+    /// Read a request body (JSON) of this API kind, openai or anthropic, and print it
+    /// redacted as the proxy would forward it. Exit code 3 when it would be blocked.
+    #[arg(long, value_name = "KIND", value_parser = parse_request_kind)]
+    pub request: Option<RequestKind>,
+    /// A JSON policy file, e.g. {"categories":{"contact":"redact"},"entities":{"IP_ADDRESS":"off"}}
+    /// (default: the built-in policy).
+    #[arg(long, value_name = "FILE", conflicts_with = "tenant")]
+    pub policy: Option<PathBuf>,
+    /// Use this tenant's stored policy (reads the tenants table).
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
+    /// With --tenant: use this key's effective policy (tenant policy + key overrides). Key id,
+    /// display form or full key.
+    #[arg(long, requires = "tenant")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Stored policy of a tenant (and key) and the effective action for every entity.
+    Show(PolicyTarget),
+    /// Merge entries into the stored policy (or replace it with --file).
+    Set(PolicySet),
+    /// Remove the stored policy (the tenant's, or the key's overrides).
+    Clear(PolicyTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTarget {
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: String,
+    /// A key of that tenant: key id, display form or full key. Without it, the tenant's policy.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("entries")
+        .required(true)
+        .multiple(true)
+        .args(["file", "category", "entity"])
+))]
+pub struct PolicySet {
+    #[command(flatten)]
+    pub target: PolicyTarget,
+    /// Replace the stored policy with this JSON policy file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["category", "entity"])]
+    pub file: Option<PathBuf>,
+    /// CATEGORY=ACTION (repeatable). Categories: secret, financial, national_id, contact,
+    /// network. Actions: block, redact, log, off.
+    #[arg(long, value_name = "CATEGORY=ACTION", value_parser = parse_category_action)]
+    pub category: Vec<(Category, Action)>,
+    /// ENTITY=ACTION (repeatable), e.g. EMAIL=redact; beats the entity's category.
+    #[arg(long, value_name = "ENTITY=ACTION", value_parser = parse_entity_action)]
+    pub entity: Vec<(Entity, Action)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +500,57 @@ pub fn parse_base_url(s: &str) -> Result<String, String> {
     Ok(u.as_str().trim_end_matches('/').to_owned())
 }
 
+pub const CATEGORIES: [Category; 5] = [
+    Category::Secret,
+    Category::Financial,
+    Category::NationalId,
+    Category::Contact,
+    Category::Network,
+];
+
+pub const ACTIONS: [Action; 4] = [Action::Block, Action::Redact, Action::Log, Action::Off];
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    s.trim().parse().map_err(|_| {
+        let names: Vec<&str> = ACTIONS.iter().map(|a| a.name()).collect();
+        format!("unknown action {s:?}; one of: {}", names.join(", "))
+    })
+}
+
+fn split_assignment<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| format!("expected {what}=ACTION, not {s:?}"))
+}
+
+/// `contact=redact`.
+pub fn parse_category_action(s: &str) -> Result<(Category, Action), String> {
+    let (c, a) = split_assignment(s, "CATEGORY")?;
+    let c = c.parse().map_err(|_| {
+        let names: Vec<&str> = CATEGORIES.iter().map(|c| c.name()).collect();
+        format!("unknown category {c:?}; one of: {}", names.join(", "))
+    })?;
+    Ok((c, parse_action(a)?))
+}
+
+/// `EMAIL=off` (entity names are case-insensitive).
+pub fn parse_entity_action(s: &str) -> Result<(Entity, Action), String> {
+    let (e, a) = split_assignment(s, "ENTITY")?;
+    let e = e.parse().map_err(|_| {
+        let names: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
+        format!("unknown entity {e:?}; one of: {}", names.join(", "))
+    })?;
+    Ok((e, parse_action(a)?))
+}
+
+pub fn parse_request_kind(s: &str) -> Result<RequestKind, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "openai" => Ok(RequestKind::Openai),
+        "anthropic" => Ok(RequestKind::Anthropic),
+        _ => Err(format!("expected openai or anthropic, not {s:?}")),
+    }
+}
+
 pub fn parse_env_var_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && !s.as_bytes()[0].is_ascii_digit()
@@ -538,6 +664,73 @@ mod tests {
         assert!(parse_model_pool("gpt-4o").is_err());
         assert!(parse_model_pool("gpt-4o=a/b").is_err());
         assert!(parse_route("chat").is_err());
+    }
+
+    #[test]
+    fn policy_entries_and_request_kinds() {
+        assert_eq!(
+            parse_category_action("national_id=off"),
+            Ok((Category::NationalId, Action::Off))
+        );
+        assert_eq!(
+            parse_entity_action("email = Redact"),
+            Ok((Entity::Email, Action::Redact))
+        );
+        assert!(
+            parse_category_action("secrets=block")
+                .unwrap_err()
+                .contains("contact")
+        );
+        assert!(parse_category_action("secret").is_err());
+        assert!(
+            parse_entity_action("EMAIL=maybe")
+                .unwrap_err()
+                .contains("redact")
+        );
+        assert!(
+            parse_entity_action("NOPE=off")
+                .unwrap_err()
+                .contains("CREDIT_CARD")
+        );
+        assert_eq!(parse_request_kind("anthropic"), Ok(RequestKind::Anthropic));
+        assert!(parse_request_kind("gemini").is_err());
+        // set needs entries; --file excludes the others; --key needs --tenant for scan.
+        for bad in [
+            vec!["policy", "set", "--tenant", "t"],
+            vec![
+                "policy",
+                "set",
+                "--tenant",
+                "t",
+                "--file",
+                "p.json",
+                "--entity",
+                "EMAIL=off",
+            ],
+            vec!["scan", "--key", "abcdefghijkl"],
+            vec!["scan", "--jsonl", "--request", "openai"],
+            vec!["scan", "--policy", "p.json", "--tenant", "t"],
+        ] {
+            let e = parse_from(std::iter::once("tollgate").chain(bad.iter().copied())).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        assert!(parse_from(["tollgate", "scan"]).is_ok());
+        assert!(
+            parse_from([
+                "tollgate",
+                "policy",
+                "set",
+                "--tenant",
+                "t",
+                "--category",
+                "contact=redact",
+                "--entity",
+                "EMAIL=off",
+                "--entity",
+                "PHONE=log",
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

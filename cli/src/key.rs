@@ -12,7 +12,7 @@ use tollgate_core::auth::Peppers;
 use tollgate_core::base62::is_base62;
 use tollgate_core::clock::{EpochMs, rfc3339};
 use tollgate_core::key::{ClientKey, KEY_ID_LEN, KeyEnv, digest_eq};
-use tollgate_core::ports::StoreError;
+use tollgate_core::ports::{KeyStore, StoreError};
 use tollgate_core::records::{ClientKeyRecord, KeyStatus};
 
 /// Key id collisions (12 base62 characters) are astronomically rare; a few tries is plenty.
@@ -254,9 +254,13 @@ pub fn parse_lookup(s: &str) -> Result<KeyLookup> {
 }
 
 async fn find(ctx: &Ctx<'_>, lookup: &KeyLookup) -> Result<ClientKeyRecord> {
+    find_in(ctx.keys, lookup).await
+}
+
+/// The record a [`KeyLookup`] names; a display form must also match the stored last 4.
+pub async fn find_in(keys: &dyn KeyStore, lookup: &KeyLookup) -> Result<ClientKeyRecord> {
     let id = lookup.key_id();
-    let rec = ctx
-        .keys
+    let rec = keys
         .get_key(id)
         .await
         .ctx(format!("reading key {id}"))?

@@ -8,7 +8,9 @@ pub mod ctx;
 pub mod error;
 pub mod key;
 pub mod output;
+pub mod policy;
 pub mod pool;
+pub mod scan;
 pub mod tenant;
 pub mod token;
 
@@ -16,13 +18,18 @@ pub use ctx::{Console, Ctx, Settings, StdConsole};
 pub use error::CliError;
 pub use output::Out;
 
-/// Runs one command.
+/// Runs one command that reads and writes the stores. `scan` streams stdin to stdout and
+/// runs without stores: callers dispatch it to [`scan::run`] themselves.
 pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out> {
     match command {
         args::Command::Tenant(c) => tenant::run(ctx, c).await,
         args::Command::Key(c) => key::run(ctx, c).await,
         args::Command::Token(c) => token::run(ctx, c).await,
         args::Command::Pool(c) => pool::run(ctx, c).await,
+        args::Command::Policy(c) => policy::run(ctx, c).await,
+        args::Command::Scan(_) => Err(CliError::new(
+            "internal: `scan` streams its output and runs through scan::run",
+        )),
     }
 }
 

@@ -1,5 +1,8 @@
 //! `tollgate`: parses the command line, builds the AWS-backed stores, dispatches, prints.
-//! Exit codes: 0 ok, 1 operational error (`error: ...` on stderr), 2 usage error (clap).
+//! Exit codes: 0 ok, 1 operational error (`error: ...` on stderr), 2 usage error (clap),
+//! 3 `scan --request` found something the proxy would block.
+//!
+//! `scan` builds no AWS clients unless `--tenant` asks for a stored policy.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,15 +33,47 @@ fn var(name: &str) -> Option<String> {
         })
 }
 
-async fn run(cli: args::Cli) -> Result<String, CliError> {
+async fn aws() -> Result<AwsAdapters, CliError> {
     let conf = tollgate_aws::sdk_config().await;
     if conf.region().is_none() {
         return Err(CliError::new(
             "no AWS region configured: set AWS_REGION (or a region in your AWS profile)",
         ));
     }
-    let aws = AwsAdapters::from_config(&conf, var)
-        .map_err(|e| CliError::new(format!("configuration: {e}")))?;
+    AwsAdapters::from_config(&conf, var).map_err(|e| CliError::new(format!("configuration: {e}")))
+}
+
+/// What to do once the command has run.
+enum Done {
+    /// Print this on stdout, exit 0.
+    Print(String),
+    /// Output already written; exit with this code.
+    Exit(u8),
+}
+
+/// `scan` builds no AWS clients unless `--tenant` asks for a stored policy.
+async fn scan(a: &args::ScanArgs, json: bool) -> Result<Done, CliError> {
+    tollgate_cli::scan::init()?;
+    let policy = if tollgate_cli::scan::needs_stores(a) {
+        let aws = aws().await?;
+        tollgate_cli::scan::resolve_policy(a, Some((aws.dynamo.as_ref(), aws.dynamo.as_ref())))
+            .await?
+    } else {
+        tollgate_cli::scan::resolve_policy(a, None).await?
+    };
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut err = std::io::stderr().lock();
+    let code = tollgate_cli::scan::run(a, json, &policy, &mut input, &mut out, &mut err)?;
+    Ok(Done::Exit(code))
+}
+
+async fn run(cli: args::Cli) -> Result<Done, CliError> {
+    if let args::Command::Scan(a) = &cli.command {
+        return scan(a, cli.json).await;
+    }
+    let aws = aws().await?;
     let mut rng = rand::rngs::OsRng;
     let mut console = StdConsole;
     let mut ctx = Ctx {
@@ -54,7 +89,7 @@ async fn run(cli: args::Cli) -> Result<String, CliError> {
         },
     };
     let out = tollgate_cli::run(&mut ctx, cli.command).await?;
-    Ok(out.render(cli.json))
+    Ok(Done::Print(out.render(cli.json)))
 }
 
 fn main() -> ExitCode {
@@ -70,11 +105,12 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(text) => {
+        Ok(Done::Print(text)) => {
             // A closed pipe (`tollgate key list | head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout().lock(), "{text}");
             ExitCode::SUCCESS
         }
+        Ok(Done::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
