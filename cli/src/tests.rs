@@ -695,3 +695,698 @@ async fn pool_show_renders_cooldown_remaining_and_counters() {
         h.pools.load_pool("p").await.unwrap().strategy
     );
 }
+
+// ---- policy ----
+
+/// A file under the system temp directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("tollgate-cli-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        Self(p)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The effective actions `policy show --json` prints agree with what the proxy computes
+/// from the stored records (`ClientKeyRecord::effective_dlp_policy`).
+async fn assert_effective_matches_records(
+    h: &Harness,
+    shown: &serde_json::Value,
+    key_id: Option<&str>,
+) {
+    use tollgate_dlp::Entity;
+    let tenant = h.store.get_tenant("acme").await.unwrap().unwrap();
+    let eff = match key_id {
+        Some(id) => h
+            .store
+            .get_key(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .effective_dlp_policy(&tenant),
+        None => tenant.dlp_policy.clone().unwrap_or_default(),
+    };
+    for e in Entity::ALL {
+        assert_eq!(
+            shown["effective"][e.name()],
+            eff.action_for(e).name(),
+            "{e}: {shown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn policy_set_show_clear_for_a_tenant_and_a_key() {
+    use tollgate_dlp::{Action, Category, Entity, Policy};
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (key, _) = h.issue(&[]).await;
+
+    // Nothing stored: the built-in defaults.
+    let out = h.ok(&["policy", "show", "--tenant", "acme"]).await;
+    assert!(
+        out.human.contains("none (built-in defaults)"),
+        "{}",
+        out.human
+    );
+    let row = |human: &str, e: &str| {
+        human
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(e))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no row {e}: {human}"))
+    };
+    assert_eq!(row(&out.human, "EMAIL"), "EMAIL contact log default");
+    assert_eq!(
+        row(&out.human, "OPENAI_KEY"),
+        "OPENAI_KEY secret block default"
+    );
+    assert_eq!(out.json["tenant"], serde_json::Value::Null);
+    assert_eq!(out.json["key"], serde_json::Value::Null);
+    assert_eq!(out.json["effective"]["CREDIT_CARD"], "redact");
+    assert_eq!(
+        out.json["effective"].as_object().unwrap().len(),
+        Entity::ALL.len()
+    );
+
+    // Tenant: set merges entries into what is stored.
+    let out = h
+        .ok(&[
+            "policy",
+            "set",
+            "--tenant",
+            "acme",
+            "--category",
+            "contact=redact",
+            "--entity",
+            "ip_address=off",
+        ])
+        .await;
+    assert!(out.human.contains("key cache TTL"), "{}", out.human);
+    assert_eq!(
+        out.json["tenant"],
+        serde_json::json!({"categories": {"contact": "redact"}, "entities": {"IP_ADDRESS": "off"}})
+    );
+    let out = h
+        .ok(&["policy", "set", "--tenant", "acme", "--entity", "EMAIL=log"])
+        .await;
+    assert_eq!(
+        out.json["tenant"],
+        serde_json::json!({"categories": {"contact": "redact"}, "entities": {"EMAIL": "log", "IP_ADDRESS": "off"}})
+    );
+    let stored = h
+        .store
+        .get_tenant("acme")
+        .await
+        .unwrap()
+        .unwrap()
+        .dlp_policy;
+    assert_eq!(
+        stored,
+        Some(
+            Policy::default()
+                .with_category(Category::Contact, Action::Redact)
+                .with_entity(Entity::IpAddress, Action::Off)
+                .with_entity(Entity::Email, Action::Log)
+        )
+    );
+    let out = h.ok(&["policy", "show", "--tenant", "acme"]).await;
+    assert_eq!(row(&out.human, "EMAIL"), "EMAIL contact log tenant");
+    assert_eq!(row(&out.human, "PHONE"), "PHONE contact redact tenant");
+    assert_eq!(
+        row(&out.human, "IP_ADDRESS"),
+        "IP_ADDRESS network off tenant"
+    );
+    assert_eq!(
+        row(&out.human, "CREDIT_CARD"),
+        "CREDIT_CARD financial redact default"
+    );
+    assert_effective_matches_records(&h, &out.json, None).await;
+
+    // Key (by display form): a key category beats the tenant's entity entry.
+    let display = key.display();
+    let out = h
+        .ok(&[
+            "policy",
+            "set",
+            "--tenant",
+            "acme",
+            "--key",
+            &display,
+            "--category",
+            "contact=off",
+            "--entity",
+            "CREDIT_CARD=block",
+        ])
+        .await;
+    assert_eq!(
+        out.json["key"],
+        serde_json::json!({"categories": {"contact": "off"}, "entities": {"CREDIT_CARD": "block"}})
+    );
+    assert_eq!(out.json["key_id"], key.key_id());
+    let out = h
+        .ok(&["policy", "show", "--tenant", "acme", "--key", key.key_id()])
+        .await;
+    assert!(out.human.contains(&display), "{}", out.human);
+    assert_eq!(row(&out.human, "EMAIL"), "EMAIL contact off key");
+    assert_eq!(row(&out.human, "PHONE"), "PHONE contact off key");
+    assert_eq!(
+        row(&out.human, "CREDIT_CARD"),
+        "CREDIT_CARD financial block key"
+    );
+    assert_eq!(
+        row(&out.human, "IP_ADDRESS"),
+        "IP_ADDRESS network off tenant"
+    );
+    assert_eq!(row(&out.human, "IBAN"), "IBAN financial redact default");
+    assert_eq!(out.json["sources"]["IP_ADDRESS"], "tenant");
+    assert_eq!(out.json["tenant"]["categories"]["contact"], "redact");
+    assert_effective_matches_records(&h, &out.json, Some(key.key_id())).await;
+    // The full key works too, and is never echoed.
+    let out = h
+        .ok(&[
+            "policy",
+            "show",
+            "--tenant",
+            "acme",
+            "--key",
+            key.expose(),
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.json["effective"]["EMAIL"], "off");
+    assert!(!both(&out).contains(key.expose()));
+
+    // Clear the key: the tenant's policy applies again.
+    let out = h
+        .ok(&["policy", "clear", "--tenant", "acme", "--key", key.key_id()])
+        .await;
+    assert_eq!(out.json["had_policy"], true);
+    assert!(out.human.contains("key cache TTL"), "{}", out.human);
+    assert_eq!(
+        h.store
+            .get_key(key.key_id())
+            .await
+            .unwrap()
+            .unwrap()
+            .dlp_policy,
+        None
+    );
+    let out = h
+        .ok(&["policy", "show", "--tenant", "acme", "--key", key.key_id()])
+        .await;
+    assert_eq!(row(&out.human, "EMAIL"), "EMAIL contact log tenant");
+    assert_effective_matches_records(&h, &out.json, Some(key.key_id())).await;
+
+    // Clear the tenant, twice.
+    let out = h.ok(&["policy", "clear", "--tenant", "acme"]).await;
+    assert_eq!(out.json["had_policy"], true);
+    assert_eq!(
+        h.store
+            .get_tenant("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .dlp_policy,
+        None
+    );
+    let out = h.ok(&["policy", "clear", "--tenant", "acme"]).await;
+    assert_eq!(out.json["had_policy"], false);
+    assert!(out.human.contains("had no DLP policy"), "{}", out.human);
+}
+
+#[tokio::test]
+async fn policy_set_from_a_file_replaces_and_mistakes_are_refused() {
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (key, _) = h.issue(&[]).await;
+    h.ok(&[
+        "policy",
+        "set",
+        "--tenant",
+        "acme",
+        "--category",
+        "contact=redact",
+    ])
+    .await;
+
+    let good = TempFile::new("good.json", r#"{"entities":{"EMAIL":"redact"}}"#);
+    let out = h
+        .ok(&["policy", "set", "--tenant", "acme", "--file", good.path()])
+        .await;
+    assert_eq!(
+        out.json["tenant"],
+        serde_json::json!({"entities": {"EMAIL": "redact"}})
+    );
+    assert_eq!(out.json["effective"]["PHONE"], "log");
+
+    let bad = TempFile::new("bad.json", r#"{"entities":{"NOPE":"off"}}"#);
+    let e = h
+        .run(&["policy", "set", "--tenant", "acme", "--file", bad.path()])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("policy file") && e.0.contains("NOPE"), "{e}");
+    let e = h
+        .run(&[
+            "policy",
+            "set",
+            "--tenant",
+            "acme",
+            "--file",
+            "/nonexistent/p.json",
+        ])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("reading policy file"), "{e}");
+    // Nothing changed by the failures.
+    let out = h.ok(&["policy", "show", "--tenant", "acme"]).await;
+    assert_eq!(
+        out.json["tenant"],
+        serde_json::json!({"entities": {"EMAIL": "redact"}})
+    );
+
+    // An empty file clears.
+    let empty = TempFile::new("empty.json", "{}");
+    h.ok(&["policy", "set", "--tenant", "acme", "--file", empty.path()])
+        .await;
+    assert_eq!(
+        h.store
+            .get_tenant("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .dlp_policy,
+        None
+    );
+
+    // A category next to an entity entry of its own layer: the entity entry still wins, and
+    // the operator is told.
+    h.ok(&["policy", "set", "--tenant", "acme", "--entity", "EMAIL=log"])
+        .await;
+    let out = h
+        .ok(&[
+            "policy",
+            "set",
+            "--tenant",
+            "acme",
+            "--category",
+            "contact=off",
+        ])
+        .await;
+    assert!(
+        out.human.contains("note: EMAIL keeps its own entry (log)"),
+        "{}",
+        out.human
+    );
+    assert_eq!(out.json["effective"]["EMAIL"], "log");
+    assert_eq!(out.json["effective"]["PHONE"], "off");
+
+    // Turning secrets off is allowed, with a warning.
+    let out = h
+        .ok(&[
+            "policy",
+            "set",
+            "--tenant",
+            "acme",
+            "--entity",
+            "OPENAI_KEY=off",
+        ])
+        .await;
+    assert!(
+        out.human.contains("warning: OPENAI_KEY off"),
+        "{}",
+        out.human
+    );
+
+    // Unknown tenant, a key of another tenant, a display form with the wrong last 4.
+    let e = h
+        .run(&["policy", "show", "--tenant", "nope"])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("\"nope\" does not exist"), "{e}");
+    h.ok(&[
+        "tenant", "create", "other", "--name", "O", "--owner", "o@x.test",
+    ])
+    .await;
+    let e = h
+        .run(&[
+            "policy",
+            "set",
+            "--tenant",
+            "other",
+            "--key",
+            key.key_id(),
+            "--entity",
+            "EMAIL=off",
+        ])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("belongs to tenant \"acme\""), "{e}");
+    assert_eq!(
+        h.store
+            .get_key(key.key_id())
+            .await
+            .unwrap()
+            .unwrap()
+            .dlp_policy,
+        None
+    );
+    let wrong = format!("tgk_live_{}…ZZZZ", key.key_id());
+    let e = h
+        .run(&["policy", "show", "--tenant", "acme", "--key", &wrong])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("not the key named"), "{e}");
+}
+
+// ---- scan ----
+
+struct Scanned {
+    code: u8,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `tollgate scan ...` on `stdin`, with stores for `--tenant`.
+async fn scan_with(h: Option<&Harness>, argv: &[&str], stdin: &str) -> Result<Scanned> {
+    let cli = args::parse_from(["tollgate", "scan"].into_iter().chain(argv.iter().copied()))
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let args::Command::Scan(a) = cli.command else {
+        panic!("not scan")
+    };
+    let stores = h.map(|h| (&h.store as &dyn TenantStore, &h.store as &dyn KeyStore));
+    let policy = crate::scan::resolve_policy(&a, stores).await?;
+    let mut input = io::Cursor::new(stdin.as_bytes().to_vec());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = crate::scan::run(&a, cli.json, &policy, &mut input, &mut out, &mut err)?;
+    Ok(Scanned {
+        code,
+        stdout: String::from_utf8(out).unwrap(),
+        stderr: String::from_utf8(err).unwrap(),
+    })
+}
+
+async fn scan(argv: &[&str], stdin: &str) -> Scanned {
+    scan_with(None, argv, stdin)
+        .await
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+}
+
+const CARD: &str = "4111 1111 1111 1111";
+
+#[tokio::test]
+async fn scan_jsonl_prints_one_array_per_document_with_byte_offsets() {
+    let docs = [
+        "write to jane.doe@example.com today",
+        "カード番号は 4111 1111 1111 1111 です",
+        "電話は090-1234-5678です",
+        "nothing to see here",
+    ];
+    let mut input = String::new();
+    for d in docs {
+        input.push_str(&serde_json::to_string(d).unwrap());
+        input.push('\n');
+        input.push('\n'); // blank lines are skipped
+    }
+    let s = scan(&["--jsonl"], &input).await;
+    assert_eq!(s.code, 0);
+    let lines: Vec<&str> = s.stdout.lines().collect();
+    assert_eq!(lines.len(), docs.len(), "{}", s.stdout);
+    let expect = [
+        ("EMAIL", "jane.doe@example.com", "log"),
+        ("CREDIT_CARD", CARD, "redact"),
+        ("PHONE", "090-1234-5678", "log"),
+    ];
+    for (i, (entity, text, action)) in expect.iter().enumerate() {
+        let start = docs[i].find(text).unwrap();
+        // Exactly this shape and key order.
+        assert_eq!(
+            lines[i],
+            format!(
+                r#"[{{"entity":"{entity}","start":{start},"end":{},"action":"{action}"}}]"#,
+                start + text.len()
+            )
+        );
+    }
+    // Byte offsets, not characters: the Japanese prefix is 3 bytes per character.
+    assert_eq!(docs[2].find("090").unwrap(), 9);
+    assert_eq!(docs[1].find(CARD).unwrap(), 19);
+    assert_eq!(lines[3], "[]");
+    for l in &lines {
+        assert!(
+            !l.contains("jane") && !l.contains("4111") && !l.contains("090"),
+            "{l}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scan_jsonl_names_a_malformed_line_without_quoting_it() {
+    let input = "\"a@b.example\"\n\n4111111111111111\n\"x\"\n";
+    let e = scan_with(None, &["--jsonl"], input).await.err().unwrap();
+    assert!(
+        e.0.contains("stdin line 3") && e.0.contains("JSON string"),
+        "{e}"
+    );
+    assert!(!e.0.contains("4111111111111111"), "{e}");
+    let e = scan_with(None, &["--jsonl"], "\"unterminated\n")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.0.contains("stdin line 1"), "{e}");
+    // The lines before the bad one were printed (through scan::run's flush).
+    let cli = args::parse_from(["tollgate", "scan", "--jsonl"]).unwrap();
+    let args::Command::Scan(a) = cli.command else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    let r = crate::scan::run(
+        &a,
+        false,
+        &tollgate_dlp::Policy::default(),
+        &mut io::Cursor::new(input.as_bytes().to_vec()),
+        &mut out,
+        &mut Vec::new(),
+    );
+    assert!(r.is_err());
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "[{\"entity\":\"EMAIL\",\"start\":0,\"end\":11,\"action\":\"log\"}]\n"
+    );
+}
+
+#[tokio::test]
+async fn scan_one_document_prints_a_table_or_json_and_never_the_values() {
+    let doc = format!("mail jane.doe@example.com, card {CARD}\n");
+    let s = scan(&[], &doc).await;
+    assert_eq!(s.code, 0);
+    let lines: Vec<&str> = s.stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["ENTITY", "CATEGORY", "ACTION", "START", "END"]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["EMAIL", "contact", "log", "5", "25"]
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["CREDIT_CARD", "financial", "redact", "32", "51"]
+    );
+    assert!(!s.stdout.contains("jane") && !s.stdout.contains("4111"));
+    let s = scan(&["--json"], &doc).await;
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"entity": "EMAIL", "start": 5, "end": 25, "action": "log"},
+            {"entity": "CREDIT_CARD", "start": 32, "end": 51, "action": "redact"},
+        ])
+    );
+    assert_eq!(scan(&[], "hello").await.stdout.trim(), "No findings.");
+    assert_eq!(scan(&["--json"], "").await.stdout.trim(), "[]");
+    let e = scan_with(None, &[], "ok \u{0}").await;
+    assert!(e.is_ok());
+    let mut bad = b"caf".to_vec();
+    bad.push(0xe9);
+    let cli = args::parse_from(["tollgate", "scan"]).unwrap();
+    let args::Command::Scan(a) = cli.command else {
+        panic!()
+    };
+    let e = crate::scan::run(
+        &a,
+        false,
+        &tollgate_dlp::Policy::default(),
+        &mut io::Cursor::new(bad),
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(e.0.contains("not valid UTF-8 (at byte 3)"), "{e}");
+}
+
+const OPENAI_KEY: &str = "sk-proj-Q7vX2mK9pL4wR8tY1nB6cZ3hJ5fD0sGaWq";
+
+#[tokio::test]
+async fn scan_request_redacts_like_the_proxy_and_blocks_with_exit_3() {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "temperature": 0.2,
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": format!("charge {CARD} and mail jane.doe@example.com")},
+        ],
+    })
+    .to_string();
+    let s = scan(&["--request", "openai"], &body).await;
+    assert_eq!(s.code, 0);
+    let out: serde_json::Value = serde_json::from_str(&s.stdout).expect("valid JSON");
+    assert_eq!(out["model"], "gpt-4o-mini");
+    assert_eq!(out["temperature"], 0.2);
+    assert_eq!(out["messages"][0]["content"], "be brief");
+    assert_eq!(
+        out["messages"][1]["content"],
+        "charge [CREDIT_CARD_1] and mail jane.doe@example.com"
+    );
+    assert!(!s.stdout.contains("4111"));
+    assert!(s.stderr.contains("decision: redact"), "{}", s.stderr);
+    assert!(s.stderr.contains("CREDIT_CARD") && s.stderr.contains("EMAIL"));
+    assert!(
+        !s.stderr.contains("4111") && !s.stderr.contains("jane"),
+        "{}",
+        s.stderr
+    );
+
+    let s = scan(&["--request", "openai", "--json"], &body).await;
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(v["decision"], "redact");
+    assert_eq!(
+        v["counts"],
+        serde_json::json!({"CREDIT_CARD": 1, "EMAIL": 1})
+    );
+    assert_eq!(v["blocked"], serde_json::json!([]));
+    assert_eq!(v["body"], out);
+    assert!(s.stderr.is_empty());
+
+    // A secret: refused, exit 3, the body is not printed and the value never appears.
+    let body = serde_json::json!({
+        "model": "claude-x",
+        "max_tokens": 10,
+        "system": "be brief",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": format!("use {OPENAI_KEY}")}]}],
+    })
+    .to_string();
+    let s = scan(&["--request", "anthropic"], &body).await;
+    assert_eq!(s.code, crate::scan::EXIT_BLOCKED);
+    assert_eq!(s.code, 3);
+    assert!(s.stdout.is_empty(), "{}", s.stdout);
+    assert!(s.stderr.contains("decision: block") && s.stderr.contains("OPENAI_KEY"));
+    assert!(!s.stderr.contains(OPENAI_KEY));
+    let s = scan(&["--request", "anthropic", "--json"], &body).await;
+    assert_eq!(s.code, 3);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(v["decision"], "block");
+    assert_eq!(v["blocked"], serde_json::json!(["OPENAI_KEY"]));
+    assert_eq!(v["body"], serde_json::Value::Null);
+    assert!(!s.stdout.contains(OPENAI_KEY));
+
+    // Nothing found: the body goes through unchanged.
+    let plain = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let s = scan(&["--request", "openai"], plain).await;
+    assert_eq!((s.code, s.stdout.trim()), (0, plain));
+    assert!(s.stderr.contains("decision: allow"));
+
+    let e = scan_with(None, &["--request", "openai"], "[1]")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.0.contains("JSON object"), "{e}");
+    let e = scan_with(None, &["--request", "openai"], "{nope")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.0.contains("not valid JSON"), "{e}");
+}
+
+#[tokio::test]
+async fn scan_uses_a_policy_file_or_the_stored_policy() {
+    let doc = format!("\"jane.doe@example.com {CARD}\"\n");
+    let file = TempFile::new(
+        "scan-policy.json",
+        r#"{"categories":{"contact":"redact"},"entities":{"CREDIT_CARD":"off"}}"#,
+    );
+    let s = scan(&["--jsonl", "--policy", file.path()], &doc).await;
+    assert_eq!(
+        s.stdout,
+        "[{\"entity\":\"EMAIL\",\"start\":0,\"end\":20,\"action\":\"redact\"}]\n"
+    );
+    let bad = TempFile::new("scan-bad.json", r#"{"categories":{"contact":"maybe"}}"#);
+    let e = scan_with(None, &["--policy", bad.path()], "")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.0.contains("policy file"), "{e}");
+
+    // --tenant / --key: the policy the proxy would apply to that key.
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (key, _) = h.issue(&[]).await;
+    h.ok(&[
+        "policy",
+        "set",
+        "--tenant",
+        "acme",
+        "--category",
+        "contact=block",
+    ])
+    .await;
+    h.ok(&[
+        "policy",
+        "set",
+        "--tenant",
+        "acme",
+        "--key",
+        key.key_id(),
+        "--entity",
+        "EMAIL=off",
+    ])
+    .await;
+    let s = scan_with(Some(&h), &["--jsonl", "--tenant", "acme"], &doc)
+        .await
+        .unwrap();
+    assert!(
+        s.stdout
+            .starts_with("[{\"entity\":\"EMAIL\",\"start\":0,\"end\":20,\"action\":\"block\"}"),
+        "{}",
+        s.stdout
+    );
+    let s = scan_with(
+        Some(&h),
+        &["--jsonl", "--tenant", "acme", "--key", key.key_id()],
+        &doc,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.stdout,
+        "[{\"entity\":\"CREDIT_CARD\",\"start\":21,\"end\":40,\"action\":\"redact\"}]\n"
+    );
+    let e = scan_with(Some(&h), &["--tenant", "nope"], "")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.0.contains("does not exist"), "{e}");
+    // Without stores, --tenant cannot be served (main builds them for it).
+    assert!(scan_with(None, &["--tenant", "acme"], "").await.is_err());
+}
