@@ -375,7 +375,197 @@ fn a_token_value_flag_does_not_exist() {
 fn help_lists_the_command_groups() {
     let r = tollgate(None, &["--help"], None);
     assert_eq!(r.code, 0);
-    for group in ["tenant", "key", "token", "pool"] {
+    for group in ["tenant", "key", "token", "pool", "policy", "scan"] {
         assert!(r.stdout.contains(group), "{r:?}");
     }
+}
+
+#[test]
+fn policy_set_and_show_round_trip_through_dynamodb() {
+    let emu = emulator();
+    let tenant = format!("{}dlp", unique_ns("cli"));
+    ok(
+        emu,
+        &[
+            "tenant", "create", &tenant, "--name", "D", "--owner", "o@x.test",
+        ],
+        None,
+    );
+    let r = ok(
+        emu,
+        &["policy", "show", "--tenant", &tenant, "--json"],
+        None,
+    );
+    assert_eq!(r.json()["tenant"], Value::Null, "{r:?}");
+    assert_eq!(r.json()["effective"]["EMAIL"], "log");
+
+    let r = ok(
+        emu,
+        &[
+            "policy",
+            "set",
+            "--tenant",
+            &tenant,
+            "--category",
+            "contact=redact",
+            "--entity",
+            "IP_ADDRESS=off",
+        ],
+        None,
+    );
+    assert!(r.stdout.contains("key cache TTL"), "{r:?}");
+    let expected = serde_json::json!({
+        "categories": {"contact": "redact"},
+        "entities": {"IP_ADDRESS": "off"},
+    });
+    let r = ok(
+        emu,
+        &["policy", "show", "--tenant", &tenant, "--json"],
+        None,
+    );
+    let shown = r.json();
+    assert_eq!(shown["tenant"], expected, "{r:?}");
+    assert_eq!(shown["key"], Value::Null);
+    assert_eq!(shown["effective"]["EMAIL"], "redact");
+    assert_eq!(shown["effective"]["IP_ADDRESS"], "off");
+    assert_eq!(shown["effective"]["OPENAI_KEY"], "block");
+    assert_eq!(shown["sources"]["EMAIL"], "tenant");
+
+    // A key's overrides, stored and layered.
+    let issued = ok(
+        emu,
+        &[
+            "key",
+            "issue",
+            "--tenant",
+            &tenant,
+            "--owner",
+            "dev@x.test",
+            "--json",
+        ],
+        None,
+    )
+    .json();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    ok(
+        emu,
+        &[
+            "policy",
+            "set",
+            "--tenant",
+            &tenant,
+            "--key",
+            &key_id,
+            "--entity",
+            "EMAIL=off",
+        ],
+        None,
+    );
+    let r = ok(
+        emu,
+        &[
+            "policy", "show", "--tenant", &tenant, "--key", &key_id, "--json",
+        ],
+        None,
+    );
+    let shown = r.json();
+    assert_eq!(shown["tenant"], expected, "{r:?}");
+    assert_eq!(
+        shown["key"],
+        serde_json::json!({"entities": {"EMAIL": "off"}})
+    );
+    assert_eq!(shown["effective"]["EMAIL"], "off");
+    assert_eq!(shown["effective"]["PHONE"], "redact");
+
+    // scan --tenant/--key reads the same stored policies.
+    let doc = "\"jane.doe@example.com\"\n";
+    let r = ok(emu, &["scan", "--jsonl", "--tenant", &tenant], Some(doc));
+    assert_eq!(
+        r.stdout,
+        "[{\"entity\":\"EMAIL\",\"start\":0,\"end\":20,\"action\":\"redact\"}]\n"
+    );
+    let r = ok(
+        emu,
+        &["scan", "--jsonl", "--tenant", &tenant, "--key", &key_id],
+        Some(doc),
+    );
+    assert_eq!(r.stdout, "[]\n");
+
+    // Clear both.
+    ok(
+        emu,
+        &["policy", "clear", "--tenant", &tenant, "--key", &key_id],
+        None,
+    );
+    ok(emu, &["policy", "clear", "--tenant", &tenant], None);
+    let r = ok(
+        emu,
+        &[
+            "policy", "show", "--tenant", &tenant, "--key", &key_id, "--json",
+        ],
+        None,
+    );
+    assert_eq!(r.json()["tenant"], Value::Null, "{r:?}");
+    assert_eq!(r.json()["key"], Value::Null, "{r:?}");
+    assert_eq!(r.json()["effective"]["EMAIL"], "log");
+}
+
+#[test]
+fn scan_needs_no_aws_environment() {
+    // `tollgate(None, ..)` runs with an empty environment: no AWS_* variables, no region,
+    // no profile, no HOME.
+    let card = "4111 1111 1111 1111";
+    let input = format!(
+        "{}\n{}\n",
+        serde_json::to_string(&format!("card {card}")).unwrap(),
+        serde_json::to_string("電話は090-1234-5678です").unwrap()
+    );
+    let r = tollgate(None, &["scan", "--jsonl"], Some(&input));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "[{\"entity\":\"CREDIT_CARD\",\"start\":5,\"end\":24,\"action\":\"redact\"}]\n\
+         [{\"entity\":\"PHONE\",\"start\":9,\"end\":22,\"action\":\"log\"}]\n"
+    );
+    assert!(r.stderr.is_empty(), "{r:?}");
+
+    let r = tollgate(None, &["scan"], Some(&format!("card {card}")));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("CREDIT_CARD") && !r.stdout.contains("4111"),
+        "{r:?}"
+    );
+
+    let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"card {card}"}}]}}"#);
+    let r = tollgate(None, &["scan", "--request", "openai"], Some(&body));
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["messages"][0]["content"], "card [CREDIT_CARD_1]");
+    assert!(r.stderr.contains("decision: redact"), "{r:?}");
+
+    let secret = "sk-proj-Q7vX2mK9pL4wR8tY1nB6cZ3hJ5fD0sGaWq";
+    let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}]}}"#);
+    let r = tollgate(None, &["scan", "--request", "openai"], Some(&body));
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stdout.is_empty() && r.stderr.contains("OPENAI_KEY"),
+        "{r:?}"
+    );
+    assert!(!r.all().contains(secret), "{r:?}");
+
+    // A malformed line: exit 1, the line named, the value not quoted.
+    let r = tollgate(
+        None,
+        &["scan", "--jsonl"],
+        Some("\"ok\"\n4111111111111111\n"),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.starts_with("error: stdin line 2"), "{r:?}");
+    assert!(!r.stderr.contains("4111111111111111"), "{r:?}");
+    assert_eq!(r.stdout, "[]\n");
+
+    // Only --tenant needs AWS, and says so.
+    let r = tollgate(None, &["scan", "--tenant", "acme"], Some(""));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("AWS_REGION"), "{r:?}");
 }
