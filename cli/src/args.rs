@@ -93,6 +93,7 @@ pub enum PolicyCmd {
 
 #[derive(Debug, Args)]
 pub struct PolicyTarget {
+    /// The tenant whose policy (or whose key's overrides) to read or change.
     #[arg(long, value_parser = parse_id)]
     pub tenant: String,
     /// A key of that tenant: key id, display form or full key. Without it, the tenant's policy.
