@@ -21,7 +21,14 @@ from pathlib import Path
 from corpus import ENTITIES, SECRETS, Doc
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CMD = "cargo run --release -q -p tollgate-dlp --example scan -- --jsonl"
+# The operator CLI's `tollgate scan --jsonl` (the contract) when it is built (`make test` builds
+# it first); otherwise the crate's example scanner, built by cargo on the spot.
+CLI = REPO / "target" / "debug" / "tollgate"
+DEFAULT_CMD = (
+    f"{CLI} scan --jsonl"
+    if CLI.exists()
+    else "cargo run --release -q -p tollgate-dlp --example scan -- --jsonl"
+)
 
 RECALL_GATE = 0.98
 SECRET_RECALL_GATE = 0.99
@@ -35,7 +42,6 @@ def run_scanner(docs: list[Doc], cmd: str | None = None) -> list[list[dict]]:
     """Findings per doc, with offsets converted to code points."""
     payload = "".join(json.dumps(d.text, ensure_ascii=False) + "\n" for d in docs).encode()
     env = dict(os.environ)
-    env.setdefault("CARGO_TARGET_DIR", "/work/targets/dlp" if Path("/work/targets").is_dir() else str(REPO / "target"))
     proc = subprocess.run(
         shlex.split(scanner_cmd(cmd)), input=payload, capture_output=True, cwd=REPO, env=env, check=False
     )
