@@ -3,4 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p tollgate-proxy -p tollgate-mock-provider -p tollgate-bench -p tollgate-cli
-exec .venv/bin/python infra/bench/run.py "$@"
+cargo build --release -p tollgate-dlp --example bench
+.venv/bin/python infra/bench/run.py "$@"
+echo
+echo "sensitive-data filter (cargo run --release -p tollgate-dlp --example bench):"
+cargo run --release -q -p tollgate-dlp --example bench
