@@ -288,19 +288,18 @@ async fn deliver(
             Err(_) => return Err(Denial::UpstreamTimeout),
         };
         ctx.audit.upstream_ms = Some(round3(started.elapsed().as_secs_f64() * 1000.0));
-        let usage = if ok {
-            serde_json::from_slice(&body)
-                .ok()
-                .and_then(|v| usage_from_body(&v))
-                .unwrap_or_default()
+        // One parse serves both the usage count and the secret scan.
+        let mut json: Option<serde_json::Value> = if ok {
+            serde_json::from_slice(&body).ok()
         } else {
-            Usage::default()
+            None
         };
+        let usage = json.as_ref().and_then(usage_from_body).unwrap_or_default();
         settle::record_usage(gw, &token, usage, ctx).await;
         let mut found = std::collections::BTreeMap::new();
-        let body = match ok
-            .then(|| redact_response_body(&body, &response_policy, &mut found))
-            .flatten()
+        let body = match json
+            .as_mut()
+            .and_then(|v| redact_response_body(v, &response_policy, &mut found))
         {
             Some(redacted) => Bytes::from(redacted),
             None => body,

@@ -84,16 +84,16 @@ pub fn response_policy(request_policy: &Policy) -> Policy {
 }
 
 /// Redacts secrets in one complete JSON response body: every string value is scanned, with
-/// placeholder numbering shared across the body. `None` when nothing changed.
+/// placeholder numbering shared across the body. Returns the re-serialized body, or `None`
+/// when nothing changed.
 pub fn redact_response_body(
-    body: &[u8],
+    v: &mut Value,
     policy: &Policy,
     ctx_counts: &mut BTreeMap<Entity, u32>,
 ) -> Option<Vec<u8>> {
-    let mut v: Value = serde_json::from_slice(body).ok()?;
     let mut redactor = Redactor::new();
     let mut changed = false;
-    walk_strings(&mut v, &mut |s| {
+    walk_strings(v, &mut |s| {
         let findings = tollgate_dlp::scan(s, policy);
         if findings.iter().any(|f| f.action == Action::Redact) {
             for f in &findings {
@@ -104,7 +104,7 @@ pub fn redact_response_body(
         }
     });
     if changed {
-        serde_json::to_vec(&v).ok()
+        serde_json::to_vec(v).ok()
     } else {
         None
     }
