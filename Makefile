@@ -15,6 +15,7 @@ help:
 	@echo "make bench     print latency, memory, size and call-count figures"
 	@echo "make eval-dlp  print the sensitive-data filter's precision/recall table"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
+	@echo "make fuzz      run every fuzz target for FUZZ_SECONDS each (needs a nightly toolchain and cargo-fuzz)"
 
 # The project's Python tools (moto server, cargo-lambda, cfn-lint, the official SDKs) live in
 # ./.venv, installed from pinned requirements; re-installed when a requirements file changes.
@@ -49,4 +50,8 @@ bench: venv
 eval-dlp: venv
 	$(PY) tests/dlp_eval/report.py
 
-.PHONY: help venv build dev test lint bench eval-dlp
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for t in $$(cargo +nightly fuzz list); do cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS); done
+
+.PHONY: help venv build dev test lint bench eval-dlp fuzz
