@@ -5,7 +5,9 @@
 #   OPENAI_API_KEY / ANTHROPIC_API_KEY are set) -> proxy under `cargo lambda watch`.
 # Writes .tollgate/dev.env and prints how to call it. Ctrl-C stops everything it started.
 #
-# Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate).
+# Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate),
+# TOLLGATE_DEV_NO_RELOAD=1 (do not rebuild the proxy when sources change; the test harness sets it
+# so an edit made while tests run cannot stall their requests behind a rebuild).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -115,8 +117,10 @@ fi
 } >"$state/proxy.env"
 
 say "starting the proxy with cargo lambda watch on 127.0.0.1:$port (first build takes a while)"
+reload=()
+[ "${TOLLGATE_DEV_NO_RELOAD:-}" = "1" ] && reload=(--ignore-changes)
 "$venv/bin/cargo-lambda" lambda watch -p tollgate-proxy --bin proxy -A 127.0.0.1 -P "$port" \
-  --env-file "$state/proxy.env" --concurrency 4 >"$state/proxy.log" 2>&1 &
+  --env-file "$state/proxy.env" --concurrency 4 "${reload[@]}" >"$state/proxy.log" 2>&1 &
 pids+=($!)
 url="http://127.0.0.1:$port/lambda-url/proxy"
 ready=""

@@ -122,6 +122,7 @@ def stack(tmp_path_factory):
         "TOLLGATE_POOL_CACHE_TTL_MS": "0",
         "TOLLGATE_SECRET_CACHE_TTL_MS": "1000",
         "TOLLGATE_UPSTREAM_TIMEOUT_MS": "3000",
+        "TOLLGATE_DEV_NO_RELOAD": "1",
     }
     # The real providers are never used by tests, whatever the caller's environment holds.
     env.pop("OPENAI_API_KEY", None)

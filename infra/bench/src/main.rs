@@ -40,6 +40,9 @@ enum Cmd {
         /// Requests sent first and not measured.
         #[arg(long, default_value_t = 200)]
         warmup: u32,
+        /// Also write every latency (ms, one per line) to this file.
+        #[arg(long)]
+        samples: Option<String>,
     },
 }
 
@@ -96,6 +99,7 @@ async fn load(
     seconds: u32,
     key: String,
     warmup: u32,
+    samples: Option<String>,
 ) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -135,6 +139,10 @@ async fn load(
     for i in 0..total {
         let due = start + interval * i;
         tokio::time::sleep_until(due.into()).await;
+        // Timed from the moment the request is handed to the runtime, not from `due`: the
+        // timer wakes up to ~1 ms late, which is the generator's lateness, not the server's.
+        // Requests never wait for earlier answers (open loop), so server queueing still shows.
+        let sent = Instant::now();
         let fut = send();
         let results = results.clone();
         let errors = errors.clone();
@@ -142,7 +150,7 @@ async fn load(
             match fut.await {
                 Ok(r) if r.status().is_success() => {
                     if r.bytes().await.is_ok() {
-                        let ms = due.elapsed().as_secs_f64() * 1000.0;
+                        let ms = sent.elapsed().as_secs_f64() * 1000.0;
                         if let Ok(mut v) = results.lock() {
                             v.push(ms);
                         }
@@ -162,6 +170,10 @@ async fn load(
     let elapsed = start.elapsed().as_secs_f64();
     let mut v = results.lock().map_err(|_| "poisoned")?.clone();
     v.sort_by(|a, b| a.total_cmp(b));
+    if let Some(path) = samples {
+        let text: String = v.iter().map(|x| format!("{x}\n")).collect();
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
     println!(
         "{}",
         json!({
@@ -186,7 +198,8 @@ async fn main() -> std::process::ExitCode {
             seconds,
             key,
             warmup,
-        } => load(url, rate, seconds, key, warmup).await,
+            samples,
+        } => load(url, rate, seconds, key, warmup, samples).await,
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
