@@ -341,6 +341,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
     .instrument(span.clone())
     .await;
 
+    // The audit and refusal logs below belong to the request's span too.
+    let _entered = span.enter();
     let mut resp = match result {
         Ok(forward::Forwarded::Done(resp)) => {
             settle::finish(&gw, &mut ctx, resp.status().as_u16(), Decision::Allow, "ok");

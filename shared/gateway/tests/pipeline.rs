@@ -573,22 +573,21 @@ async fn models_outside_the_key_scope_get_a_403_naming_the_model() {
 }
 
 /// Fake credentials are built at test time so no credential-shaped literal sits in the repo.
-fn fake_aws_access_key() -> String {
-    let mut r = StdRng::seed_from_u64(5);
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let tail: String = (0..16)
+fn fake_secret(prefix: &str, alphabet: &[u8], len: usize, seed: u64) -> String {
+    let mut r = StdRng::seed_from_u64(seed);
+    let tail: String = (0..len)
         .map(|_| char::from(alphabet[rand::Rng::gen_range(&mut r, 0..alphabet.len())]))
         .collect();
-    format!("AKIA{tail}")
+    format!("{prefix}{tail}")
+}
+
+fn fake_aws_access_key() -> String {
+    fake_secret("AKIA", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16, 5)
 }
 
 fn fake_openai_key() -> String {
-    let mut r = StdRng::seed_from_u64(6);
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let tail: String = (0..48)
-        .map(|_| char::from(alphabet[rand::Rng::gen_range(&mut r, 0..alphabet.len())]))
-        .collect();
-    format!("sk-proj-{tail}")
+    let alnum = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    fake_secret("sk-proj-", alnum, 48, 6)
 }
 
 fn say(text: &str, stream: bool) -> Value {
