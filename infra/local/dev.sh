@@ -84,7 +84,7 @@ fi
 
 say "seeding the demo tenant, key and pool tokens"
 "$cli" tenant create demo --name "Demo tenant" --owner "dev@localhost" >/dev/null
-key=$("$cli" --json key issue --tenant demo --owner "dev@localhost" --name "make dev" \
+key=$("$cli" --json key issue --tenant demo --owner "dev@localhost" --name "make dev" --env test \
   | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 if [ -n "${OPENAI_API_KEY:-}" ]; then
   "$cli" token add --pool openai --provider openai --id openai-real --owner "dev@localhost" \
