@@ -4,6 +4,7 @@ CLI) changes the outcome, and secrets in answers are redacted, streaming include
 
 import random
 import string
+import time
 
 import anthropic
 import openai
@@ -69,7 +70,6 @@ def test_tenant_policy_set_with_the_cli_changes_the_outcome(stack, unique):
     with pytest.raises(openai.BadRequestError) as e:
         for _ in range(20):  # the key cache TTL in the harness is 1 s
             ask(f"{unique} mail ops@example.com again")
-            import time
             time.sleep(0.25)
     assert "EMAIL" in e.value.body["message"]
     assert r.choices[0].message.content

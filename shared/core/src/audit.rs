@@ -19,6 +19,8 @@ pub enum Decision {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// Always 1: marks the line as an audit line among the function's other output.
+    pub tollgate_audit: u8,
     /// Schema version of this line.
     pub v: u32,
     pub time: String,
@@ -64,6 +66,7 @@ pub struct AuditRecord {
 impl AuditRecord {
     pub fn new(request_id: String, at: EpochMs) -> Self {
         Self {
+            tollgate_audit: 1,
             v: SCHEMA_VERSION,
             time: rfc3339(at),
             request_id,
@@ -96,18 +99,14 @@ impl AuditRecord {
 
     /// The line as written to stdout: `{"tollgate_audit":1, ...}` on one line.
     pub fn to_line(&self) -> String {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert("tollgate_audit".into(), json!(1));
-        }
-        v.to_string()
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Reads a line back, as the audit function does.
     pub fn from_line(line: &str) -> Option<Self> {
-        let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-        v.get("tollgate_audit")?;
-        serde_json::from_value(v).ok()
+        serde_json::from_str::<Self>(line.trim())
+            .ok()
+            .filter(|r| r.tollgate_audit == 1)
     }
 
     /// A CloudWatch Embedded Metric Format line for this request.

@@ -336,12 +336,6 @@ pub struct Usage {
     pub output: u64,
 }
 
-impl Usage {
-    pub fn is_zero(&self) -> bool {
-        self.input == 0 && self.output == 0
-    }
-}
-
 fn u(v: &Value, k: &str) -> Option<u64> {
     v.get(k).and_then(Value::as_u64)
 }

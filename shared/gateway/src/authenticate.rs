@@ -7,7 +7,7 @@ use crate::respond::Denial;
 use http::HeaderMap;
 use std::net::IpAddr;
 use tollgate_core::auth::{AuthFailure, verify};
-use tollgate_core::key::{ClientKey, KeyFormatError};
+use tollgate_core::key::ClientKey;
 use tollgate_core::records::{ClientKeyRecord, Tenant};
 
 /// An authenticated caller.
@@ -40,10 +40,7 @@ pub(crate) async fn authenticate(
 ) -> Result<Principal, Denial> {
     let raw = presented_key(headers).unwrap_or("");
     // Shape and checksum first: a malformed or mistyped key costs no store call.
-    let key = ClientKey::parse(raw).map_err(|e| match e {
-        KeyFormatError::Missing => Denial::Auth(AuthFailure::Format(KeyFormatError::Missing)),
-        e => Denial::Auth(AuthFailure::Format(e)),
-    })?;
+    let key = ClientKey::parse(raw).map_err(|e| Denial::Auth(AuthFailure::Format(e)))?;
     ctx.audit.key_id = Some(key.key_id().to_owned());
 
     let entry = gw

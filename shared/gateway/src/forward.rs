@@ -100,8 +100,8 @@ pub(crate) async fn forward(
             tried.push(token.token_id.clone());
             continue;
         }
-        let force = refreshed.as_deref() == Some(token.token_id.as_str()) && same_tries > 0;
-        let value = match gw.token_value(&token, force, ctx).await {
+        // After a 401 refresh the cache already holds the fresh value: no second read.
+        let value = match gw.token_value(&token, false, ctx).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(token_id = %token.token_id, error = %e, "token value unavailable; skipped");
@@ -135,7 +135,6 @@ pub(crate) async fn forward(
                             continue;
                         }
                     }
-                    last_failure = "all_tokens_failed";
                     Outcome::AuthRejected
                 }
                 Class::RateLimited => {
@@ -143,22 +142,18 @@ pub(crate) async fn forward(
                         .headers()
                         .iter()
                         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-                    last_failure = "all_tokens_failed";
                     Outcome::RateLimited {
                         retry_after_ms: cooldown_from_headers(headers, gw.now()),
                     }
                 }
-                Class::Transient => {
-                    last_failure = "all_tokens_failed";
-                    Outcome::Transient
-                }
+                Class::Transient => Outcome::Transient,
             },
             Err(timed_out) => {
-                last_failure = "all_tokens_failed";
                 last_was_timeout = timed_out;
                 Outcome::Transient
             }
         };
+        last_failure = "all_tokens_failed";
         if outcome == Outcome::Transient {
             transient += 1;
         }

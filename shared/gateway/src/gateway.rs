@@ -115,10 +115,6 @@ impl Gateway {
         }))
     }
 
-    pub fn config(&self) -> &GatewayConfig {
-        &self.cfg
-    }
-
     pub(crate) fn now(&self) -> EpochMs {
         self.clock.now_ms()
     }
@@ -196,12 +192,11 @@ impl Gateway {
         exclude: &[&str],
         ctx: &mut Ctx,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let cached = self.pools.lock().ok().and_then(|g| {
+        let fresh = self.pools.lock().is_ok_and(|g| {
             g.get(pool)
-                .filter(|t| self.fresh(t.fetched_at, self.cfg.pool_cache_ttl_ms))
-                .map(|_| ())
+                .is_some_and(|t| self.fresh(t.fetched_at, self.cfg.pool_cache_ttl_ms))
         });
-        if cached.is_none() {
+        if !fresh {
             ctx.reads += 1;
             let view = self.stores.pools.load_pool(pool).await?;
             if let Ok(mut g) = self.pools.lock() {
