@@ -5,13 +5,15 @@
 //! traits in [`ports`]. Adapters (DynamoDB, Secrets Manager, in-memory) live in sibling crates.
 //!
 //! Modules in the order a request meets them:
-//! [`key`] (client key format) → [`auth`] (verification rules) → [`provider`] (routes, shapes)
+//! [`key`] (client key format) → [`auth`] (verification rules) → [`json`] (strict body
+//! parsing) → [`provider`] (routes, shapes)
 //! → [`pool`] (token choice and health) → [`retry`] → [`sse`] (stream usage) → [`audit`].
 
 pub mod audit;
 pub mod auth;
 pub mod base62;
 pub mod clock;
+pub mod json;
 pub mod key;
 pub mod pool;
 pub mod ports;
