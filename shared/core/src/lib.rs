@@ -6,8 +6,8 @@
 //!
 //! Modules in the order a request meets them:
 //! [`key`] (client key format) → [`auth`] (verification rules) → [`json`] (strict body
-//! parsing) → [`provider`] (routes, shapes)
-//! → [`pool`] (token choice and health) → [`retry`] → [`sse`] (stream usage) → [`audit`].
+//! parsing) → [`provider`] (routes, shapes) → [`pool`] (token choice and health) → [`retry`]
+//! → [`sse`] (stream usage) → [`scrub`] (pool token values out of responses) → [`audit`].
 
 pub mod audit;
 pub mod auth;
@@ -20,4 +20,5 @@ pub mod ports;
 pub mod provider;
 pub mod records;
 pub mod retry;
+pub mod scrub;
 pub mod sse;
