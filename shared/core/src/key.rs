@@ -3,7 +3,7 @@
 //! the HMAC digest and the display form. It never logs, and `Debug` on a key never shows the
 //! secret.
 
-use crate::base62::{self, encode_padded, is_base62};
+use crate::base62::{self, is_base62};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 pub const KEY_ID_LEN: usize = 12;
 pub const SECRET_LEN: usize = 32;
-pub const CHECKSUM_LEN: usize = 6;
+pub const CHECKSUM_LEN: usize = base62::CHECKSUM_LEN;
 pub const BODY_LEN: usize = KEY_ID_LEN + SECRET_LEN + CHECKSUM_LEN;
 /// The scanner rule shipped for gitleaks / detect-secrets (docs/key-scanning.md).
 pub const SCANNER_REGEX: &str = r"\btgk_(live|test)_[0-9A-Za-z]{50}\b";
@@ -88,10 +88,6 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-fn checksum(before: &str) -> String {
-    encode_padded(u64::from(crc32fast::hash(before.as_bytes())), CHECKSUM_LEN)
-}
-
 impl ClientKey {
     /// Shape and checksum only: no I/O, constant work for any input.
     pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
@@ -114,8 +110,8 @@ impl ClientKey {
             return Err(KeyFormatError::Charset);
         }
         let split = s.len() - CHECKSUM_LEN;
-        let expected = checksum(&s[..split]);
-        if !bool::from(expected.as_bytes().ct_eq(&s.as_bytes()[split..])) {
+        let expected = base62::crc32_checksum(&s.as_bytes()[..split]);
+        if !bool::from(expected.as_slice().ct_eq(&s.as_bytes()[split..])) {
             return Err(KeyFormatError::Checksum);
         }
         Ok(Self {
@@ -128,10 +124,11 @@ impl ClientKey {
     pub fn generate(env: KeyEnv, rng: &mut dyn RngCore) -> Self {
         let mut s = String::with_capacity(env.prefix().len() + BODY_LEN);
         s.push_str(env.prefix());
-        push_random_base62(&mut s, KEY_ID_LEN, rng);
-        push_random_base62(&mut s, SECRET_LEN, rng);
-        let sum = checksum(&s);
-        s.push_str(&sum);
+        // Two draws (id, then secret), as before: a seeded RNG gives the same keys.
+        base62::push_random(&mut s, KEY_ID_LEN, |b| rng.fill_bytes(b));
+        base62::push_random(&mut s, SECRET_LEN, |b| rng.fill_bytes(b));
+        let sum = base62::crc32_checksum(s.as_bytes());
+        s.extend(sum.iter().map(|&c| char::from(c)));
         Self { full: s, env }
     }
 
@@ -166,22 +163,6 @@ impl ClientKey {
 
 pub fn display_form(env: KeyEnv, key_id: &str, last4: &str) -> String {
     format!("{}{}…{}", env.prefix(), key_id, last4)
-}
-
-/// Rejection sampling keeps every base62 symbol equally likely.
-fn push_random_base62(out: &mut String, n: usize, rng: &mut dyn RngCore) {
-    let mut pushed = 0;
-    let mut buf = [0u8; 64];
-    while pushed < n {
-        rng.fill_bytes(&mut buf);
-        for &b in &buf {
-            // 248 = 4 * 62: bytes at or above it would bias the low symbols.
-            if b < 248 && pushed < n {
-                out.push(char::from(base62::ALPHABET[usize::from(b % 62)]));
-                pushed += 1;
-            }
-        }
-    }
 }
 
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
@@ -247,7 +228,7 @@ mod tests {
         // Built by hand: prefix + 12 + 32 chars, checksum computed from zlib's CRC32 value.
         let before = format!("tgk_test_{}{}", "A".repeat(12), "b".repeat(32));
         let crc = crc32fast::hash(before.as_bytes());
-        let full = format!("{before}{}", encode_padded(u64::from(crc), 6));
+        let full = format!("{before}{}", base62::encode_padded(u64::from(crc), 6));
         assert!(ClientKey::parse(&full).is_ok());
     }
 

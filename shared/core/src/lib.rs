@@ -11,7 +11,6 @@
 
 pub mod audit;
 pub mod auth;
-pub mod base62;
 pub mod clock;
 pub mod json;
 pub mod key;
@@ -22,3 +21,7 @@ pub mod records;
 pub mod retry;
 pub mod scrub;
 pub mod sse;
+
+/// Base62 and the key checksum: one implementation, in `tollgate-dlp` (whose validators need
+/// it), re-exported here for the key format.
+pub use tollgate_dlp::base62;

@@ -9,6 +9,7 @@
 //!
 //! Call [`init`] once at start-up so a defective pattern set fails loudly.
 
+pub mod base62;
 pub mod cli;
 pub mod entity;
 pub mod error;

@@ -1,6 +1,8 @@
 //! Checksum and plausibility validators. Pure functions over ASCII digits /
 //! bytes; every candidate the scanner reports has passed one of these.
 
+use crate::base62::{crc32_checksum, is_base62};
+
 /// Luhn (mod 10) check over ASCII digits.
 pub fn luhn(digits: &[u8]) -> bool {
     if digits.is_empty() {
@@ -234,31 +236,16 @@ pub fn nanp_ok(d: &[u8]) -> bool {
     area_ok && exch_ok
 }
 
-const B62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// Big-endian base62 (alphabet `0-9A-Za-z`), left-padded with '0' to 6 chars.
-pub fn base62_6(mut v: u32) -> [u8; 6] {
-    let mut out = [b'0'; 6];
-    let mut i = 6;
-    while v > 0 && i > 0 {
-        i -= 1;
-        out[i] = B62[(v % 62) as usize];
-        v /= 62;
-    }
-    out
-}
-
 /// tollgate client key: `tgk_{live|test}_` + 12 + 32 + 6 base62, the last 6 being
 /// the CRC32 (IEEE) of every character before them, prefix included.
 pub fn tollgate_key_ok(key: &[u8]) -> bool {
     if key.len() != 59 || !(key.starts_with(b"tgk_live_") || key.starts_with(b"tgk_test_")) {
         return false;
     }
-    if !key[9..].iter().all(u8::is_ascii_alphanumeric) {
+    if !key[9..].iter().all(|&b| is_base62(b)) {
         return false;
     }
-    let crc = crc32fast::hash(&key[..53]);
-    base62_6(crc) == key[53..]
+    crc32_checksum(&key[..53]) == key[53..]
 }
 
 /// GitHub classic token (`ghp_` …): 30 random base62 chars + 6-char base62 CRC32
@@ -268,10 +255,10 @@ pub fn github_token_ok(tok: &[u8]) -> bool {
         return false;
     }
     let body = &tok[4..];
-    if !body.iter().all(u8::is_ascii_alphanumeric) {
+    if !body.iter().all(|&b| is_base62(b)) {
         return false;
     }
-    base62_6(crc32fast::hash(&body[..30])) == body[30..]
+    crc32_checksum(&body[..30]) == body[30..]
 }
 
 /// Shannon entropy in bits per byte.
@@ -474,14 +461,11 @@ mod tests {
     }
 
     #[test]
-    fn base62_and_checksums() {
-        assert_eq!(&base62_6(0), b"000000");
-        assert_eq!(&base62_6(61), b"00000z");
-        assert_eq!(&base62_6(62), b"000010");
+    fn key_and_github_checksums() {
         let mut k = b"tgk_live_".to_vec();
         k.extend_from_slice(b"AbCdEf012345");
         k.extend_from_slice(b"0123456789abcdefghijABCDEFGHIJkl");
-        let c = base62_6(crc32fast::hash(&k));
+        let c = crc32_checksum(&k);
         k.extend_from_slice(&c);
         assert!(tollgate_key_ok(&k));
         let last = k.len() - 1;
@@ -489,7 +473,7 @@ mod tests {
         assert!(!tollgate_key_ok(&k));
         let mut g = b"ghp_".to_vec();
         g.extend_from_slice(b"aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1");
-        let c = base62_6(crc32fast::hash(&g[4..]));
+        let c = crc32_checksum(&g[4..]);
         g.extend_from_slice(&c);
         assert!(github_token_ok(&g));
     }
