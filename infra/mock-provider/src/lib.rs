@@ -111,6 +111,8 @@ impl Endpoint {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Normal,
+    /// Misbehaving upstream: echoes the token it received (see `mock-echo` in the README).
+    Echo,
     Stall,
     Break(usize),
 }
@@ -225,6 +227,27 @@ async fn handle(
         Ok(mode) => mode,
         Err(resp) => return *resp,
     };
+    if mode == Mode::Echo
+        && let Some(token) = token
+    {
+        let echoed = String::from_utf8_lossy(&body).replace("{{AUTH}}", token);
+        let json = serde_json::from_str::<Value>(&echoed).unwrap_or(Value::Null);
+        let req = Req {
+            seq,
+            model: model.unwrap_or_else(|| "mock-model".to_owned()),
+            json: &json,
+            stream,
+            break_after: None,
+        };
+        let mut resp = match ep {
+            Endpoint::Models => models(Some(token)),
+            _ => answer(ep, &req),
+        };
+        if let Ok(v) = HeaderValue::from_str(token) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        return resp;
+    }
     if mode == Mode::Stall {
         tokio::time::sleep(st.cfg.stall).await;
     }
@@ -239,19 +262,27 @@ async fn handle(
         stream,
         break_after,
     };
+    answer(ep, &req)
+}
+
+fn answer(ep: Endpoint, req: &Req) -> Response {
     match ep {
-        Endpoint::Chat => chat(&req),
-        Endpoint::Completions => completions(&req),
-        Endpoint::Embeddings => embeddings(&req),
-        Endpoint::Responses => responses(&req),
-        Endpoint::Models => models(),
-        Endpoint::Messages => messages(&req),
+        Endpoint::Chat => chat(req),
+        Endpoint::Completions => completions(req),
+        Endpoint::Embeddings => embeddings(req),
+        Endpoint::Responses => responses(req),
+        Endpoint::Models => models(None),
+        Endpoint::Messages => messages(req),
         Endpoint::CountTokens => json_response(
             Provider::Anthropic,
-            seq,
-            &json!({ "input_tokens": estimate_tokens(&anthropic_prompt(&json)) }),
+            req.seq,
+            &json!({ "input_tokens": estimate_tokens(&anthropic_prompt(req.json)) }),
         ),
-        Endpoint::NotFound => unreachable!("NotFound is always an error outcome"),
+        Endpoint::NotFound => error_response(
+            Provider::OpenAi,
+            StatusCode::NOT_FOUND,
+            "Unknown path on the mock provider.",
+        ),
     }
 }
 
@@ -346,6 +377,15 @@ fn decide(
             StatusCode::SERVICE_UNAVAILABLE
         };
         Err(err(status, "Overloaded"))
+    } else if let Some(rest) = behaviour.strip_prefix("echo") {
+        if rest.starts_with("400") {
+            Err(err(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid request sent with Authorization: Bearer {token}"),
+            ))
+        } else {
+            Ok(Mode::Echo)
+        }
     } else if behaviour.starts_with("stall") {
         Ok(Mode::Stall)
     } else if let Some(rest) = behaviour.strip_prefix("break") {
@@ -855,7 +895,7 @@ fn embeddings(req: &Req) -> Response {
     )
 }
 
-fn models() -> Response {
+fn models(echo: Option<&str>) -> Response {
     let data: Vec<Value> = [
         "gpt-4o",
         "gpt-4o-mini",
@@ -863,7 +903,8 @@ fn models() -> Response {
         "gpt-3.5-turbo-instruct",
         "text-embedding-3-small",
     ]
-    .iter()
+    .into_iter()
+    .chain(echo)
     .map(|id| json!({ "id": id, "object": "model", "created": 1_700_000_000, "owned_by": "mock-provider" }))
     .collect();
     json_response(

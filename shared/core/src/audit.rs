@@ -3,6 +3,7 @@
 //! took. It never holds a key, a provider token, or prompt text — only ids and counts.
 
 use crate::clock::{EpochMs, rfc3339};
+use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -35,9 +36,9 @@ pub struct AuditRecord {
     pub model: Option<String>,
     pub pool: Option<String>,
     pub decision: Decision,
-    /// Which check decided: `ok`, `bad_checksum`, `unknown_key`, `revoked`, `model_not_allowed`,
-    /// `no_upstream_available`, ...
-    pub reason: String,
+    /// Which check decided (`ok`, `bad_checksum`, `unknown_key`, `model_not_allowed`, ...):
+    /// one [`Reason`], serialized as its snake_case string.
+    pub reason: Reason,
     pub status: u16,
     pub token_id: Option<String>,
     pub attempts: u32,
@@ -63,6 +64,19 @@ pub struct AuditRecord {
     pub store_writes: u32,
 }
 
+/// The longest value of a caller-controlled field (model, user agent, ...) the line keeps.
+/// CloudWatch Logs truncates events above 256 KB; an audit line must never come near that.
+pub const MAX_FIELD_CHARS: usize = 256;
+
+/// `s` cut to [`MAX_FIELD_CHARS`] characters (on a character boundary), marked with `…` when
+/// cut.
+pub fn bounded(s: &str) -> String {
+    match s.char_indices().nth(MAX_FIELD_CHARS) {
+        None => s.to_owned(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
 impl AuditRecord {
     pub fn new(request_id: String, at: EpochMs) -> Self {
         Self {
@@ -78,7 +92,7 @@ impl AuditRecord {
             model: None,
             pool: None,
             decision: Decision::Deny,
-            reason: String::new(),
+            reason: Reason::Ok,
             status: 0,
             token_id: None,
             attempts: 0,
@@ -149,7 +163,7 @@ mod tests {
         let mut r = AuditRecord::new("req-1".into(), 1_700_000_000_000);
         r.tenant = Some("acme".into());
         r.decision = Decision::Allow;
-        r.reason = "ok".into();
+        r.reason = Reason::Ok;
         r.dlp.insert("EMAIL".into(), 2);
         let line = r.to_line();
         assert!(!line.contains('\n'));
@@ -191,6 +205,17 @@ mod tests {
         ] {
             assert!(v.get(f).is_some(), "missing {f}");
         }
+    }
+
+    #[test]
+    fn bounded_cuts_long_values_on_a_char_boundary() {
+        assert_eq!(bounded("gpt-4o"), "gpt-4o");
+        let long = "モ".repeat(600);
+        let b = bounded(&long);
+        assert_eq!(b.chars().count(), MAX_FIELD_CHARS + 1);
+        assert!(b.ends_with('…'));
+        let exact = "a".repeat(MAX_FIELD_CHARS);
+        assert_eq!(bounded(&exact), exact);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::clock::EpochMs;
 use crate::key::{ClientKey, KeyFormatError, digest_eq, hmac_sha256};
 use crate::provider::Route;
+use crate::reason::Reason;
 use crate::records::{ClientKeyRecord, KeyStatus, Tenant};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,23 +23,6 @@ pub enum AuthFailure {
     SourceNotAllowed,
 }
 
-impl AuthFailure {
-    /// The audit line's reason.
-    pub fn code(self) -> &'static str {
-        match self {
-            AuthFailure::Format(f) => f.code(),
-            AuthFailure::UnknownKey => "unknown_key",
-            AuthFailure::DigestMismatch => "digest_mismatch",
-            AuthFailure::UnknownPepperVersion => "unknown_pepper_version",
-            AuthFailure::Revoked => "revoked",
-            AuthFailure::Expired => "expired",
-            AuthFailure::TenantMissing => "tenant_missing",
-            AuthFailure::TenantDisabled => "tenant_disabled",
-            AuthFailure::SourceNotAllowed => "source_not_allowed",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeFailure {
     RouteNotAllowed(&'static str),
@@ -46,10 +30,10 @@ pub enum ScopeFailure {
 }
 
 impl ScopeFailure {
-    pub fn code(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            ScopeFailure::RouteNotAllowed(_) => "route_not_allowed",
-            ScopeFailure::ModelNotAllowed(_) => "model_not_allowed",
+            ScopeFailure::RouteNotAllowed(_) => Reason::RouteNotAllowed,
+            ScopeFailure::ModelNotAllowed(_) => Reason::ModelNotAllowed,
         }
     }
     /// Safe to show the caller: names what is not allowed, nothing else.
@@ -152,8 +136,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Verifies a presented key against what the store returned (or `None` on a miss), the
 /// tenant, the clock and the caller's source address — the contract order from the digest
-/// compare up to the source-network check. On a miss a dummy digest is still computed and
-/// compared, so a miss costs what a hit costs.
+/// compare up to the source-network check: [`verify_key`], then [`verify_caller`].
 pub fn verify(
     key: &ClientKey,
     rec: Option<&ClientKeyRecord>,
@@ -162,6 +145,19 @@ pub fn verify(
     now: EpochMs,
     source_ip: Option<IpAddr>,
 ) -> Result<(), AuthFailure> {
+    let rec = verify_key(key, rec, peppers, now)?;
+    verify_caller(rec, tenant, source_ip)
+}
+
+/// The key's own checks: digest (constant time), status, expiry. On a miss a dummy digest is
+/// still computed and compared, so an unknown key id costs what a known id with a wrong secret
+/// costs: one store read and one HMAC. The tenant is not needed (nor read) until this passes.
+pub fn verify_key<'r>(
+    key: &ClientKey,
+    rec: Option<&'r ClientKeyRecord>,
+    peppers: &Peppers,
+    now: EpochMs,
+) -> Result<&'r ClientKeyRecord, AuthFailure> {
     let Some(rec) = rec else {
         let dummy = key.digest(peppers.current_pepper());
         let _ = digest_eq(&dummy, &[0u8; 32]);
@@ -182,6 +178,16 @@ pub fn verify(
     if rec.expires_at.is_some_and(|e| e <= now) {
         return Err(AuthFailure::Expired);
     }
+    Ok(rec)
+}
+
+/// The checks after the key proved itself: its tenant exists and is enabled, and the caller's
+/// source address is in the key's networks (API Gateway's request context, never a header).
+pub fn verify_caller(
+    rec: &ClientKeyRecord,
+    tenant: Option<&Tenant>,
+    source_ip: Option<IpAddr>,
+) -> Result<(), AuthFailure> {
     match tenant {
         None => return Err(AuthFailure::TenantMissing),
         Some(t) if t.disabled => return Err(AuthFailure::TenantDisabled),

@@ -62,18 +62,6 @@ pub enum KeyFormatError {
     Checksum,
 }
 
-impl KeyFormatError {
-    pub fn code(self) -> &'static str {
-        match self {
-            KeyFormatError::Missing => "missing_key",
-            KeyFormatError::Prefix => "bad_prefix",
-            KeyFormatError::Length => "bad_length",
-            KeyFormatError::Charset => "bad_charset",
-            KeyFormatError::Checksum => "bad_checksum",
-        }
-    }
-}
-
 /// A well-formed client key (shape and checksum verified). Holds the full plaintext, which
 /// only this module and the HMAC ever read.
 #[derive(Clone, PartialEq, Eq)]

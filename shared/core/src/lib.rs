@@ -17,6 +17,7 @@ pub mod key;
 pub mod pool;
 pub mod ports;
 pub mod provider;
+pub mod reason;
 pub mod records;
 pub mod retry;
 pub mod scrub;

@@ -1,6 +1,7 @@
 //! An incremental server-sent-events reader: fed arbitrary byte chunks as they arrive, it
-//! yields each complete event's `data` once. Used to read usage out of a stream the proxy
-//! passes through unchanged; it never alters the bytes the client receives.
+//! yields each complete event (name and `data`, multi-line data joined with `\n`) once. The
+//! proxy reads usage out of the events and re-frames each one after the response filter (see
+//! the gateway's `relay` and `inspect::sse_frame`), so the client receives whole events.
 
 /// Lines longer than this are dropped rather than buffered without bound.
 const MAX_LINE: usize = 1 << 20;

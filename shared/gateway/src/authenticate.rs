@@ -1,13 +1,17 @@
-//! Stage 1: who is calling. Contract order: shape and checksum (no I/O) → cache → store by
-//! key id → constant-time digest compare (dummy on a miss) → status → expiry → tenant →
-//! source network. Every failure is the same 401 to the caller; the audit line names it.
+//! Stage 1: who is calling. Contract order: shape and checksum (no I/O) → key cache → store by
+//! key id → constant-time digest compare (dummy on a miss), status, expiry → tenant → source
+//! network. Every failure is the same 401 to the caller; the audit line names the check.
+//! The tenant is read only once the key has proved itself, so an unknown key id and a known
+//! id with a wrong secret do the same work.
 
-use crate::gateway::{Ctx, Gateway};
-use crate::respond::Denial;
+use crate::context::RequestCtx;
+use crate::respond::Refusal;
+use crate::state::Gateway;
 use http::HeaderMap;
 use std::net::IpAddr;
-use tollgate_core::auth::{AuthFailure, verify};
+use tollgate_core::auth::{AuthFailure, verify_caller, verify_key};
 use tollgate_core::key::ClientKey;
+use tollgate_core::reason::Reason;
 use tollgate_core::records::{ClientKeyRecord, Tenant};
 
 /// An authenticated caller.
@@ -18,70 +22,127 @@ pub struct Principal {
 }
 
 /// The key from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
+/// An empty value (`Bearer ` with nothing after it) counts as no key.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
+    let raw = match headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        let v = v.trim();
-        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(v[7..].trim());
+        Some(v) => {
+            let v = v.trim();
+            match v.get(..6) {
+                Some(scheme)
+                    if scheme.eq_ignore_ascii_case("bearer")
+                        && v[6..].chars().next().is_none_or(char::is_whitespace) =>
+                {
+                    v[6..].trim()
+                }
+                _ => v,
+            }
         }
-        return Some(v);
-    }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+        None => headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())?
+            .trim(),
+    };
+    (!raw.is_empty()).then_some(raw)
+}
+
+fn store_down(e: tollgate_core::ports::StoreError) -> Refusal {
+    tracing::warn!(error = %e, "store unavailable during authentication");
+    Refusal::new(Reason::StoreUnavailable)
 }
 
 pub(crate) async fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,
     source_ip: Option<IpAddr>,
-    ctx: &mut Ctx,
-) -> Result<Principal, Denial> {
+    ctx: &mut RequestCtx,
+) -> Result<Principal, Refusal> {
+    let deny = |f: AuthFailure| Refusal::new(Reason::from(f));
     let raw = presented_key(headers).unwrap_or("");
     // Shape and checksum first: a malformed or mistyped key costs no store call.
-    let key = ClientKey::parse(raw).map_err(|e| Denial::Auth(AuthFailure::Format(e)))?;
+    let key = ClientKey::parse(raw).map_err(|e| deny(AuthFailure::Format(e)))?;
     ctx.audit.key_id = Some(key.key_id().to_owned());
 
-    let entry = gw
-        .key_entry(key.key_id(), ctx)
+    let rec = gw
+        .keys
+        .key(key.key_id(), &mut ctx.calls)
         .await
-        .map_err(Denial::Store)?;
-    let peppers = gw.peppers(false, ctx).await.map_err(Denial::Store)?;
+        .map_err(store_down)?;
+    let peppers = gw
+        .secrets
+        .peppers(false, &mut ctx.calls)
+        .await
+        .map_err(store_down)?;
     let now = gw.now();
-    let mut verdict = verify(
-        &key,
-        entry.rec.as_ref(),
-        entry.tenant.as_ref(),
-        &peppers,
-        now,
-        source_ip,
-    );
-    if verdict == Err(AuthFailure::UnknownPepperVersion) {
-        // The pepper gained a version since we cached it: re-read once.
-        let fresh = gw.peppers(true, ctx).await.map_err(Denial::Store)?;
-        verdict = verify(
-            &key,
-            entry.rec.as_ref(),
-            entry.tenant.as_ref(),
-            &fresh,
-            now,
-            source_ip,
-        );
-    }
-    if let Some(t) = &entry.tenant {
-        ctx.audit.tenant = Some(t.tenant_id.clone());
-    }
-    verdict.map_err(Denial::Auth)?;
-    match (&entry.rec, &entry.tenant) {
-        (Some(rec), Some(tenant)) => {
+    let rec = match verify_key(&key, rec.as_ref().as_ref(), &peppers, now) {
+        Err(AuthFailure::UnknownPepperVersion) => {
+            // The pepper gained a version since we cached it: re-read once.
+            let fresh = gw
+                .secrets
+                .peppers(true, &mut ctx.calls)
+                .await
+                .map_err(store_down)?;
+            verify_key(&key, rec.as_ref().as_ref(), &fresh, now).map_err(deny)?
+        }
+        other => other.map_err(deny)?,
+    };
+    let tenant = gw
+        .keys
+        .tenant(&rec.tenant_id, &mut ctx.calls)
+        .await
+        .map_err(store_down)?;
+    ctx.audit.tenant = Some(rec.tenant_id.clone());
+    verify_caller(rec, tenant.as_ref().as_ref(), source_ip).map_err(deny)?;
+    match tenant.as_ref() {
+        Some(tenant) => {
             ctx.audit.principal = Some(rec.owner.clone());
             Ok(Principal {
                 rec: rec.clone(),
                 tenant: tenant.clone(),
             })
         }
-        // verify() already refused these; kept total rather than unwrapping.
-        _ => Err(Denial::Auth(AuthFailure::UnknownKey)),
+        // verify_caller() already refused this; kept total rather than unwrapping.
+        None => Err(deny(AuthFailure::TenantMissing)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with(name: &'static str, v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn an_empty_bearer_is_no_key_at_all() {
+        assert_eq!(presented_key(&with("authorization", "Bearer ")), None);
+        assert_eq!(presented_key(&with("authorization", "Bearer")), None);
+        assert_eq!(presented_key(&with("authorization", "bearer   ")), None);
+        assert_eq!(presented_key(&with("x-api-key", " ")), None);
+        assert_eq!(presented_key(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_key_is_taken_from_either_header() {
+        assert_eq!(
+            presented_key(&with("authorization", "Bearer tgk_x")),
+            Some("tgk_x")
+        );
+        assert_eq!(
+            presented_key(&with("authorization", "bearer  tgk_x ")),
+            Some("tgk_x")
+        );
+        assert_eq!(presented_key(&with("x-api-key", "tgk_y")), Some("tgk_y"));
+        // Not the Bearer scheme: the whole value is the presented key (and fails its shape).
+        assert_eq!(
+            presented_key(&with("authorization", "Bearertgk_x")),
+            Some("Bearertgk_x")
+        );
     }
 }

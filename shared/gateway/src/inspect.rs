@@ -5,13 +5,14 @@
 //! gets entity types and counts, never the matched text.
 
 use crate::authenticate::Principal;
-use crate::gateway::Ctx;
+use crate::context::RequestCtx;
 use crate::request::Parsed;
-use crate::respond::Denial;
+use crate::respond::Refusal;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tollgate_core::provider::Route;
+use tollgate_core::reason::Reason;
 use tollgate_core::records::{Policy, ProviderKind};
 use tollgate_dlp::{
     Action, Category, Decision, Entity, Redactor, RequestKind, StreamRedactor, inspect_request,
@@ -24,7 +25,7 @@ fn request_kind(kind: ProviderKind) -> RequestKind {
     }
 }
 
-fn add_counts(ctx: &mut Ctx, counts: &BTreeMap<Entity, u32>) {
+fn add_counts(ctx: &mut RequestCtx, counts: &BTreeMap<Entity, u32>) {
     for (e, n) in counts {
         *ctx.audit.dlp.entry(e.name().to_owned()).or_insert(0) += n;
     }
@@ -36,8 +37,8 @@ pub(crate) fn inspect(
     route: Route,
     principal: &Principal,
     parsed: &mut Parsed,
-    ctx: &mut Ctx,
-) -> Result<Policy, Denial> {
+    ctx: &mut RequestCtx,
+) -> Result<Policy, Refusal> {
     let policy = principal.rec.effective_dlp_policy(&principal.tenant);
     let Some(json) = parsed.json.as_mut() else {
         return Ok(policy);
@@ -47,11 +48,14 @@ pub(crate) fn inspect(
     match report.decision {
         Decision::Block => {
             let names: Vec<&'static str> = report.blocked.iter().map(|e| e.name()).collect();
-            Err(Denial::SensitiveData(names))
+            Err(Refusal::with_detail(
+                Reason::SensitiveDataBlocked,
+                names.join(", "),
+            ))
         }
         Decision::Redact => {
             let body =
-                serde_json::to_vec(json).map_err(|_| Denial::BadRequest("unserializable_body"))?;
+                serde_json::to_vec(json).map_err(|_| Refusal::new(Reason::UnserializableBody))?;
             parsed.body = Bytes::from(body);
             Ok(policy)
         }
@@ -181,10 +185,7 @@ impl ResponseFilter {
     /// Rewrites one SSE event (`event` name, `data` payload) into zero or more events, each
     /// already framed (`event: …\ndata: …\n\n`).
     pub fn event(&mut self, event: Option<&str>, data: &str) -> String {
-        let frame = |ev: Option<&str>, d: &str| match ev {
-            Some(e) => format!("event: {e}\ndata: {d}\n\n"),
-            None => format!("data: {d}\n\n"),
-        };
+        let frame = sse_frame;
         let Ok(mut v) = serde_json::from_str::<Value>(data) else {
             // `[DONE]` and other non-JSON payloads: flush whatever any output still holds.
             let mut out = String::new();
@@ -291,6 +292,24 @@ impl ResponseFilter {
     }
 }
 
+/// One SSE event, framed: an `event:` line when named, then one `data:` line per line of the
+/// payload (a multi-line payload under a single `data:` prefix would lose its later lines).
+pub fn sse_frame(event: Option<&str>, data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + 16);
+    if let Some(e) = event {
+        out.push_str("event: ");
+        out.push_str(e);
+        out.push('\n');
+    }
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
 /// A minimal OpenAI chunk carrying leftover text for choice `key` (`o<index>`), used only if
 /// a stream ends (`[DONE]`) without a finish chunk for that choice.
 fn openai_text_chunk(key: &str, text: &str) -> String {
@@ -372,6 +391,21 @@ mod tests {
         // Held text is flushed as a delta before the stop event, never after it.
         let stop = out.find("event: content_block_stop").unwrap();
         assert!(out.rfind("text_delta").unwrap() < stop, "{out}");
+    }
+
+    #[test]
+    fn a_multi_line_non_json_event_keeps_every_line() {
+        let mut f = ResponseFilter::new(response_policy(&Policy::default()));
+        let out = f.event(Some("note"), "first line\nsecond line\nthird");
+        assert_eq!(
+            out,
+            "event: note\ndata: first line\ndata: second line\ndata: third\n\n"
+        );
+        // Read back as a client would: the same three lines.
+        let mut r = tollgate_core::sse::SseReader::new();
+        let mut got = Vec::new();
+        r.feed(out.as_bytes(), |ev| got.push(ev.data));
+        assert_eq!(got, vec!["first line\nsecond line\nthird".to_owned()]);
     }
 
     #[test]

@@ -1,26 +1,39 @@
-//! tollgate's request pipeline. One module per stage, in the order a request meets them:
+//! tollgate's request pipeline. Read it in the order a request meets it:
 //!
-//! 1. [`authenticate`] — key shape and checksum (no I/O), cache, store, digest, status,
-//!    expiry, tenant, source network. Every failure here is the same 401.
-//! 2. [`request`] — route, body size, JSON, model; then scopes (403).
-//!    [`inspect`] — sensitive data in every text field: block (400), redact or log.
-//! 3. [`forward`] — pick a token from the pool, call the provider, fail over on 401/403/429/5xx
-//!    before the first byte reaches the client; stream SSE through as it arrives.
-//! 4. [`settle`] — usage and token health to the store, one audit line per request.
+//! - [`handler`] — the one entry point; calls every stage in order and is the only caller of
+//!   settlement. Nothing imports it.
+//! - [`authenticate`] — key shape and checksum (no I/O), key cache/store, digest, status,
+//!   expiry, then tenant and source network. Every failure here is the same 401.
+//! - [`request`] — route, body size, strict JSON, model, `stream`; then scopes (403).
+//! - [`inspect`] — sensitive data in every text field: block (400), redact or log.
+//! - [`forward`] — pick a token from the pool, call the provider, fail over on
+//!   401/403/429/5xx before the first byte reaches the client.
+//! - [`relay`] — the answer on its way back: headers, secret redaction, pool token
+//!   scrubbing, SSE re-framing.
+//! - [`settle`] — token health and usage to the store, and the audit line: run once, from the
+//!   response body's end hook ([`body`]).
 //!
-//! [`respond`] maps every failure to a status and a provider-shaped body, in one place.
+//! Beside them: [`respond`] maps every [`Reason`](tollgate_core::reason::Reason) to a
+//! status and a provider-shaped body in one place; [`state`] holds what requests share
+//! (caches over the stores, the HTTP client); [`context`] is what one request carries.
 //! The crate has no AWS dependency: stores arrive as `tollgate_core::ports` trait objects.
 
 pub mod audit_sink;
 pub mod authenticate;
+mod body;
+pub mod cache;
 pub mod config;
-pub mod forward;
-pub mod gateway;
+mod context;
+mod forward;
+pub mod handler;
 pub mod inspect;
+mod relay;
 pub mod request;
 pub mod respond;
-pub mod settle;
+mod settle;
+pub mod state;
 
 pub use audit_sink::{AuditSink, MemoryAuditSink, StdoutAuditSink};
 pub use config::{ConfigError, GatewayConfig};
-pub use gateway::{Gateway, RequestId, SourceIp, Stores, router};
+pub use handler::{RequestId, SourceIp, router};
+pub use state::{Gateway, Stores};

@@ -1,15 +1,21 @@
-//! Stage 2: what is asked. Route (404/405), body size (413), JSON (400), model, scopes (403),
-//! and the pool the model maps to. The body is parsed once here and reused downstream.
+//! Stage 2: what is asked. Route (404/405), body size (413), strict JSON (400: invalid, not
+//! UTF-8, a key repeated in one object, not an object), model (400 when missing, absurd or
+//! credential-shaped), `stream` (400 unless boolean), scopes (403), and the pool the model
+//! maps to. The body is parsed once here and reused downstream; what is checked is exactly
+//! what is forwarded (see `tollgate_core::json` on duplicate keys).
 
 use crate::authenticate::Principal;
-use crate::gateway::{Ctx, Gateway};
-use crate::respond::Denial;
+use crate::context::RequestCtx;
+use crate::respond::Refusal;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::Value;
+use tollgate_core::audit::bounded;
 use tollgate_core::auth::{check_scope, resolve_pool};
+use tollgate_core::json::{BodyError, parse_request_body};
 use tollgate_core::provider::Route;
+use tollgate_core::reason::Reason;
 
 /// Client headers that may reach the provider. Everything else — the client's credentials,
 /// hosts, forwarding headers, cookies — is dropped.
@@ -21,6 +27,10 @@ const FORWARDED_HEADERS: [&str; 5] = [
     "openai-beta",
 ];
 
+/// Longest model name accepted. Real ones are under 100 characters (fine-tune and vLLM path
+/// names included); anything near this is an attack on the audit line or the provider.
+pub const MAX_MODEL_BYTES: usize = 256;
+
 #[derive(Debug)]
 pub struct Parsed {
     pub body: Bytes,
@@ -31,25 +41,42 @@ pub struct Parsed {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-pub(crate) fn route(req: &Request<Body>) -> Result<Route, Denial> {
-    Route::resolve(req.method().as_str(), req.uri().path()).map_err(Denial::Route)
+pub(crate) fn route(req: &Request<Body>) -> Result<Route, Refusal> {
+    use tollgate_core::provider::RouteError;
+    Route::resolve(req.method().as_str(), req.uri().path()).map_err(|e| {
+        Refusal::new(match e {
+            RouteError::NotFound => Reason::UnknownRoute,
+            RouteError::MethodNotAllowed => Reason::MethodNotAllowed,
+        })
+    })
+}
+
+/// A model name fit to forward and to write into the audit line: bounded, printable, and not
+/// something the sensitive-data scanner recognises (a key pasted into the wrong field).
+fn check_model(m: &str) -> Result<(), Reason> {
+    if m.is_empty() || m.len() > MAX_MODEL_BYTES || m.chars().any(char::is_control) {
+        return Err(Reason::ModelInvalid);
+    }
+    if !tollgate_dlp::detect(m).is_empty() {
+        return Err(Reason::ModelInvalid);
+    }
+    Ok(())
 }
 
 pub(crate) async fn read(
-    gw: &Gateway,
+    max_body_bytes: usize,
     route: Route,
     req: Request<Body>,
     principal: &Principal,
-    ctx: &mut Ctx,
-) -> Result<Parsed, Denial> {
-    let limit = gw.cfg.max_body_bytes;
+    ctx: &mut RequestCtx,
+) -> Result<Parsed, Refusal> {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Denial::TooLarge);
+    if declared.is_some_and(|n| n > max_body_bytes) {
+        return Err(Reason::BodyTooLarge.into());
     }
     let headers: Vec<(HeaderName, HeaderValue)> = FORWARDED_HEADERS
         .iter()
@@ -59,29 +86,49 @@ pub(crate) async fn read(
                 .map(|v| (HeaderName::from_static(name), v.clone()))
         })
         .collect();
-    let body = axum::body::to_bytes(req.into_body(), limit)
+    let body = axum::body::to_bytes(req.into_body(), max_body_bytes)
         .await
-        .map_err(|_| Denial::TooLarge)?;
+        .map_err(|_| Refusal::new(Reason::BodyTooLarge))?;
 
     let (json, model, stream) = if route.has_body() {
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|_| Denial::BadRequest("invalid_json"))?;
-        if !v.is_object() {
-            return Err(Denial::BadRequest("not_json_object"));
-        }
-        let model = v.get("model").and_then(Value::as_str).map(str::to_owned);
-        if model.is_none() {
-            return Err(Denial::BadRequest("model_missing"));
-        }
-        let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        (Some(v), model, stream)
+        let v = parse_request_body(&body).map_err(|e| {
+            Refusal::new(match e {
+                BodyError::NotUtf8 => Reason::BodyNotUtf8,
+                BodyError::DuplicateKey { .. } => Reason::DuplicateJsonKey,
+                BodyError::NotObject => Reason::NotJsonObject,
+                _ => Reason::InvalidJson,
+            })
+        })?;
+        let model = match v.get("model") {
+            None | Some(Value::Null) => return Err(Reason::ModelMissing.into()),
+            Some(Value::String(m)) => {
+                check_model(m)?;
+                m.clone()
+            }
+            Some(_) => return Err(Reason::ModelInvalid.into()),
+        };
+        // The providers refuse a non-boolean `stream`; forwarding one would let the provider
+        // stream while the gateway expects a complete body.
+        let stream = match v.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(Reason::StreamNotBoolean.into()),
+        };
+        (Some(v), Some(model), stream)
     } else {
         (None, None, false)
     };
-    ctx.audit.model = model.clone();
+    ctx.audit.model = model.as_deref().map(bounded);
     ctx.audit.stream = stream;
 
-    check_scope(&principal.rec, route, model.as_deref()).map_err(Denial::Scope)?;
+    check_scope(&principal.rec, route, model.as_deref()).map_err(|s| match s {
+        tollgate_core::auth::ScopeFailure::RouteNotAllowed(r) => {
+            Refusal::with_detail(s.reason(), r)
+        }
+        tollgate_core::auth::ScopeFailure::ModelNotAllowed(ref m) => {
+            Refusal::with_detail(s.reason(), m.clone())
+        }
+    })?;
     let pool = resolve_pool(&principal.rec, &principal.tenant, route, model.as_deref());
     ctx.audit.pool = Some(pool.clone());
     Ok(Parsed {
@@ -92,4 +139,28 @@ pub(crate) async fn read(
         pool,
         headers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_are_bounded_and_never_credentials() {
+        for ok in [
+            "gpt-4o-mini",
+            "claude-sonnet-4-5",
+            "ft:gpt-4o-mini:acme:support:abc123",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "claude-3-5-sonnet@20240620",
+        ] {
+            assert_eq!(check_model(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_model(""), Err(Reason::ModelInvalid));
+        assert_eq!(check_model(&"m".repeat(257)), Err(Reason::ModelInvalid));
+        assert_eq!(check_model("gpt\n4o"), Err(Reason::ModelInvalid));
+        // An AWS access key id pasted as the model (assembled at run time: no literal key).
+        let aws = format!("AKIA{}", "IOSFODNN7EXAMPLQ");
+        assert_eq!(check_model(&aws), Err(Reason::ModelInvalid));
+    }
 }

@@ -1,142 +1,187 @@
-//! The one place a failure becomes a response: status, provider-shaped JSON body, audit
-//! reason. No internal detail reaches the client; the audit line gets the precise reason.
+//! The one place a reason becomes a response: status and provider-shaped JSON body, in one
+//! `match`. No internal detail reaches the client; the audit line gets the precise reason.
 
-use axum::body::Body;
-use http::{HeaderValue, Response, StatusCode, header};
-use tollgate_core::auth::{AuthFailure, ScopeFailure};
-use tollgate_core::ports::StoreError;
-use tollgate_core::provider::{ErrorClass, RouteError, error_body};
+use axum::body::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use tollgate_core::provider::{ErrorClass, error_body};
+use tollgate_core::reason::Reason;
 use tollgate_core::records::ProviderKind;
 
-/// Why a request did not reach (or did not get an answer from) a provider.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Denial {
-    Route(RouteError),
-    Auth(AuthFailure),
-    Scope(ScopeFailure),
-    BadRequest(&'static str),
-    /// The DLP policy blocks these entity types (names only, never values).
-    SensitiveData(Vec<&'static str>),
-    TooLarge,
-    /// A store failed: fail closed.
-    Store(StoreError),
-    /// Every eligible token failed, or none was eligible.
-    NoUpstream(&'static str),
-    UpstreamTimeout,
+/// Why the gateway answers instead of a provider: the reason, and for the few reasons whose
+/// message names something (a model the key may not use, blocked entity types), that text.
+/// The detail is client-safe by construction: it only ever holds what the caller sent or
+/// entity type names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub detail: Option<String>,
 }
 
-impl Denial {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            Denial::Route(RouteError::NotFound) => ErrorClass::NotFound,
-            Denial::Route(RouteError::MethodNotAllowed) => ErrorClass::MethodNotAllowed,
-            Denial::Auth(_) => ErrorClass::Unauthenticated,
-            Denial::Scope(_) => ErrorClass::Forbidden,
-            Denial::BadRequest(_) => ErrorClass::BadRequest,
-            Denial::SensitiveData(_) => ErrorClass::SensitiveData,
-            Denial::TooLarge => ErrorClass::PayloadTooLarge,
-            Denial::Store(_) => ErrorClass::StoreUnavailable,
-            Denial::NoUpstream(_) => ErrorClass::NoUpstreamAvailable,
-            Denial::UpstreamTimeout => ErrorClass::UpstreamTimeout,
+impl Refusal {
+    pub fn new(reason: Reason) -> Self {
+        Self {
+            reason,
+            detail: None,
         }
     }
 
-    /// The audit line's reason: which check decided.
-    pub fn reason(&self) -> String {
-        match self {
-            Denial::Route(RouteError::NotFound) => "unknown_route".into(),
-            Denial::Route(RouteError::MethodNotAllowed) => "method_not_allowed".into(),
-            Denial::Auth(a) => a.code().into(),
-            Denial::Scope(s) => s.code().into(),
-            Denial::BadRequest(why) => (*why).into(),
-            Denial::SensitiveData(_) => "sensitive_data_blocked".into(),
-            Denial::TooLarge => "body_too_large".into(),
-            Denial::Store(_) => "store_unavailable".into(),
-            Denial::NoUpstream(why) => (*why).into(),
-            Denial::UpstreamTimeout => "upstream_timeout".into(),
-        }
-    }
-
-    fn client_message(&self) -> String {
-        match self {
-            Denial::Scope(s) => s.client_message(),
-            Denial::SensitiveData(types) => format!(
-                "The request was blocked because it contains sensitive data: {}. Remove it and retry.",
-                types.join(", ")
-            ),
-            Denial::BadRequest("model_missing") => "The request must name a model.".into(),
-            Denial::BadRequest("not_json_object") => {
-                "The request body must be a JSON object.".into()
-            }
-            other => other.class().default_message().into(),
+    pub fn with_detail(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: Some(detail.into()),
         }
     }
 }
 
-pub fn json_response(status: u16, body: String) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+impl From<Reason> for Refusal {
+    fn from(reason: Reason) -> Self {
+        Self::new(reason)
+    }
 }
 
-pub fn error_response(kind: ProviderKind, denial: &Denial) -> Response<Body> {
-    let class = denial.class();
-    let body = error_body(kind, class, &denial.client_message()).to_string();
-    let mut resp = json_response(class.status(), body);
+/// Status class and client message for every reason.
+pub fn classify(r: &Refusal) -> (ErrorClass, String) {
+    let detail = r.detail.as_deref().unwrap_or("");
+    let (class, message): (ErrorClass, Option<String>) = match r.reason {
+        Reason::UnknownRoute => (ErrorClass::NotFound, None),
+        Reason::MethodNotAllowed => (ErrorClass::MethodNotAllowed, None),
+        Reason::MissingKey
+        | Reason::BadPrefix
+        | Reason::BadLength
+        | Reason::BadCharset
+        | Reason::BadChecksum
+        | Reason::UnknownKey
+        | Reason::DigestMismatch
+        | Reason::UnknownPepperVersion
+        | Reason::Revoked
+        | Reason::Expired
+        | Reason::TenantMissing
+        | Reason::TenantDisabled
+        | Reason::SourceNotAllowed => (ErrorClass::Unauthenticated, None),
+        Reason::RouteNotAllowed => (
+            ErrorClass::Forbidden,
+            Some(format!("This key may not call the {detail} route.")),
+        ),
+        Reason::ModelNotAllowed => (
+            ErrorClass::Forbidden,
+            Some(format!("This key may not use model {detail:?}.")),
+        ),
+        Reason::BodyTooLarge => (ErrorClass::PayloadTooLarge, None),
+        Reason::InvalidJson => (ErrorClass::BadRequest, None),
+        Reason::BodyNotUtf8 => (
+            ErrorClass::BadRequest,
+            Some("The request body is not valid UTF-8 JSON.".into()),
+        ),
+        Reason::DuplicateJsonKey => (
+            ErrorClass::BadRequest,
+            Some("The request body repeats a key in one JSON object.".into()),
+        ),
+        Reason::NotJsonObject => (
+            ErrorClass::BadRequest,
+            Some("The request body must be a JSON object.".into()),
+        ),
+        Reason::ModelMissing => (
+            ErrorClass::BadRequest,
+            Some("The request must name a model.".into()),
+        ),
+        Reason::ModelInvalid => (
+            ErrorClass::BadRequest,
+            Some("The model name is not valid.".into()),
+        ),
+        Reason::StreamNotBoolean => (
+            ErrorClass::BadRequest,
+            Some("The stream parameter must be a boolean.".into()),
+        ),
+        Reason::UnserializableBody => (ErrorClass::BadRequest, None),
+        Reason::SensitiveDataBlocked => (
+            ErrorClass::SensitiveData,
+            Some(format!(
+                "The request was blocked because it contains sensitive data: {detail}. Remove it and retry."
+            )),
+        ),
+        Reason::StoreUnavailable => (ErrorClass::StoreUnavailable, None),
+        Reason::NoEligibleToken
+        | Reason::ProviderMismatch
+        | Reason::TokenSecretUnavailable
+        | Reason::AllTokensFailed
+        | Reason::UpstreamBodyFailed
+        | Reason::BadUpstreamHeaders
+        | Reason::UpstreamStreamBroken
+        | Reason::ScrubberUnavailable => (ErrorClass::NoUpstreamAvailable, None),
+        Reason::UpstreamTimeout => (ErrorClass::UpstreamTimeout, None),
+        // Not refusals; kept total rather than panicking.
+        Reason::Ok | Reason::ClientDisconnected | Reason::Unrecognized => {
+            (ErrorClass::Internal, None)
+        }
+    };
+    let message = message.unwrap_or_else(|| class.default_message().to_owned());
+    (class, message)
+}
+
+/// A refusal's status, headers and body, in the provider's shape.
+pub fn error_parts(kind: ProviderKind, r: &Refusal) -> (http::response::Builder, Bytes, u16) {
+    let (class, message) = classify(r);
+    let body = error_body(kind, class, &message).to_string();
+    let status = class.status();
+    let mut b = http::Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     if matches!(
         class,
         ErrorClass::NoUpstreamAvailable | ErrorClass::StoreUnavailable
     ) {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        b = b.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if class == ErrorClass::Unauthenticated && kind == ProviderKind::Openai {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        b = b.header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    resp
+    (b, Bytes::from(body), status)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_core::key::KeyFormatError;
 
-    async fn body_of(r: Response<Body>) -> (u16, String) {
-        let status = r.status().as_u16();
-        let b = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-        (status, String::from_utf8(b.to_vec()).unwrap())
+    fn body_of(kind: ProviderKind, r: &Refusal) -> (u16, String) {
+        let (_, body, status) = error_parts(kind, r);
+        (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    #[tokio::test]
-    async fn every_auth_failure_gives_the_same_401_body() {
+    #[test]
+    fn every_auth_failure_gives_the_same_401_body() {
         let mut bodies = std::collections::HashSet::new();
-        for f in [
-            AuthFailure::Format(KeyFormatError::Missing),
-            AuthFailure::Format(KeyFormatError::Checksum),
-            AuthFailure::UnknownKey,
-            AuthFailure::DigestMismatch,
-            AuthFailure::Revoked,
-            AuthFailure::Expired,
-            AuthFailure::TenantDisabled,
-            AuthFailure::SourceNotAllowed,
+        for reason in [
+            Reason::MissingKey,
+            Reason::BadPrefix,
+            Reason::BadLength,
+            Reason::BadCharset,
+            Reason::BadChecksum,
+            Reason::UnknownKey,
+            Reason::DigestMismatch,
+            Reason::UnknownPepperVersion,
+            Reason::Revoked,
+            Reason::Expired,
+            Reason::TenantMissing,
+            Reason::TenantDisabled,
+            Reason::SourceNotAllowed,
         ] {
-            let (status, body) =
-                body_of(error_response(ProviderKind::Openai, &Denial::Auth(f))).await;
-            assert_eq!(status, 401);
-            bodies.insert(body);
+            assert!(reason.is_authentication_failure());
+            for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {
+                let (status, body) = body_of(kind, &Refusal::new(reason));
+                assert_eq!(status, 401);
+                bodies.insert((kind.as_str(), body));
+            }
         }
-        assert_eq!(bodies.len(), 1, "a 401 must not say which check failed");
+        assert_eq!(bodies.len(), 2, "a 401 must not say which check failed");
     }
 
-    #[tokio::test]
-    async fn scope_denial_names_what_is_not_allowed_in_anthropic_shape() {
-        let d = Denial::Scope(ScopeFailure::ModelNotAllowed("claude-opus".into()));
-        let (status, body) = body_of(error_response(ProviderKind::Anthropic, &d)).await;
+    #[test]
+    fn scope_denial_names_what_is_not_allowed_in_anthropic_shape() {
+        let r = Refusal::with_detail(Reason::ModelNotAllowed, "claude-opus");
+        let (status, body) = body_of(ProviderKind::Anthropic, &r);
         assert_eq!(status, 403);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["type"], "error");
@@ -149,14 +194,33 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn store_failure_is_a_503_without_internal_detail() {
-        let d = Denial::Store(StoreError::Unavailable(
-            "dynamodb: ResourceNotFound tollgate-keys".into(),
-        ));
-        let (status, body) = body_of(error_response(ProviderKind::Openai, &d)).await;
+    #[test]
+    fn store_failure_is_a_503_with_retry_after_and_no_detail() {
+        let (b, body, status) = error_parts(
+            ProviderKind::Openai,
+            &Refusal::new(Reason::StoreUnavailable),
+        );
         assert_eq!(status, 503);
-        assert!(!body.contains("dynamodb"));
-        assert!(!body.contains("tollgate-keys"));
+        let resp = b.body(()).unwrap();
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("store_unavailable"), "{text}");
+    }
+
+    #[test]
+    fn every_refusal_reason_maps_to_an_error_status() {
+        for reason in [
+            Reason::UnknownRoute,
+            Reason::DuplicateJsonKey,
+            Reason::ModelInvalid,
+            Reason::StreamNotBoolean,
+            Reason::BodyNotUtf8,
+            Reason::UpstreamTimeout,
+            Reason::AllTokensFailed,
+        ] {
+            let (class, message) = classify(&Refusal::new(reason));
+            assert!(class.status() >= 400, "{reason}");
+            assert!(!message.is_empty());
+        }
     }
 }

@@ -1,86 +1,85 @@
-//! Stage 4: what the request cost and taught us. Token health changes (applied to this
-//! instance's view at once, then to the store conditionally), usage counters (one write), and
-//! the audit line — exactly one per request, allowed or denied.
+//! Stage 5, the end of every request, run once from the response body's end hook (see
+//! [`crate::body`]): the answering token's health and usage to the pool, then the audit line
+//! — exactly one per request, allowed, refused or failed, streamed or not, whether the client
+//! stayed or went away. Nothing else writes an audit line.
 
-use crate::gateway::{Ctx, Gateway};
+use crate::context::{RequestCtx, ms_since};
+use crate::relay::{POOL_TOKEN_ENTITY, Redactions, StreamReport};
+use crate::state::Gateway;
 use tollgate_core::audit::Decision;
-use tollgate_core::pool::{Outcome, apply, next_state};
-use tollgate_core::provider::Usage;
-use tollgate_core::records::TokenRecord;
+use tollgate_core::pool::Outcome;
+use tollgate_core::reason::Reason;
 
-pub(crate) async fn observe(gw: &Gateway, token: &TokenRecord, outcome: Outcome, ctx: &mut Ctx) {
-    let current = gw
-        .cached_token(&token.pool, &token.token_id)
-        .unwrap_or_else(|| token.clone());
-    let now = gw.now();
-    let Some(change) = next_state(&current, outcome, now, &gw.cfg.health) else {
-        return;
-    };
-    gw.update_cached_token(&token.pool, &token.token_id, |t| apply(t, &change));
-    if change.status != current.status {
-        tracing::warn!(
-            token_id = %token.token_id,
-            pool = %token.pool,
-            from = current.status.as_str(),
-            to = change.status.as_str(),
-            reason = change.last_error.unwrap_or(""),
-            "token state changed"
-        );
+/// Adds what was redacted on the way back to the audit record.
+pub(crate) fn count_redactions(ctx: &mut RequestCtx, r: &Redactions) {
+    for (e, n) in &r.dlp {
+        *ctx.audit
+            .dlp_response
+            .entry(e.name().to_owned())
+            .or_insert(0) += n;
     }
-    ctx.writes += 1;
-    match gw
-        .stores
-        .pools
-        .apply_change(&token.pool, &token.token_id, current.version, &change)
-        .await
-    {
-        Ok(true) => {}
-        // Another instance moved the token first: re-read the pool next time.
-        Ok(false) => gw.forget_pool(&token.pool),
-        Err(e) => {
-            tracing::warn!(token_id = %token.token_id, error = %e, "token health write failed")
+    if r.pool_tokens > 0 {
+        *ctx.audit
+            .dlp_response
+            .entry(POOL_TOKEN_ENTITY.to_owned())
+            .or_insert(0) += u32::try_from(r.pool_tokens).unwrap_or(u32::MAX);
+    }
+}
+
+pub(crate) async fn settle(
+    gw: &Gateway,
+    mut ctx: RequestCtx,
+    client_gone: bool,
+    stream: Option<StreamReport>,
+) {
+    let answered = ctx.reason == Reason::Ok;
+    let mut reason = ctx.reason;
+    if let Some(report) = stream {
+        count_redactions(&mut ctx, &report.redactions);
+        if let Some(d) = ctx.delivering.as_mut() {
+            d.usage = report.usage;
+            // The stream's duration counts as upstream time: the gateway only relays it.
+            ctx.audit.upstream_ms = Some(ms_since(d.started));
+            if report.broken {
+                d.outcome = Outcome::Transient;
+            }
+        }
+        if report.broken {
+            reason = Reason::UpstreamStreamBroken;
+            ctx.audit.error_class = Some(reason.as_str().into());
         }
     }
-}
-
-pub(crate) async fn record_usage(gw: &Gateway, token: &TokenRecord, usage: Usage, ctx: &mut Ctx) {
-    ctx.audit.tokens_in = Some(usage.input);
-    ctx.audit.tokens_out = Some(usage.output);
-    let now = gw.now();
-    gw.update_cached_token(&token.pool, &token.token_id, |t| {
-        t.requests += 1;
-        t.tokens_in += usage.input;
-        t.tokens_out += usage.output;
-        t.last_used_at = Some(now);
-    });
-    ctx.writes += 1;
-    if let Err(e) = gw
-        .stores
-        .pools
-        .record_usage(&token.pool, &token.token_id, usage, now)
-        .await
-    {
-        tracing::warn!(token_id = %token.token_id, error = %e, "usage write failed");
+    if client_gone && reason == Reason::Ok {
+        reason = Reason::ClientDisconnected;
     }
-}
+    if let Some(d) = ctx.delivering.take() {
+        gw.pools
+            .observe(&d.token, d.outcome, &gw.cfg.health, &mut ctx.calls)
+            .await;
+        if answered {
+            ctx.audit.tokens_in = Some(d.usage.input);
+            ctx.audit.tokens_out = Some(d.usage.output);
+            gw.pools
+                .record_usage(&d.token, d.usage, &mut ctx.calls)
+                .await;
+        }
+    }
 
-/// Completes and emits the audit line.
-pub(crate) fn finish(gw: &Gateway, ctx: &mut Ctx, status: u16, decision: Decision, reason: &str) {
+    let decision = reason.decision();
     let a = &mut ctx.audit;
-    a.status = status;
     a.decision = decision;
-    a.reason = reason.to_owned();
-    let total = ctx.started.elapsed().as_secs_f64() * 1000.0;
-    a.latency_ms = round3(total);
-    a.overhead_ms = round3((total - a.upstream_ms.unwrap_or(0.0)).max(0.0));
-    a.store_reads = ctx.reads;
-    a.store_writes = ctx.writes;
+    a.reason = reason;
+    let total = ms_since(ctx.started);
+    a.latency_ms = total;
+    a.overhead_ms = crate::context::round3((total - a.upstream_ms.unwrap_or(0.0)).max(0.0));
+    a.store_reads = ctx.calls.reads;
+    a.store_writes = ctx.calls.writes;
     gw.audit.emit(a, gw.now());
     if decision != Decision::Allow {
-        tracing::info!(reason, status, "request refused");
+        tracing::info!(
+            reason = reason.as_str(),
+            status = a.status,
+            "request refused"
+        );
     }
-}
-
-pub(crate) fn round3(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
 }

@@ -291,7 +291,7 @@ async fn malformed_keys_get_the_same_401_with_zero_store_calls() {
         assert_eq!(status, 401);
         bodies.insert(body);
         let a = h.last_audit();
-        assert_eq!(a.reason, reason);
+        assert_eq!(a.reason.as_str(), reason);
         assert_eq!((a.store_reads, a.store_writes), (0, 0));
     }
     assert_eq!(bodies.len(), 1);
@@ -324,14 +324,14 @@ async fn unknown_revoked_and_expired_keys_get_the_same_401() {
         )
         .await;
     assert_eq!(read(r).await, (401, good_401.clone()));
-    assert_eq!(h.last_audit().reason, "unknown_key");
+    assert_eq!(h.last_audit().reason.as_str(), "unknown_key");
 
     h.clock.advance_ms(86_400_000);
     assert_eq!(
         h.post("/v1/chat/completions", &chat(false)).await,
         (401, good_401.clone())
     );
-    assert_eq!(h.last_audit().reason, "expired");
+    assert_eq!(h.last_audit().reason.as_str(), "expired");
 
     h.clock.set_ms(T0);
     h.store.revoke_key(&h.key_id, T0).await.unwrap();
@@ -339,7 +339,7 @@ async fn unknown_revoked_and_expired_keys_get_the_same_401() {
         h.post("/v1/chat/completions", &chat(false)).await,
         (401, good_401)
     );
-    assert_eq!(h.last_audit().reason, "revoked");
+    assert_eq!(h.last_audit().reason.as_str(), "revoked");
 }
 
 #[tokio::test]
@@ -358,7 +358,7 @@ async fn revoked_key_is_refused_after_cache_ttl() {
     );
     h.clock.advance_ms(1);
     assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 401);
-    assert_eq!(h.last_audit().reason, "revoked");
+    assert_eq!(h.last_audit().reason.as_str(), "revoked");
 }
 
 #[tokio::test]
@@ -463,7 +463,7 @@ async fn stream_passes_through_and_records_usage() {
     // The pump emits the audit line before it ends the body, so it is there already.
     let a = h.last_audit();
     assert!(a.stream);
-    assert_eq!(a.reason, "ok");
+    assert_eq!(a.reason.as_str(), "ok");
     assert!(a.tokens_out.unwrap() > 0);
 }
 
@@ -480,7 +480,7 @@ async fn broken_stream_ends_with_an_in_band_error_and_is_not_retried() {
     assert!(!body.contains("[DONE]"));
     assert_eq!(h.calls().await.len(), 1, "no retry after the first byte");
     let a = h.last_audit();
-    assert_eq!(a.reason, "upstream_stream_broken");
+    assert_eq!(a.reason.as_str(), "upstream_stream_broken");
     assert_eq!(a.decision, Decision::Error);
 }
 
@@ -526,7 +526,7 @@ async fn a_failing_store_fails_closed() {
     h.store.set_failing(true);
     let (status, _) = h.post("/v1/chat/completions", &chat(false)).await;
     assert_eq!(status, 503);
-    assert_eq!(h.last_audit().reason, "store_unavailable");
+    assert_eq!(h.last_audit().reason.as_str(), "store_unavailable");
     assert!(h.calls().await.is_empty());
 }
 
@@ -557,7 +557,7 @@ async fn models_outside_the_key_scope_get_a_403_naming_the_model() {
     let (status, body) = read(r).await;
     assert_eq!(status, 403);
     assert!(body.contains("o3-pro"), "{body}");
-    assert_eq!(h.last_audit().reason, "model_not_allowed");
+    assert_eq!(h.last_audit().reason.as_str(), "model_not_allowed");
     let r = h
         .call(
             "POST",
@@ -614,7 +614,7 @@ async fn a_secret_in_the_prompt_is_blocked_by_default_with_no_upstream_call() {
     assert!(!body.contains(&secret));
     assert!(h.calls().await.is_empty(), "zero upstream calls");
     let a = h.last_audit();
-    assert_eq!(a.reason, "sensitive_data_blocked");
+    assert_eq!(a.reason.as_str(), "sensitive_data_blocked");
     assert_eq!(a.dlp.get("AWS_ACCESS_KEY"), Some(&1));
     assert!(!a.to_line().contains(&secret));
 }
@@ -694,4 +694,227 @@ async fn a_key_policy_can_turn_blocking_into_logging_and_responses_still_hide_se
         .collect();
     assert!(text.contains("[OPENAI_KEY_1]"), "{text}");
     assert!(body.trim_end().ends_with("data: [DONE]"));
+}
+
+// ---- Defects found by a hostile caller (issue 6). Each test failed before its fix.
+
+/// A key with the same id as `h.key` but another secret, with a valid checksum.
+fn same_id_wrong_secret(h: &H) -> String {
+    let prefix = "tgk_test_";
+    let body = format!("{prefix}{}{}", h.key_id, "Z".repeat(32));
+    let crc = crc32fast::hash(body.as_bytes());
+    let key = format!(
+        "{body}{}",
+        tollgate_core::base62::encode_padded(u64::from(crc), 6)
+    );
+    assert!(ClientKey::parse(&key).is_ok());
+    assert_ne!(key, h.key);
+    key
+}
+
+#[tokio::test]
+async fn an_unknown_key_id_and_a_wrong_secret_do_the_same_store_work() {
+    let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+        c.key_cache_ttl_ms = 0
+    })
+    .await;
+    // Warm the pepper so both paths start equal.
+    h.post("/v1/chat/completions", &chat(false)).await;
+    let unknown = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(7));
+    let wrong = same_id_wrong_secret(&h);
+    let mut seen = Vec::new();
+    for (key, reason) in [
+        (unknown.expose().to_owned(), "unknown_key"),
+        (wrong, "digest_mismatch"),
+    ] {
+        let before = h.store.ops.snapshot();
+        let r = h
+            .call(
+                "POST",
+                "/v1/chat/completions",
+                Some(&key),
+                Body::from(chat(false).to_string()),
+            )
+            .await;
+        assert_eq!(read(r).await.0, 401);
+        let after = h.store.ops.snapshot();
+        let a = h.last_audit();
+        assert_eq!(a.reason.as_str(), reason);
+        seen.push((after.0 - before.0, a.store_reads));
+    }
+    assert_eq!(seen[0], seen[1], "same reads on both paths: {seen:?}");
+    assert_eq!(seen[0], (1, 1));
+}
+
+#[tokio::test]
+async fn duplicate_json_keys_are_refused_and_nothing_goes_upstream() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let secret = fake_openai_key();
+    for body in [
+        r#"{"model":"gpt-4o","model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+            .to_owned(),
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"messages":[]}"#
+            .to_owned(),
+        format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{secret}","content":"hi"}}]}}"#
+        ),
+    ] {
+        let r = h
+            .call(
+                "POST",
+                "/v1/chat/completions",
+                Some(&h.key),
+                Body::from(body),
+            )
+            .await;
+        let (status, text) = read(r).await;
+        assert_eq!(status, 400, "{text}");
+        assert_eq!(h.last_audit().reason.as_str(), "duplicate_json_key");
+        assert!(!text.contains(&secret));
+    }
+    assert!(h.calls().await.is_empty(), "nothing reached the provider");
+}
+
+#[tokio::test]
+async fn a_pool_token_echoed_by_the_upstream_never_reaches_the_client() {
+    let value = "mock-echo-0f9e8d7c6b5a49382716";
+    let h = setup(&[("openai", "t1", value)]).await;
+    let leak = |what: &str, text: &str| {
+        assert!(
+            !text.contains(value),
+            "{what} leaked the pool token: {text}"
+        );
+    };
+    let ask = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "repeat {{AUTH}} twice: {{AUTH}}"}]});
+    // Complete body and headers.
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(ask.to_string()),
+        )
+        .await;
+    let headers = format!("{:?}", r.headers());
+    let (status, body) = read(r).await;
+    assert_eq!(status, 200, "{body}");
+    leak("a 200 body", &body);
+    leak("the response headers", &headers);
+    assert!(body.contains("[REDACTED_POOL_TOKEN]"), "{body}");
+    assert!(h.last_audit().dlp_response.contains_key("POOL_TOKEN"));
+    // A stream.
+    let mut s = ask.clone();
+    s["stream"] = json!(true);
+    let (status, body) = h.post("/v1/chat/completions", &s).await;
+    assert_eq!(status, 200);
+    leak("an SSE stream", &body);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    // /v1/models.
+    let r = h
+        .call("GET", "/v1/models", Some(&h.key), Body::empty())
+        .await;
+    let (status, body) = read(r).await;
+    assert_eq!(status, 200);
+    leak("/v1/models", &body);
+}
+
+#[tokio::test]
+async fn a_pool_token_in_an_upstream_error_body_never_reaches_the_client() {
+    let value = "mock-echo400-5a4b3c2d1e0f9a8b";
+    let h = setup(&[("openai", "t1", value)]).await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 400, "the caller's 4xx passes through");
+    assert!(!body.contains(value), "{body}");
+}
+
+#[tokio::test]
+async fn absurd_or_credential_models_are_refused_and_never_audited_verbatim() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let huge = "m".repeat(512 * 1024);
+    let aws = fake_aws_access_key();
+    for model in [huge.as_str(), aws.as_str(), h.key.as_str()] {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        let (status, text) = h.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400, "{}", &text[..text.len().min(200)]);
+        let a = h.last_audit();
+        assert_eq!(a.reason.as_str(), "model_invalid");
+        let line = a.to_line();
+        assert!(line.len() < 4_096, "audit line of {} bytes", line.len());
+        assert!(!line.contains(model));
+    }
+    assert!(h.calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_bearer_is_a_missing_key_and_stream_must_be_boolean() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let r = h
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/v1/chat/completions")
+                .header("authorization", "Bearer ")
+                .body(Body::from(chat(false).to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.0, 401);
+    assert_eq!(h.last_audit().reason.as_str(), "missing_key");
+    for stream in [json!("yes"), json!(1), json!("false")] {
+        let mut body = chat(false);
+        body["stream"] = stream;
+        let (status, _) = h.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400);
+        assert_eq!(h.last_audit().reason.as_str(), "stream_not_boolean");
+    }
+    assert!(h.calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_stream_still_gets_its_audit_line() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(chat(true).to_string()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    use http_body_util::BodyExt;
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    assert!(h.audit.records().is_empty(), "not settled before the end");
+    drop(body);
+    // Settlement runs on the runtime once the body is dropped.
+    for _ in 0..100 {
+        if !h.audit.records().is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let recs = h.audit.records();
+    assert_eq!(recs.len(), 1, "exactly one audit line");
+    assert_eq!(recs[0].reason.as_str(), "client_disconnected");
+    assert_eq!(recs[0].decision, Decision::Allow);
+    assert_eq!(h.token("openai", "t1").await.requests, 1);
+}
+
+#[tokio::test]
+async fn every_request_writes_exactly_one_audit_line() {
+    let h = setup(&[
+        ("openai", "t1", "mock-ok-one"),
+        ("openai", "t2", "mock-break2-x"),
+    ])
+    .await;
+    let mut n = 0;
+    for body in [chat(false), chat(true), chat(true), json!({"nope": 1})] {
+        h.post("/v1/chat/completions", &body).await;
+        n += 1;
+        assert_eq!(h.audit.records().len(), n);
+    }
 }

@@ -1,0 +1,293 @@
+//! Why a request ended the way it did: one enum for the whole product. The proxy's responses
+//! are chosen from it (one `match` in the gateway's `respond`), the audit line carries it
+//! (serialized as the snake_case strings below, which are part of the audit schema), and the
+//! audit function's detectors match on it — never on free text.
+
+use crate::audit::Decision;
+use crate::auth::AuthFailure;
+use crate::key::KeyFormatError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Answered in full.
+    Ok,
+    /// The client went away before the response ended; the upstream call was cancelled.
+    ClientDisconnected,
+
+    // Route (before authentication: the route table is public).
+    UnknownRoute,
+    MethodNotAllowed,
+
+    // Authentication: every one of these is the same 401 to the caller.
+    MissingKey,
+    BadPrefix,
+    BadLength,
+    BadCharset,
+    BadChecksum,
+    UnknownKey,
+    DigestMismatch,
+    UnknownPepperVersion,
+    Revoked,
+    Expired,
+    TenantMissing,
+    TenantDisabled,
+    SourceNotAllowed,
+
+    // Scopes (403, naming what is not allowed).
+    RouteNotAllowed,
+    ModelNotAllowed,
+
+    // The request itself (400 / 413).
+    BodyTooLarge,
+    InvalidJson,
+    BodyNotUtf8,
+    DuplicateJsonKey,
+    NotJsonObject,
+    ModelMissing,
+    ModelInvalid,
+    StreamNotBoolean,
+    UnserializableBody,
+    SensitiveDataBlocked,
+
+    // Stores and upstream (5xx).
+    StoreUnavailable,
+    NoEligibleToken,
+    ProviderMismatch,
+    TokenSecretUnavailable,
+    AllTokensFailed,
+    UpstreamBodyFailed,
+    BadUpstreamHeaders,
+    UpstreamTimeout,
+    UpstreamStreamBroken,
+    /// The response could not be checked for pool token values, so it was not sent.
+    ScrubberUnavailable,
+
+    /// A reason written by a newer proxy than this reader knows. Never written.
+    #[serde(other)]
+    Unrecognized,
+}
+
+impl Reason {
+    /// The audit line's string for this reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::ClientDisconnected => "client_disconnected",
+            Reason::UnknownRoute => "unknown_route",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::MissingKey => "missing_key",
+            Reason::BadPrefix => "bad_prefix",
+            Reason::BadLength => "bad_length",
+            Reason::BadCharset => "bad_charset",
+            Reason::BadChecksum => "bad_checksum",
+            Reason::UnknownKey => "unknown_key",
+            Reason::DigestMismatch => "digest_mismatch",
+            Reason::UnknownPepperVersion => "unknown_pepper_version",
+            Reason::Revoked => "revoked",
+            Reason::Expired => "expired",
+            Reason::TenantMissing => "tenant_missing",
+            Reason::TenantDisabled => "tenant_disabled",
+            Reason::SourceNotAllowed => "source_not_allowed",
+            Reason::RouteNotAllowed => "route_not_allowed",
+            Reason::ModelNotAllowed => "model_not_allowed",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::InvalidJson => "invalid_json",
+            Reason::BodyNotUtf8 => "body_not_utf8",
+            Reason::DuplicateJsonKey => "duplicate_json_key",
+            Reason::NotJsonObject => "not_json_object",
+            Reason::ModelMissing => "model_missing",
+            Reason::ModelInvalid => "model_invalid",
+            Reason::StreamNotBoolean => "stream_not_boolean",
+            Reason::UnserializableBody => "unserializable_body",
+            Reason::SensitiveDataBlocked => "sensitive_data_blocked",
+            Reason::StoreUnavailable => "store_unavailable",
+            Reason::NoEligibleToken => "no_eligible_token",
+            Reason::ProviderMismatch => "provider_mismatch",
+            Reason::TokenSecretUnavailable => "token_secret_unavailable",
+            Reason::AllTokensFailed => "all_tokens_failed",
+            Reason::UpstreamBodyFailed => "upstream_body_failed",
+            Reason::BadUpstreamHeaders => "bad_upstream_headers",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UpstreamStreamBroken => "upstream_stream_broken",
+            Reason::ScrubberUnavailable => "scrubber_unavailable",
+            Reason::Unrecognized => "unrecognized",
+        }
+    }
+
+    /// Allowed (the caller got the provider's answer, or went away while getting it), denied
+    /// (the gateway refused), or an error (a store or the upstream failed).
+    pub fn decision(self) -> Decision {
+        match self {
+            Reason::Ok | Reason::ClientDisconnected => Decision::Allow,
+            Reason::StoreUnavailable
+            | Reason::NoEligibleToken
+            | Reason::ProviderMismatch
+            | Reason::TokenSecretUnavailable
+            | Reason::AllTokensFailed
+            | Reason::UpstreamBodyFailed
+            | Reason::BadUpstreamHeaders
+            | Reason::UpstreamTimeout
+            | Reason::UpstreamStreamBroken
+            | Reason::ScrubberUnavailable
+            | Reason::Unrecognized => Decision::Error,
+            _ => Decision::Deny,
+        }
+    }
+
+    /// One of the failures that answer with the uniform 401.
+    pub fn is_authentication_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::MissingKey
+                | Reason::BadPrefix
+                | Reason::BadLength
+                | Reason::BadCharset
+                | Reason::BadChecksum
+                | Reason::UnknownKey
+                | Reason::DigestMismatch
+                | Reason::UnknownPepperVersion
+                | Reason::Revoked
+                | Reason::Expired
+                | Reason::TenantMissing
+                | Reason::TenantDisabled
+                | Reason::SourceNotAllowed
+        )
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<KeyFormatError> for Reason {
+    fn from(e: KeyFormatError) -> Self {
+        match e {
+            KeyFormatError::Missing => Reason::MissingKey,
+            KeyFormatError::Prefix => Reason::BadPrefix,
+            KeyFormatError::Length => Reason::BadLength,
+            KeyFormatError::Charset => Reason::BadCharset,
+            KeyFormatError::Checksum => Reason::BadChecksum,
+        }
+    }
+}
+
+impl From<AuthFailure> for Reason {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Format(e) => e.into(),
+            AuthFailure::UnknownKey => Reason::UnknownKey,
+            AuthFailure::DigestMismatch => Reason::DigestMismatch,
+            AuthFailure::UnknownPepperVersion => Reason::UnknownPepperVersion,
+            AuthFailure::Revoked => Reason::Revoked,
+            AuthFailure::Expired => Reason::Expired,
+            AuthFailure::TenantMissing => Reason::TenantMissing,
+            AuthFailure::TenantDisabled => Reason::TenantDisabled,
+            AuthFailure::SourceNotAllowed => Reason::SourceNotAllowed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Reason; 39] = [
+        Reason::Ok,
+        Reason::ClientDisconnected,
+        Reason::UnknownRoute,
+        Reason::MethodNotAllowed,
+        Reason::MissingKey,
+        Reason::BadPrefix,
+        Reason::BadLength,
+        Reason::BadCharset,
+        Reason::BadChecksum,
+        Reason::UnknownKey,
+        Reason::DigestMismatch,
+        Reason::UnknownPepperVersion,
+        Reason::Revoked,
+        Reason::Expired,
+        Reason::TenantMissing,
+        Reason::TenantDisabled,
+        Reason::SourceNotAllowed,
+        Reason::RouteNotAllowed,
+        Reason::ModelNotAllowed,
+        Reason::BodyTooLarge,
+        Reason::InvalidJson,
+        Reason::BodyNotUtf8,
+        Reason::DuplicateJsonKey,
+        Reason::NotJsonObject,
+        Reason::ModelMissing,
+        Reason::ModelInvalid,
+        Reason::StreamNotBoolean,
+        Reason::UnserializableBody,
+        Reason::SensitiveDataBlocked,
+        Reason::StoreUnavailable,
+        Reason::NoEligibleToken,
+        Reason::ProviderMismatch,
+        Reason::TokenSecretUnavailable,
+        Reason::AllTokensFailed,
+        Reason::UpstreamBodyFailed,
+        Reason::BadUpstreamHeaders,
+        Reason::UpstreamTimeout,
+        Reason::UpstreamStreamBroken,
+        Reason::ScrubberUnavailable,
+    ];
+
+    #[test]
+    fn serialized_form_is_the_audit_string() {
+        for r in ALL {
+            let s = serde_json::to_string(&r).unwrap();
+            assert_eq!(s, format!("\"{}\"", r.as_str()));
+            let back: Reason = serde_json::from_str(&s).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn schema_strings_of_the_first_release_are_kept() {
+        // Values audit lines already carry; a rename would break every reader of old logs.
+        for (s, r) in [
+            ("ok", Reason::Ok),
+            ("bad_checksum", Reason::BadChecksum),
+            ("unknown_key", Reason::UnknownKey),
+            ("source_not_allowed", Reason::SourceNotAllowed),
+            ("model_not_allowed", Reason::ModelNotAllowed),
+            ("sensitive_data_blocked", Reason::SensitiveDataBlocked),
+            ("store_unavailable", Reason::StoreUnavailable),
+            ("all_tokens_failed", Reason::AllTokensFailed),
+            ("upstream_stream_broken", Reason::UpstreamStreamBroken),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Reason>(&format!("\"{s}\"")).unwrap(),
+                r
+            );
+        }
+    }
+
+    #[test]
+    fn a_reason_from_a_newer_writer_still_parses() {
+        let r: Reason = serde_json::from_str("\"quota_from_the_future\"").unwrap();
+        assert_eq!(r, Reason::Unrecognized);
+    }
+
+    #[test]
+    fn every_key_format_failure_is_an_authentication_failure() {
+        for e in [
+            KeyFormatError::Missing,
+            KeyFormatError::Prefix,
+            KeyFormatError::Length,
+            KeyFormatError::Charset,
+            KeyFormatError::Checksum,
+        ] {
+            assert!(Reason::from(AuthFailure::Format(e)).is_authentication_failure());
+        }
+        assert_eq!(
+            ALL.iter().filter(|r| r.is_authentication_failure()).count(),
+            13
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The one handler: it calls the stages in order — route → [`authenticate`] → [`request`]
+//! (body, model, scopes) → [`inspect`] → [`forward`] → [`relay`] — and hands the response
+//! body a hook that runs [`settle`] when the body ends. It is the only caller of the stages
+//! and of settlement; no stage calls back into it.
+
+use crate::body::{Ended, Full, OnEnd, SettlingBody, Source};
+use crate::context::RequestCtx;
+use crate::forward::{Answer, AnswerBody};
+use crate::relay::{Redactions, Relay, StreamReport};
+use crate::respond::{Refusal, classify, error_parts};
+use crate::settle::{count_redactions, settle};
+use crate::state::Gateway;
+use crate::{authenticate, forward, inspect, relay, request};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use http::{HeaderValue, Request, Response, header};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_core::audit::AuditRecord;
+use tollgate_core::provider::Route;
+use tollgate_core::records::Policy;
+use tollgate_core::scrub::Scrubber;
+use tracing::Instrument;
+
+/// The caller's address as the platform saw it (API Gateway's request context, or the TCP
+/// peer in HTTP mode). Never taken from a header the caller controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceIp(pub Option<IpAddr>);
+
+/// The platform's request id (Lambda's), when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Every path goes through one handler: unknown routes get a provider-shaped 404 too.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new().fallback(handle).with_state(gw)
+}
+
+/// What the stages produce when a provider answered.
+struct Answered {
+    route: Route,
+    answer: Answer,
+    response_policy: Policy,
+    pool: String,
+}
+
+async fn stages(
+    gw: &Gateway,
+    req: Request<Body>,
+    source_ip: Option<IpAddr>,
+    ctx: &mut RequestCtx,
+    span: &tracing::Span,
+) -> Result<Answered, Refusal> {
+    let route = request::route(&req)?;
+    ctx.audit.route = Some(route.name().into());
+    let principal = authenticate::authenticate(gw, req.headers(), source_ip, ctx).await?;
+    span.record("tenant", principal.rec.tenant_id.as_str());
+    span.record("key_id", principal.rec.key_id.as_str());
+    let mut parsed = request::read(gw.cfg.max_body_bytes, route, req, &principal, ctx).await?;
+    let policy = inspect::inspect(route, &principal, &mut parsed, ctx)?;
+    let answer = forward::forward(gw, route, &parsed, ctx).await?;
+    Ok(Answered {
+        route,
+        answer,
+        response_policy: inspect::response_policy(&policy),
+        pool: parsed.pool,
+    })
+}
+
+async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let source_ip = req.extensions().get::<SourceIp>().and_then(|s| s.0);
+    let mut audit = AuditRecord::new(request_id.clone(), gw.now());
+    audit.source_ip = source_ip.map(|ip| ip.to_string());
+    let mut ctx = RequestCtx::new(audit, started);
+    // Spans carry ids only: request, tenant, key id. Never a key or a token.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        tenant = tracing::field::Empty,
+        key_id = tracing::field::Empty
+    );
+    let kind = Route::kind_for_path(req.uri().path());
+    let result = stages(&gw, req, source_ip, &mut ctx, &span)
+        .instrument(span.clone())
+        .await;
+
+    let mut resp = match result {
+        Ok(a) => answer_response(&gw, a, ctx, &span),
+        Err(refusal) => refusal_response(&gw, kind, &refusal, ctx, &span),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-tollgate-request-id", v);
+    }
+    resp
+}
+
+/// The values this response must never carry: every token value of the pool this instance
+/// knows, and the one it just sent.
+fn scrubber_for(gw: &Gateway, pool: &str, ctx: &RequestCtx) -> Option<Scrubber> {
+    let mut values = gw.secrets.known_values(&gw.pools.token_ids(pool));
+    if let Some(d) = &ctx.delivering {
+        values.push(d.value.clone());
+    }
+    match Scrubber::new(values.iter().map(|v| v.expose().as_bytes())) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, pool, "cannot build the token scrubber");
+            None
+        }
+    }
+}
+
+fn answer_response(
+    gw: &Arc<Gateway>,
+    a: Answered,
+    mut ctx: RequestCtx,
+    span: &tracing::Span,
+) -> Response<Body> {
+    // Fail closed: a response that cannot be checked for pool token values is not sent.
+    let Some(scrub) = scrubber_for(gw, &a.pool, &ctx) else {
+        let r = Refusal::new(tollgate_core::reason::Reason::ScrubberUnavailable);
+        return refusal_response(gw, a.route.kind(), &r, ctx, span);
+    };
+    let mut redactions = Redactions::default();
+    let status = a.answer.status;
+    let head = relay::head(status, &a.answer.headers, &scrub, &mut redactions);
+    ctx.audit.status = status;
+    match a.answer.body {
+        AnswerBody::Complete(bytes) => {
+            let ok = (200..300).contains(&status);
+            let (bytes, usage) =
+                relay::complete(bytes, ok, &a.response_policy, &scrub, &mut redactions);
+            if let Some(d) = ctx.delivering.as_mut() {
+                d.usage = usage;
+            }
+            count_redactions(&mut ctx, &redactions);
+            with_settling_body(gw, head, Full::new(bytes), ctx, span)
+        }
+        AnswerBody::Stream(upstream) => {
+            count_redactions(&mut ctx, &redactions);
+            let relay = Relay::new(
+                a.route.kind(),
+                upstream,
+                Duration::from_millis(gw.cfg.upstream_timeout_ms),
+                a.response_policy,
+                &scrub,
+            );
+            let head = head.header(header::CACHE_CONTROL, "no-cache");
+            with_settling_body(gw, head, relay, ctx, span)
+        }
+    }
+}
+
+fn refusal_response(
+    gw: &Arc<Gateway>,
+    kind: tollgate_core::records::ProviderKind,
+    refusal: &Refusal,
+    mut ctx: RequestCtx,
+    span: &tracing::Span,
+) -> Response<Body> {
+    let (head, body, status) = error_parts(kind, refusal);
+    ctx.reason = refusal.reason;
+    ctx.audit.status = status;
+    ctx.audit.error_class = Some(classify(refusal).0.code().into());
+    with_settling_body(gw, head, Full::new(body), ctx, span)
+}
+
+/// What a source's end report means for settlement.
+trait EndReport: Send + 'static {
+    fn into_stream(self) -> Option<StreamReport>;
+}
+
+impl EndReport for () {
+    fn into_stream(self) -> Option<StreamReport> {
+        None
+    }
+}
+
+impl EndReport for StreamReport {
+    fn into_stream(self) -> Option<StreamReport> {
+        Some(self)
+    }
+}
+
+/// The response with a body that settles the request when it ends.
+fn with_settling_body<S>(
+    gw: &Arc<Gateway>,
+    head: http::response::Builder,
+    source: S,
+    ctx: RequestCtx,
+    span: &tracing::Span,
+) -> Response<Body>
+where
+    S: Source,
+    S::Report: EndReport,
+{
+    // Check the head before the request context moves into the hook: a provider header
+    // that cannot be sent becomes a gateway error, still settled once.
+    let parts = match head.body(()) {
+        Ok(r) => r.into_parts().0,
+        Err(_) => {
+            let mut ctx = ctx;
+            ctx.delivering = ctx.delivering.map(|mut d| {
+                d.outcome = tollgate_core::pool::Outcome::Transient;
+                d
+            });
+            let r = Refusal::new(tollgate_core::reason::Reason::BadUpstreamHeaders);
+            return refusal_response(
+                gw,
+                tollgate_core::records::ProviderKind::Openai,
+                &r,
+                ctx,
+                span,
+            );
+        }
+    };
+    let gw = gw.clone();
+    let span = span.clone();
+    let on_end: OnEnd<S::Report> = Box::new(move |end: Ended<S::Report>| {
+        Box::pin(
+            async move { settle(&gw, ctx, end.client_gone, end.report.into_stream()).await }
+                .instrument(span),
+        )
+    });
+    Response::from_parts(parts, Body::new(SettlingBody::new(source, on_end)))
+}

@@ -1,0 +1,219 @@
+//! Stage 4: the provider's answer on its way back. Only a few headers pass (never the
+//! provider's rate-limit headers: they describe the pool's token, not the caller); secrets
+//! in JSON bodies and SSE text are redacted by the response policy; and no byte sequence
+//! equal to a token value of the pool — the exact values this instance sent — leaves in any
+//! header, body or stream event, whatever the status (an upstream that echoes its
+//! `Authorization` header must not hand the pool token to the caller).
+
+use crate::body::Source;
+use crate::inspect::{ResponseFilter, redact_response_body};
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tollgate_core::provider::{Usage, fold_stream_usage, stream_error_event, usage_from_body};
+use tollgate_core::records::{Policy, ProviderKind};
+use tollgate_core::scrub::{Scrubber, StreamScrubber};
+use tollgate_core::sse::SseReader;
+use tollgate_dlp::Entity;
+
+/// Provider response headers worth passing on.
+const RESPONSE_HEADERS: [&str; 4] = [
+    "content-type",
+    "x-request-id",
+    "request-id",
+    "openai-processing-ms",
+];
+
+/// The audit line's name for a pool token value caught on its way out.
+pub const POOL_TOKEN_ENTITY: &str = "POOL_TOKEN";
+
+/// What went back to the client besides the bytes: secrets redacted, pool token values
+/// scrubbed.
+#[derive(Debug, Default)]
+pub(crate) struct Redactions {
+    pub dlp: BTreeMap<Entity, u32>,
+    pub pool_tokens: u64,
+}
+
+/// The response head: the provider's status and the headers worth passing on, minus any
+/// header whose value holds a pool token.
+pub(crate) fn head(
+    status: u16,
+    upstream: &HeaderMap,
+    scrub: &Scrubber,
+    redactions: &mut Redactions,
+) -> http::response::Builder {
+    let mut b = http::Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
+    for name in RESPONSE_HEADERS {
+        if let Some(v) = upstream.get(name) {
+            if scrub.contains(v.as_bytes()) {
+                redactions.pool_tokens += 1;
+                continue;
+            }
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                b = b.header(name, v);
+            }
+        }
+    }
+    b
+}
+
+/// A complete body: usage read and secrets redacted from one parse, then pool token values
+/// scrubbed from the bytes (error bodies included).
+pub(crate) fn complete(
+    body: Bytes,
+    ok: bool,
+    policy: &Policy,
+    scrub: &Scrubber,
+    redactions: &mut Redactions,
+) -> (Bytes, Usage) {
+    let mut json: Option<serde_json::Value> = if ok {
+        serde_json::from_slice(&body).ok()
+    } else {
+        None
+    };
+    let usage = json.as_ref().and_then(usage_from_body).unwrap_or_default();
+    let body = match json
+        .as_mut()
+        .and_then(|v| redact_response_body(v, policy, &mut redactions.dlp))
+    {
+        Some(redacted) => Bytes::from(redacted),
+        None => body,
+    };
+    let body = match scrub.scrub_counted(&body) {
+        Some((clean, n)) => {
+            redactions.pool_tokens += n;
+            Bytes::from(clean)
+        }
+        None => body,
+    };
+    (body, usage)
+}
+
+/// What a relayed stream reports when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct StreamReport {
+    pub usage: Usage,
+    pub broken: bool,
+    pub redactions: Redactions,
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// An SSE stream relayed chunk by chunk as the client reads it (so a client that goes away
+/// stops the upstream read). Events are re-framed after the secret filter; a partial event
+/// waits in the reader until its closing blank line arrives. A stream that errors or stays
+/// silent longer than the idle timeout ends with an in-band error event.
+pub(crate) struct Relay {
+    kind: ProviderKind,
+    upstream: Chunks,
+    idle_for: Duration,
+    idle: Pin<Box<Sleep>>,
+    reader: SseReader,
+    filter: ResponseFilter,
+    scrub: StreamScrubber,
+    usage: Usage,
+    broken: bool,
+    finished: bool,
+}
+
+impl Relay {
+    pub fn new(
+        kind: ProviderKind,
+        upstream: reqwest::Response,
+        idle_for: Duration,
+        policy: Policy,
+        scrub: &Scrubber,
+    ) -> Self {
+        Self {
+            kind,
+            upstream: Box::pin(upstream.bytes_stream()),
+            idle_for,
+            idle: Box::pin(tokio::time::sleep(idle_for)),
+            reader: SseReader::new(),
+            filter: ResponseFilter::new(policy),
+            scrub: scrub.stream(),
+            usage: Usage::default(),
+            broken: false,
+            finished: false,
+        }
+    }
+
+    fn rewrite(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = String::new();
+        let (usage, filter) = (&mut self.usage, &mut self.filter);
+        self.reader.feed(bytes, |ev| {
+            // Only events that carry usage are worth parsing for it.
+            if ev.data.contains("\"usage\"")
+                && let Ok(v) = serde_json::from_str(&ev.data)
+            {
+                fold_stream_usage(usage, &v);
+            }
+            out.push_str(&filter.event(ev.event.as_deref(), &ev.data));
+        });
+        if out.is_empty() {
+            Vec::new()
+        } else {
+            self.scrub.push(out.as_bytes())
+        }
+    }
+
+    fn break_off(&mut self) -> Poll<Option<Bytes>> {
+        self.broken = true;
+        self.finished = true;
+        let mut out = self.scrub.finish();
+        out.extend_from_slice(stream_error_event(self.kind).as_bytes());
+        Poll::Ready(Some(Bytes::from(out)))
+    }
+}
+
+impl Source for Relay {
+    type Report = StreamReport;
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match self.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    let deadline = Instant::now() + self.idle_for;
+                    self.idle.as_mut().reset(deadline);
+                    let out = self.rewrite(&bytes);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Bytes::from(out)));
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    let tail = self.scrub.finish();
+                    return Poll::Ready((!tail.is_empty()).then(|| Bytes::from(tail)));
+                }
+                Poll::Ready(Some(Err(_))) => return self.break_off(),
+                Poll::Pending => {
+                    if self.idle.as_mut().poll(cx).is_ready() {
+                        return self.break_off();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn report(&mut self) -> StreamReport {
+        StreamReport {
+            usage: self.usage,
+            broken: self.broken,
+            redactions: Redactions {
+                dlp: std::mem::take(&mut self.filter.counts),
+                pool_tokens: self.scrub.replacements(),
+            },
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Key records and tenants by id, cached for the key cache TTL (revocation and tenant changes
+//! take effect within it). A miss is cached too, so a flood of well-formed forgeries cannot
+//! turn into store reads. Key and tenant are separate lookups: the tenant is read only after
+//! the key proved itself, so an unknown key id and a known id with a wrong secret cost the
+//! same (one read).
+
+use crate::cache::TtlCache;
+use crate::context::StoreCalls;
+use std::sync::Arc;
+use tollgate_core::clock::Clock;
+use tollgate_core::ports::{KeyStore, StoreError, TenantStore};
+use tollgate_core::records::{ClientKeyRecord, Tenant};
+
+pub struct KeyDirectory {
+    keys: Arc<dyn KeyStore>,
+    tenants: Arc<dyn TenantStore>,
+    key_cache: TtlCache<String, Arc<Option<ClientKeyRecord>>>,
+    tenant_cache: TtlCache<String, Arc<Option<Tenant>>>,
+}
+
+impl KeyDirectory {
+    pub fn new(
+        keys: Arc<dyn KeyStore>,
+        tenants: Arc<dyn TenantStore>,
+        ttl_ms: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            keys,
+            tenants,
+            key_cache: TtlCache::new(100_000, ttl_ms, clock.clone()),
+            tenant_cache: TtlCache::new(10_000, ttl_ms, clock),
+        }
+    }
+
+    /// The key record for `key_id` (`None`: no such key): cache, else one store read.
+    pub async fn key(
+        &self,
+        key_id: &str,
+        calls: &mut StoreCalls,
+    ) -> Result<Arc<Option<ClientKeyRecord>>, StoreError> {
+        if let Some(e) = self.key_cache.get(key_id) {
+            return Ok(e);
+        }
+        calls.reads += 1;
+        let rec = Arc::new(self.keys.get_key(key_id).await?);
+        self.key_cache.insert(key_id.to_owned(), rec.clone());
+        Ok(rec)
+    }
+
+    /// The tenant `tenant_id` (`None`: no such tenant): cache, else one store read.
+    pub async fn tenant(
+        &self,
+        tenant_id: &str,
+        calls: &mut StoreCalls,
+    ) -> Result<Arc<Option<Tenant>>, StoreError> {
+        if let Some(t) = self.tenant_cache.get(tenant_id) {
+            return Ok(t);
+        }
+        calls.reads += 1;
+        let t = Arc::new(self.tenants.get_tenant(tenant_id).await?);
+        self.tenant_cache.insert(tenant_id.to_owned(), t.clone());
+        Ok(t)
+    }
+}

@@ -1,0 +1,76 @@
+//! What every request shares, built once per process (per warm Lambda sandbox): settings, the
+//! clock, the upstream HTTP client, the audit sink, and the three caches in front of the
+//! stores — [`keys`] (key records and tenants), [`pools`] (pool views: select, observe,
+//! forget) and [`secrets`] (the pepper and provider token values). Stages read from here;
+//! nothing here knows about stages or the handler.
+
+pub mod keys;
+pub mod pools;
+pub mod secrets;
+
+use crate::audit_sink::AuditSink;
+use crate::config::GatewayConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate_core::clock::{Clock, EpochMs};
+use tollgate_core::ports::{Decrypter, KeyStore, PoolStore, SecretStore, TenantStore};
+
+pub struct Stores {
+    pub tenants: Arc<dyn TenantStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub pools: Arc<dyn PoolStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub decrypter: Option<Arc<dyn Decrypter>>,
+}
+
+pub struct Gateway {
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) keys: keys::KeyDirectory,
+    pub(crate) pools: pools::PoolCache,
+    pub(crate) secrets: secrets::SecretCache,
+}
+
+impl Gateway {
+    pub fn new(
+        cfg: GatewayConfig,
+        stores: Stores,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Arc::new(Self {
+            keys: keys::KeyDirectory::new(
+                stores.keys,
+                stores.tenants,
+                cfg.key_cache_ttl_ms,
+                clock.clone(),
+            ),
+            pools: pools::PoolCache::new(stores.pools, cfg.pool_cache_ttl_ms, clock.clone()),
+            secrets: secrets::SecretCache::new(
+                stores.secrets,
+                stores.decrypter,
+                cfg.pepper_secret_id.clone(),
+                cfg.secret_cache_ttl_ms,
+                clock.clone(),
+            ),
+            cfg,
+            clock,
+            http,
+            audit,
+        }))
+    }
+
+    pub(crate) fn now(&self) -> EpochMs {
+        self.clock.now_ms()
+    }
+}

@@ -1,0 +1,152 @@
+//! Pool views, cached for the pool cache TTL, and the three things a request does with them:
+//! [`select`](PoolCache::select) a token, [`observe`](PoolCache::observe) what an attempt
+//! taught (applied to this instance's view at once, then to the store as a conditional
+//! update), and [`forget`](PoolCache::forget) a view another instance has moved past.
+
+use crate::cache::TtlCache;
+use crate::context::StoreCalls;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tollgate_core::clock::Clock;
+use tollgate_core::pool::{HealthPolicy, Outcome, apply, next_state};
+use tollgate_core::ports::{PoolStore, StoreError};
+use tollgate_core::provider::Usage;
+use tollgate_core::records::{PoolView, TokenRecord};
+
+pub struct PoolCache {
+    store: Arc<dyn PoolStore>,
+    views: TtlCache<String, PoolView>,
+    clock: Arc<dyn Clock>,
+    rr: AtomicU64,
+}
+
+impl PoolCache {
+    pub fn new(store: Arc<dyn PoolStore>, ttl_ms: u64, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            views: TtlCache::new(1_000, ttl_ms, clock.clone()),
+            clock,
+            rr: AtomicU64::new(0),
+        }
+    }
+
+    /// Chooses a token for `pool` by the pool's strategy, skipping `exclude`. Reads the pool
+    /// when the cached view is older than its TTL.
+    pub async fn select(
+        &self,
+        pool: &str,
+        exclude: &[&str],
+        calls: &mut StoreCalls,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let rr = self.rr.fetch_add(1, Ordering::Relaxed);
+        let pick = |v: &mut PoolView| {
+            tollgate_core::pool::select(
+                v,
+                self.clock.now_ms(),
+                exclude,
+                rr,
+                &mut rand::thread_rng(),
+            )
+            .cloned()
+        };
+        if let Some(t) = self.views.with_fresh(pool, pick) {
+            return Ok(t);
+        }
+        calls.reads += 1;
+        let mut view = self.store.load_pool(pool).await?;
+        let chosen = pick(&mut view);
+        self.views.insert(pool.to_owned(), view);
+        Ok(chosen)
+    }
+
+    /// The token ids of `pool` in this instance's view (fresh or not).
+    pub fn token_ids(&self, pool: &str) -> Vec<String> {
+        self.views
+            .with_any(pool, |v| {
+                v.tokens.iter().map(|t| t.token_id.clone()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn cached_token(&self, pool: &str, token_id: &str) -> Option<TokenRecord> {
+        self.views
+            .with_any(pool, |v| {
+                v.tokens.iter().find(|t| t.token_id == token_id).cloned()
+            })
+            .flatten()
+    }
+
+    fn update_token(&self, pool: &str, token_id: &str, f: impl FnOnce(&mut TokenRecord)) {
+        self.views.with_any(pool, |v| {
+            if let Some(t) = v.tokens.iter_mut().find(|t| t.token_id == token_id) {
+                f(t);
+            }
+        });
+    }
+
+    /// Applies what one attempt taught about `token`: this instance's view changes at once;
+    /// the store gets a conditional update on the token's version. Losing that race means
+    /// another instance moved the token first: the view is dropped and re-read next time.
+    pub async fn observe(
+        &self,
+        token: &TokenRecord,
+        outcome: Outcome,
+        policy: &HealthPolicy,
+        calls: &mut StoreCalls,
+    ) {
+        let current = self
+            .cached_token(&token.pool, &token.token_id)
+            .unwrap_or_else(|| token.clone());
+        let Some(change) = next_state(&current, outcome, self.clock.now_ms(), policy) else {
+            return;
+        };
+        self.update_token(&token.pool, &token.token_id, |t| apply(t, &change));
+        if change.status != current.status {
+            tracing::warn!(
+                token_id = %token.token_id,
+                pool = %token.pool,
+                from = current.status.as_str(),
+                to = change.status.as_str(),
+                reason = change.last_error.unwrap_or(""),
+                "token state changed"
+            );
+        }
+        calls.writes += 1;
+        match self
+            .store
+            .apply_change(&token.pool, &token.token_id, current.version, &change)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => self.forget(&token.pool),
+            Err(e) => {
+                tracing::warn!(token_id = %token.token_id, error = %e, "token health write failed")
+            }
+        }
+    }
+
+    /// Counts one request's usage against `token`: in this instance's view at once, in the
+    /// store with one `ADD` update.
+    pub async fn record_usage(&self, token: &TokenRecord, usage: Usage, calls: &mut StoreCalls) {
+        let now = self.clock.now_ms();
+        self.update_token(&token.pool, &token.token_id, |t| {
+            t.requests += 1;
+            t.tokens_in += usage.input;
+            t.tokens_out += usage.output;
+            t.last_used_at = Some(now);
+        });
+        calls.writes += 1;
+        if let Err(e) = self
+            .store
+            .record_usage(&token.pool, &token.token_id, usage, now)
+            .await
+        {
+            tracing::warn!(token_id = %token.token_id, error = %e, "usage write failed");
+        }
+    }
+
+    /// Drops the cached view of `pool` so the next request re-reads it.
+    pub fn forget(&self, pool: &str) {
+        self.views.remove(pool);
+    }
+}

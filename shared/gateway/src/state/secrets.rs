@@ -1,0 +1,96 @@
+//! Secret values, cached for the secret cache TTL: the pepper set (all versions, one Secrets
+//! Manager secret) and provider token values (a Secrets Manager secret, or a KMS blob for a
+//! tenant-owned key). Values never leave this module except to the HTTP client that sends
+//! them upstream and the scrubber that keeps them from coming back.
+
+use crate::cache::TtlCache;
+use crate::context::StoreCalls;
+use std::sync::Arc;
+use tollgate_core::auth::Peppers;
+use tollgate_core::clock::Clock;
+use tollgate_core::ports::{Decrypter, Secret, SecretStore, StoreError};
+use tollgate_core::records::{SecretRef, TokenRecord};
+
+pub struct SecretCache {
+    store: Arc<dyn SecretStore>,
+    decrypter: Option<Arc<dyn Decrypter>>,
+    pepper_secret_id: String,
+    peppers: TtlCache<(), Arc<Peppers>>,
+    token_values: TtlCache<String, Secret>,
+}
+
+impl SecretCache {
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        decrypter: Option<Arc<dyn Decrypter>>,
+        pepper_secret_id: String,
+        ttl_ms: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            decrypter,
+            pepper_secret_id,
+            // The pepper is needed by every request: keep it at least briefly even when
+            // token values are not cached.
+            peppers: TtlCache::new(1, ttl_ms.max(1), clock.clone()),
+            token_values: TtlCache::new(10_000, ttl_ms, clock),
+        }
+    }
+
+    /// The pepper set, cached; `force` re-reads it (a key under a newer version appeared).
+    pub async fn peppers(
+        &self,
+        force: bool,
+        calls: &mut StoreCalls,
+    ) -> Result<Arc<Peppers>, StoreError> {
+        if !force && let Some(p) = self.peppers.get(&()) {
+            return Ok(p);
+        }
+        calls.reads += 1;
+        let raw = self.store.get_secret(&self.pepper_secret_id).await?;
+        let p =
+            Arc::new(Peppers::parse(raw.expose()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        self.peppers.insert((), p.clone());
+        Ok(p)
+    }
+
+    /// A token's value, cached. `force` re-reads it (after a 401, in case the secret was
+    /// rotated since it was cached).
+    pub async fn token_value(
+        &self,
+        t: &TokenRecord,
+        force: bool,
+        calls: &mut StoreCalls,
+    ) -> Result<Secret, StoreError> {
+        if !force && let Some(v) = self.token_values.get(t.token_id.as_str()) {
+            return Ok(v);
+        }
+        calls.reads += 1;
+        let value = match &t.secret {
+            SecretRef::SecretsManager { secret_id } => self.store.get_secret(secret_id).await?,
+            SecretRef::KmsBlob {
+                ciphertext_b64,
+                tenant_id,
+            } => match &self.decrypter {
+                Some(d) => d.decrypt(ciphertext_b64, tenant_id).await?,
+                None => {
+                    return Err(StoreError::Unavailable(
+                        "no KMS decrypter configured".into(),
+                    ));
+                }
+            },
+        };
+        self.token_values.insert(t.token_id.clone(), value.clone());
+        Ok(value)
+    }
+
+    /// The values this instance holds (fresh or not) for the given token ids: what the
+    /// scrubber must keep out of responses.
+    pub fn known_values(&self, token_ids: &[String]) -> Vec<Secret> {
+        token_ids
+            .iter()
+            .filter_map(|id| self.token_values.with_any(id.as_str(), |v| v.clone()))
+            .collect()
+    }
+}
