@@ -14,7 +14,7 @@ help:
 	@echo "make test      install what the tests need, then run every test tier"
 	@echo "make bench     print latency, memory, size and call-count figures"
 	@echo "make eval-dlp  print the sensitive-data filter's precision/recall table"
-	@echo "make lint      cargo fmt --check and clippy -D warnings"
+	@echo "make lint      cargo fmt --check and clippy -D warnings (make test runs it too)"
 	@echo "make fuzz      run every fuzz target for FUZZ_SECONDS each (needs a nightly toolchain and cargo-fuzz)"
 
 # The project's Python tools (moto server, cargo-lambda, cfn-lint, the official SDKs) live in
@@ -33,12 +33,13 @@ build:
 dev: venv build
 	infra/local/dev.sh
 
-test: venv
+test: venv lint
 	cargo build --bins
 	cargo test --workspace
 	$(VENV)/bin/cfn-lint template.yaml
 	$(PY) -m pytest -q tests/e2e
 	@if [ -f tests/dlp_eval/test_gates.py ]; then $(PY) -m pytest -q tests/dlp_eval; fi
+	$(MAKE) --no-print-directory fuzz-smoke
 
 lint:
 	cargo fmt --all -- --check
@@ -54,4 +55,14 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	cd fuzz && for t in $$(cargo +nightly fuzz list); do cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS); done
 
-.PHONY: help venv build dev test lint bench eval-dlp fuzz
+# Part of `make test`: a short pass over every fuzz target when a nightly toolchain with
+# cargo-fuzz is installed; otherwise a notice says it was skipped (nothing is downloaded).
+FUZZ_SMOKE_SECONDS ?= 30
+fuzz-smoke:
+	@if cargo +nightly fuzz --version >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS); \
+	else \
+	  echo "notice: fuzz pass skipped: no nightly toolchain with cargo-fuzz (rustup toolchain install nightly; cargo install cargo-fuzz)"; \
+	fi
+
+.PHONY: help venv build dev test lint bench eval-dlp fuzz fuzz-smoke
