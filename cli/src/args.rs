@@ -454,24 +454,15 @@ pub fn parse_model_pool(s: &str) -> Result<(String, String), String> {
     Ok((parse_model_pattern(pattern)?, parse_id(pool.trim())?))
 }
 
-pub const ROUTES: [Route; 7] = [
-    Route::ChatCompletions,
-    Route::Completions,
-    Route::Embeddings,
-    Route::Responses,
-    Route::Models,
-    Route::Messages,
-    Route::CountTokens,
-];
-
+/// A route name as the proxy checks it (`Route::name`); the list is the core's `Route::ALL`.
 pub fn parse_route(s: &str) -> Result<String, String> {
-    ROUTES
+    Route::ALL
         .iter()
         .map(|r| r.name())
         .find(|n| *n == s)
         .map(str::to_owned)
         .ok_or_else(|| {
-            let names: Vec<&str> = ROUTES.iter().map(|r| r.name()).collect();
+            let names: Vec<&str> = Route::ALL.iter().map(|r| r.name()).collect();
             format!("unknown route {s:?}; one of: {}", names.join(", "))
         })
 }
@@ -665,6 +656,17 @@ mod tests {
         assert!(parse_model_pool("gpt-4o").is_err());
         assert!(parse_model_pool("gpt-4o=a/b").is_err());
         assert!(parse_route("chat").is_err());
+    }
+
+    #[test]
+    fn routes_are_the_cores_list() {
+        for r in Route::ALL {
+            assert_eq!(parse_route(r.name()).as_deref(), Ok(r.name()));
+        }
+        let e = parse_route("nope").unwrap_err();
+        for r in Route::ALL {
+            assert!(e.contains(r.name()), "{e}");
+        }
     }
 
     #[test]
