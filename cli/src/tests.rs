@@ -146,6 +146,37 @@ async fn tenant_create_and_list() {
 }
 
 #[tokio::test]
+async fn tenant_list_aligns_japanese_names() {
+    let mut h = Harness::new().await;
+    for (id, name) in [
+        ("acme", "株式会社アクメ"),
+        ("beta", "Beta"),
+        ("gamma", "ガンマ開発"),
+    ] {
+        h.ok(&[
+            "tenant", "create", id, "--name", name, "--owner", "o@x.test",
+        ])
+        .await;
+    }
+    let out = h.ok(&["tenant", "list"]).await;
+    let lines: Vec<&str> = out.human.lines().collect();
+    // The OWNER column starts at the same terminal column on every line.
+    let owner_col = |l: &str| {
+        let i = l.find(['o', 'O']).unwrap();
+        unicode_width::UnicodeWidthStr::width(&l[..i])
+    };
+    assert_eq!(lines.len(), 5, "{}", out.human);
+    for l in &lines[2..] {
+        assert_eq!(owner_col(l), owner_col(lines[0]), "{}", out.human);
+    }
+    assert!(
+        lines[2].starts_with("acme    株式会社アクメ  o@x.test"),
+        "{}",
+        out.human
+    );
+}
+
+#[tokio::test]
 async fn issue_stores_a_digest_never_the_key_and_the_key_verifies() {
     let mut h = Harness::new().await;
     h.tenant().await;
