@@ -371,6 +371,64 @@ fn a_token_value_flag_does_not_exist() {
     assert!(!r.all().contains("pw-SECRET"), "{r:?}");
 }
 
+#[tokio::test]
+async fn careless_base_urls_are_refused_before_anything_is_stored() {
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let pool = format!("{ns}pool");
+    let sm = secrets(emu).await;
+    // A refusal exits before reading stdin, so only the accepted run gets a value.
+    let add = |url: &str, extra: &[&str], value: Option<&str>| {
+        let mut args = vec![
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--provider",
+            "openai",
+            "--id",
+            "t1",
+            "--base-url",
+            url,
+        ];
+        args.extend_from_slice(extra);
+        tollgate(Some(emu), &args, value)
+    };
+    // Never right: instance metadata and link-local, with or without the flag.
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00:ec2::254]/latest",
+        "https://[fe80::1]/v1",
+        "http://metadata.google.internal/computeMetadata/v1",
+        "http://instance-data/latest",
+    ] {
+        for extra in [&[][..], &["--allow-plain-http"][..]] {
+            let r = add(url, extra, None);
+            assert_eq!(r.code, 2, "{url}: {r:?}");
+            assert!(r.stderr.contains("never sent there"), "{url}: {r:?}");
+        }
+    }
+    // Rarely right: plain http across the internet needs the flag.
+    let r = add("http://203.0.113.7:8000/v1", &[], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--allow-plain-http"), "{r:?}");
+    let r = ok(emu, &["token", "list", "--pool", &pool, "--json"], None);
+    assert!(r.json()["tokens"].as_array().unwrap().is_empty(), "{r:?}");
+    let secret_id = format!("tollgate/pool/{pool}/t1");
+    assert_eq!(sm.get_secret(&secret_id).await, Err(StoreError::NotFound));
+
+    let value = format!("{TOKEN_VALUE}\n");
+    let r = add(
+        "http://203.0.113.7:8000/v1",
+        &["--allow-plain-http", "--json"],
+        Some(&value),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["base_url"], "http://203.0.113.7:8000/v1");
+    assert!(!r.all().contains(TOKEN_VALUE), "{r:?}");
+    ok(emu, &["token", "remove", &pool, "t1", "--yes"], None);
+}
+
 #[test]
 fn help_lists_the_command_groups() {
     let r = tollgate(None, &["--help"], None);
