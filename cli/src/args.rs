@@ -234,8 +234,14 @@ pub enum TokenCmd {
 
 #[derive(Debug, Args)]
 pub struct TokenAdd {
+    /// The pool to add the token to. It must exist (have a token or settings) unless
+    /// --new-pool is given.
     #[arg(long, value_parser = parse_id)]
     pub pool: String,
+    /// Create --pool if it does not exist yet (without it, a pool name that matches no
+    /// existing pool is refused, so a typo does not start a new pool).
+    #[arg(long)]
+    pub new_pool: bool,
     /// openai or anthropic.
     #[arg(long, value_parser = parse_provider)]
     pub provider: ProviderKind,
