@@ -136,9 +136,9 @@ pub struct TenantCreate {
     /// Tenant id: letters, digits, `.`, `_`, `-` (up to 64).
     #[arg(value_parser = parse_id)]
     pub tenant_id: String,
-    /// Human-readable name.
+    /// Human-readable name (default: the tenant id).
     #[arg(long, value_parser = parse_label)]
-    pub name: String,
+    pub name: Option<String>,
     /// Who answers for this tenant (a person or team address).
     #[arg(long, value_parser = parse_owner)]
     pub owner: String,

@@ -146,6 +146,21 @@ async fn tenant_create_and_list() {
 }
 
 #[tokio::test]
+async fn tenant_create_without_a_name_uses_the_id() {
+    let mut h = Harness::new().await;
+    let out = h
+        .ok(&["tenant", "create", "acme-prod", "--owner", "plat@acme.test"])
+        .await;
+    assert_eq!(out.json["name"], "acme-prod");
+    let t = h.store.get_tenant("acme-prod").await.unwrap().unwrap();
+    assert_eq!(t.name, "acme-prod");
+    // An explicit name still wins.
+    h.ok(&["tenant", "create", "b", "--name", "Beta", "--owner", "o"])
+        .await;
+    assert_eq!(h.store.get_tenant("b").await.unwrap().unwrap().name, "Beta");
+}
+
+#[tokio::test]
 async fn tenant_list_aligns_japanese_names() {
     let mut h = Harness::new().await;
     for (id, name) in [

@@ -524,6 +524,26 @@ fn pools_come_into_being_only_on_purpose() {
 }
 
 #[test]
+fn tenant_create_without_a_name_is_named_after_its_id() {
+    let emu = emulator();
+    let tenant = format!("{}noname", unique_ns("cli"));
+    ok(
+        emu,
+        &["tenant", "create", &tenant, "--owner", "o@x.test"],
+        None,
+    );
+    let r = ok(emu, &["tenant", "list", "--json"], None);
+    let t = r.json()["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant_id"] == tenant.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{tenant} not listed: {r:?}"));
+    assert_eq!(t["name"], tenant.as_str());
+}
+
+#[test]
 fn help_lists_the_command_groups() {
     let r = tollgate(None, &["--help"], None);
     assert_eq!(r.code, 0);
