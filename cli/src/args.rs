@@ -136,9 +136,9 @@ pub struct TenantCreate {
     /// Tenant id: letters, digits, `.`, `_`, `-` (up to 64).
     #[arg(value_parser = parse_id)]
     pub tenant_id: String,
-    /// Human-readable name.
+    /// Human-readable name (default: the tenant id).
     #[arg(long, value_parser = parse_label)]
-    pub name: String,
+    pub name: Option<String>,
     /// Who answers for this tenant (a person or team address).
     #[arg(long, value_parser = parse_owner)]
     pub owner: String,
@@ -234,15 +234,27 @@ pub enum TokenCmd {
 
 #[derive(Debug, Args)]
 pub struct TokenAdd {
+    /// The pool to add the token to. It must exist (have a token or settings) unless
+    /// --new-pool is given.
     #[arg(long, value_parser = parse_id)]
     pub pool: String,
+    /// Create --pool if it does not exist yet (without it, a pool name that matches no
+    /// existing pool is refused, so a typo does not start a new pool).
+    #[arg(long)]
+    pub new_pool: bool,
     /// openai or anthropic.
     #[arg(long, value_parser = parse_provider)]
     pub provider: ProviderKind,
     /// Provider base URL including the version prefix (default: the provider's public API).
     /// Checked after parsing (see [`parse_from`]) so a rejected URL is never echoed.
+    /// Link-local and instance-metadata addresses are refused; plain http only to loopback,
+    /// localhost and private addresses unless --allow-plain-http.
     #[arg(long)]
     pub base_url: Option<String>,
+    /// Accept a plain http:// base URL to a host that is not loopback, localhost or a private
+    /// address (the token then travels unencrypted: only for a network path you trust).
+    #[arg(long, requires = "base_url")]
+    pub allow_plain_http: bool,
     /// Weight for the weighted strategy.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub weight: u32,
@@ -327,12 +339,15 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let mut cli = Cli::try_parse_from(args)?;
+    // Every command that takes a base URL checks it here, with the one function.
     let base_url = match &mut cli.command {
-        Command::Token(TokenCmd::Add(add)) => add.base_url.as_mut(),
+        Command::Token(TokenCmd::Add(add)) => {
+            add.base_url.as_mut().map(|u| (u, add.allow_plain_http))
+        }
         _ => None,
     };
-    if let Some(u) = base_url {
-        *u = parse_base_url(u).map_err(|msg| {
+    if let Some((u, allow_plain_http)) = base_url {
+        *u = parse_base_url(u, allow_plain_http).map_err(|msg| {
             use clap::CommandFactory;
             Cli::command().error(
                 clap::error::ErrorKind::ValueValidation,
@@ -454,31 +469,25 @@ pub fn parse_model_pool(s: &str) -> Result<(String, String), String> {
     Ok((parse_model_pattern(pattern)?, parse_id(pool.trim())?))
 }
 
-pub const ROUTES: [Route; 7] = [
-    Route::ChatCompletions,
-    Route::Completions,
-    Route::Embeddings,
-    Route::Responses,
-    Route::Models,
-    Route::Messages,
-    Route::CountTokens,
-];
-
+/// A route name as the proxy checks it (`Route::name`); the list is the core's `Route::ALL`.
 pub fn parse_route(s: &str) -> Result<String, String> {
-    ROUTES
+    Route::ALL
         .iter()
         .map(|r| r.name())
         .find(|n| *n == s)
         .map(str::to_owned)
         .ok_or_else(|| {
-            let names: Vec<&str> = ROUTES.iter().map(|r| r.name()).collect();
+            let names: Vec<&str> = Route::ALL.iter().map(|r| r.name()).collect();
             format!("unknown route {s:?}; one of: {}", names.join(", "))
         })
 }
 
-/// An http(s) base URL with a host and no credentials, query or fragment. The trailing `/`
-/// is dropped (route suffixes start with one).
-pub fn parse_base_url(s: &str) -> Result<String, String> {
+/// A provider base URL, checked the same way wherever one enters: http(s) with a host and no
+/// credentials, query or fragment; never a link-local or cloud instance-metadata address (see
+/// [`host_reach`]); plain http only to loopback, localhost or private addresses unless
+/// `allow_plain_http`. The trailing `/` is dropped (route suffixes start with one). Errors
+/// never quote the URL (it may carry credentials), at most its host.
+pub fn parse_base_url(s: &str, allow_plain_http: bool) -> Result<String, String> {
     let u = url::Url::parse(s.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err("the base URL must use http or https".into());
@@ -498,7 +507,96 @@ pub fn parse_base_url(s: &str) -> Result<String, String> {
     if u.fragment().is_some() {
         return Err("the base URL must not have a fragment".into());
     }
+    let host = u.host().ok_or("the base URL must have a host")?;
+    match host_reach(&host) {
+        Reach::Never(why) => {
+            return Err(format!(
+                "{host} is {why}: a provider token is never sent there"
+            ));
+        }
+        Reach::Remote if u.scheme() == "http" && !allow_plain_http => {
+            return Err(format!(
+                "plain http to {host} would carry the provider token unencrypted over the \
+                 network; use https, or pass --allow-plain-http if the path to {host} is one \
+                 you trust (plain http needs no flag only for loopback, localhost and private \
+                 addresses: 10/8, 172.16/12, 192.168/16, fc00::/7)"
+            ));
+        }
+        Reach::Remote | Reach::Private => {}
+    }
     Ok(u.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Where a base URL's host leads, for [`parse_base_url`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Never a provider: link-local, cloud instance metadata, not a unicast address.
+    Never(&'static str),
+    /// Loopback, `localhost` or a private range: plain http stays on a network you run.
+    Private,
+    /// Anything else, reached across networks the operator may not control.
+    Remote,
+}
+
+/// Classifies a parsed host. `url` has already normalised the spellings of an address
+/// (`2852039166`, `0xa9.0xfe.0xa9.0xfe` are `169.254.169.254`) and lowercased names. A name
+/// that merely resolves to such an address is not caught here.
+pub fn host_reach(host: &url::Host<&str>) -> Reach {
+    use std::net::Ipv4Addr;
+    fn v4(a: Ipv4Addr) -> Reach {
+        if a.is_link_local() {
+            Reach::Never(
+                "a link-local address (169.254.0.0/16, where cloud instance metadata and \
+                 credentials are served)",
+            )
+        } else if a == Ipv4Addr::new(100, 100, 100, 200) {
+            Reach::Never("the Alibaba Cloud instance-metadata address")
+        } else if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+            Reach::Never("not a unicast host address")
+        } else if a.is_loopback() || a.is_private() {
+            Reach::Private
+        } else {
+            Reach::Remote
+        }
+    }
+    match host {
+        url::Host::Ipv4(a) => v4(*a),
+        url::Host::Ipv6(a) => {
+            if let Some(m) = a.to_ipv4_mapped() {
+                return v4(m);
+            }
+            let seg = a.segments();
+            if seg[0] & 0xffc0 == 0xfe80 {
+                Reach::Never("an IPv6 link-local address (fe80::/10)")
+            } else if seg[..4] == [0xfd00, 0x0ec2, 0, 0] {
+                Reach::Never(
+                    "an AWS instance-services address (fd00:ec2::/64, e.g. the metadata \
+                     service at fd00:ec2::254)",
+                )
+            } else if a.is_unspecified() || a.is_multicast() {
+                Reach::Never("not a unicast host address")
+            } else if a.is_loopback() || seg[0] & 0xfe00 == 0xfc00 {
+                Reach::Private
+            } else {
+                Reach::Remote
+            }
+        }
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            let first = d.split('.').next().unwrap_or("");
+            if matches!(
+                d.as_str(),
+                "metadata" | "metadata.google.internal" | "metadata.goog"
+            ) || first == "instance-data"
+            {
+                Reach::Never("a cloud instance-metadata host name")
+            } else if d == "localhost" || d.ends_with(".localhost") {
+                Reach::Private
+            } else {
+                Reach::Remote
+            }
+        }
+    }
 }
 
 pub const CATEGORIES: [Category; 5] = [
@@ -625,6 +723,122 @@ mod tests {
         assert_eq!(a.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
     }
 
+    /// `token add` with this base URL (and extra flags): the stored URL, or the usage error.
+    fn add_with_base_url(url: &str, extra: &[&str]) -> Result<String, clap::Error> {
+        let argv = [
+            "tollgate",
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--base-url",
+            url,
+        ];
+        let cli = parse_from(argv.iter().chain(extra))?;
+        let Command::Token(TokenCmd::Add(a)) = cli.command else {
+            panic!()
+        };
+        Ok(a.base_url.unwrap())
+    }
+
+    #[test]
+    fn instance_metadata_and_link_local_base_urls_are_refused() {
+        for url in [
+            "http://169.254.169.254/latest",
+            "https://169.254.169.254/v1",
+            "http://169.254.170.2/v2",
+            "http://2852039166/v1", // 169.254.169.254 as one number
+            "http://0xa9.0xfe.0xa9.0xfe/v1",
+            "http://[fd00:ec2::254]/latest",
+            "https://[fe80::1]/v1",
+            "https://[febf::1]/v1",
+            "https://[::ffff:169.254.169.254]/v1",
+            "http://metadata.google.internal/computeMetadata/v1",
+            "https://metadata.google.internal./v1",
+            "http://METADATA/v1",
+            "http://metadata.goog/v1",
+            "http://instance-data/latest",
+            "http://instance-data.ec2.internal/latest",
+            "http://0.0.0.0:8080/v1",
+            "http://[::]:8080/v1",
+        ] {
+            for extra in [&[][..], &["--allow-plain-http"][..]] {
+                let e = add_with_base_url(url, extra)
+                    .map(|u| panic!("{url} {extra:?} accepted as {u}"))
+                    .unwrap_err();
+                assert_eq!(e.exit_code(), 2, "{url}: {e}");
+                let msg = e.to_string();
+                assert!(msg.contains("never"), "{url}: {msg}");
+                assert!(!msg.contains("--allow-plain-http"), "{url}: {msg}");
+            }
+        }
+        // Neighbours that are not metadata stay usable.
+        for url in [
+            "https://metadata.example.com/v1",
+            "https://my-instance-data.example/v1",
+            "https://169.255.0.1/v1",
+            "https://[fd00:ec3::254]/v1",
+        ] {
+            assert!(add_with_base_url(url, &[]).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn plain_http_to_a_public_host_needs_allow_plain_http() {
+        for url in [
+            "http://api.openai.com/v1",
+            "http://203.0.113.7:8000/v1",
+            "http://100.64.0.1/v1",
+            "http://[2001:db8::1]/v1",
+            "http://vllm.corp.example:8000/v1",
+        ] {
+            let e = add_with_base_url(url, &[]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{url}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("--allow-plain-http") && msg.contains("https"),
+                "{url}: {msg}"
+            );
+            assert_eq!(
+                add_with_base_url(url, &["--allow-plain-http"]).unwrap(),
+                url.trim_end_matches('/')
+            );
+        }
+        // Loopback, localhost and private ranges: plain http is fine without the flag.
+        for url in [
+            "http://127.0.0.1:9/v1",
+            "http://127.8.9.10/v1",
+            "http://localhost:8000/v1",
+            "http://mock.localhost:8000/v1",
+            "http://10.1.2.3/v1",
+            "http://172.16.0.1/v1",
+            "http://172.31.255.254/v1",
+            "http://192.168.1.10:8000/v1",
+            "http://[::1]:8000/v1",
+            "http://[fd12:3456::1]/v1",
+            "http://[::ffff:10.0.0.1]/v1",
+        ] {
+            assert!(add_with_base_url(url, &[]).is_ok(), "{url}");
+        }
+        // https never needs it.
+        assert!(add_with_base_url("https://api.openai.com/v1", &[]).is_ok());
+        // The flag only makes sense with a base URL.
+        let e = parse_from([
+            "tollgate",
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--provider",
+            "openai",
+            "--allow-plain-http",
+        ])
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
     #[test]
     fn ids_and_texts() {
         assert!(parse_id("acme-prod_1.x").is_ok());
@@ -665,6 +879,17 @@ mod tests {
         assert!(parse_model_pool("gpt-4o").is_err());
         assert!(parse_model_pool("gpt-4o=a/b").is_err());
         assert!(parse_route("chat").is_err());
+    }
+
+    #[test]
+    fn routes_are_the_cores_list() {
+        for r in Route::ALL {
+            assert_eq!(parse_route(r.name()).as_deref(), Ok(r.name()));
+        }
+        let e = parse_route("nope").unwrap_err();
+        for r in Route::ALL {
+            assert!(e.contains(r.name()), "{e}");
+        }
     }
 
     #[test]
@@ -737,18 +962,18 @@ mod tests {
     #[test]
     fn base_urls() {
         assert_eq!(
-            parse_base_url("https://api.openai.com/v1/").unwrap(),
+            parse_base_url("https://api.openai.com/v1/", false).unwrap(),
             "https://api.openai.com/v1"
         );
         assert_eq!(
-            parse_base_url("http://127.0.0.1:8080/v1").unwrap(),
+            parse_base_url("http://127.0.0.1:8080/v1", false).unwrap(),
             "http://127.0.0.1:8080/v1"
         );
-        assert!(parse_base_url("ftp://x/v1").is_err());
-        assert!(parse_base_url("https://x/v1?key=1").is_err());
-        assert!(parse_base_url("https://x/v1#f").is_err());
-        let e = parse_base_url("https://user:hunter2@x/v1").unwrap_err();
+        assert!(parse_base_url("ftp://x/v1", false).is_err());
+        assert!(parse_base_url("https://x/v1?key=1", false).is_err());
+        assert!(parse_base_url("https://x/v1#f", false).is_err());
+        let e = parse_base_url("https://user:hunter2@x/v1", false).unwrap_err();
         assert!(!e.contains("hunter2"));
-        assert!(parse_base_url("not a url").is_err());
+        assert!(parse_base_url("not a url", false).is_err());
     }
 }

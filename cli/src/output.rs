@@ -1,8 +1,10 @@
 //! What a command hands back, and how it is shown: an aligned text table (or a few lines) for
 //! people, one JSON document for scripts (`--json`). Commands build both; `main.rs` prints one.
+//! Tables pad by terminal columns (display width), so CJK text lines up.
 
 use serde_json::Value;
 use tollgate_core::clock::{EpochMs, rfc3339};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// A command's result in both renderings.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,8 +94,9 @@ impl Table {
     }
 }
 
+/// Terminal columns: a CJK character takes two, a combining mark none.
 fn width(s: &str) -> usize {
-    s.chars().count()
+    UnicodeWidthStr::width(s)
 }
 
 /// One line per cell, no control characters (a stored error string must not break the table
@@ -149,15 +152,24 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
-/// Truncates to `max` characters with a trailing `…`.
+/// Truncates to `max` terminal columns with a trailing `…` (one column).
 pub fn truncate(s: &str, max: usize) -> String {
     if width(s) <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
+        return s.to_owned();
     }
+    let room = max.saturating_sub(1);
+    let mut t = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > room {
+            break;
+        }
+        used += w;
+        t.push(c);
+    }
+    t.push('…');
+    t
 }
 
 #[cfg(test)]
@@ -175,6 +187,35 @@ mod tests {
         assert_eq!(lines[1], "----------  --------");
         assert_eq!(lines[2], "tok_a       active");
         assert_eq!(lines[3], "tok_longer  bad line");
+    }
+
+    #[test]
+    fn table_aligns_by_display_width_with_japanese_text() {
+        let mut t = Table::new(["TENANT", "NAME", "OWNER"]);
+        t.row(["acme", "株式会社アクメ", "plat@acme.test"]);
+        t.row(["beta", "Beta Ltd", "ops@beta.test"]);
+        t.row(["kana", "ｶﾅ商事", "k@kana.test"]);
+        let r = t.render();
+        let lines: Vec<&str> = r.lines().collect();
+        // 株式会社アクメ is 7 wide characters = 14 columns; ｶﾅ are half-width (1 column each).
+        assert_eq!(lines[0], "TENANT  NAME            OWNER");
+        assert_eq!(lines[1], "------  --------------  --------------");
+        assert_eq!(lines[2], "acme    株式会社アクメ  plat@acme.test");
+        assert_eq!(lines[3], "beta    Beta Ltd        ops@beta.test");
+        assert_eq!(lines[4], "kana    ｶﾅ商事          k@kana.test");
+        // Every OWNER cell starts in the same terminal column.
+        let col = |l: &str| UnicodeWidthStr::width(&l[..l.rfind("  ").unwrap() + 2]);
+        assert!(lines[2..].iter().all(|l| col(l) == col(lines[0])), "{r}");
+    }
+
+    #[test]
+    fn fields_and_truncate_count_display_width() {
+        let f = fields(&[("名前", "x".into()), ("owner", "y".into())]);
+        assert_eq!(f, "名前:  x\nowner: y\n");
+        // 8 columns: three wide characters and the mark.
+        assert_eq!(truncate("株式会社アクメ", 8), "株式会…");
+        assert_eq!(width(&truncate("株式会社アクメ", 8)), 7);
+        assert_eq!(truncate("株式会社", 8), "株式会社");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use crate::args::{PoolCmd, PoolSetStrategy, PoolShow};
 use crate::ctx::Ctx;
-use crate::error::{Result, StoreContext};
+use crate::error::{CliError, Result, StoreContext};
 use crate::output::{Out, Table, or_dash, remaining, time_or_dash, truncate};
 use crate::token::token_json;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tollgate_core::clock::EpochMs;
 use tollgate_core::records::{PoolConfig, PoolView, TokenRecord};
 
@@ -128,7 +128,70 @@ fn status_label(t: &TokenRecord, now: EpochMs) -> String {
     }
 }
 
+/// Every pool that exists: one with a settings record or at least one token. There is no
+/// other pool record: a pool comes into being with its first token (`token add --new-pool`).
+pub async fn existing_pools(ctx: &Ctx<'_>) -> Result<BTreeSet<String>> {
+    let mut pools: BTreeSet<String> = ctx
+        .pools
+        .list_pool_configs()
+        .await
+        .ctx("listing pool settings")?
+        .into_iter()
+        .map(|c| c.pool)
+        .collect();
+    for t in ctx.pools.list_tokens().await.ctx("listing tokens")? {
+        pools.insert(t.pool);
+    }
+    Ok(pools)
+}
+
+/// Whether `pool` exists, given its loaded view (tokens) and, only when it has none, the
+/// settings records.
+pub async fn pool_exists(ctx: &Ctx<'_>, pool: &str, view: &PoolView) -> Result<bool> {
+    if !view.tokens.is_empty() {
+        return Ok(true);
+    }
+    Ok(ctx
+        .pools
+        .list_pool_configs()
+        .await
+        .ctx("listing pool settings")?
+        .iter()
+        .any(|c| c.pool == pool))
+}
+
+/// "pool X does not exist (existing pools: a, b); " + what to do.
+pub async fn missing_pool(ctx: &Ctx<'_>, pool: &str, what_to_do: &str) -> CliError {
+    let known = match existing_pools(ctx).await {
+        Ok(p) if p.is_empty() => "there are no pools yet".to_owned(),
+        Ok(p) => format!(
+            "existing pools: {}",
+            p.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        Err(e) => format!("the existing pools could not be listed: {e}"),
+    };
+    CliError::new(format!(
+        "pool {pool} does not exist ({known}); {what_to_do}"
+    ))
+}
+
 pub async fn set_strategy(ctx: &mut Ctx<'_>, a: PoolSetStrategy) -> Result<Out> {
+    let view = ctx
+        .pools
+        .load_pool(&a.pool)
+        .await
+        .ctx(format!("reading pool {}", a.pool))?;
+    if !pool_exists(ctx, &a.pool, &view).await? {
+        return Err(missing_pool(
+            ctx,
+            &a.pool,
+            &format!(
+                "a pool comes into being with its first token: `tollgate token add --pool {} --new-pool ...`",
+                a.pool
+            ),
+        )
+        .await);
+    }
     let cfg = PoolConfig {
         pool: a.pool.clone(),
         strategy: a.strategy,

@@ -18,8 +18,8 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: TenantCmd) -> Result<Out> {
 
 pub async fn create(ctx: &mut Ctx<'_>, a: TenantCreate) -> Result<Out> {
     let t = Tenant {
+        name: a.name.unwrap_or_else(|| a.tenant_id.clone()),
         tenant_id: a.tenant_id,
-        name: a.name,
         owner: a.owner,
         created_at: ctx.clock.now_ms(),
         disabled: false,

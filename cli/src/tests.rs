@@ -146,6 +146,52 @@ async fn tenant_create_and_list() {
 }
 
 #[tokio::test]
+async fn tenant_create_without_a_name_uses_the_id() {
+    let mut h = Harness::new().await;
+    let out = h
+        .ok(&["tenant", "create", "acme-prod", "--owner", "plat@acme.test"])
+        .await;
+    assert_eq!(out.json["name"], "acme-prod");
+    let t = h.store.get_tenant("acme-prod").await.unwrap().unwrap();
+    assert_eq!(t.name, "acme-prod");
+    // An explicit name still wins.
+    h.ok(&["tenant", "create", "b", "--name", "Beta", "--owner", "o"])
+        .await;
+    assert_eq!(h.store.get_tenant("b").await.unwrap().unwrap().name, "Beta");
+}
+
+#[tokio::test]
+async fn tenant_list_aligns_japanese_names() {
+    let mut h = Harness::new().await;
+    for (id, name) in [
+        ("acme", "株式会社アクメ"),
+        ("beta", "Beta"),
+        ("gamma", "ガンマ開発"),
+    ] {
+        h.ok(&[
+            "tenant", "create", id, "--name", name, "--owner", "o@x.test",
+        ])
+        .await;
+    }
+    let out = h.ok(&["tenant", "list"]).await;
+    let lines: Vec<&str> = out.human.lines().collect();
+    // The OWNER column starts at the same terminal column on every line.
+    let owner_col = |l: &str| {
+        let i = l.find(['o', 'O']).unwrap();
+        unicode_width::UnicodeWidthStr::width(&l[..i])
+    };
+    assert_eq!(lines.len(), 5, "{}", out.human);
+    for l in &lines[2..] {
+        assert_eq!(owner_col(l), owner_col(lines[0]), "{}", out.human);
+    }
+    assert!(
+        lines[2].starts_with("acme    株式会社アクメ  o@x.test"),
+        "{}",
+        out.human
+    );
+}
+
+#[tokio::test]
 async fn issue_stores_a_digest_never_the_key_and_the_key_verifies() {
     let mut h = Harness::new().await;
     h.tenant().await;
@@ -344,6 +390,7 @@ async fn token_add_reads_the_value_from_stdin_and_never_puts_it_in_the_record() 
             "add",
             "--pool",
             "openai",
+            "--new-pool",
             "--provider",
             "openai",
             "--weight",
@@ -390,6 +437,7 @@ async fn token_add_from_env_and_refusals() {
             "add",
             "--pool",
             "claude",
+            "--new-pool",
             "--provider",
             "anthropic",
             "--id",
@@ -431,6 +479,7 @@ async fn token_add_from_env_and_refusals() {
         "add",
         "--pool",
         "other",
+        "--new-pool",
         "--provider",
         "openai",
         "--id",
@@ -458,7 +507,15 @@ async fn token_add_from_env_and_refusals() {
     // Empty or missing values.
     h.console.stdin = Some("\n".into());
     let e = h
-        .run(&["token", "add", "--pool", "p", "--provider", "openai"])
+        .run(&[
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--new-pool",
+            "--provider",
+            "openai",
+        ])
         .await
         .unwrap_err();
     assert!(e.0.contains("empty"), "{e}");
@@ -468,6 +525,7 @@ async fn token_add_from_env_and_refusals() {
             "add",
             "--pool",
             "p",
+            "--new-pool",
             "--provider",
             "openai",
             "--value-env",
@@ -478,12 +536,130 @@ async fn token_add_from_env_and_refusals() {
     assert!(e.0.contains("NOPE is not set"), "{e}");
     h.console.stdin = Some("two\nlines\n".into());
     let e = h
-        .run(&["token", "add", "--pool", "p", "--provider", "openai"])
+        .run(&[
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--new-pool",
+            "--provider",
+            "openai",
+        ])
         .await
         .unwrap_err();
     assert!(e.0.contains("whitespace") && !e.0.contains("two"), "{e}");
     // None of the refusals left a record behind.
     assert_eq!(h.pools.list_tokens().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn token_add_to_a_pool_that_does_not_exist_needs_new_pool() {
+    let mut h = Harness::new().await;
+    let add = |pool: &'static str, id: &'static str, extra: &[&'static str]| {
+        let mut argv = vec![
+            "token",
+            "add",
+            "--pool",
+            pool,
+            "--provider",
+            "openai",
+            "--id",
+            id,
+        ];
+        argv.extend_from_slice(extra);
+        argv
+    };
+    // No pools at all: the error says so and names the flag, before any value is read.
+    h.console.stdin = Some(TOKEN_VALUE.into());
+    let e = h.run(&add("openai", "a", &[])).await.unwrap_err();
+    assert!(
+        e.0.contains("pool openai does not exist")
+            && e.0.contains("no pools yet")
+            && e.0.contains("--new-pool"),
+        "{e}"
+    );
+    assert!(
+        h.console.stdin.is_some(),
+        "the value was read before refusing"
+    );
+    h.ok(&add("openai", "a", &["--new-pool"])).await;
+
+    // A typo: refused, existing pools listed, nothing read or written.
+    h.ok(&["pool", "set-strategy", "openai", "weighted"]).await;
+    h.pools
+        .set_pool_config(&PoolConfig {
+            pool: "anthropic".into(),
+            strategy: Strategy::Priority,
+        })
+        .await
+        .unwrap();
+    h.console.stdin = Some(TOKEN_VALUE.into());
+    let e = h.run(&add("opneai", "b", &[])).await.unwrap_err();
+    assert!(
+        e.0.contains("pool opneai does not exist")
+            && e.0.contains("existing pools: anthropic, openai")
+            && e.0.contains("--new-pool"),
+        "{e}"
+    );
+    assert!(h.console.stdin.is_some());
+    assert_eq!(
+        h.store.get_secret("tollgate/pool/opneai/b").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(h.pools.list_tokens().await.unwrap().len(), 1);
+    assert_eq!(h.pools.list_pool_configs().await.unwrap().len(), 2);
+
+    // Existing pools need no flag: one with tokens, one with only its settings.
+    h.ok(&add("openai", "b", &[])).await;
+    h.console.stdin = Some(TOKEN_VALUE.into());
+    h.ok(&add("anthropic", "c", &[])).await;
+    // --new-pool on a pool that exists is harmless (scripts may always pass it).
+    h.console.stdin = Some(TOKEN_VALUE.into());
+    h.ok(&add("openai", "d", &["--new-pool"])).await;
+    let view = h.pools.load_pool("openai").await.unwrap();
+    assert_eq!(view.strategy, Strategy::Weighted, "settings kept");
+    assert_eq!(view.tokens.len(), 3);
+}
+
+#[tokio::test]
+async fn pool_set_strategy_refuses_a_pool_that_does_not_exist() {
+    let mut h = Harness::new().await;
+    let e = h
+        .run(&["pool", "set-strategy", "openai", "priority"])
+        .await
+        .unwrap_err();
+    assert!(
+        e.0.contains("pool openai does not exist") && e.0.contains("no pools yet"),
+        "{e}"
+    );
+    assert!(h.pools.list_pool_configs().await.unwrap().is_empty());
+    h.console.stdin = Some(TOKEN_VALUE.into());
+    h.ok(&[
+        "token",
+        "add",
+        "--pool",
+        "openai",
+        "--provider",
+        "openai",
+        "--new-pool",
+    ])
+    .await;
+    let e = h
+        .run(&["pool", "set-strategy", "opneai", "priority"])
+        .await
+        .unwrap_err();
+    assert!(
+        e.0.contains("pool opneai does not exist")
+            && e.0.contains("existing pools: openai")
+            && e.0.contains("token add --pool opneai --new-pool"),
+        "{e}"
+    );
+    assert!(h.pools.list_pool_configs().await.unwrap().is_empty());
+    h.ok(&["pool", "set-strategy", "openai", "priority"]).await;
+    assert_eq!(
+        h.pools.load_pool("openai").await.unwrap().strategy,
+        Strategy::Priority
+    );
 }
 
 /// A pool store whose token writes fail: for the rollback path.
@@ -544,6 +720,7 @@ async fn token_add_deletes_the_secret_when_the_record_write_fails() {
             "add",
             "--pool",
             "p",
+            "--new-pool",
             "--provider",
             "openai",
             "--id",
@@ -571,6 +748,7 @@ async fn enable_disable_set_value_remove() {
         "add",
         "--pool",
         "p",
+        "--new-pool",
         "--provider",
         "openai",
         "--id",
@@ -623,6 +801,7 @@ async fn pool_show_renders_cooldown_remaining_and_counters() {
         "add",
         "--pool",
         "p",
+        "--new-pool",
         "--provider",
         "openai",
         "--id",

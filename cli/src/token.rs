@@ -96,6 +96,16 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         .load_pool(&a.pool)
         .await
         .ctx(format!("reading pool {}", a.pool))?;
+    // A mistyped --pool must not quietly start a pool no key routes to. Checked before the
+    // value is read.
+    if !a.new_pool && !crate::pool::pool_exists(ctx, &a.pool, &existing).await? {
+        return Err(crate::pool::missing_pool(
+            ctx,
+            &a.pool,
+            "pass --new-pool to create it with this token",
+        )
+        .await);
+    }
     if existing.tokens.iter().any(|t| t.token_id == token_id) {
         return Err(CliError::new(format!(
             "token {token_id} already exists in pool {}; choose another --id",

@@ -175,6 +175,7 @@ async fn operator_flow_end_to_end_never_leaks_a_secret() {
             "add",
             "--pool",
             &pool,
+            "--new-pool",
             "--provider",
             "openai",
             "--id",
@@ -316,7 +317,15 @@ fn empty_token_value_is_refused_and_leaves_nothing_behind() {
     let pool = format!("{ns}pool");
     let r = tollgate(
         Some(emu),
-        &["token", "add", "--pool", &pool, "--provider", "anthropic"],
+        &[
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--new-pool",
+            "--provider",
+            "anthropic",
+        ],
         Some("\n"),
     );
     assert_eq!(r.code, 1, "{r:?}");
@@ -369,6 +378,169 @@ fn a_token_value_flag_does_not_exist() {
     );
     assert_eq!(r.code, 2, "{r:?}");
     assert!(!r.all().contains("pw-SECRET"), "{r:?}");
+}
+
+#[tokio::test]
+async fn careless_base_urls_are_refused_before_anything_is_stored() {
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let pool = format!("{ns}pool");
+    let sm = secrets(emu).await;
+    // A refusal exits before reading stdin, so only the accepted run gets a value.
+    let add = |url: &str, extra: &[&str], value: Option<&str>| {
+        let mut args = vec![
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--provider",
+            "openai",
+            "--id",
+            "t1",
+            "--base-url",
+            url,
+        ];
+        args.extend_from_slice(extra);
+        tollgate(Some(emu), &args, value)
+    };
+    // Never right: instance metadata and link-local, with or without the flag.
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00:ec2::254]/latest",
+        "https://[fe80::1]/v1",
+        "http://metadata.google.internal/computeMetadata/v1",
+        "http://instance-data/latest",
+    ] {
+        for extra in [&[][..], &["--allow-plain-http"][..]] {
+            let r = add(url, extra, None);
+            assert_eq!(r.code, 2, "{url}: {r:?}");
+            assert!(r.stderr.contains("never sent there"), "{url}: {r:?}");
+        }
+    }
+    // Rarely right: plain http across the internet needs the flag.
+    let r = add("http://203.0.113.7:8000/v1", &[], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--allow-plain-http"), "{r:?}");
+    let r = ok(emu, &["token", "list", "--pool", &pool, "--json"], None);
+    assert!(r.json()["tokens"].as_array().unwrap().is_empty(), "{r:?}");
+    let secret_id = format!("tollgate/pool/{pool}/t1");
+    assert_eq!(sm.get_secret(&secret_id).await, Err(StoreError::NotFound));
+
+    let value = format!("{TOKEN_VALUE}\n");
+    let r = add(
+        "http://203.0.113.7:8000/v1",
+        &["--allow-plain-http", "--new-pool", "--json"],
+        Some(&value),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["base_url"], "http://203.0.113.7:8000/v1");
+    assert!(!r.all().contains(TOKEN_VALUE), "{r:?}");
+    ok(emu, &["token", "remove", &pool, "t1", "--yes"], None);
+}
+
+#[test]
+fn pools_come_into_being_only_on_purpose() {
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let pool = format!("{ns}pool");
+    let typo = format!("{ns}poll");
+
+    // set-strategy on a pool that does not exist: refused, no settings record written.
+    let r = tollgate(
+        Some(emu),
+        &["pool", "set-strategy", &typo, "priority"],
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: ")
+            && r.stderr.contains(&format!("pool {typo} does not exist"))
+            && r.stderr.contains("--new-pool"),
+        "{r:?}"
+    );
+    let r = ok(emu, &["pool", "show", "--json"], None);
+    assert!(
+        !r.json()["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pool"] == typo.as_str()),
+        "{r:?}"
+    );
+
+    // token add to a new pool needs --new-pool; the refusal reads no value.
+    let add = |p: &str, id: &str, extra: &[&str], value: Option<&str>| {
+        let mut args = vec![
+            "token",
+            "add",
+            "--pool",
+            p,
+            "--provider",
+            "openai",
+            "--id",
+            id,
+        ];
+        args.extend_from_slice(extra);
+        tollgate(Some(emu), &args, value)
+    };
+    let r = add(&pool, "t1", &[], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--new-pool"), "{r:?}");
+    let value = format!("{TOKEN_VALUE}\n");
+    let r = add(&pool, "t1", &["--new-pool"], Some(&value));
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // Now a typo of it is refused with the real pool listed, and nothing is written.
+    let r = add(&typo, "t2", &[], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("pool {typo} does not exist"))
+            && r.stderr.contains(&pool)
+            && r.stderr.contains("--new-pool"),
+        "{r:?}"
+    );
+    let r = ok(emu, &["token", "list", "--pool", &typo, "--json"], None);
+    assert!(r.json()["tokens"].as_array().unwrap().is_empty(), "{r:?}");
+
+    // The existing pool takes tokens and a strategy without any flag.
+    ok(
+        emu,
+        &[
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--provider",
+            "openai",
+            "--id",
+            "t2",
+        ],
+        Some(&value),
+    );
+    ok(emu, &["pool", "set-strategy", &pool, "weighted"], None);
+    let r = ok(emu, &["pool", "show", &pool, "--json"], None);
+    assert_eq!(r.json()["pools"][0]["strategy"], "weighted");
+    assert_eq!(r.json()["pools"][0]["tokens"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn tenant_create_without_a_name_is_named_after_its_id() {
+    let emu = emulator();
+    let tenant = format!("{}noname", unique_ns("cli"));
+    ok(
+        emu,
+        &["tenant", "create", &tenant, "--owner", "o@x.test"],
+        None,
+    );
+    let r = ok(emu, &["tenant", "list", "--json"], None);
+    let t = r.json()["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant_id"] == tenant.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{tenant} not listed: {r:?}"));
+    assert_eq!(t["name"], tenant.as_str());
 }
 
 #[test]
