@@ -206,7 +206,7 @@ def warm_calls(n=50):
     key = json.loads(subprocess.run([cli, "--json", "key", "issue", "--tenant", "bench", "--owner", "bench@localhost", "--env", "test"],
                                     env=full, check=True, capture_output=True, text=True).stdout)["key"]
     mock_url = listening("mock")
-    subprocess.run([cli, "token", "add", "--pool", "openai", "--provider", "openai", "--base-url", f"{mock_url}/v1",
+    subprocess.run([cli, "token", "add", "--pool", "openai", "--new-pool", "--provider", "openai", "--base-url", f"{mock_url}/v1",
                     "--id", "bench", "--owner", "bench@localhost"], input="mock-ok-bench\n", env=full, check=True,
                    capture_output=True, text=True)
     out = open(TMP / "proxy-aws.out", "w")

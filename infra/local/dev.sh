@@ -87,17 +87,17 @@ say "seeding the demo tenant, key and pool tokens"
 key=$("$cli" --json key issue --tenant demo --owner "dev@localhost" --name "make dev" --env test \
   | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 if [ -n "${OPENAI_API_KEY:-}" ]; then
-  "$cli" token add --pool openai --provider openai --id openai-real --owner "dev@localhost" \
+  "$cli" token add --pool openai --new-pool --provider openai --id openai-real --owner "dev@localhost" \
     --value-env OPENAI_API_KEY >/dev/null
 else
-  echo "mock-ok-demo-openai" | "$cli" token add --pool openai --provider openai \
+  echo "mock-ok-demo-openai" | "$cli" token add --pool openai --new-pool --provider openai \
     --base-url "$mock_url/v1" --id openai-mock --owner "dev@localhost" >/dev/null
 fi
 if [ -n "${ANTHROPIC_API_KEY:-}" ]; then
-  "$cli" token add --pool anthropic --provider anthropic --id anthropic-real --owner "dev@localhost" \
+  "$cli" token add --pool anthropic --new-pool --provider anthropic --id anthropic-real --owner "dev@localhost" \
     --value-env ANTHROPIC_API_KEY >/dev/null
 else
-  echo "mock-ok-demo-anthropic" | "$cli" token add --pool anthropic --provider anthropic \
+  echo "mock-ok-demo-anthropic" | "$cli" token add --pool anthropic --new-pool --provider anthropic \
     --base-url "$mock_url/v1" --id anthropic-mock --owner "dev@localhost" >/dev/null
 fi
 

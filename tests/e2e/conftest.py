@@ -52,7 +52,7 @@ class Stack:
 
     def add_token(self, pool: str, provider: str, value: str, token_id: str, *extra):
         self.cli(
-            "token", "add", "--pool", pool, "--provider", provider, "--base-url",
+            "token", "add", "--pool", pool, "--new-pool", "--provider", provider, "--base-url",
             f"{self.mock}/v1", "--id", token_id, "--owner", "e2e@localhost", *extra,
             input=value + "\n",
         )

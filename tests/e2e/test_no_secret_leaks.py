@@ -11,7 +11,7 @@ import openai
 def test_planted_key_and_token_never_leak(stack, unique):
     planted_token = f"mock-ok-PLANTED-{unique}-9f8e7d6c5b4a"
     pool = f"plant-{unique}"
-    r = stack.cli("token", "add", "--pool", pool, "--provider", "openai", "--base-url",
+    r = stack.cli("token", "add", "--pool", pool, "--new-pool", "--provider", "openai", "--base-url",
                   f"{stack.mock}/v1", "--id", "planted", "--owner", "e2e@localhost",
                   input=planted_token + "\n")
     outputs = [r.stdout, r.stderr]
