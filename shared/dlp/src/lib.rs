@@ -5,6 +5,7 @@
 //! - [`inspect_request`] / [`cli::redact_request`]: walk an OpenAI or Anthropic
 //!   request body, decide block / redact / log, rewrite only text fields;
 //! - [`StreamRedactor`]: redact secrets in streamed response deltas;
+//! - [`json::walk_strings_mut`]: every string value of a JSON document;
 //! - [`Policy`]: per-entity / per-category actions with defaults and merging.
 //!
 //! Call [`init`] once at start-up so a defective pattern set fails loudly.
@@ -13,6 +14,7 @@ pub mod base62;
 pub mod cli;
 pub mod entity;
 pub mod error;
+pub mod json;
 pub mod normalize;
 pub mod policy;
 pub mod redact;

@@ -20,6 +20,7 @@
 
 use crate::entity::{Action, Entity};
 use crate::error::DlpError;
+use crate::json::walk_strings_mut;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::scan::{Finding, scan};
@@ -160,15 +161,6 @@ fn openai_item(item: &mut Value, f: &mut dyn FnMut(&mut String)) {
     }
 }
 
-fn all_strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(a) => a.iter_mut().for_each(|x| all_strings(x, f)),
-        Value::Object(o) => o.values_mut().for_each(|x| all_strings(x, f)),
-        _ => {}
-    }
-}
-
 fn anthropic_content(v: &mut Value, f: &mut dyn FnMut(&mut String), depth: usize) {
     match v {
         Value::String(s) => f(s),
@@ -204,7 +196,7 @@ fn anthropic_block(b: &mut Value, f: &mut dyn FnMut(&mut String), depth: usize) 
         }
         "tool_use" | "server_tool_use" => {
             if let Some(input) = o.get_mut("input") {
-                all_strings(input, f);
+                walk_strings_mut(input, f);
             }
         }
         "tool_result" => {
