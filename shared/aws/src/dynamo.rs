@@ -697,30 +697,20 @@ mod tests {
     #[test]
     fn none_fields_are_left_out_and_numbers_are_numbers() {
         let t = TokenRecord {
-            token_id: "t1".into(),
-            pool: "p".into(),
-            provider: tollgate_core::records::ProviderKind::Openai,
-            base_url: "http://x/v1".into(),
-            secret: tollgate_core::records::SecretRef::KmsBlob {
-                ciphertext_b64: "AAAA".into(),
-                tenant_id: "acme".into(),
-            },
-            owner: "ops".into(),
-            status: TokenStatus::Active,
             weight: 3,
-            priority: 0,
-            cooldown_until: None,
-            consecutive_failures: 0,
-            total_failures: 0,
             requests: 7,
-            tokens_in: 0,
-            tokens_out: 0,
-            last_used_at: None,
-            last_error: None,
-            expires_at: None,
-            rotation_state: None,
-            version: 0,
-            created_at: 1,
+            ..TokenRecord::new(
+                "t1",
+                "p",
+                tollgate_core::records::ProviderKind::Openai,
+                "http://x/v1",
+                tollgate_core::records::SecretRef::KmsBlob {
+                    ciphertext_b64: "AAAA".into(),
+                    tenant_id: "acme".into(),
+                },
+                "ops",
+                1,
+            )
         };
         let item = to_item("token", &t).expect("encode");
         assert!(!item.contains_key("cooldown_until"));

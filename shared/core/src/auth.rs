@@ -267,38 +267,14 @@ mod tests {
     }
 
     fn tenant() -> Tenant {
-        Tenant {
-            tenant_id: "acme".into(),
-            name: "Acme".into(),
-            owner: "platform@acme.test".into(),
-            created_at: 0,
-            disabled: false,
-            model_pools: Default::default(),
-            dlp_policy: None,
-        }
+        Tenant::new("acme", "Acme", "platform@acme.test", 0)
     }
 
     fn issued(seed: u64) -> (ClientKey, ClientKeyRecord) {
         let k = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(seed));
-        let (digest_hex, pepper_version) = peppers().digest_new(&k);
         let rec = ClientKeyRecord {
-            key_id: k.key_id().into(),
-            tenant_id: "acme".into(),
-            owner: "dev@acme.test".into(),
-            env: KeyEnv::Test,
             name: "ci".into(),
-            digest_hex,
-            pepper_version,
-            last4: k.last4().into(),
-            status: KeyStatus::Active,
-            created_at: 0,
-            expires_at: None,
-            revoked_at: None,
-            allowed_cidrs: vec![],
-            allowed_models: vec![],
-            allowed_routes: vec![],
-            model_pools: Default::default(),
-            dlp_policy: None,
+            ..ClientKeyRecord::for_key(&k, "acme", "dev@acme.test", peppers().digest_new(&k), 0)
         };
         (k, rec)
     }

@@ -221,31 +221,17 @@ mod tests {
     use rand::{SeedableRng, rngs::StdRng};
 
     fn tok(id: &str) -> TokenRecord {
-        TokenRecord {
-            token_id: id.into(),
-            pool: "p".into(),
-            provider: ProviderKind::Openai,
-            base_url: "http://x/v1".into(),
-            secret: SecretRef::SecretsManager {
+        TokenRecord::new(
+            id,
+            "p",
+            ProviderKind::Openai,
+            "http://x/v1",
+            SecretRef::SecretsManager {
                 secret_id: format!("tollgate/pool/{id}"),
             },
-            owner: "ops".into(),
-            status: TokenStatus::Active,
-            weight: 1,
-            priority: 0,
-            cooldown_until: None,
-            consecutive_failures: 0,
-            total_failures: 0,
-            requests: 0,
-            tokens_in: 0,
-            tokens_out: 0,
-            last_used_at: None,
-            last_error: None,
-            expires_at: None,
-            rotation_state: None,
-            version: 0,
-            created_at: 0,
-        }
+            "ops",
+            0,
+        )
     }
 
     fn view(strategy: Strategy, tokens: Vec<TokenRecord>) -> PoolView {

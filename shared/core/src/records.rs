@@ -2,7 +2,7 @@
 //! Plain data with serde; the adapters map them to and from their storage.
 
 use crate::clock::EpochMs;
-use crate::key::KeyEnv;
+use crate::key::{ClientKey, KeyEnv};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +23,28 @@ pub struct Tenant {
     /// Sensitive-data policy for this tenant's requests; `None` = the built-in defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dlp_policy: Option<Policy>,
+}
+
+impl Tenant {
+    /// An enabled tenant with no model mapping and the built-in DLP policy: every other field
+    /// at the value a stored record without it deserializes to. Set more with struct update
+    /// syntax: `Tenant { disabled: true, ..Tenant::new(..) }`.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        name: impl Into<String>,
+        owner: impl Into<String>,
+        created_at: EpochMs,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            name: name.into(),
+            owner: owner.into(),
+            created_at,
+            disabled: false,
+            model_pools: BTreeMap::new(),
+            dlp_policy: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +90,62 @@ pub struct ClientKeyRecord {
 }
 
 impl ClientKeyRecord {
+    /// An active key record with an empty name, no expiry, and no restriction (any network,
+    /// model and route; the tenant's pool mapping and DLP policy): every other field at the
+    /// value a stored record without it deserializes to. `digest` is what
+    /// [`Peppers::digest_new`](crate::auth::Peppers::digest_new) returns: the hex HMAC of the
+    /// key and the pepper version it used. Set more with struct update syntax.
+    pub fn new(
+        key_id: impl Into<String>,
+        env: KeyEnv,
+        last4: impl Into<String>,
+        tenant_id: impl Into<String>,
+        owner: impl Into<String>,
+        digest: (String, u32),
+        created_at: EpochMs,
+    ) -> Self {
+        let (digest_hex, pepper_version) = digest;
+        Self {
+            key_id: key_id.into(),
+            tenant_id: tenant_id.into(),
+            owner: owner.into(),
+            env,
+            name: String::new(),
+            digest_hex,
+            pepper_version,
+            last4: last4.into(),
+            status: KeyStatus::Active,
+            created_at,
+            expires_at: None,
+            revoked_at: None,
+            allowed_cidrs: Vec::new(),
+            allowed_models: Vec::new(),
+            allowed_routes: Vec::new(),
+            model_pools: BTreeMap::new(),
+            dlp_policy: None,
+        }
+    }
+
+    /// [`ClientKeyRecord::new`] for a key in hand (at issue time): key id, environment and
+    /// last four characters are taken from `key`; the key itself is not stored.
+    pub fn for_key(
+        key: &ClientKey,
+        tenant_id: impl Into<String>,
+        owner: impl Into<String>,
+        digest: (String, u32),
+        created_at: EpochMs,
+    ) -> Self {
+        Self::new(
+            key.key_id(),
+            key.env(),
+            key.last4(),
+            tenant_id,
+            owner,
+            digest,
+            created_at,
+        )
+    }
+
     pub fn display(&self) -> String {
         crate::key::display_form(self.env, &self.key_id, &self.last4)
     }
@@ -201,6 +279,46 @@ fn default_weight() -> u32 {
     1
 }
 
+impl TokenRecord {
+    /// A new `active` token: weight 1, tier 0, no cooldown, zero counters, no expiry, no
+    /// rotation state, version 0: every other field at the value a stored record without it
+    /// deserializes to. Set more with struct update syntax:
+    /// `TokenRecord { weight: 3, ..TokenRecord::new(..) }`.
+    pub fn new(
+        token_id: impl Into<String>,
+        pool: impl Into<String>,
+        provider: ProviderKind,
+        base_url: impl Into<String>,
+        secret: SecretRef,
+        owner: impl Into<String>,
+        created_at: EpochMs,
+    ) -> Self {
+        Self {
+            token_id: token_id.into(),
+            pool: pool.into(),
+            provider,
+            base_url: base_url.into(),
+            secret,
+            owner: owner.into(),
+            status: TokenStatus::Active,
+            weight: default_weight(),
+            priority: 0,
+            cooldown_until: None,
+            consecutive_failures: 0,
+            total_failures: 0,
+            requests: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            last_used_at: None,
+            last_error: None,
+            expires_at: None,
+            rotation_state: None,
+            version: 0,
+            created_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -250,4 +368,76 @@ pub struct PoolConfig {
 pub struct PoolView {
     pub strategy: Strategy,
     pub tokens: Vec<TokenRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn from_minimal<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("minimal stored record")
+    }
+
+    #[test]
+    fn new_tenant_equals_a_stored_tenant_with_only_required_fields() {
+        let t = Tenant::new("acme", "Acme", "platform@acme.test", 5);
+        let stored: Tenant = from_minimal(json!({
+            "tenant_id": "acme", "name": "Acme", "owner": "platform@acme.test", "created_at": 5
+        }));
+        assert_eq!(t, stored);
+    }
+
+    #[test]
+    fn new_key_record_equals_a_stored_record_with_only_required_fields() {
+        let r = ClientKeyRecord::new(
+            "AbCdEf012345",
+            KeyEnv::Test,
+            "WXYZ",
+            "acme",
+            "dev@acme.test",
+            ("ab".repeat(32), 2),
+            5,
+        );
+        let stored: ClientKeyRecord = from_minimal(json!({
+            "key_id": "AbCdEf012345", "tenant_id": "acme", "owner": "dev@acme.test",
+            "env": "test", "name": "", "digest_hex": "ab".repeat(32), "pepper_version": 2,
+            "last4": "WXYZ", "status": "active", "created_at": 5
+        }));
+        assert_eq!(r, stored);
+    }
+
+    #[test]
+    fn key_record_for_a_key_takes_id_env_and_last4_from_it() {
+        use rand::{SeedableRng, rngs::StdRng};
+        let k = ClientKey::generate(KeyEnv::Live, &mut StdRng::seed_from_u64(3));
+        let r = ClientKeyRecord::for_key(&k, "acme", "dev@acme.test", ("00".into(), 1), 0);
+        assert_eq!(
+            (r.key_id.as_str(), r.env, r.last4.as_str()),
+            (k.key_id(), KeyEnv::Live, k.last4())
+        );
+        assert!(!format!("{r:?}").contains(k.expose()));
+    }
+
+    #[test]
+    fn new_token_equals_a_stored_token_with_only_required_fields() {
+        let t = TokenRecord::new(
+            "t1",
+            "openai",
+            ProviderKind::Openai,
+            "https://api.openai.com/v1",
+            SecretRef::SecretsManager {
+                secret_id: "tollgate/pool/t1".into(),
+            },
+            "ops",
+            5,
+        );
+        let stored: TokenRecord = from_minimal(json!({
+            "token_id": "t1", "pool": "openai", "provider": "openai",
+            "base_url": "https://api.openai.com/v1",
+            "secret": {"kind": "secrets_manager", "secret_id": "tollgate/pool/t1"},
+            "owner": "ops", "status": "active", "created_at": 5
+        }));
+        assert_eq!(t, stored);
+    }
 }

@@ -13,69 +13,53 @@ use tollgate_core::records::{
 
 pub fn tenant(id: &str) -> Tenant {
     Tenant {
-        tenant_id: id.into(),
-        name: format!("Tenant {id}"),
-        owner: "owner@example.test".into(),
-        created_at: 1,
-        disabled: false,
         model_pools: [("gpt-4o*".to_owned(), "openai-eu".to_owned())].into(),
         dlp_policy: Some(tollgate_core::records::Policy::default().with_category(
             tollgate_dlp::Category::Contact,
             tollgate_dlp::Action::Redact,
         )),
+        ..Tenant::new(id, format!("Tenant {id}"), "owner@example.test", 1)
     }
 }
 
 pub fn key_record(key_id: &str, tenant_id: &str) -> ClientKeyRecord {
+    // Fields away from their defaults, so a store dropping one fails the round trip.
     ClientKeyRecord {
-        key_id: key_id.into(),
-        tenant_id: tenant_id.into(),
-        owner: "dev@example.test".into(),
-        env: KeyEnv::Test,
         name: "contract".into(),
-        digest_hex: "ab".repeat(32),
-        pepper_version: 1,
-        last4: "WXYZ".into(),
-        status: KeyStatus::Active,
-        created_at: 1,
         expires_at: Some(4_000_000_000_000),
-        revoked_at: None,
         allowed_cidrs: vec!["10.0.0.0/8".parse().expect("static cidr")],
         allowed_models: vec!["gpt-4o*".into()],
-        allowed_routes: vec![],
-        model_pools: Default::default(),
         dlp_policy: Some(
             tollgate_core::records::Policy::default()
                 .with_entity(tollgate_dlp::Entity::Email, tollgate_dlp::Action::Off),
         ),
+        ..ClientKeyRecord::new(
+            key_id,
+            KeyEnv::Test,
+            "WXYZ",
+            tenant_id,
+            "dev@example.test",
+            ("ab".repeat(32), 1),
+            1,
+        )
     }
 }
 
 pub fn token(pool: &str, id: &str) -> TokenRecord {
     TokenRecord {
-        token_id: id.into(),
-        pool: pool.into(),
-        provider: ProviderKind::Openai,
-        base_url: "http://127.0.0.1:1/v1".into(),
-        secret: SecretRef::SecretsManager {
-            secret_id: format!("tollgate/pool/{id}"),
-        },
-        owner: "ops@example.test".into(),
-        status: TokenStatus::Active,
         weight: 2,
         priority: 1,
-        cooldown_until: None,
-        consecutive_failures: 0,
-        total_failures: 0,
-        requests: 0,
-        tokens_in: 0,
-        tokens_out: 0,
-        last_used_at: None,
-        last_error: None,
-        expires_at: None,
-        rotation_state: None,
-        version: 0,
-        created_at: 1,
+        ..TokenRecord::new(
+            id,
+            pool,
+            ProviderKind::Openai,
+            "http://127.0.0.1:1/v1",
+            SecretRef::SecretsManager {
+                secret_id: format!("tollgate/pool/{id}"),
+            },
+            "ops@example.test",
+            1,
+        )
     }
 }
 
