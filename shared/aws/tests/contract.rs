@@ -1,5 +1,10 @@
 //! The store contract and adapter-specific behaviour, with the real AWS SDK against the local
 //! AWS emulator (moto, started once for this test binary by `tollgate-testkit`).
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test binary: its set-up helpers (outside #[test] fns) should fail loudly"
+)]
 
 use async_trait::async_trait;
 use std::time::{Duration, Instant};

@@ -32,14 +32,17 @@ fn tollgate_key(live: bool) -> String {
     k.push_str("AbCdEf012345");
     k.push_str("q8Zr2mX0vL7pW4nK9sD1fG6hJ3bT5yU0");
     let c = crc32_checksum(k.as_bytes());
-    k.push_str(std::str::from_utf8(&c).unwrap());
+    k.extend(c.map(char::from));
     k
 }
 
 fn github_token() -> String {
     let body = "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1";
-    let c = crc32_checksum(body.as_bytes());
-    format!("ghp_{body}{}", std::str::from_utf8(&c).unwrap())
+    let c: String = crc32_checksum(body.as_bytes())
+        .map(char::from)
+        .into_iter()
+        .collect();
+    format!("ghp_{body}{c}")
 }
 
 fn aws_access_key() -> String {

@@ -1,6 +1,15 @@
 //! The behaviour every store implementation must show, run once per implementation: by this
 //! crate's tests for the in-memory store, by `tollgate-aws`'s integration tests against the
 //! AWS emulator. Ids are prefixed with `ns` so runs can share one emulator.
+//!
+//! Test code compiled into the library (so another crate's tests can run it): a failed
+//! expectation must fail the calling test loudly.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "contract test suite: failing loudly is its job"
+)]
 
 use tollgate_core::key::KeyEnv;
 use tollgate_core::pool::{FailureCount, TokenChange};
