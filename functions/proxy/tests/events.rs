@@ -8,6 +8,8 @@
 //! way the Lambda runtime does it (`lambda_http::request::LambdaRequest`), converted into the
 //! `http::Request` the proxy's router sees, and checked: REST (v1) request context with a
 //! source IP, method, path, a client key, and a JSON body naming a model.
+// Test code: a failed unwrap is a failed test (clippy.toml covers #[test] fns, not helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, RequestExt};

@@ -115,6 +115,8 @@ enum Mode {
     Echo,
     Stall,
     Break(usize),
+    /// Non-stream: 200 and headers, then half a body and an aborted connection.
+    Cut,
 }
 
 /// Builds the router with a fresh state.
@@ -251,6 +253,28 @@ async fn handle(
     if mode == Mode::Stall {
         tokio::time::sleep(st.cfg.stall).await;
     }
+    if mode == Mode::Cut && !stream {
+        // The pause lets the headers and the first half leave before the abort.
+        let half = Body::from_stream(stream::unfold(0u8, |step| async move {
+            match step {
+                0 => Some((
+                    Ok(Bytes::from_static(
+                        b"{\"id\":\"chatcmpl-cut\",\"choices\":[",
+                    )),
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let e = std::io::Error::other("mock-cut: connection aborted mid-body");
+                    Some((Err(e), 2))
+                }
+                _ => None,
+            }
+        }));
+        let mut resp = Response::new(half);
+        set_json_headers(provider, resp.headers_mut(), seq);
+        return resp;
+    }
     let break_after = match mode {
         Mode::Break(n) if stream => Some(n),
         _ => None,
@@ -372,7 +396,7 @@ fn decide(
         ))
     } else if behaviour.starts_with("503") {
         let status = if ep == Endpoint::Messages {
-            StatusCode::from_u16(529).expect("529 is a valid status")
+            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
@@ -390,6 +414,8 @@ fn decide(
         Ok(Mode::Stall)
     } else if let Some(rest) = behaviour.strip_prefix("break") {
         Ok(Mode::Break(leading_number(rest).unwrap_or(1)))
+    } else if behaviour.starts_with("cut") {
+        Ok(Mode::Cut)
     } else if let Some(rest) = behaviour.strip_prefix("flaky") {
         let failures = leading_number(rest).unwrap_or(1);
         let mut flaky = st.flaky.lock().unwrap_or_else(|e| e.into_inner());

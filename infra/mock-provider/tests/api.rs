@@ -1,4 +1,6 @@
 //! Black-box tests: the router on an ephemeral port, driven by a plain hyper client.
+// Test code: a failed unwrap is a failed test (clippy.toml covers #[test] fns, not helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

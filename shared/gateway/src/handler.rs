@@ -105,11 +105,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
 /// The values this response must never carry: every token value of the pool this instance
 /// knows, and the one it just sent.
 fn scrubber_for(gw: &Gateway, pool: &str, ctx: &RequestCtx) -> Option<Scrubber> {
-    let mut values = gw.secrets.known_values(&gw.pools.token_ids(pool));
-    if let Some(d) = &ctx.delivering {
-        values.push(d.value.clone());
-    }
-    match Scrubber::new(values.iter().map(|v| v.expose().as_bytes())) {
+    let sent = ctx.delivering.as_ref()?.value.clone();
+    match gw.secrets.scrubber(&gw.pools.token_ids(pool), &sent) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, pool, "cannot build the token scrubber");

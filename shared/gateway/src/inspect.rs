@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use tollgate_core::provider::Route;
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{Policy, ProviderKind};
+use tollgate_dlp::json::walk_strings_mut;
 use tollgate_dlp::{
     Action, Category, Decision, Entity, Redactor, RequestKind, StreamRedactor, inspect_request,
 };
@@ -97,7 +98,7 @@ pub fn redact_response_body(
 ) -> Option<Vec<u8>> {
     let mut redactor = Redactor::new();
     let mut changed = false;
-    walk_strings(v, &mut |s| {
+    walk_strings_mut(v, &mut |s| {
         let findings = tollgate_dlp::scan(s, policy);
         if findings.iter().any(|f| f.action == Action::Redact) {
             for f in &findings {
@@ -111,15 +112,6 @@ pub fn redact_response_body(
         serde_json::to_vec(v).ok()
     } else {
         None
-    }
-}
-
-fn walk_strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(a) => a.iter_mut().for_each(|x| walk_strings(x, f)),
-        Value::Object(o) => o.values_mut().for_each(|x| walk_strings(x, f)),
-        _ => {}
     }
 }
 
@@ -171,7 +163,7 @@ impl ResponseFilter {
         let policy = &self.policy;
         let whole = &mut self.whole;
         let counts = &mut self.counts;
-        walk_strings(v, &mut |s| {
+        walk_strings_mut(v, &mut |s| {
             let findings = tollgate_dlp::scan(s, policy);
             if findings.iter().any(|f| f.action == Action::Redact) {
                 for f in &findings {

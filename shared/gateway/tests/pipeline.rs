@@ -1,5 +1,7 @@
 //! The whole request path with in-memory stores, a fake clock and the bundled mock provider
 //! as upstream (on loopback). Each test names the behaviour it pins.
+// Test code: a failed unwrap is a failed test (clippy.toml covers #[test] fns, not helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::body::Body;
 use http::{Request, Response};
@@ -12,7 +14,7 @@ use tollgate_core::clock::FakeClock;
 use tollgate_core::key::{ClientKey, KeyEnv};
 use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, TenantStore};
 use tollgate_core::records::{
-    ClientKeyRecord, KeyStatus, ProviderKind, SecretRef, Tenant, TokenRecord, TokenStatus,
+    ClientKeyRecord, ProviderKind, SecretRef, Tenant, TokenRecord, TokenStatus,
 };
 use tollgate_gateway::{Gateway, GatewayConfig, MemoryAuditSink, Stores, router};
 use tollgate_memory::MemoryStore;
@@ -43,31 +45,19 @@ async fn start_mock() -> String {
 }
 
 fn token(pool: &str, id: &str, kind: ProviderKind, base: &str, priority: u32) -> TokenRecord {
-    TokenRecord {
-        token_id: id.into(),
-        pool: pool.into(),
-        provider: kind,
-        base_url: format!("{base}/v1"),
-        secret: SecretRef::SecretsManager {
+    let mut t = TokenRecord::new(
+        id,
+        pool,
+        kind,
+        format!("{base}/v1"),
+        SecretRef::SecretsManager {
             secret_id: format!("tollgate/pool/{id}"),
         },
-        owner: "ops@example.test".into(),
-        status: TokenStatus::Active,
-        weight: 1,
-        priority,
-        cooldown_until: None,
-        consecutive_failures: 0,
-        total_failures: 0,
-        requests: 0,
-        tokens_in: 0,
-        tokens_out: 0,
-        last_used_at: None,
-        last_error: None,
-        expires_at: None,
-        rotation_state: None,
-        version: 0,
-        created_at: T0,
-    }
+        "ops@example.test",
+        T0,
+    );
+    t.priority = priority;
+    t
 }
 
 /// `tokens`: (pool, token id, token value). Ids sort in the order round-robin tries them.
@@ -79,38 +69,22 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
         .await
         .unwrap();
     store
-        .put_tenant(&Tenant {
-            tenant_id: "acme".into(),
-            name: "Acme".into(),
-            owner: "platform@acme.test".into(),
-            created_at: T0,
-            disabled: false,
-            model_pools: Default::default(),
-            dlp_policy: None,
-        })
+        .put_tenant(&Tenant::new("acme", "Acme", "platform@acme.test", T0))
         .await
         .unwrap();
     let k = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(42));
-    let (digest_hex, pepper_version) = Peppers::parse(PEPPER).unwrap().digest_new(&k);
     store
-        .put_key(&ClientKeyRecord {
-            key_id: k.key_id().into(),
-            tenant_id: "acme".into(),
-            owner: "dev@acme.test".into(),
-            env: KeyEnv::Test,
-            name: "tests".into(),
-            digest_hex,
-            pepper_version,
-            last4: k.last4().into(),
-            status: KeyStatus::Active,
-            created_at: T0,
-            expires_at: Some(T0 + 86_400_000),
-            revoked_at: None,
-            allowed_cidrs: vec![],
-            allowed_models: vec![],
-            allowed_routes: vec![],
-            model_pools: Default::default(),
-            dlp_policy: None,
+        .put_key(&{
+            let mut r = ClientKeyRecord::for_key(
+                &k,
+                "acme",
+                "dev@acme.test",
+                Peppers::parse(PEPPER).unwrap().digest_new(&k),
+                T0,
+            );
+            r.name = "tests".into();
+            r.expires_at = Some(T0 + 86_400_000);
+            r
         })
         .await
         .unwrap();
@@ -917,4 +891,23 @@ async fn every_request_writes_exactly_one_audit_line() {
         n += 1;
         assert_eq!(h.audit.records().len(), n);
     }
+}
+
+#[tokio::test]
+async fn a_token_whose_body_fails_after_the_headers_is_not_recorded_healthy() {
+    let h = setup(&[("openai", "t1", "mock-cut-one")]).await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 503, "{body}");
+    let a = h.last_audit();
+    assert_eq!(a.reason.as_str(), "upstream_body_failed");
+    assert_eq!(a.decision, Decision::Error);
+    let t = h.token("openai", "t1").await;
+    assert_eq!(
+        t.consecutive_failures, 1,
+        "counted as a failure, not a success"
+    );
+    assert_eq!(
+        t.requests, 0,
+        "no usage recorded for an answer never delivered"
+    );
 }

@@ -5,11 +5,12 @@
 
 use crate::cache::TtlCache;
 use crate::context::StoreCalls;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tollgate_core::auth::Peppers;
 use tollgate_core::clock::Clock;
 use tollgate_core::ports::{Decrypter, Secret, SecretStore, StoreError};
 use tollgate_core::records::{SecretRef, TokenRecord};
+use tollgate_core::scrub::{ScrubError, Scrubber};
 
 pub struct SecretCache {
     store: Arc<dyn SecretStore>,
@@ -17,6 +18,8 @@ pub struct SecretCache {
     pepper_secret_id: String,
     peppers: TtlCache<(), Arc<Peppers>>,
     token_values: TtlCache<String, Secret>,
+    /// The last scrubber built and the values it was built from.
+    scrubbers: Mutex<Option<(Vec<Secret>, Scrubber)>>,
 }
 
 impl SecretCache {
@@ -35,6 +38,7 @@ impl SecretCache {
             // token values are not cached.
             peppers: TtlCache::new(1, ttl_ms.max(1), clock.clone()),
             token_values: TtlCache::new(10_000, ttl_ms, clock),
+            scrubbers: Mutex::new(None),
         }
     }
 
@@ -85,12 +89,27 @@ impl SecretCache {
         Ok(value)
     }
 
-    /// The values this instance holds (fresh or not) for the given token ids: what the
-    /// scrubber must keep out of responses.
-    pub fn known_values(&self, token_ids: &[String]) -> Vec<Secret> {
-        token_ids
+    /// A scrubber for every value this instance holds (fresh or not) for the given token
+    /// ids, plus `sent`: what must never leave in a response. Built once per set of values
+    /// and reused while the set stays the same (building costs far more than comparing).
+    pub fn scrubber(&self, token_ids: &[String], sent: &Secret) -> Result<Scrubber, ScrubError> {
+        let mut values: Vec<Secret> = token_ids
             .iter()
             .filter_map(|id| self.token_values.with_any(id.as_str(), |v| v.clone()))
-            .collect()
+            .collect();
+        if !values.contains(sent) {
+            values.push(sent.clone());
+        }
+        if let Ok(g) = self.scrubbers.lock()
+            && let Some((cached, s)) = g.as_ref()
+            && *cached == values
+        {
+            return Ok(s.clone());
+        }
+        let s = Scrubber::new(values.iter().map(|v| v.expose().as_bytes()))?;
+        if let Ok(mut g) = self.scrubbers.lock() {
+            *g = Some((values, s.clone()));
+        }
+        Ok(s)
     }
 }
