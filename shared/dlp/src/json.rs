@@ -1,4 +1,5 @@
-//! Walking every string value of a JSON document.
+//! JSON for inspection: strict parsing of request bodies ([`parse_request_body`], refusing
+//! repeated keys; see [`strict`]) and walking every string value of a document.
 //!
 //! The one walker the workspace uses wherever "every string in this value" is meant: the
 //! request walkers (e.g. Anthropic `tool_use.input`) and the gateway's response redaction.
@@ -10,6 +11,9 @@
 //! visited in document order: arrays by index, objects in their map's iteration order.
 
 use serde_json::Value;
+
+pub mod strict;
+pub use strict::{BodyError, parse_request_body, parse_strict};
 
 /// Calls `f` on every string value in `v` (at any depth), in document order, allowing it to
 /// rewrite the string in place.

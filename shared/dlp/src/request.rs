@@ -20,7 +20,7 @@
 
 use crate::entity::{Action, Entity};
 use crate::error::DlpError;
-use crate::json::walk_strings_mut;
+use crate::json::{BodyError, parse_request_body, walk_strings_mut};
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::scan::{Finding, scan};
@@ -302,16 +302,19 @@ pub fn inspect_request(kind: RequestKind, body: &mut Value, policy: &Policy) -> 
 /// Parse, inspect and (when redacting) re-serialize a request body.
 ///
 /// The returned bytes are the input bytes unchanged unless the decision is
-/// `Redact`. On `Block` the caller must not forward the body.
+/// `Redact`. On `Block` the caller must not forward the body. A body that repeats an object
+/// key is refused ([`DlpError::Body`]), as the gateway refuses it.
 pub fn redact_request_bytes(
     kind: RequestKind,
     body: &[u8],
     policy: &Policy,
 ) -> Result<(Vec<u8>, Report), DlpError> {
-    let mut v: Value = serde_json::from_slice(body)?;
-    if !v.is_object() {
-        return Err(DlpError::NotAnObject);
-    }
+    // Strict: with a repeated key, serde_json would keep the last value, the first would go
+    // unscanned, and on Allow/Log the original bytes (holding both) would be returned.
+    let mut v = parse_request_body(body).map_err(|e| match e {
+        BodyError::NotObject => DlpError::NotAnObject,
+        other => DlpError::Body(other),
+    })?;
     let report = inspect_request(kind, &mut v, policy);
     if report.decision == Decision::Redact {
         Ok((serde_json::to_vec(&v)?, report))

@@ -498,3 +498,19 @@ proptest! {
         prop_assert!(leftover.is_empty(), "{:?} in {:?}", leftover, out);
     }
 }
+
+#[test]
+fn redact_request_refuses_a_repeated_key_that_would_hide_a_secret() {
+    // serde_json keeps the last `content`; the first would go out unscanned and unchanged.
+    let body = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}","content":"hello"}}]}}"#,
+        aws_access_key()
+    );
+    let err = cli::redact_request(RequestKind::Openai, body.as_bytes(), &all_redact())
+        .expect_err("repeated key");
+    assert!(matches!(
+        err,
+        DlpError::Body(json::BodyError::DuplicateKey { depth: 1 })
+    ));
+    assert!(!err.to_string().contains(&aws_access_key()));
+}
