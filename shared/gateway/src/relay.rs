@@ -73,18 +73,38 @@ pub(crate) fn complete(
     scrub: &Scrubber,
     redactions: &mut Redactions,
 ) -> (Bytes, Usage) {
-    let mut json: Option<serde_json::Value> = if ok {
-        serde_json::from_slice(&body).ok()
+    // Parsed strictly, as requests are: a body that repeats a key would otherwise be scanned
+    // by its last value while the client's parser may read the first.
+    let parsed = if ok {
+        Some(tollgate_core::json::parse_strict(&body))
     } else {
         None
     };
-    let usage = json.as_ref().and_then(usage_from_body).unwrap_or_default();
-    let body = match json
-        .as_mut()
-        .and_then(|v| redact_response_body(v, policy, &mut redactions.dlp))
-    {
-        Some(redacted) => Bytes::from(redacted),
-        None => body,
+    let (body, usage) = match parsed {
+        Some(Ok(mut v)) => {
+            let usage = usage_from_body(&v).unwrap_or_default();
+            match redact_response_body(&mut v, policy, &mut redactions.dlp) {
+                Some(redacted) => (Bytes::from(redacted), usage),
+                None => (body, usage),
+            }
+        }
+        Some(Err(tollgate_core::json::BodyError::DuplicateKey { .. })) => {
+            // Ambiguous JSON: scan the text as a whole so every copy is checked.
+            let text = String::from_utf8_lossy(&body);
+            let (redacted, findings) = tollgate_dlp::redact_text(&text, policy);
+            if findings
+                .iter()
+                .any(|f| f.action == tollgate_dlp::Action::Redact)
+            {
+                for f in &findings {
+                    *redactions.dlp.entry(f.entity).or_insert(0) += 1;
+                }
+                (Bytes::from(redacted), Usage::default())
+            } else {
+                (body, Usage::default())
+            }
+        }
+        _ => (body, Usage::default()),
     };
     let body = match scrub.scrub_counted(&body) {
         Some((clean, n)) => {
@@ -215,5 +235,55 @@ impl Source for Relay {
                 pool_tokens: self.scrub.replacements(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::response_policy;
+
+    fn fake_github_token() -> String {
+        let body = "q9W8e7R6t5Y4u3I2o1P0a9S8d7F6g5";
+        let sum = tollgate_core::base62::crc32_checksum(body.as_bytes());
+        format!("ghp_{body}{}", String::from_utf8_lossy(&sum))
+    }
+
+    #[test]
+    fn a_secret_in_either_copy_of_a_repeated_response_key_is_redacted() {
+        let secret = fake_github_token();
+        let scrub = Scrubber::new(std::iter::empty::<&[u8]>()).unwrap();
+        let policy = response_policy(&Policy::default());
+        for body in [
+            format!(r#"{{"content":"{secret}","content":"fine"}}"#),
+            format!(r#"{{"content":"fine","content":"{secret}"}}"#),
+        ] {
+            let mut r = Redactions::default();
+            let (out, _) = complete(Bytes::from(body), true, &policy, &scrub, &mut r);
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            assert!(!out.contains(&secret), "{out}");
+            assert!(!r.dlp.is_empty());
+        }
+    }
+
+    #[test]
+    fn pool_token_values_are_scrubbed_from_error_bodies_and_headers() {
+        let value = "pool-token-value-0123456789";
+        let scrub = Scrubber::new([value.as_bytes()]).unwrap();
+        let policy = response_policy(&Policy::default());
+        let mut r = Redactions::default();
+        let body = format!(r#"{{"error":{{"message":"bad key {value}"}}}}"#);
+        let (out, _) = complete(Bytes::from(body), false, &policy, &scrub, &mut r);
+        assert!(!String::from_utf8_lossy(&out).contains(value));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_static("pool-token-value-0123456789"),
+        );
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let resp = head(400, &h, &scrub, &mut r).body(()).unwrap();
+        assert!(resp.headers().get("x-request-id").is_none());
+        assert!(resp.headers().get("content-type").is_some());
+        assert_eq!(r.pool_tokens, 2);
     }
 }
