@@ -23,6 +23,8 @@ pub(crate) trait Source: Send + Unpin + 'static {
         None
     }
     fn report(&mut self) -> Self::Report;
+    /// Every byte has been handed out: a body dropped now was not cut short.
+    fn exhausted(&self) -> bool;
 }
 
 /// How a body ended.
@@ -104,9 +106,12 @@ impl<S: Source> Drop for SettlingBody<S> {
     fn drop(&mut self) {
         let pending = match std::mem::replace(&mut self.state, State::Done) {
             State::Sending(mut src) => self.on_end.take().map(|f| {
+                // Dropped after the last byte went out (a client that closes as soon as it
+                // has the whole body) is a complete response, not a client gone.
+                let client_gone = !src.exhausted();
                 f(Ended {
                     report: src.report(),
-                    client_gone: true,
+                    client_gone,
                 })
             }),
             // Settlement had started when the body was dropped: let it finish.
@@ -140,6 +145,9 @@ impl Source for Full {
         Some(self.1)
     }
     fn report(&mut self) {}
+    fn exhausted(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +181,21 @@ mod tests {
         // Collected means the end was reported: the hook had already finished.
         assert_eq!(ends.load(Ordering::SeqCst), 1);
         assert_eq!(gone.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_after_its_last_byte_is_complete() {
+        let (ends, gone) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let mut body = SettlingBody::new(
+            Full::new(Bytes::from_static(b"hello")),
+            counting_hook(ends.clone(), gone.clone()),
+        );
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"hello"));
+        drop(body);
+        tokio::task::yield_now().await;
+        assert_eq!(ends.load(Ordering::SeqCst), 1);
+        assert_eq!(gone.load(Ordering::SeqCst), 0, "every byte was sent");
     }
 
     #[tokio::test]
