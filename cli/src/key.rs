@@ -81,25 +81,20 @@ pub async fn issue(ctx: &mut Ctx<'_>, a: KeyIssue) -> Result<Out> {
 
     for _ in 0..ISSUE_ATTEMPTS {
         let key = ClientKey::generate(a.env, ctx.rng);
-        let (digest_hex, pepper_version) = peppers.digest_new(&key);
         let rec = ClientKeyRecord {
-            key_id: key.key_id().to_owned(),
-            tenant_id: tenant.tenant_id.clone(),
-            owner: a.owner.clone(),
-            env: a.env,
             name: a.name.clone().unwrap_or_default(),
-            digest_hex,
-            pepper_version,
-            last4: key.last4().to_owned(),
-            status: KeyStatus::Active,
-            created_at: now,
             expires_at,
-            revoked_at: None,
             allowed_cidrs: a.allow_cidr.clone(),
             allowed_models: a.allow_model.clone(),
             allowed_routes: a.allow_route.clone(),
-            dlp_policy: None,
             model_pools: a.model_pool.iter().cloned().collect(),
+            ..ClientKeyRecord::for_key(
+                &key,
+                tenant.tenant_id.clone(),
+                a.owner.clone(),
+                peppers.digest_new(&key),
+                now,
+            )
         };
         match ctx.keys.put_key(&rec).await {
             Ok(()) => return Ok(issued(&key, &rec)),

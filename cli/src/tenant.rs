@@ -17,14 +17,10 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: TenantCmd) -> Result<Out> {
 }
 
 pub async fn create(ctx: &mut Ctx<'_>, a: TenantCreate) -> Result<Out> {
+    let name = a.name.unwrap_or_else(|| a.tenant_id.clone());
     let t = Tenant {
-        name: a.name.unwrap_or_else(|| a.tenant_id.clone()),
-        tenant_id: a.tenant_id,
-        owner: a.owner,
-        created_at: ctx.clock.now_ms(),
-        disabled: false,
         model_pools: a.model_pool.into_iter().collect(),
-        dlp_policy: None,
+        ..Tenant::new(a.tenant_id, name, a.owner, ctx.clock.now_ms())
     };
     match ctx.tenants.put_tenant(&t).await {
         Ok(()) => {}

@@ -43,8 +43,9 @@ async fn build_stores() -> Result<Stores, String> {
                 tenants: store.clone(),
                 keys: store.clone(),
                 pools: store.clone(),
-                secrets: store,
+                secrets: store.clone(),
                 decrypter: None,
+                limits: Some(store),
             })
         }
         Ok("aws") | Err(_) => {
@@ -57,6 +58,8 @@ async fn build_stores() -> Result<Stores, String> {
                 pools: aws.dynamo,
                 secrets: aws.secrets,
                 decrypter: Some(aws.kms),
+                // No DynamoDB limit counters yet: a key with limits is refused (fail closed).
+                limits: None,
             })
         }
         Ok(other) => Err(format!(

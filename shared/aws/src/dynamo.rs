@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use tollgate_core::clock::EpochMs;
+use tollgate_core::limits::Limits;
 use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{KeyStore, OpCounter, PoolStore, StoreError, TenantStore};
 use tollgate_core::provider::Usage;
@@ -258,6 +259,29 @@ async fn set_policy_attr(
     policy: Option<&Policy>,
     what: &'static str,
 ) -> Result<(), StoreError> {
+    set_attr(
+        store,
+        table,
+        key_name,
+        key_value,
+        "dlp_policy",
+        policy,
+        what,
+    )
+    .await
+}
+
+/// Sets (or with `None` removes) one attribute of an existing item; `NotFound` when the item
+/// does not exist.
+async fn set_attr<T: serde::Serialize>(
+    store: &DynamoStore,
+    table: &str,
+    key_name: &str,
+    key_value: &str,
+    attr: &str,
+    value: Option<&T>,
+    what: &'static str,
+) -> Result<(), StoreError> {
     store.ops.write();
     let cond = format!("attribute_exists({key_name})");
     let mut req = store
@@ -266,15 +290,16 @@ async fn set_policy_attr(
         .table_name(table)
         .key(key_name, s(key_value))
         .condition_expression(cond);
-    req = match policy {
+    req = req.expression_attribute_names("#a", attr);
+    req = match value {
         Some(p) => {
             let v: AttributeValue = serde_dynamo::to_attribute_value(p).map_err(|e| {
-                StoreError::Corrupt(format!("policy does not map to DynamoDB: {e}"))
+                StoreError::Corrupt(format!("{attr} does not map to DynamoDB: {e}"))
             })?;
-            req.update_expression("SET dlp_policy = :p")
+            req.update_expression("SET #a = :p")
                 .expression_attribute_values(":p", v)
         }
-        None => req.update_expression("REMOVE dlp_policy"),
+        None => req.update_expression("REMOVE #a"),
     };
     match req.send().await {
         Ok(_) => Ok(()),
@@ -325,6 +350,26 @@ impl TenantStore for DynamoStore {
             "UpdateItem(tenants policy)",
         )
         .await
+    }
+
+    async fn set_tenant_limits(
+        &self,
+        tenant_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError> {
+        let t = &self.tables.tenants;
+        let what = "UpdateItem(tenants limits)";
+        set_attr(self, t, "tenant_id", tenant_id, "limits", limits, what).await
+    }
+
+    async fn set_tenant_key_limits(
+        &self,
+        tenant_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError> {
+        let t = &self.tables.tenants;
+        let what = "UpdateItem(tenants key_limits)";
+        set_attr(self, t, "tenant_id", tenant_id, "key_limits", limits, what).await
     }
 }
 
@@ -379,6 +424,16 @@ impl KeyStore for DynamoStore {
             "UpdateItem(keys policy)",
         )
         .await
+    }
+
+    async fn set_key_limits(
+        &self,
+        key_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError> {
+        let t = &self.tables.keys;
+        let what = "UpdateItem(keys limits)";
+        set_attr(self, t, "key_id", key_id, "limits", limits, what).await
     }
 
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {

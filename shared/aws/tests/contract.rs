@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use std::time::{Duration, Instant};
 use tollgate_aws::{DynamoStore, KmsEnvelope, SecretsManagerStore, Tables};
 use tollgate_core::clock::EpochMs;
+use tollgate_core::limits::Limits;
 use tollgate_core::pool::{FailureCount, TokenChange, apply};
 use tollgate_core::ports::{
     Decrypter, KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore,
@@ -71,6 +72,12 @@ impl TenantStore for Combined {
     async fn set_tenant_policy(&self, id: &str, p: Option<&Policy>) -> Result<(), StoreError> {
         self.dynamo.set_tenant_policy(id, p).await
     }
+    async fn set_tenant_limits(&self, id: &str, l: Option<&Limits>) -> Result<(), StoreError> {
+        self.dynamo.set_tenant_limits(id, l).await
+    }
+    async fn set_tenant_key_limits(&self, id: &str, l: Option<&Limits>) -> Result<(), StoreError> {
+        self.dynamo.set_tenant_key_limits(id, l).await
+    }
 }
 
 #[async_trait]
@@ -89,6 +96,9 @@ impl KeyStore for Combined {
     }
     async fn set_key_policy(&self, id: &str, p: Option<&Policy>) -> Result<(), StoreError> {
         self.dynamo.set_key_policy(id, p).await
+    }
+    async fn set_key_limits(&self, id: &str, l: Option<&Limits>) -> Result<(), StoreError> {
+        self.dynamo.set_key_limits(id, l).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! contract tests.
 
 use crate::clock::EpochMs;
+use crate::limits::{Counters, Limits};
 use crate::pool::TokenChange;
 use crate::provider::Usage;
 use crate::records::{
@@ -57,6 +58,18 @@ pub trait TenantStore: Send + Sync {
         tenant_id: &str,
         policy: Option<&Policy>,
     ) -> Result<(), StoreError>;
+    /// Sets (or clears) the limits on the tenant as a whole. `NotFound` for an unknown tenant.
+    async fn set_tenant_limits(
+        &self,
+        tenant_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError>;
+    /// Sets (or clears) the limits every key of the tenant gets unless it overrides them.
+    async fn set_tenant_key_limits(
+        &self,
+        tenant_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -69,6 +82,9 @@ pub trait KeyStore: Send + Sync {
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError>;
     /// Sets (or with `None` clears) a key's policy overrides. `NotFound` for an unknown key.
     async fn set_key_policy(&self, key_id: &str, policy: Option<&Policy>)
+    -> Result<(), StoreError>;
+    /// Sets (or clears) a key's limit overrides. `NotFound` for an unknown key.
+    async fn set_key_limits(&self, key_id: &str, limits: Option<&Limits>)
     -> Result<(), StoreError>;
 }
 
@@ -117,6 +133,49 @@ pub trait SecretStore: Send + Sync {
     /// Creates the secret, or adds a new current version when it exists.
     async fn put_secret(&self, secret_id: &str, value: &Secret) -> Result<(), StoreError>;
     async fn delete_secret(&self, secret_id: &str) -> Result<(), StoreError>;
+}
+
+/// One subject's limit counters (a key: `key#<id>`, a tenant: `tenant#<id>`) and the version
+/// they were stored under (0: nothing stored yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionedCounters {
+    pub counters: Counters,
+    pub version: u64,
+}
+
+/// Counters to store for one subject, if its stored version still equals `expected_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterWrite {
+    pub subject: String,
+    pub expected_version: u64,
+    pub counters: Counters,
+}
+
+/// What a conditional counter write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapOutcome {
+    /// Every write applied; each subject's version is now `expected_version + 1`.
+    Applied,
+    /// Nothing applied: another instance wrote first. The current state of the subjects the
+    /// store could report (ideally all), so the caller can decide again without another read;
+    /// a subject missing here must be read again.
+    Conflict(Vec<(String, VersionedCounters)>),
+}
+
+/// Limit counters shared by every instance. The gateway reads a subject's counters (or uses
+/// what its last write returned), decides with `limits::admit` / `limits::settle`, and swaps
+/// them in conditionally: exact across instances with one write per decision when nobody
+/// raced it.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    async fn load_counters(&self, subject: &str) -> Result<VersionedCounters, StoreError>;
+    /// All writes or none, each conditional on its subject's version. `expires_at` lets the
+    /// store drop counters nobody has touched for a while (DynamoDB TTL).
+    async fn swap_counters(
+        &self,
+        writes: &[CounterWrite],
+        expires_at: EpochMs,
+    ) -> Result<SwapOutcome, StoreError>;
 }
 
 /// Decrypts a tenant-owned provider key (KMS envelope, encryption context = tenant).

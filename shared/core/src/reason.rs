@@ -6,6 +6,7 @@
 use crate::audit::Decision;
 use crate::auth::AuthFailure;
 use crate::key::KeyFormatError;
+use crate::limits::LimitKind;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -50,6 +51,15 @@ pub enum Reason {
     StreamNotBoolean,
     UnserializableBody,
     SensitiveDataBlocked,
+
+    // Limits (429 with Retry-After): which limit refused.
+    LimitRpm,
+    LimitTpm,
+    LimitConcurrency,
+    BudgetDay,
+    BudgetMonth,
+    TokenBudgetDay,
+    TokenBudgetMonth,
 
     // Stores and upstream (5xx).
     StoreUnavailable,
@@ -102,6 +112,13 @@ impl Reason {
             Reason::StreamNotBoolean => "stream_not_boolean",
             Reason::UnserializableBody => "unserializable_body",
             Reason::SensitiveDataBlocked => "sensitive_data_blocked",
+            Reason::LimitRpm => "limit_rpm",
+            Reason::LimitTpm => "limit_tpm",
+            Reason::LimitConcurrency => "limit_concurrency",
+            Reason::BudgetDay => "budget_day",
+            Reason::BudgetMonth => "budget_month",
+            Reason::TokenBudgetDay => "token_budget_day",
+            Reason::TokenBudgetMonth => "token_budget_month",
             Reason::StoreUnavailable => "store_unavailable",
             Reason::NoEligibleToken => "no_eligible_token",
             Reason::ProviderMismatch => "provider_mismatch",
@@ -163,6 +180,20 @@ impl std::fmt::Display for Reason {
     }
 }
 
+impl From<LimitKind> for Reason {
+    fn from(k: LimitKind) -> Self {
+        match k {
+            LimitKind::Rpm => Reason::LimitRpm,
+            LimitKind::Tpm => Reason::LimitTpm,
+            LimitKind::Concurrency => Reason::LimitConcurrency,
+            LimitKind::BudgetDay => Reason::BudgetDay,
+            LimitKind::BudgetMonth => Reason::BudgetMonth,
+            LimitKind::TokensDay => Reason::TokenBudgetDay,
+            LimitKind::TokensMonth => Reason::TokenBudgetMonth,
+        }
+    }
+}
+
 impl From<KeyFormatError> for Reason {
     fn from(e: KeyFormatError) -> Self {
         match e {
@@ -195,7 +226,7 @@ impl From<AuthFailure> for Reason {
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 39] = [
+    const ALL: [Reason; 46] = [
         Reason::Ok,
         Reason::ClientDisconnected,
         Reason::UnknownRoute,
@@ -225,6 +256,13 @@ mod tests {
         Reason::StreamNotBoolean,
         Reason::UnserializableBody,
         Reason::SensitiveDataBlocked,
+        Reason::LimitRpm,
+        Reason::LimitTpm,
+        Reason::LimitConcurrency,
+        Reason::BudgetDay,
+        Reason::BudgetMonth,
+        Reason::TokenBudgetDay,
+        Reason::TokenBudgetMonth,
         Reason::StoreUnavailable,
         Reason::NoEligibleToken,
         Reason::ProviderMismatch,

@@ -3,6 +3,7 @@
 
 use crate::clock::EpochMs;
 use crate::key::{ClientKey, KeyEnv};
+use crate::limits::Limits;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +24,12 @@ pub struct Tenant {
     /// Sensitive-data policy for this tenant's requests; `None` = the built-in defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dlp_policy: Option<Policy>,
+    /// Limits on the tenant as a whole: every key's requests count against them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// Limits each key of the tenant gets unless the key overrides them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_limits: Option<Limits>,
 }
 
 impl Tenant {
@@ -43,6 +50,8 @@ impl Tenant {
             disabled: false,
             model_pools: BTreeMap::new(),
             dlp_policy: None,
+            limits: None,
+            key_limits: None,
         }
     }
 }
@@ -87,6 +96,9 @@ pub struct ClientKeyRecord {
     /// Overrides layered over the tenant's sensitive-data policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dlp_policy: Option<Policy>,
+    /// Overrides layered over the tenant's per-key limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 impl ClientKeyRecord {
@@ -123,6 +135,7 @@ impl ClientKeyRecord {
             allowed_routes: Vec::new(),
             model_pools: BTreeMap::new(),
             dlp_policy: None,
+            limits: None,
         }
     }
 
@@ -156,6 +169,15 @@ impl ClientKeyRecord {
         let base = tenant.dlp_policy.clone().unwrap_or_default();
         match &self.dlp_policy {
             Some(k) => base.merge(k),
+            None => base,
+        }
+    }
+
+    /// This key's own limits: the tenant's per-key defaults with the key's overrides on top.
+    pub fn effective_limits(&self, tenant: &Tenant) -> Limits {
+        let base = tenant.key_limits.clone().unwrap_or_default();
+        match &self.limits {
+            Some(k) => base.overlay(k),
             None => base,
         }
     }

@@ -31,6 +31,11 @@ pub struct GatewayConfig {
     pub upstream_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub pepper_secret_id: String,
+    /// How long a concurrency slot is held by a request that never settles (an instance
+    /// that died mid-request). At least the longest a request can run.
+    pub limit_lease_ms: u64,
+    /// Output tokens reserved for a request that sets no `max_tokens` of its own.
+    pub default_max_output_tokens: u64,
     pub retry: RetryPolicy,
     pub health: HealthPolicy,
 }
@@ -45,6 +50,8 @@ impl Default for GatewayConfig {
             upstream_timeout_ms: 120_000,
             connect_timeout_ms: 5_000,
             pepper_secret_id: "tollgate/pepper".into(),
+            limit_lease_ms: 900_000,
+            default_max_output_tokens: 4_096,
             retry: RetryPolicy::default(),
             health: HealthPolicy::default(),
         }
@@ -106,6 +113,12 @@ impl GatewayConfig {
             pepper_secret_id: get("TOLLGATE_PEPPER_SECRET_ID")
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or(d.pepper_secret_id),
+            limit_lease_ms: num(&get, "TOLLGATE_LIMIT_LEASE_MS", d.limit_lease_ms)?.max(1),
+            default_max_output_tokens: num(
+                &get,
+                "TOLLGATE_DEFAULT_MAX_OUTPUT_TOKENS",
+                d.default_max_output_tokens,
+            )?,
             retry,
             health,
         })

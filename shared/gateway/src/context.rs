@@ -2,6 +2,7 @@
 //! started, the store calls it made, and — once a provider answered — the token whose answer
 //! is being delivered. Settlement reads it once, at the end.
 
+use crate::state::limits::Admission;
 use std::time::Instant;
 use tollgate_core::audit::AuditRecord;
 use tollgate_core::pool::Outcome;
@@ -39,6 +40,8 @@ pub(crate) struct RequestCtx {
     /// the client going away).
     pub reason: Reason,
     pub delivering: Option<Delivering>,
+    /// The limits this request was admitted under, settled when it ends.
+    pub admission: Option<Admission>,
 }
 
 impl RequestCtx {
@@ -49,6 +52,7 @@ impl RequestCtx {
             calls: StoreCalls::default(),
             reason: Reason::Ok,
             delivering: None,
+            admission: None,
         }
     }
 }

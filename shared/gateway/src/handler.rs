@@ -1,5 +1,5 @@
 //! The one handler: it calls the stages in order — route → [`authenticate`] → [`request`]
-//! (body, model, scopes) → [`inspect`] → [`forward`] → [`relay`] — and hands the response
+//! (body, model, scopes) → [`inspect`] → [`limit`] → [`forward`] → [`relay`] — and hands the response
 //! body a hook that runs [`settle`] when the body ends. It is the only caller of the stages
 //! and of settlement; no stage calls back into it.
 
@@ -10,7 +10,7 @@ use crate::relay::{Redactions, Relay, StreamReport};
 use crate::respond::{Refusal, classify, error_parts};
 use crate::settle::{count_redactions, settle};
 use crate::state::Gateway;
-use crate::{authenticate, forward, inspect, relay, request};
+use crate::{authenticate, forward, inspect, limit, relay, request};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -60,6 +60,7 @@ async fn stages(
     span.record("key_id", principal.rec.key_id.as_str());
     let mut parsed = request::read(gw.cfg.max_body_bytes, route, req, &principal, ctx).await?;
     let policy = inspect::inspect(route, &principal, &mut parsed, ctx)?;
+    limit::admit(gw, &principal, &parsed, ctx).await?;
     let answer = forward::forward(gw, route, &parsed, ctx).await?;
     Ok(Answered {
         route,

@@ -6,6 +6,8 @@
 //!   expiry, then tenant and source network. Every failure here is the same 401.
 //! - [`request`] — route, body size, strict JSON, model, `stream`; then scopes (403).
 //! - [`inspect`] — sensitive data in every text field: block (400), redact or log.
+//! - [`limit`] — reserve the request's worst case against the key's and tenant's limits
+//!   (429 naming the limit; 503 when the counters cannot be reached).
 //! - [`forward`] — pick a token from the pool, call the provider, fail over on
 //!   401/403/429/5xx before the first byte reaches the client.
 //! - [`relay`] — the answer on its way back: headers, secret redaction, pool token
@@ -27,6 +29,7 @@ mod context;
 mod forward;
 pub mod handler;
 pub mod inspect;
+mod limit;
 mod relay;
 pub mod request;
 pub mod respond;

@@ -226,6 +226,10 @@ impl Source for Relay {
         }
     }
 
+    fn exhausted(&self) -> bool {
+        self.finished
+    }
+
     fn report(&mut self) -> StreamReport {
         StreamReport {
             usage: self.usage,

@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use http::{HeaderValue, StatusCode, header};
+use tollgate_core::limits::LimitKind;
 use tollgate_core::provider::{ErrorClass, error_body};
 use tollgate_core::reason::Reason;
 use tollgate_core::records::ProviderKind;
@@ -15,6 +16,20 @@ use tollgate_core::records::ProviderKind;
 pub struct Refusal {
     pub reason: Reason,
     pub detail: Option<String>,
+    /// For a limit refusal: the caller's own limit, for `Retry-After` and `x-ratelimit-*`.
+    pub limit: Option<LimitHeaders>,
+}
+
+/// The caller's limit that refused, as the 429's headers describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitHeaders {
+    pub kind: LimitKind,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the window resets (at least 1).
+    pub retry_after_s: u64,
+    /// The reset instant, RFC 3339 in the Anthropic shape.
+    pub reset_at_ms: u64,
 }
 
 impl Refusal {
@@ -22,6 +37,7 @@ impl Refusal {
         Self {
             reason,
             detail: None,
+            limit: None,
         }
     }
 
@@ -29,6 +45,15 @@ impl Refusal {
         Self {
             reason,
             detail: Some(detail.into()),
+            limit: None,
+        }
+    }
+
+    pub fn limited(h: LimitHeaders) -> Self {
+        Self {
+            reason: h.kind.into(),
+            detail: None,
+            limit: Some(h),
         }
     }
 }
@@ -93,6 +118,23 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
             Some("The stream parameter must be a boolean.".into()),
         ),
         Reason::UnserializableBody => (ErrorClass::BadRequest, None),
+        Reason::LimitRpm | Reason::LimitTpm | Reason::LimitConcurrency => (
+            ErrorClass::RateLimited,
+            Some(format!(
+                "Rate limit of this key or tenant reached ({}). Retry after the time in the retry-after header.",
+                limit_name(r)
+            )),
+        ),
+        Reason::BudgetDay
+        | Reason::BudgetMonth
+        | Reason::TokenBudgetDay
+        | Reason::TokenBudgetMonth => (
+            ErrorClass::RateLimited,
+            Some(format!(
+                "Budget of this key or tenant exhausted ({}). It is not restored until the period ends.",
+                limit_name(r)
+            )),
+        ),
         Reason::SensitiveDataBlocked => (
             ErrorClass::SensitiveData,
             Some(format!(
@@ -118,6 +160,32 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
     (class, message)
 }
 
+fn limit_name(r: &Refusal) -> &'static str {
+    match r.limit.map(|l| l.kind) {
+        Some(LimitKind::Rpm) => "requests per minute",
+        Some(LimitKind::Tpm) => "tokens per minute",
+        Some(LimitKind::Concurrency) => "concurrent requests",
+        Some(LimitKind::BudgetDay) => "daily spend budget",
+        Some(LimitKind::BudgetMonth) => "monthly spend budget",
+        Some(LimitKind::TokensDay) => "daily token budget",
+        Some(LimitKind::TokensMonth) => "monthly token budget",
+        None => "limit",
+    }
+}
+
+/// The `x-ratelimit-*` suffix a limit kind is described under.
+fn header_suffix(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::Rpm => "requests",
+        LimitKind::Tpm => "tokens",
+        LimitKind::Concurrency => "concurrency",
+        LimitKind::BudgetDay => "budget-day",
+        LimitKind::BudgetMonth => "budget-month",
+        LimitKind::TokensDay => "tokens-day",
+        LimitKind::TokensMonth => "tokens-month",
+    }
+}
+
 /// A refusal's status, headers and body, in the provider's shape.
 pub fn error_parts(kind: ProviderKind, r: &Refusal) -> (http::response::Builder, Bytes, u16) {
     let (class, message) = classify(r);
@@ -134,6 +202,23 @@ pub fn error_parts(kind: ProviderKind, r: &Refusal) -> (http::response::Builder,
         ErrorClass::NoUpstreamAvailable | ErrorClass::StoreUnavailable
     ) {
         b = b.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let Some(l) = r.limit {
+        let sfx = header_suffix(l.kind);
+        b = b
+            .header(header::RETRY_AFTER, l.retry_after_s.max(1))
+            .header(format!("x-ratelimit-limit-{sfx}"), l.limit)
+            .header(format!("x-ratelimit-remaining-{sfx}"), l.remaining)
+            .header(
+                format!("x-ratelimit-reset-{sfx}"),
+                format!("{}s", l.retry_after_s.max(1)),
+            );
+        if !l.kind.is_budget() {
+            // Clients may retry a rate limit; a budget is not coming back soon.
+            b = b.header("x-should-retry", "true");
+        } else {
+            b = b.header("x-should-retry", "false");
+        }
     }
     if class == ErrorClass::Unauthenticated && kind == ProviderKind::Openai {
         b = b.header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

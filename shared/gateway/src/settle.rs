@@ -7,6 +7,7 @@ use crate::context::{RequestCtx, ms_since};
 use crate::relay::{POOL_TOKEN_ENTITY, Redactions, StreamReport};
 use crate::state::Gateway;
 use tollgate_core::audit::Decision;
+use tollgate_core::limits::Ask;
 use tollgate_core::pool::Outcome;
 use tollgate_core::reason::Reason;
 
@@ -52,6 +53,7 @@ pub(crate) async fn settle(
     if client_gone && reason == Reason::Ok {
         reason = Reason::ClientDisconnected;
     }
+    let mut actual = Ask::default();
     if let Some(d) = ctx.delivering.take() {
         gw.pools
             .observe(&d.token, d.outcome, &gw.cfg.health, &mut ctx.calls)
@@ -59,10 +61,27 @@ pub(crate) async fn settle(
         if answered {
             ctx.audit.tokens_in = Some(d.usage.input);
             ctx.audit.tokens_out = Some(d.usage.output);
+            let price = ctx.audit.model.as_deref().and_then(|m| gw.prices.lookup(m));
+            actual = Ask {
+                tokens: d.usage.input.saturating_add(d.usage.output),
+                spend: price
+                    .map(|p| p.cost(d.usage.input, d.usage.output))
+                    .unwrap_or(0),
+            };
+            if price.is_some() {
+                ctx.audit.cost_usd = Some(actual.spend as f64 / 1_000_000.0);
+            }
             gw.pools
                 .record_usage(&d.token, d.usage, &mut ctx.calls)
                 .await;
         }
+    }
+    // The reservation becomes what was used (nothing, when no answer came back).
+    if let Some(a) = ctx.admission.take()
+        && let Some(limits) = &gw.limits
+        && let Err(e) = limits.settle(&a, actual, &mut ctx.calls).await
+    {
+        tracing::error!(error = %e, "limit settlement failed; the reservation stays until its window ends");
     }
 
     let decision = reason.decision();

@@ -6,10 +6,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 8] = [
     "authenticate",
     "request",
     "inspect",
+    "limit",
     "forward",
     "relay",
     "settle",

@@ -12,7 +12,7 @@ use tollgate_core::audit::{AuditRecord, Decision};
 use tollgate_core::auth::Peppers;
 use tollgate_core::clock::FakeClock;
 use tollgate_core::key::{ClientKey, KeyEnv};
-use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, TenantStore};
+use tollgate_core::ports::{KeyStore, LimitStore, PoolStore, Secret, SecretStore, TenantStore};
 use tollgate_core::records::{
     ClientKeyRecord, ProviderKind, SecretRef, Tenant, TokenRecord, TokenStatus,
 };
@@ -118,6 +118,7 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
             pools: store.clone(),
             secrets: store.clone(),
             decrypter: None,
+            limits: Some(store.clone()),
         },
         clock.clone(),
         audit.clone(),
@@ -907,4 +908,227 @@ async fn a_token_whose_body_fails_after_the_headers_is_not_recorded_healthy() {
         t.requests, 0,
         "no usage recorded for an answer never delivered"
     );
+}
+
+// ---- Limits (issue 7).
+
+use tollgate_core::limits::Limits;
+
+/// A harness whose key carries `key` limits and whose tenant carries `tenant` limits.
+async fn with_limits(tokens: &[(&str, &str, &str)], key: Limits, tenant: Option<Limits>) -> H {
+    let h = setup(tokens).await;
+    h.store.set_key_limits(&h.key_id, Some(&key)).await.unwrap();
+    if let Some(t) = tenant {
+        h.store.set_tenant_limits("acme", Some(&t)).await.unwrap();
+    }
+    h
+}
+
+#[tokio::test]
+async fn requests_over_the_rpm_limit_get_a_429_naming_the_callers_limit() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            rpm: Some(3),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    }
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(chat(false).to_string()),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    let hd = r.headers().clone();
+    let (_, body) = read(r).await;
+    assert_eq!(hd["x-ratelimit-limit-requests"], "3");
+    assert_eq!(hd["x-ratelimit-remaining-requests"], "0");
+    let retry: u64 = hd["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    assert_eq!(h.last_audit().reason.as_str(), "limit_rpm");
+    assert_eq!(
+        h.calls().await.len(),
+        3,
+        "the refused request never reached the provider"
+    );
+    // Refused again within the window: remembered, no store write.
+    let before = h.store.ops.snapshot();
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 429);
+    assert_eq!(
+        h.store.ops.snapshot().1,
+        before.1,
+        "a known-full window costs no write"
+    );
+    // The next minute admits again.
+    h.clock.advance_ms(60_000);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_tenant_limit_counts_every_key_and_refuses_in_anthropic_shape() {
+    let h = with_limits(
+        &[("anthropic", "a1", "mock-ok-a")],
+        Limits::default(),
+        Some(Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        }),
+    )
+    .await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(h.post("/v1/messages", &body).await.0, 200);
+    let (status, text) = h.post("/v1/messages", &body).await;
+    assert_eq!(status, 429);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+}
+
+#[tokio::test]
+async fn a_daily_budget_is_reserved_up_front_and_settled_to_reported_usage() {
+    // gpt-4o-mini: $0.15 / $0.60 per million tokens. A budget of 100 micro-dollars fits the
+    // reservation of one request with max_tokens 100 (about 61 micro-dollars) but not two.
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            budget_day_micros: Some(100),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    let mut body = chat(false);
+    body["max_tokens"] = json!(100);
+    let (status, _) = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    let a = h.last_audit();
+    let cost = a.cost_usd.expect("a priced model has a cost");
+    assert!(cost > 0.0 && cost < 0.0001, "{cost}");
+    let used = h
+        .store
+        .load_counters(&format!("key#{}", h.key_id))
+        .await
+        .unwrap();
+    // Settled to the mock's reported usage, not the reservation.
+    assert_eq!(used.counters.spend_day, (cost * 1_000_000.0).round() as u64);
+    // Spend so far is small: a second and third still fit, until the budget is gone.
+    let mut refused = None;
+    for i in 0..20 {
+        let (status, text) = h.post("/v1/chat/completions", &body).await;
+        if status == 429 {
+            refused = Some((i, text));
+            break;
+        }
+    }
+    let (_, text) = refused.expect("the budget runs out");
+    assert!(text.contains("Budget"), "{text}");
+    assert_eq!(h.last_audit().reason.as_str(), "budget_day");
+    let spent = h
+        .store
+        .load_counters(&format!("key#{}", h.key_id))
+        .await
+        .unwrap()
+        .counters
+        .spend_day;
+    assert!(spent <= 100, "never above the budget: {spent}");
+}
+
+#[tokio::test]
+async fn concurrency_slots_are_freed_when_streams_end_or_clients_leave() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            concurrency: Some(1),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    // A stream holds the slot until its body ends.
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(chat(true).to_string()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 429);
+    assert_eq!(h.last_audit().reason.as_str(), "limit_concurrency");
+    let _ = read(r).await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    // A client that goes away mid-stream frees it too.
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(chat(true).to_string()),
+        )
+        .await;
+    drop(r);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let c = h
+        .store
+        .load_counters(&format!("key#{}", h.key_id))
+        .await
+        .unwrap();
+    assert!(c.counters.inflight.is_empty());
+}
+
+#[tokio::test]
+async fn an_upstream_failure_releases_the_whole_reservation() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-500-x")],
+        Limits {
+            tpm: Some(100_000),
+            budget_day_micros: Some(1_000_000),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 503);
+    let c = h
+        .store
+        .load_counters(&format!("key#{}", h.key_id))
+        .await
+        .unwrap()
+        .counters;
+    assert_eq!((c.tokens_minute, c.spend_day), (0, 0));
+    assert_eq!(c.requests, 1);
+}
+
+#[tokio::test]
+async fn limits_fail_closed_when_the_counter_store_is_down() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            rpm: Some(100),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    // Authenticate once (cached), then take the stores down.
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    h.store.set_failing(true);
+    let (status, _) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 503);
+    assert_eq!(h.last_audit().reason.as_str(), "store_unavailable");
 }

@@ -78,6 +78,7 @@ where
 {
     tenants_round_trip_and_refuse_overwrite(s, ns).await;
     keys_round_trip_list_by_tenant_and_revoke(s, ns).await;
+    limits_round_trip_on_tenants_and_keys(s, ns).await;
     pool_tokens_round_trip_with_strategy(s, ns).await;
     health_change_applies_only_on_expected_version(s, ns).await;
     usage_adds_up(s, ns).await;
@@ -117,6 +118,68 @@ pub async fn tenants_round_trip_and_refuse_overwrite<S: TenantStore>(s: &S, ns: 
     assert_eq!(got.dlp_policy, None);
     assert_eq!(
         s.set_tenant_policy(&format!("{ns}nope"), None).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+pub async fn limits_round_trip_on_tenants_and_keys<S: TenantStore + KeyStore>(s: &S, ns: &str) {
+    use tollgate_core::limits::Limits;
+    let t = tenant(&format!("{ns}limited"));
+    s.put_tenant(&t).await.expect("put tenant");
+    let whole = Limits {
+        rpm: Some(600),
+        budget_month_micros: Some(1_000_000_000),
+        ..Limits::default()
+    };
+    let per_key = Limits {
+        concurrency: Some(20),
+        tpm: Some(200_000),
+        ..Limits::default()
+    };
+    s.set_tenant_limits(&t.tenant_id, Some(&whole))
+        .await
+        .expect("set tenant limits");
+    s.set_tenant_key_limits(&t.tenant_id, Some(&per_key))
+        .await
+        .expect("set key defaults");
+    let got = s
+        .get_tenant(&t.tenant_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.limits, got.key_limits),
+        (Some(whole), Some(per_key.clone()))
+    );
+    s.set_tenant_limits(&t.tenant_id, None)
+        .await
+        .expect("clear");
+    let got = s
+        .get_tenant(&t.tenant_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((got.limits, got.key_limits), (None, Some(per_key)));
+    assert_eq!(
+        s.set_tenant_limits(&format!("{ns}nope"), None).await,
+        Err(StoreError::NotFound)
+    );
+
+    let k = key_record(&format!("{ns}keyL0000"), &t.tenant_id);
+    s.put_key(&k).await.expect("put key");
+    let own = Limits {
+        rpm: Some(60),
+        budget_day_micros: Some(1_000_000),
+        ..Limits::default()
+    };
+    s.set_key_limits(&k.key_id, Some(&own)).await.expect("set");
+    let got = s.get_key(&k.key_id).await.expect("get").expect("exists");
+    assert_eq!(got.limits, Some(own));
+    s.set_key_limits(&k.key_id, None).await.expect("clear");
+    let got = s.get_key(&k.key_id).await.expect("get").expect("exists");
+    assert_eq!(got.limits, None);
+    assert_eq!(
+        s.set_key_limits(&format!("{ns}missing"), None).await,
         Err(StoreError::NotFound)
     );
 }

@@ -8,9 +8,11 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use tollgate_core::clock::EpochMs;
+use tollgate_core::limits::Limits;
 use tollgate_core::pool::{TokenChange, apply};
 use tollgate_core::ports::{
-    KeyStore, OpCounter, PoolStore, Secret, SecretStore, StoreError, TenantStore,
+    CounterWrite, KeyStore, LimitStore, OpCounter, PoolStore, Secret, SecretStore, StoreError,
+    SwapOutcome, TenantStore, VersionedCounters,
 };
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
@@ -31,6 +33,7 @@ pub struct MemoryStore {
     tokens: Mutex<BTreeMap<(String, String), TokenRecord>>,
     pools: Mutex<BTreeMap<String, PoolConfig>>,
     secrets: Mutex<HashMap<String, Vec<Secret>>>,
+    counters: Mutex<HashMap<String, VersionedCounters>>,
     /// When set, every call fails as an unreachable service would (fail-closed tests).
     failing: std::sync::atomic::AtomicBool,
     pub ops: OpCounter,
@@ -97,6 +100,28 @@ impl TenantStore for MemoryStore {
         t.dlp_policy = policy.cloned();
         Ok(())
     }
+    async fn set_tenant_limits(
+        &self,
+        tenant_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tenants)?;
+        let t = m.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
+        t.limits = limits.cloned();
+        Ok(())
+    }
+    async fn set_tenant_key_limits(
+        &self,
+        tenant_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tenants)?;
+        let t = m.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
+        t.key_limits = limits.cloned();
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -139,6 +164,17 @@ impl KeyStore for MemoryStore {
         let mut m = lock(&self.keys)?;
         let k = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
         k.dlp_policy = policy.cloned();
+        Ok(())
+    }
+    async fn set_key_limits(
+        &self,
+        key_id: &str,
+        limits: Option<&Limits>,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.keys)?;
+        let k = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
+        k.limits = limits.cloned();
         Ok(())
     }
 }
@@ -267,6 +303,47 @@ impl SecretStore for MemoryStore {
             .remove(secret_id)
             .map(|_| ())
             .ok_or(StoreError::NotFound)
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn load_counters(&self, subject: &str) -> Result<VersionedCounters, StoreError> {
+        self.read()?;
+        Ok(lock(&self.counters)?
+            .get(subject)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn swap_counters(
+        &self,
+        writes: &[CounterWrite],
+        _expires_at: EpochMs,
+    ) -> Result<SwapOutcome, StoreError> {
+        self.write()?;
+        let mut m = lock(&self.counters)?;
+        let current = |s: &str| m.get(s).cloned().unwrap_or_default();
+        if writes
+            .iter()
+            .any(|w| current(&w.subject).version != w.expected_version)
+        {
+            let now: Vec<(String, VersionedCounters)> = writes
+                .iter()
+                .map(|w| (w.subject.clone(), current(&w.subject)))
+                .collect();
+            return Ok(SwapOutcome::Conflict(now));
+        }
+        for w in writes {
+            m.insert(
+                w.subject.clone(),
+                VersionedCounters {
+                    counters: w.counters.clone(),
+                    version: w.expected_version + 1,
+                },
+            );
+        }
+        Ok(SwapOutcome::Applied)
     }
 }
 

@@ -5,6 +5,7 @@
 //! nothing here knows about stages or the handler.
 
 pub mod keys;
+pub mod limits;
 pub mod pools;
 pub mod secrets;
 
@@ -13,7 +14,8 @@ use crate::config::GatewayConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::clock::{Clock, EpochMs};
-use tollgate_core::ports::{Decrypter, KeyStore, PoolStore, SecretStore, TenantStore};
+use tollgate_core::ports::{Decrypter, KeyStore, LimitStore, PoolStore, SecretStore, TenantStore};
+use tollgate_core::pricing::PriceTable;
 
 pub struct Stores {
     pub tenants: Arc<dyn TenantStore>,
@@ -21,6 +23,9 @@ pub struct Stores {
     pub pools: Arc<dyn PoolStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub decrypter: Option<Arc<dyn Decrypter>>,
+    /// Limit counters. `None`: no store for them — a request that has limits is refused
+    /// (503, fail closed) rather than let through unlimited.
+    pub limits: Option<Arc<dyn LimitStore>>,
 }
 
 pub struct Gateway {
@@ -31,6 +36,8 @@ pub struct Gateway {
     pub(crate) keys: keys::KeyDirectory,
     pub(crate) pools: pools::PoolCache,
     pub(crate) secrets: secrets::SecretCache,
+    pub(crate) limits: Option<limits::LimitCounters>,
+    pub(crate) prices: PriceTable,
 }
 
 impl Gateway {
@@ -63,6 +70,10 @@ impl Gateway {
                 cfg.secret_cache_ttl_ms,
                 clock.clone(),
             ),
+            limits: stores
+                .limits
+                .map(|s| limits::LimitCounters::new(s, clock.clone(), cfg.limit_lease_ms)),
+            prices: PriceTable::builtin(),
             cfg,
             clock,
             http,
