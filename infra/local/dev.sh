@@ -25,7 +25,11 @@ die() { say "error: $*"; exit 1; }
 [ -x "$venv/bin/moto_server" ] || die "the project venv is missing: run 'make venv' (make dev does it for you)"
 [ -x "$cli" ] || die "the CLI is not built: run 'cargo build --bins' (make dev does it for you)"
 
-port_free() { "$venv/bin/python" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; }
+# A port is free when nothing listens on it. SO_REUSEADDR lets the test bind succeed over
+# connections left in TIME_WAIT by the previous run (Ctrl-C), which are not listeners.
+port_free() {
+  "$venv/bin/python" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
+}
 port_free "$port" || die "port $port is in use: set TOLLGATE_DEV_PORT to a free port"
 port_free "$moto_port" || die "port $moto_port is in use: set TOLLGATE_MOTO_PORT to a free port"
 
