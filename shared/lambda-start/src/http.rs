@@ -317,6 +317,21 @@ mod tests {
     }
 
     #[test]
+    fn an_event_without_request_context_is_unreadable_but_keeps_method_and_path() {
+        // The shape tests/e2e/test_lambda_edges.py and tests/runtime_loop.rs send.
+        let ev = r#"{"path":"/v1/chat/completions","httpMethod":"POST","headers":{"authorization":"x"},"body":"/w==","isBase64Encoded":true}"#;
+        let HttpEvent::Unreadable { raw, .. } = serde_json::from_str(ev).unwrap() else {
+            panic!("lambda_http now reads this event: pick another unreadable one")
+        };
+        let req = salvage(raw.get());
+        assert_eq!(
+            (req.method(), req.uri().path()),
+            (&http::Method::POST, "/v1/chat/completions")
+        );
+        assert_eq!(req.headers()["authorization"], "x");
+    }
+
+    #[test]
     fn an_empty_event_becomes_a_post_to_the_root() {
         let req = salvage("{}");
         assert_eq!((req.method(), req.uri().path()), (&http::Method::POST, "/"));
