@@ -6,6 +6,8 @@
 # Writes .tollgate/dev.env and prints how to call it. Ctrl-C stops everything it started.
 #
 # Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate),
+# TOLLGATE_DEV_POLLERS (128 Lambda runtime loops per proxy process; infra/local/README.md says
+# why this bounds the stack's supported concurrency),
 # TOLLGATE_DEV_NO_RELOAD=1 (do not rebuild the proxy when sources change; the test harness sets it
 # so an edit made while tests run cannot stall their requests behind a rebuild).
 set -euo pipefail
@@ -118,13 +120,16 @@ fi
   echo "TOLLGATE_SECRET_CACHE_TTL_MS=${TOLLGATE_SECRET_CACHE_TTL_MS:-5000}"
   echo "TOLLGATE_UPSTREAM_TIMEOUT_MS=${TOLLGATE_UPSTREAM_TIMEOUT_MS:-60000}"
   echo "RUST_LOG=${RUST_LOG:-info}"
+  # cargo lambda watch 1.9.2 deadlocks once ~100 invocations queue for one function
+  # (infra/local/README.md): keep its queue short with many runtime loops per process.
+  echo "TOLLGATE_LAMBDA_POLLERS=${TOLLGATE_DEV_POLLERS:-128}"
 } >"$state/proxy.env"
 
 say "starting the proxy with cargo lambda watch on 127.0.0.1:$port (first build takes a while)"
 reload=()
 [ "${TOLLGATE_DEV_NO_RELOAD:-}" = "1" ] && reload=(--ignore-changes)
 "$venv/bin/cargo-lambda" lambda watch -p tollgate-proxy --bin proxy -A 127.0.0.1 -P "$port" \
-  --env-file "$state/proxy.env" --concurrency 4 "${reload[@]}" >"$state/proxy.log" 2>&1 &
+  --env-file "$state/proxy.env" --concurrency 2 "${reload[@]}" >"$state/proxy.log" 2>&1 &
 pids+=($!)
 url="http://127.0.0.1:$port/lambda-url/proxy"
 ready=""
