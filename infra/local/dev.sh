@@ -6,6 +6,8 @@
 # Writes .tollgate/dev.env and prints how to call it. Ctrl-C stops everything it started.
 #
 # Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate),
+# TOLLGATE_DEV_POLLERS (128 Lambda runtime loops per proxy process; infra/local/README.md says
+# why this bounds the stack's supported concurrency),
 # TOLLGATE_DEV_NO_RELOAD=1 (do not rebuild the proxy when sources change; the test harness sets it
 # so an edit made while tests run cannot stall their requests behind a rebuild).
 set -euo pipefail
@@ -25,7 +27,11 @@ die() { say "error: $*"; exit 1; }
 [ -x "$venv/bin/moto_server" ] || die "the project venv is missing: run 'make venv' (make dev does it for you)"
 [ -x "$cli" ] || die "the CLI is not built: run 'cargo build --bins' (make dev does it for you)"
 
-port_free() { "$venv/bin/python" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; }
+# A port is free when nothing listens on it. SO_REUSEADDR lets the test bind succeed over
+# connections left in TIME_WAIT by the previous run (Ctrl-C), which are not listeners.
+port_free() {
+  "$venv/bin/python" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
+}
 port_free "$port" || die "port $port is in use: set TOLLGATE_DEV_PORT to a free port"
 port_free "$moto_port" || die "port $moto_port is in use: set TOLLGATE_MOTO_PORT to a free port"
 
@@ -114,13 +120,16 @@ fi
   echo "TOLLGATE_SECRET_CACHE_TTL_MS=${TOLLGATE_SECRET_CACHE_TTL_MS:-5000}"
   echo "TOLLGATE_UPSTREAM_TIMEOUT_MS=${TOLLGATE_UPSTREAM_TIMEOUT_MS:-60000}"
   echo "RUST_LOG=${RUST_LOG:-info}"
+  # cargo lambda watch 1.9.2 deadlocks once ~100 invocations queue for one function
+  # (infra/local/README.md): keep its queue short with many runtime loops per process.
+  echo "TOLLGATE_LAMBDA_POLLERS=${TOLLGATE_DEV_POLLERS:-128}"
 } >"$state/proxy.env"
 
 say "starting the proxy with cargo lambda watch on 127.0.0.1:$port (first build takes a while)"
 reload=()
 [ "${TOLLGATE_DEV_NO_RELOAD:-}" = "1" ] && reload=(--ignore-changes)
 "$venv/bin/cargo-lambda" lambda watch -p tollgate-proxy --bin proxy -A 127.0.0.1 -P "$port" \
-  --env-file "$state/proxy.env" --concurrency 4 "${reload[@]}" >"$state/proxy.log" 2>&1 &
+  --env-file "$state/proxy.env" --concurrency 2 "${reload[@]}" >"$state/proxy.log" 2>&1 &
 pids+=($!)
 url="http://127.0.0.1:$port/lambda-url/proxy"
 ready=""

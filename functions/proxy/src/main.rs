@@ -2,7 +2,9 @@
 //! pipeline (`tollgate-gateway`), then one of two ways to serve it:
 //!
 //! - **Lambda** (when `AWS_LAMBDA_RUNTIME_API` is set, as in Lambda and `cargo lambda watch`):
-//!   `lambda_http` with response streaming, behind API Gateway.
+//!   response streaming behind API Gateway, through `tollgate-lambda-start`'s supervised
+//!   runtime loop (survives Runtime API client errors, answers unreadable events;
+//!   `TOLLGATE_LAMBDA_POLLERS` loops per process, 1 unless the local stack sets it).
 //! - **Plain HTTP** (`proxy --http ADDR`, or no Lambda runtime): the same pipeline on a TCP
 //!   listener with `TCP_NODELAY`. Used by the benchmark and for container platforms.
 //!
@@ -19,25 +21,14 @@ use tollgate_core::clock::SystemClock;
 use tollgate_gateway::{
     Gateway, GatewayConfig, RequestId, SourceIp, StdoutAuditSink, Stores, router,
 };
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Operational logs go to stderr as JSON; stdout carries audit and metric lines only.
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(true)
-        .init();
-}
+use tollgate_lambda_start::env;
 
 async fn build_stores() -> Result<Stores, String> {
-    match std::env::var("TOLLGATE_STORE").as_deref() {
-        Ok("memory") => {
-            let path = std::env::var("TOLLGATE_MEMORY_SEED").map_err(|_| {
-                "TOLLGATE_STORE=memory needs TOLLGATE_MEMORY_SEED (a seed JSON file)".to_owned()
-            })?;
+    let store = env::optional("TOLLGATE_STORE").map_err(|e| e.to_string())?;
+    match store.as_deref() {
+        Some("memory") => {
+            let path = env::required("TOLLGATE_MEMORY_SEED")
+                .map_err(|e| format!("TOLLGATE_STORE=memory: {e} (a seed JSON file)"))?;
             let store = Arc::new(seed::load(&path).await?);
             Ok(Stores {
                 tenants: store.clone(),
@@ -48,9 +39,9 @@ async fn build_stores() -> Result<Stores, String> {
                 limits: Some(store),
             })
         }
-        Ok("aws") | Err(_) => {
-            let aws = tollgate_aws::AwsAdapters::from_env()
-                .await
+        Some("aws") | None => {
+            let conf = tollgate_lambda_start::aws::sdk_config().await;
+            let aws = tollgate_aws::AwsAdapters::from_config(&conf, |k| std::env::var(k).ok())
                 .map_err(|e| e.to_string())?;
             Ok(Stores {
                 tenants: aws.dynamo.clone(),
@@ -62,7 +53,7 @@ async fn build_stores() -> Result<Stores, String> {
                 limits: None,
             })
         }
-        Ok(other) => Err(format!(
+        Some(other) => Err(format!(
             "TOLLGATE_STORE must be aws or memory, not {other:?}"
         )),
     }
@@ -109,16 +100,17 @@ async fn run() -> Result<(), String> {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
 
     if let (None, true) = (&http_addr, in_lambda) {
+        let pollers = tollgate_lambda_start::http::pollers_from_env().map_err(|e| e.to_string())?;
         let svc = tower::ServiceBuilder::new()
             .map_request(lambda_extensions)
             .service(app);
-        return lambda_http::run_with_streaming_response(svc)
+        return tollgate_lambda_start::http::serve_streaming(svc, pollers)
             .await
-            .map_err(|e| format!("lambda runtime stopped: {e}"));
+            .map_err(|e| format!("lambda runtime cannot start: {e}"));
     }
 
     let addr = http_addr
-        .or_else(|| std::env::var("TOLLGATE_HTTP_ADDR").ok())
+        .or(env::optional("TOLLGATE_HTTP_ADDR").map_err(|e| e.to_string())?)
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -150,7 +142,7 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
+    tollgate_lambda_start::logging::init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
