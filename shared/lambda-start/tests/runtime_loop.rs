@@ -7,6 +7,9 @@
 //! client error (SendRequest)`) and the unreadable event went to `/error` without reaching
 //! the handler.
 
+// Test code: a failed unwrap is a failed test (clippy.toml covers #[test] fns, not helpers).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -93,22 +96,43 @@ const GOOD: &str = r#"{"version":"2.0","routeKey":"$default","rawPath":"/hello",
 const UNREADABLE: &str =
     r#"{"path":"/v1/chat/completions","httpMethod":"POST","body":"/w==","isBase64Encoded":true}"#;
 
+/// The Lambda runtime reads its settings from the environment. Setting variables in a
+/// running process needs `unsafe` (forbidden in this workspace), so the test re-runs itself
+/// as a child process with the environment of a Lambda sandbox pointing at the fake API.
 #[test]
 fn runtime_loop_survives_a_dropped_runtime_api_connection_and_answers_unreadable_events() {
+    const NAME: &str =
+        "runtime_loop_survives_a_dropped_runtime_api_connection_and_answers_unreadable_events";
+    if let Ok(addr) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
+        return in_sandbox(&addr);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "t")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child run failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn in_sandbox(addr: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    // SAFETY: no other thread exists yet (the runtime above is current-thread and idle), so
-    // nothing can read the environment concurrently.
-    unsafe {
-        std::env::set_var("AWS_LAMBDA_RUNTIME_API", addr.to_string());
-        std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "t");
-        std::env::set_var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128");
-        std::env::set_var("AWS_LAMBDA_FUNCTION_VERSION", "1");
-    }
+    let std_listener = std::net::TcpListener::bind(addr).unwrap();
     rt.block_on(async move {
         std_listener.set_nonblocking(true).unwrap();
         let inner = TcpListener::from_std(std_listener).unwrap();
