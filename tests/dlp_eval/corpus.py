@@ -358,6 +358,30 @@ JA = {
     "PASSWORD": ["パスワードは「{v}」です。", "パスワード：{v}", "パスワードは{v} です", "DBのpassword={v}"],
 }
 
+# Encoded forms a careless or hostile caller wraps around a value (issue 11): base64 of the
+# value, an invisible separator (U+2063) between every character, Arabic-Indic digits,
+# Cyrillic look-alikes in a key prefix, a space between every character.
+TOKEN_SECRETS = {"AWS_ACCESS_KEY", "OPENAI_KEY", "ANTHROPIC_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY",
+                 "GOOGLE_API_KEY", "TOLLGATE_KEY", "JWT"}
+ARABIC_OK = {"CREDIT_CARD", "US_SSN", "JP_MY_NUMBER"}
+SPACED_OK = {"CREDIT_CARD", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "TOLLGATE_KEY"}
+CYRILLIC = {"A": "\u0410", "K": "\u041a", "S": "\u0405", "I": "\u0406"}
+
+
+def encode_variant(variant: str, value: str) -> str:
+    if variant == "base64":
+        return base64.b64encode(value.encode()).decode()
+    if variant == "invisible":
+        return "\u2063".join(value)
+    if variant == "arabic_digits":
+        return "".join(chr(0x660 + int(c)) if c.isdigit() else c for c in value)
+    if variant == "lookalike":
+        return "".join(CYRILLIC.get(c, c) for c in value[:4]) + value[4:]
+    if variant == "spaced":
+        return " ".join(value.replace(" ", ""))
+    return value
+
+
 FULLWIDTH_OK = {"CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER", "JP_POSTAL_CODE", "IP_ADDRESS"}
 DASH_OK = {"CREDIT_CARD", "US_SSN", "PHONE", "JP_MY_NUMBER", "JP_POSTAL_CODE"}
 
@@ -441,6 +465,14 @@ def positives(seed: int = 20240601, per_cell: int = 12):
                 variants.append("dashes")
             if entity in ("CREDIT_CARD", "JP_MY_NUMBER", "IBAN", "PHONE", "US_SSN"):
                 variants.append("nbsp")
+            if entity in TOKEN_SECRETS:
+                variants += ["base64", "invisible"]
+            if entity == "AWS_ACCESS_KEY":
+                variants.append("lookalike")
+            if entity in ARABIC_OK:
+                variants.append("arabic_digits")
+            if entity in SPACED_OK:
+                variants.append("spaced")
             for variant in variants:
                 n = 0
                 attempts = 0
@@ -457,6 +489,8 @@ def positives(seed: int = 20240601, per_cell: int = 12):
                         value = value.replace("-", d)
                     elif variant == "zero_width":
                         value = insert_zw(value, rng)
+                    elif variant in ("base64", "invisible", "arabic_digits", "lookalike", "spaced"):
+                        value = encode_variant(variant, value)
                     elif variant == "nbsp":
                         if " " not in value:
                             continue
@@ -580,6 +614,15 @@ def negatives(seed: int = 7, n: int = 40):
         add("code", f"std::vector<int> v; a::b::c(); color #{rand(rng, '0123456789abcdef', 6)}; mac {':'.join(rand(rng, '0123456789abcdef', 2) for _ in range(6))}")
         add("code", f"time {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}, ratio 16:9, price ¥{rng.randint(1000, 999999):,}")
         add("code", f"icon@2x.png and @media screen; user@localhost; {rng.randint(10, 99)}% done")
+        # encoded look-alikes that hold nothing: base64 of prose and of binary, spaced
+        # letters, Russian words made of look-alike letters, dotted Luhn failures,
+        # percent-encoded URLs
+        add("encoded", f"attachment {base64.b64encode(fake_en.sentence().encode()).decode()} (decoded: a sentence)")
+        add("encoded", f"image bytes {base64.b64encode(rng.randbytes(rng.choice([30, 60, 120]))).decode()}")
+        add("encoded", "spell it: " + " ".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(10, 24))))
+        add("encoded", "\u0410\u041a\u0421\u0418\u042f \u0438 \u0422\u041e\u041a\u0415\u041d \u041e\u0422\u041a\u0420\u042b\u0422, \u0432\u0435\u0440\u0441\u0438\u044f " + str(rng.randint(1, 99)))
+        add("encoded", f"ref {format_card(bad, rng).replace(' ', '.').replace('-', '.')} is not a card")
+        add("encoded", f"https://example.org/search?q={quote(fake_en.sentence())}&page={rng.randint(1, 9)}")
         # ordinary prose
         add("prose", fake_en.paragraph(nb_sentences=5))
         add("prose", fake_ja.text(200), "ja")

@@ -32,6 +32,9 @@ pub enum Entity {
     GoogleApiKey,
     TollgateKey,
     Password,
+    /// Input the scanner cannot read (images, audio, PDFs, token-id arrays): reported once
+    /// per item so a policy can refuse it (default, as a secret: block) or let it through.
+    OpaqueInput,
 }
 
 /// Policy category an entity belongs to.
@@ -61,7 +64,7 @@ pub enum Action {
 
 impl Entity {
     /// Every entity, in a stable order.
-    pub const ALL: [Entity; 21] = [
+    pub const ALL: [Entity; 22] = [
         Entity::CreditCard,
         Entity::Iban,
         Entity::UsSsn,
@@ -83,6 +86,7 @@ impl Entity {
         Entity::GoogleApiKey,
         Entity::TollgateKey,
         Entity::Password,
+        Entity::OpaqueInput,
     ];
 
     /// Contract name, e.g. `CREDIT_CARD`.
@@ -109,6 +113,7 @@ impl Entity {
             Entity::GoogleApiKey => "GOOGLE_API_KEY",
             Entity::TollgateKey => "TOLLGATE_KEY",
             Entity::Password => "PASSWORD",
+            Entity::OpaqueInput => "OPAQUE_INPUT",
         }
     }
 
@@ -130,7 +135,8 @@ impl Entity {
             | Entity::StripeKey
             | Entity::GoogleApiKey
             | Entity::TollgateKey
-            | Entity::Password => Category::Secret,
+            | Entity::Password
+            | Entity::OpaqueInput => Category::Secret,
         }
     }
 

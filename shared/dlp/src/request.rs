@@ -1,26 +1,35 @@
-//! Request-body walkers for the two route kinds.
+//! The request-body walker: every string of the body is scanned, whatever the route.
 //!
-//! Only text fields that reach the model are scanned, and only those are ever
-//! changed, so a redacted body is still a valid request of the same shape.
+//! A list of "text fields" is always one field short of what a hostile caller finds
+//! (`messages[].name`, `metadata`, `user`, tool descriptions, `stop`, response-format schema
+//! descriptions, `prediction`, Anthropic `thinking` / `search_result` blocks, document
+//! titles, Responses `reasoning.summary` …), so the walker visits every string value and
+//! every object key, at any depth, of every route's body. Nothing is exempt: ids and enum
+//! values (`model`, `role`, `type`, `*_id`) are scanned too, because they are short, cost
+//! nothing and reach the provider like everything else.
 //!
-//! OpenAI kind
-//! - chat completions: `messages[].content` (string or parts with `text`, any role
-//!   incl. system / developer / tool), `messages[].tool_calls[].function.arguments`,
-//!   legacy `messages[].function_call.arguments`;
-//! - responses: `instructions`, `input` (string or items: message items with
-//!   `content` string / parts, `function_call.arguments`,
-//!   `function_call_output.output`);
-//! - embeddings: `input` (string or list of strings; token arrays are skipped);
-//! - completions: `prompt` (string or list of strings).
+//! What can be read is decoded first:
+//! - `data:` URLs of a text type (`text/*`, JSON, XML, YAML, CSV, form data) and base64
+//!   `source` objects of a text `media_type` (an Anthropic `text/plain` document): the
+//!   decoded text is scanned, and on redaction re-encoded in place;
+//! - `%XX` escapes (URL query strings), JSON escapes, base64 runs inside text: the scanner
+//!   folds or decodes them itself (see [`crate::normalize`], [`crate::scan`]).
 //!
-//! Anthropic kind
-//! - `system` (string or text blocks), `messages[].content` (string or blocks):
-//!   `text`, `tool_use.input` (every string value, recursively), `tool_result.content`
-//!   (string or blocks, recursively), `document` blocks with a text source.
+//! What cannot be read is *opaque input* and reported as [`Entity::OpaqueInput`], once per
+//! item: image and audio parts (`image_url`, `input_image`, `image`, `input_audio`), files
+//! and documents given as binary base64, a URL or a file id, and token-id arrays as
+//! `prompt` / `input` of completions and embeddings. Its action comes from the policy like
+//! any secret's (default `block`; a policy allowing images says `"OPAQUE_INPUT": "log"`);
+//! `redact` cannot apply to what cannot be read and acts as `block`. Binary payloads are
+//! not scanned as text. The strings around them (an image URL's query string, a file name)
+//! still are.
+//!
+//! Only strings are changed by redaction (object keys are renamed), so a redacted body is
+//! still a valid request of the same shape.
 
 use crate::entity::{Action, Entity};
 use crate::error::DlpError;
-use crate::json::{BodyError, parse_request_body, walk_strings_mut};
+use crate::json::{BodyError, parse_request_body};
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::scan::{Finding, scan};
@@ -106,183 +115,244 @@ impl Report {
     }
 }
 
-fn parts(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(items) => {
-            for p in items {
-                match p {
-                    Value::String(s) => f(s),
-                    Value::Object(o) => {
-                        if let Some(Value::String(s)) = o.get_mut("text") {
-                            f(s);
+/// Media types whose payload is text.
+fn text_media(mt: &str) -> bool {
+    let mt = mt.trim().to_ascii_lowercase();
+    let base = mt.split(';').next().unwrap_or("").trim();
+    base.starts_with("text/")
+        || matches!(
+            base,
+            "application/json"
+                | "application/xml"
+                | "application/yaml"
+                | "application/x-yaml"
+                | "application/csv"
+                | "application/javascript"
+                | "application/x-www-form-urlencoded"
+                | "application/x-ndjson"
+                | "application/toml"
+                | "application/sql"
+        )
+        || base.ends_with("+json")
+        || base.ends_with("+xml")
+}
+
+/// `type` values of parts the scanner cannot read.
+fn opaque_part(ty: &str) -> bool {
+    matches!(
+        ty,
+        "image_url" | "input_image" | "image" | "input_audio" | "audio" | "container_upload"
+    )
+}
+
+/// Deeper than any request the gateway parses (serde_json stops at 128); a value built
+/// deeper in code is opaque rather than a stack overflow.
+const MAX_DEPTH: usize = 256;
+
+struct Walk<'f> {
+    f: &'f mut dyn FnMut(&mut String),
+    opaque: u32,
+}
+
+impl Walk<'_> {
+    /// Decode `data`, hand the text to `f`, re-encode when `f` changed it.
+    fn decoded_base64(&mut self, data: &mut String) -> bool {
+        let compact: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        let Some(mut text) =
+            crate::validate::b64_decode(&compact).and_then(|raw| String::from_utf8(raw).ok())
+        else {
+            return false;
+        };
+        let before = text.clone();
+        (self.f)(&mut text);
+        if text != before {
+            *data = crate::validate::b64_encode(text.as_bytes());
+        }
+        true
+    }
+
+    fn string(&mut self, s: &mut String) {
+        let Some(rest) = s.strip_prefix("data:") else {
+            (self.f)(s);
+            return;
+        };
+        let Some(comma) = rest.find(',') else {
+            (self.f)(s);
+            return;
+        };
+        let meta = &rest[..comma];
+        let is_b64 = meta.to_ascii_lowercase().ends_with(";base64");
+        if !text_media(meta) && !meta.is_empty() {
+            // an image, audio or PDF: unreadable, and not worth scanning as text
+            self.opaque += 1;
+            return;
+        }
+        if !is_b64 {
+            // percent-encoded text: the normalizer decodes `%XX` in place
+            (self.f)(s);
+            return;
+        }
+        let head = 5 + comma + 1;
+        let mut data = s[head..].to_owned();
+        if self.decoded_base64(&mut data) {
+            let changed = data != s[head..];
+            if changed {
+                s.truncate(head);
+                s.push_str(&data);
+            }
+        } else {
+            self.opaque += 1;
+        }
+    }
+
+    fn value(&mut self, v: &mut Value, key: Option<&str>, depth: usize) {
+        let before = self.opaque;
+        self.value_inner(v, key, depth);
+        // one opaque item per part: an image block with a URL source is one image
+        if self.opaque > before + 1
+            && matches!(v, Value::Object(o) if o.get("type").and_then(Value::as_str).is_some_and(opaque_part))
+        {
+            self.opaque = before + 1;
+        }
+    }
+
+    fn value_inner(&mut self, v: &mut Value, key: Option<&str>, depth: usize) {
+        if depth > MAX_DEPTH {
+            self.opaque += 1;
+            return;
+        }
+        match v {
+            Value::String(s) => self.string(s),
+            Value::Array(items) => {
+                // token ids instead of text (completions `prompt`, embeddings `input`)
+                let tokens = |x: &Value| match x {
+                    Value::Number(_) => true,
+                    Value::Array(inner) => !inner.is_empty() && inner.iter().all(Value::is_number),
+                    _ => false,
+                };
+                if depth == 1
+                    && matches!(key, Some("prompt" | "input"))
+                    && !items.is_empty()
+                    && items.iter().all(tokens)
+                {
+                    self.opaque += 1;
+                    return;
+                }
+                for x in items {
+                    self.value(x, None, depth + 1);
+                }
+            }
+            Value::Object(o) => {
+                let ty = o.get("type").and_then(Value::as_str).unwrap_or("");
+                let part_opaque = opaque_part(ty);
+                if part_opaque {
+                    self.opaque += 1;
+                }
+                // a base64 payload with its media type beside it (Anthropic `source`,
+                // OpenAI `input_audio`)
+                let binary_b64 = ty == "base64"
+                    || (o.contains_key("data")
+                        && (o.contains_key("format") || ty == "input_audio"));
+                let media = o
+                    .get("media_type")
+                    .or_else(|| o.get("mime_type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                // a file or document given by reference: its content never passes here
+                if (ty == "url" && o.contains_key("url"))
+                    || o.contains_key("file_id")
+                    || o.contains_key("file_url")
+                {
+                    self.opaque += 1;
+                }
+                for (k, x) in o.iter_mut() {
+                    if binary_b64 && k == "data" {
+                        if let Value::String(d) = x {
+                            let readable = text_media(&media) && self.decoded_base64(d);
+                            if !readable && !part_opaque {
+                                self.opaque += 1;
+                            }
                         }
-                        if let Some(Value::String(s)) = o.get_mut("refusal") {
-                            f(s);
-                        }
+                        continue;
                     }
-                    _ => {}
+                    self.value(x, Some(k), depth + 1);
                 }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn openai_item(item: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    match item {
-        Value::String(s) => f(s),
-        Value::Object(o) => {
-            if let Some(c) = o.get_mut("content") {
-                parts(c, f);
-            }
-            if let Some(calls) = o.get_mut("tool_calls").and_then(Value::as_array_mut) {
-                for call in calls {
-                    if let Some(Value::String(a)) = call.pointer_mut("/function/arguments") {
-                        f(a);
+                // Keys after the values, so a renamed key cannot change the order in which
+                // this object's values were visited (the redaction pass relies on it).
+                let mut renames = Vec::new();
+                for k in o.keys() {
+                    let mut nk = k.clone();
+                    (self.f)(&mut nk);
+                    if nk != *k {
+                        renames.push((k.clone(), nk));
+                    }
+                }
+                for (old, new) in renames {
+                    if let Some(x) = o.remove(&old) {
+                        o.insert(new, x);
                     }
                 }
             }
-            if let Some(Value::String(a)) = o
-                .get_mut("function_call")
-                .and_then(|fc| fc.get_mut("arguments"))
-            {
-                f(a);
-            }
-            // responses API items
-            if let Some(Value::String(a)) = o.get_mut("arguments") {
-                f(a);
-            }
-            if let Some(out) = o.get_mut("output") {
-                parts(out, f);
-            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
-        _ => {}
     }
 }
 
-fn anthropic_content(v: &mut Value, f: &mut dyn FnMut(&mut String), depth: usize) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(blocks) => {
-            for b in blocks {
-                anthropic_block(b, f, depth);
-            }
-        }
-        _ => {}
-    }
+/// Walk `body`: `f` gets every string (decoded where it is encoded text), every object
+/// key; returns the number of opaque items.
+fn walk(body: &mut Value, f: &mut dyn FnMut(&mut String)) -> u32 {
+    let mut w = Walk { f, opaque: 0 };
+    w.value(body, None, 0);
+    w.opaque
 }
 
-fn anthropic_block(b: &mut Value, f: &mut dyn FnMut(&mut String), depth: usize) {
-    if depth > 16 {
-        return;
-    }
-    let Value::Object(o) = b else {
-        if let Value::String(s) = b {
-            f(s);
-        }
-        return;
-    };
-    let ty = o
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("text")
-        .to_owned();
-    match ty.as_str() {
-        "text" => {
-            if let Some(Value::String(s)) = o.get_mut("text") {
-                f(s);
-            }
-        }
-        "tool_use" | "server_tool_use" => {
-            if let Some(input) = o.get_mut("input") {
-                walk_strings_mut(input, f);
-            }
-        }
-        "tool_result" => {
-            if let Some(c) = o.get_mut("content") {
-                anthropic_content(c, f, depth + 1);
-            }
-        }
-        "document" => {
-            if let Some(src) = o.get_mut("source") {
-                if src.get("type").and_then(Value::as_str) == Some("text") {
-                    if let Some(Value::String(s)) = src.get_mut("data") {
-                        f(s);
-                    }
-                } else if let Some(c) = src.get_mut("content") {
-                    anthropic_content(c, f, depth + 1);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Call `f` on every text field of `body` that reaches the model, in a fixed
-/// document order.
+/// Call `f` on every text of `body` that reaches the provider — every string value and
+/// object key, decoded where it is encoded text — in a fixed order. The route kind does not
+/// change what is visited (both kinds' shapes are covered by the same rules); it is kept so
+/// callers name what they hold.
 pub fn for_each_text(kind: RequestKind, body: &mut Value, f: &mut dyn FnMut(&mut String)) {
-    let Value::Object(o) = body else { return };
-    match kind {
-        RequestKind::Openai => {
-            if let Some(Value::String(s)) = o.get_mut("instructions") {
-                f(s);
-            }
-            if let Some(msgs) = o.get_mut("messages").and_then(Value::as_array_mut) {
-                for m in msgs {
-                    openai_item(m, f);
-                }
-            }
-            match o.get_mut("input") {
-                Some(Value::String(s)) => f(s),
-                Some(Value::Array(items)) => {
-                    for it in items {
-                        openai_item(it, f);
-                    }
-                }
-                _ => {}
-            }
-            match o.get_mut("prompt") {
-                Some(Value::String(s)) => f(s),
-                Some(Value::Array(items)) => {
-                    for it in items {
-                        if let Value::String(s) = it {
-                            f(s);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        RequestKind::Anthropic => {
-            if let Some(sys) = o.get_mut("system") {
-                anthropic_content(sys, f, 0);
-            }
-            if let Some(msgs) = o.get_mut("messages").and_then(Value::as_array_mut) {
-                for m in msgs {
-                    if let Some(c) = m.get_mut("content") {
-                        anthropic_content(c, f, 0);
-                    }
-                }
-            }
-        }
-    }
+    let _ = kind;
+    walk(body, f);
+}
+
+/// Number of items in `body` the scanner cannot read (see the module doc).
+pub fn count_opaque(body: &mut Value) -> u32 {
+    walk(body, &mut |_| {})
 }
 
 /// Scan every text field of a parsed request body. When the decision is
 /// `Redact`, the fields are rewritten in place (placeholders numbered across
 /// the whole request); on `Block` the body is left untouched.
 pub fn inspect_request(kind: RequestKind, body: &mut Value, policy: &Policy) -> Report {
+    let _ = kind;
     let mut per_field: Vec<Vec<Finding>> = Vec::new();
-    for_each_text(kind, body, &mut |s: &mut String| {
-        per_field.push(scan(s, policy))
-    });
+    let opaque = walk(body, &mut |s: &mut String| per_field.push(scan(s, policy)));
+    let fields = per_field.len() as u32;
+    let opaque_action = match policy.action_for(Entity::OpaqueInput) {
+        // what cannot be read cannot be redacted
+        Action::Redact => Action::Block,
+        a => a,
+    };
+    if opaque > 0 && opaque_action != Action::Off {
+        per_field.push(
+            (0..opaque)
+                .map(|_| Finding {
+                    entity: Entity::OpaqueInput,
+                    start: 0,
+                    end: 0,
+                    action: opaque_action,
+                })
+                .collect(),
+        );
+    }
     let mut report = Report::from_findings(&per_field);
+    report.fields = fields;
     if report.decision == Decision::Redact {
         let mut redactor = Redactor::new();
         let mut idx = 0usize;
         let mut redacted = 0u32;
-        for_each_text(kind, body, &mut |s: &mut String| {
+        walk(body, &mut |s: &mut String| {
             if let Some(fs) = per_field
                 .get(idx)
                 .filter(|fs| fs.iter().any(|f| f.action == Action::Redact))

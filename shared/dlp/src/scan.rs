@@ -115,6 +115,41 @@ const URL_CRED_PATTERN: &str =
 
 const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
 
+/// Shortest base64 run decoded and scanned (18 bytes of text: `password=` and a short
+/// value, an AWS key id and a few characters around it).
+const MIN_B64: usize = 24;
+/// Fewest space-separated single characters joined and scanned.
+const MIN_SPACED: usize = 10;
+/// Decoded views inside decoded views (base64 of base64, spaced base64) go this deep.
+const MAX_VIEW_DEPTH: u8 = 2;
+
+/// Base64 alphabet, standard and URL-safe, as a table: the probe loop tests one byte per
+/// probe, so one load beats a chain of range compares.
+static B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        c += 1;
+    }
+    t
+};
+
+#[inline]
+fn is_b64(c: u8) -> bool {
+    B64[usize::from(c)]
+}
+
+/// Decoded bytes that are text (UTF-8, no control characters but line breaks and tabs).
+fn printable_text(raw: Vec<u8>) -> Option<String> {
+    let s = String::from_utf8(raw).ok()?;
+    let ok = s.len() >= 12
+        && s.chars()
+            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+    ok.then_some(s)
+}
+
 static GLOBAL: LazyLock<Result<Scanner, String>> =
     LazyLock::new(|| Scanner::new().map_err(|e| e.to_string()));
 
@@ -272,6 +307,10 @@ impl Scanner {
     /// Detect entities in `text`; offsets refer to `text`. Sorted by start,
     /// non-overlapping.
     pub fn detect(&self, text: &str, scope: Scope) -> Vec<Detection> {
+        self.detect_depth(text, scope, 0)
+    }
+
+    fn detect_depth(&self, text: &str, scope: Scope, depth: u8) -> Vec<Detection> {
         if text.is_empty() {
             return Vec::new();
         }
@@ -284,6 +323,10 @@ impl Scanner {
             self.emails(t, &mut c);
             self.digit_runs(t, &mut c);
             ipv6(t, &mut c);
+        }
+        if depth < MAX_VIEW_DEPTH {
+            self.base64_views(t, scope, depth, &mut c);
+            self.spaced_views(t, scope, depth, &mut c);
         }
         let c = resolve_overlaps(c);
         c.into_iter()
@@ -298,6 +341,127 @@ impl Scanner {
                     })
             })
             .collect()
+    }
+
+    // ---------------------------------------------------------- derived views
+
+    /// Runs of base64 (standard or URL-safe) long enough to hold a secret, decoded; when
+    /// the bytes are text, whatever is found in them is reported over the whole run.
+    ///
+    /// Probing every `MIN_B64`-th byte finds every run of at least that length (each such
+    /// run covers a probe) while prose, whose words are short, costs about one byte test
+    /// per probe.
+    fn base64_views(&self, t: &str, scope: Scope, depth: u8, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        let mut i = MIN_B64 - 1;
+        let mut done = 0;
+        while i < b.len() {
+            if !is_b64(b[i]) {
+                i += MIN_B64;
+                continue;
+            }
+            let mut s = i;
+            while s > done && is_b64(b[s - 1]) {
+                s -= 1;
+            }
+            let mut e = i + 1;
+            while e < b.len() && is_b64(b[e]) {
+                e += 1;
+            }
+            done = e;
+            i = e + MIN_B64;
+            if e - s < MIN_B64 {
+                continue;
+            }
+            // a run glued to a path (`https://<base64>@host`) starts at its first
+            // letter or digit
+            let s = b[s..e]
+                .iter()
+                .position(u8::is_ascii_alphanumeric)
+                .map_or(e, |k| s + k);
+            if e - s < MIN_B64 {
+                continue;
+            }
+            let Some(text) = v::b64_decode(&b[s..e]).and_then(printable_text) else {
+                continue;
+            };
+            let mut end = e;
+            while end < b.len() && b[end] == b'=' && end - e < 2 {
+                end += 1;
+            }
+            for d in self.detect_depth(&text, scope, depth + 1) {
+                out.push(Cand {
+                    entity: d.entity,
+                    s,
+                    e: end,
+                });
+            }
+        }
+    }
+
+    /// A value written with a space between every character (`4 1 1 1 …`, `s k - …`):
+    /// the characters are joined and scanned; a finding maps back onto its characters.
+    fn spaced_views(&self, t: &str, scope: Scope, depth: u8, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        // A lone character: graphic, with a space (or the text's edge) on both sides.
+        let lone = |c: usize| {
+            b.get(c).is_some_and(|x| x.is_ascii_graphic())
+                && (c == 0 || b[c - 1] == b' ')
+                && b.get(c + 1).is_none_or(|x| *x == b' ')
+        };
+        let stride = 2 * MIN_SPACED - 2;
+        let mut i = stride;
+        let mut done = 0;
+        while i < b.len() {
+            // a spaced run has a space two bytes from each of its spaces
+            let sp = |k: usize| b.get(k) == Some(&b' ');
+            if !((sp(i) & sp(i + 2)) | (sp(i + 1) & sp(i - 1))) {
+                i += stride;
+                continue;
+            }
+            let c = if b[i] == b' ' { i + 1 } else { i };
+            if !lone(c) || c < done {
+                i += stride;
+                continue;
+            }
+            let mut s = c;
+            while s >= 2 && lone(s - 2) {
+                s -= 2;
+            }
+            let mut e = c;
+            while lone(e + 2) {
+                e += 2;
+            }
+            done = e + 1;
+            i = e + 1 + stride;
+            let n = (e - s) / 2 + 1;
+            if n < MIN_SPACED {
+                continue;
+            }
+            // The first and last characters may be glued to what surrounds the run
+            // (`ID=A K I A …`, `… 4 2, exp`) or be the end of a word (`key A K I A …`):
+            // both readings are scanned, and overlap resolution keeps the better one.
+            let glued_l = s >= 2 && b[s - 1] == b' ' && b[s - 2].is_ascii_graphic();
+            let glued_r =
+                b.get(e + 1) == Some(&b' ') && b.get(e + 2).is_some_and(u8::is_ascii_graphic);
+            let mut readings = vec![(s, e)];
+            if glued_l || glued_r {
+                let s2 = if glued_l { s - 2 } else { s };
+                let e2 = if glued_r { e + 2 } else { e };
+                readings.push((s2, e2));
+            }
+            for (s, e) in readings {
+                let n = (e - s) / 2 + 1;
+                let joined: String = (0..n).map(|k| char::from(b[s + 2 * k])).collect();
+                for d in self.detect_depth(&joined, scope, depth + 1) {
+                    out.push(Cand {
+                        entity: d.entity,
+                        s: s + 2 * d.start,
+                        e: s + 2 * (d.end - 1) + 1,
+                    });
+                }
+            }
+        }
     }
 
     // ---------------------------------------------------------------- secrets
@@ -558,7 +722,7 @@ impl Scanner {
             }
             if gj > gi {
                 let sep = run.sep(gj - 1);
-                if (sep != " " && sep != "-")
+                if !matches!(sep, " " | "-" | ".")
                     || sep_kind.is_some_and(|k| k != sep)
                     || first_len != 4
                     || !(3..=6).contains(&gl)
@@ -1243,7 +1407,8 @@ fn next_is_assignment(rest: &[u8]) -> bool {
     {
         k += 1;
     }
-    k == rest.len() || rest[k] == b'=' || rest[k].is_ascii_whitespace()
+    // `&word` at the very end of the value is part of it (`!@67&EztyY`)
+    k < rest.len() && (rest[k] == b'=' || rest[k].is_ascii_whitespace())
 }
 
 fn password_placeholder(val: &[u8]) -> bool {

@@ -399,6 +399,26 @@ pub fn b64_decode(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Standard base64 with padding (re-encoding a decoded document after redaction).
+pub fn b64_encode(raw: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(raw.len().div_ceil(3) * 4);
+    for ch in raw.chunks(3) {
+        let n = ch
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for k in 0..4 {
+            if k <= ch.len() {
+                out.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// JWT header check: decodes to a JSON object carrying a string `alg`.
 pub fn jwt_header_ok(seg: &[u8]) -> bool {
     let Some(raw) = b64_decode(seg) else {

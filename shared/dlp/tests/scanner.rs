@@ -259,7 +259,7 @@ fn redaction_numbering_and_idempotence() {
 }
 
 #[test]
-fn openai_walker_redacts_text_fields_only() {
+fn openai_walker_redacts_every_field_and_keeps_the_shape() {
     let key = openai_key();
     let mut body = json!({
         "model": "gpt-4o",
@@ -274,7 +274,7 @@ fn openai_walker_redacts_text_fields_only() {
     });
     let r = inspect_request(RequestKind::Openai, &mut body, &Policy::default());
     assert_eq!(r.decision, Decision::Redact);
-    assert_eq!(r.counts.get(&Entity::CreditCard), Some(&4));
+    assert_eq!(r.counts.get(&Entity::CreditCard), Some(&5));
     assert_eq!(body["messages"][0]["content"], "card [CREDIT_CARD_1]");
     assert_eq!(
         body["messages"][1]["content"][0]["text"],
@@ -287,9 +287,10 @@ fn openai_walker_redacts_text_fields_only() {
     assert!(serde_json::from_str::<serde_json::Value>(args).is_ok());
     assert_eq!(body["messages"][3]["content"], "ok [CREDIT_CARD_2]");
     assert_eq!(
-        body["metadata"]["note"], "4111111111111111",
-        "non-text fields untouched"
+        body["metadata"]["note"], "[CREDIT_CARD_1]",
+        "metadata reaches the provider too"
     );
+    assert_eq!(body["messages"][2]["tool_calls"][0]["id"], "c1");
 
     // responses / embeddings / completions shapes
     for mut b in [
