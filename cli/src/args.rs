@@ -52,6 +52,9 @@ pub enum Command {
     /// Sensitive-data (DLP) policies of tenants and keys.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Rate, concurrency and budget limits of tenants and keys.
+    #[command(subcommand)]
+    Limits(LimitsCmd),
     /// Scan stdin for sensitive data as the proxy would. Never prints a matched value.
     ///
     /// Needs no AWS access unless --tenant is given.
@@ -79,6 +82,123 @@ pub struct ScanArgs {
     /// display form or full key.
     #[arg(long, requires = "tenant")]
     pub key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsCmd {
+    /// Stored limits of a tenant (and key) and the limits the proxy applies.
+    Show(LimitsTarget),
+    /// Set limits (merged into what is stored): e.g. --rpm 600 --tpm 200k --concurrency 20
+    /// --budget-day 50usd --budget-month 1000usd.
+    Set(LimitsSet),
+    /// Remove stored limits (the tenant's, its per-key defaults with --per-key, or a key's).
+    Clear(LimitsTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct LimitsTarget {
+    /// The tenant whose limits (or whose key's limits) to read or change.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: String,
+    /// A key of that tenant: key id, display form or full key. Without it, the tenant.
+    #[arg(long, conflicts_with = "per_key")]
+    pub key: Option<String>,
+    /// The limits every key of the tenant gets unless the key sets its own (instead of the
+    /// limits on the tenant as a whole).
+    #[arg(long)]
+    pub per_key: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("limit")
+        .required(true)
+        .multiple(true)
+        .args(["rpm", "tpm", "concurrency", "budget_day", "budget_month", "tokens_day", "tokens_month"])
+))]
+pub struct LimitsSet {
+    #[command(flatten)]
+    pub target: LimitsTarget,
+    /// Requests per minute (e.g. 600, 1.2k).
+    #[arg(long, value_parser = parse_count)]
+    pub rpm: Option<u64>,
+    /// Tokens (input + output) per minute (e.g. 200k, 1m).
+    #[arg(long, value_parser = parse_count)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long, value_parser = parse_count)]
+    pub concurrency: Option<u64>,
+    /// Spend per UTC day in US dollars (e.g. 50usd, $12.50).
+    #[arg(long, value_parser = parse_usd)]
+    pub budget_day: Option<u64>,
+    /// Spend per UTC month in US dollars.
+    #[arg(long, value_parser = parse_usd)]
+    pub budget_month: Option<u64>,
+    /// Tokens per UTC day (for models without a price).
+    #[arg(long, value_parser = parse_count)]
+    pub tokens_day: Option<u64>,
+    /// Tokens per UTC month.
+    #[arg(long, value_parser = parse_count)]
+    pub tokens_month: Option<u64>,
+}
+
+/// `600`, `200k`, `1.5m`, `2_000`: a whole count.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase().replace('_', "");
+    let (num, mult) = match t.strip_suffix('k') {
+        Some(n) => (n.to_owned(), 1_000u64),
+        None => match t.strip_suffix('m') {
+            Some(n) => (n.to_owned(), 1_000_000u64),
+            None => (t.clone(), 1),
+        },
+    };
+    let bad = || format!("{s:?} is not a count (e.g. 600, 200k, 1.5m)");
+    let (whole, frac) = num.split_once('.').unwrap_or((&num, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return Err(bad());
+    }
+    let w: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let mut v = w.checked_mul(mult).ok_or_else(bad)?;
+    if !frac.is_empty() {
+        if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 6 {
+            return Err(bad());
+        }
+        let f: u64 = frac.parse().map_err(|_| bad())?;
+        let scale = 10u64.pow(frac.len() as u32);
+        if !(f * mult).is_multiple_of(scale) {
+            return Err(format!("{s:?} is not a whole number"));
+        }
+        v = v.checked_add(f * mult / scale).ok_or_else(bad)?;
+    }
+    Ok(v)
+}
+
+/// `50usd`, `$12.50`, `0.25 usd`, `1000`: US dollars, as micro-dollars.
+pub fn parse_usd(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_prefix('$').unwrap_or(&t);
+    let t = t.strip_suffix("usd").unwrap_or(t).trim();
+    let bad = || format!("{s:?} is not an amount in US dollars (e.g. 50usd, $12.50)");
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let w: u64 = whole.parse().map_err(|_| bad())?;
+    let f: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().map_err(|_| bad())? * 10u64.pow(6 - frac.len() as u32)
+    };
+    w.checked_mul(1_000_000)
+        .and_then(|m| m.checked_add(f))
+        .ok_or_else(bad)
 }
 
 #[derive(Debug, Subcommand)]

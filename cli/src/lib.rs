@@ -7,6 +7,7 @@ pub mod args;
 pub mod ctx;
 pub mod error;
 pub mod key;
+pub mod limits;
 pub mod output;
 pub mod policy;
 pub mod pool;
@@ -27,6 +28,7 @@ pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out
         args::Command::Token(c) => token::run(ctx, c).await,
         args::Command::Pool(c) => pool::run(ctx, c).await,
         args::Command::Policy(c) => policy::run(ctx, c).await,
+        args::Command::Limits(c) => limits::run(ctx, c).await,
         args::Command::Scan(_) => Err(CliError::new(
             "internal: `scan` streams its output and runs through scan::run",
         )),

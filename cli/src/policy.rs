@@ -95,7 +95,7 @@ impl Target {
         }
     }
 
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         match &self.key {
             Some(k) => format!("key {} of tenant {}", k.display(), self.tenant.tenant_id),
             None => format!("tenant {}", self.tenant.tenant_id),

@@ -1571,3 +1571,139 @@ async fn scan_uses_a_policy_file_or_the_stored_policy() {
     // Without stores, --tenant cannot be served (main builds them for it).
     assert!(scan_with(None, &["--tenant", "acme"], "").await.is_err());
 }
+
+#[test]
+fn limit_amounts_take_human_units() {
+    use crate::args::{parse_count, parse_usd};
+    assert_eq!(parse_count("600"), Ok(600));
+    assert_eq!(parse_count("200k"), Ok(200_000));
+    assert_eq!(parse_count("1.5m"), Ok(1_500_000));
+    assert_eq!(parse_count("2_000"), Ok(2_000));
+    assert!(parse_count("1.5").is_err(), "not whole");
+    assert!(parse_count("lots").is_err());
+    assert!(parse_count("").is_err());
+    assert_eq!(parse_usd("50usd"), Ok(50_000_000));
+    assert_eq!(parse_usd("$12.50"), Ok(12_500_000));
+    assert_eq!(parse_usd("0.25 USD"), Ok(250_000));
+    assert_eq!(parse_usd("1000"), Ok(1_000_000_000));
+    assert!(parse_usd("-5usd").is_err());
+    assert!(parse_usd("1.0000001usd").is_err(), "below a micro-dollar");
+    assert!(parse_usd("fifty").is_err());
+}
+
+#[tokio::test]
+async fn limits_set_show_clear_on_tenant_defaults_and_key() {
+    use tollgate_core::limits::Limits;
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (key, _) = h.issue(&[]).await;
+    let key_id = key.key_id().to_owned();
+
+    h.ok(&[
+        "limits",
+        "set",
+        "--tenant",
+        "acme",
+        "--rpm",
+        "600",
+        "--budget-month",
+        "1000usd",
+    ])
+    .await;
+    h.ok(&[
+        "limits",
+        "set",
+        "--tenant",
+        "acme",
+        "--per-key",
+        "--tpm",
+        "200k",
+        "--concurrency",
+        "20",
+    ])
+    .await;
+    let out = h
+        .ok(&[
+            "limits",
+            "set",
+            "--tenant",
+            "acme",
+            "--key",
+            &key_id,
+            "--rpm",
+            "60",
+            "--budget-day",
+            "1usd",
+        ])
+        .await;
+    assert!(out.human.contains("key cache TTL"), "{}", out.human);
+    assert_eq!(out.json["effective_key"]["rpm"], 60);
+    assert_eq!(
+        out.json["effective_key"]["tpm"], 200_000,
+        "per-key default applies"
+    );
+    assert_eq!(out.json["effective_key"]["budget_day_micros"], 1_000_000);
+
+    let t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    assert_eq!(
+        t.limits,
+        Some(Limits {
+            rpm: Some(600),
+            budget_month_micros: Some(1_000_000_000),
+            ..Limits::default()
+        })
+    );
+    let k = h.store.get_key(&key_id).await.unwrap().unwrap();
+    assert_eq!(k.effective_limits(&t).concurrency, Some(20));
+
+    // Set merges: the stored rpm stays when only the budget changes.
+    h.ok(&[
+        "limits",
+        "set",
+        "--tenant",
+        "acme",
+        "--key",
+        &key_id,
+        "--budget-day",
+        "2usd",
+    ])
+    .await;
+    let k = h.store.get_key(&key_id).await.unwrap().unwrap();
+    assert_eq!(k.limits.as_ref().unwrap().rpm, Some(60));
+    assert_eq!(
+        k.limits.as_ref().unwrap().budget_day_micros,
+        Some(2_000_000)
+    );
+
+    let out = h
+        .ok(&["limits", "show", "--tenant", "acme", "--key", &key_id])
+        .await;
+    assert!(out.human.contains("2 usd"), "{}", out.human);
+
+    h.ok(&["limits", "clear", "--tenant", "acme", "--key", &key_id])
+        .await;
+    assert_eq!(
+        h.store.get_key(&key_id).await.unwrap().unwrap().limits,
+        None
+    );
+    h.ok(&["limits", "clear", "--tenant", "acme", "--per-key"])
+        .await;
+    let t = h.store.get_tenant("acme").await.unwrap().unwrap();
+    assert_eq!(t.key_limits, None);
+    assert!(
+        t.limits.is_some(),
+        "clearing the defaults keeps the tenant's own limits"
+    );
+
+    // Mistakes are refused before anything is stored.
+    let e = h
+        .run(&["limits", "set", "--tenant", "acme", "--rpm", "0"])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("revoke"), "{e}");
+    assert!(
+        h.run(&["limits", "show", "--tenant", "nope"])
+            .await
+            .is_err()
+    );
+}
