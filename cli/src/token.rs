@@ -8,7 +8,6 @@ use crate::ctx::{Ctx, MAX_SECRET_BYTES, POOL_SECRET_PREFIX, confirm};
 use crate::error::{CliError, Result, StoreContext, describe};
 use crate::output::{Out, Table, time_or_dash};
 use serde_json::json;
-use tollgate_core::base62::ALPHABET;
 use tollgate_core::clock::{EpochMs, rfc3339};
 use tollgate_core::ports::{Secret, StoreError};
 use tollgate_core::records::{SecretRef, TokenRecord, TokenStatus};
@@ -32,14 +31,7 @@ pub fn secret_id_for(pool: &str, token_id: &str) -> String {
 
 fn generate_id(ctx: &mut Ctx<'_>) -> String {
     let mut id = String::from("tok_");
-    let mut buf = [0u8; 1];
-    while id.len() < 14 {
-        ctx.rng.fill_bytes(&mut buf);
-        // 248 = 4 * 62: rejection sampling keeps the symbols uniform.
-        if buf[0] < 248 {
-            id.push(char::from(ALPHABET[usize::from(buf[0] % 62)]));
-        }
-    }
+    tollgate_core::base62::push_random(&mut id, 10, |b| ctx.rng.fill_bytes(b));
     id
 }
 
