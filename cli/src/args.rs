@@ -55,6 +55,8 @@ pub enum Command {
     /// Rate, concurrency and budget limits of tenants and keys.
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// Current use of a tenant's or key's limits: windows, reserved and spent, remaining, resets.
+    Usage(UsageArgs),
     /// Scan stdin for sensitive data as the proxy would. Never prints a matched value.
     ///
     /// Needs no AWS access unless --tenant is given.
@@ -81,6 +83,16 @@ pub struct ScanArgs {
     /// With --tenant: use this key's effective policy (tenant policy + key overrides). Key id,
     /// display form or full key.
     #[arg(long, requires = "tenant")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The tenant (its limits as a whole, or with --key one key's).
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: String,
+    /// A key of that tenant: key id, display form or full key.
+    #[arg(long)]
     pub key: Option<String>,
 }
 

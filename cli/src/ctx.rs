@@ -6,7 +6,7 @@
 use rand::RngCore;
 use std::io::{self, BufRead, IsTerminal, Read};
 use tollgate_core::clock::Clock;
-use tollgate_core::ports::{KeyStore, PoolStore, SecretStore, TenantStore};
+use tollgate_core::ports::{KeyStore, LimitStore, PoolStore, SecretStore, TenantStore};
 
 /// Default secret id of the pepper (all versions in one JSON secret).
 pub const DEFAULT_PEPPER_SECRET_ID: &str = "tollgate/pepper";
@@ -98,6 +98,8 @@ pub struct Ctx<'a> {
     pub keys: &'a dyn KeyStore,
     pub pools: &'a dyn PoolStore,
     pub secrets: &'a dyn SecretStore,
+    /// Limit counters (`None` when the deployment has no limits table configured).
+    pub limits: Option<&'a dyn LimitStore>,
     pub clock: &'a dyn Clock,
     pub rng: &'a mut dyn RngCore,
     pub console: &'a mut dyn Console,

@@ -3,13 +3,14 @@
 //! key's request, the key's limits (per-key defaults ← key overrides) and the tenant's.
 //! Changes take effect within the proxy's key cache TTL.
 
-use crate::args::{LimitsCmd, LimitsSet, LimitsTarget};
+use crate::args::{LimitsCmd, LimitsSet, LimitsTarget, UsageArgs};
 use crate::ctx::Ctx;
 use crate::error::{CliError, Result};
 use crate::output::{Out, Table};
 use crate::policy::{Target, load_target};
 use serde_json::{Value, json};
-use tollgate_core::limits::Limits;
+use tollgate_core::clock::rfc3339;
+use tollgate_core::limits::{LimitKind, Limits, Windows};
 use tollgate_core::ports::StoreError;
 
 const NOTE: &str = "takes effect within the proxy's key cache TTL (a few seconds by default)";
@@ -201,6 +202,87 @@ pub async fn clear(ctx: &mut Ctx<'_>, a: LimitsTarget) -> Result<Out> {
             "cleared": true,
             "had_limits": had,
             "note": NOTE,
+        }),
+    ))
+}
+
+/// `tollgate usage`: what the subject has used of each limit in the current UTC windows
+/// (reservations of requests in flight included), what remains, and when each window resets.
+pub async fn usage(ctx: &mut Ctx<'_>, a: UsageArgs) -> Result<Out> {
+    let t = load_target(ctx.tenants, ctx.keys, &a.tenant, a.key.as_deref()).await?;
+    let Some(store) = ctx.limits else {
+        return Err(CliError::new(
+            "no limit counters are configured for this deployment (TOLLGATE_LIMITS_TABLE)",
+        ));
+    };
+    let (subject, limits) = match &t.key {
+        Some(k) => (format!("key#{}", k.key_id), k.effective_limits(&t.tenant)),
+        None => (
+            format!("tenant#{}", t.tenant.tenant_id),
+            t.tenant.limits.clone().unwrap_or_default(),
+        ),
+    };
+    let now = ctx.clock.now_ms();
+    let c = store
+        .load_counters(&subject)
+        .await
+        .map_err(|e| CliError::store(format!("reading the counters of {}", t.name()), e))?
+        .counters
+        .current(now);
+    let rows: Vec<(LimitKind, u64, Option<u64>)> = vec![
+        (LimitKind::Rpm, c.requests, limits.rpm),
+        (LimitKind::Tpm, c.tokens_minute, limits.tpm),
+        (
+            LimitKind::Concurrency,
+            c.inflight.len() as u64,
+            limits.concurrency,
+        ),
+        (LimitKind::BudgetDay, c.spend_day, limits.budget_day_micros),
+        (
+            LimitKind::BudgetMonth,
+            c.spend_month,
+            limits.budget_month_micros,
+        ),
+        (LimitKind::TokensDay, c.tokens_day, limits.tokens_day),
+        (LimitKind::TokensMonth, c.tokens_month, limits.tokens_month),
+    ];
+    let show = |k: LimitKind, v: u64| match k {
+        LimitKind::BudgetDay | LimitKind::BudgetMonth => usd(v),
+        _ => v.to_string(),
+    };
+    let mut table = Table::new(["limit", "used", "limit", "remaining", "resets"]);
+    let mut json_rows = Vec::new();
+    for (k, used, limit) in rows {
+        let reset = (k != LimitKind::Concurrency).then(|| Windows::reset_at(k, now));
+        table.row([
+            k.as_str().to_owned(),
+            show(k, used),
+            limit.map(|l| show(k, l)).unwrap_or_else(|| "-".into()),
+            limit
+                .map(|l| show(k, l.saturating_sub(used)))
+                .unwrap_or_else(|| "-".into()),
+            reset.map(rfc3339).unwrap_or_else(|| "-".into()),
+        ]);
+        json_rows.push(json!({
+            "limit": k.as_str(),
+            "used": used,
+            "max": limit,
+            "remaining": limit.map(|l| l.saturating_sub(used)),
+            "resets_at": reset.map(rfc3339),
+        }));
+    }
+    Ok(Out::new(
+        format!(
+            "Usage of {} (UTC windows; spend in USD, reservations of requests in flight included):\n{}",
+            t.name(),
+            table.render()
+        ),
+        json!({
+            "tenant_id": t.tenant.tenant_id,
+            "key_id": t.key.as_ref().map(|k| k.key_id.clone()),
+            "subject": subject,
+            "usage": json_rows,
+            "in_flight": c.inflight.len(),
         }),
     ))
 }

@@ -81,6 +81,8 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
         keys: aws.dynamo.as_ref(),
         pools: aws.dynamo.as_ref(),
         secrets: aws.secrets.as_ref(),
+        // The DynamoDB limit counters are not wired yet: `tollgate usage` says so.
+        limits: None,
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,

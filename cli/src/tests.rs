@@ -84,6 +84,7 @@ impl<P: PoolStore> Harness<P> {
             keys: &self.store,
             pools: &self.pools,
             secrets: &self.store,
+            limits: Some(&self.store),
             clock: &self.clock,
             rng: &mut self.rng,
             console: &mut self.console,
@@ -1706,4 +1707,72 @@ async fn limits_set_show_clear_on_tenant_defaults_and_key() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn usage_shows_each_window_with_remaining_and_reset() {
+    use tollgate_core::limits::{Ask, Limits, admit};
+    use tollgate_core::ports::{CounterWrite, LimitStore};
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (key, _) = h.issue(&[]).await;
+    let key_id = key.key_id().to_owned();
+    h.ok(&[
+        "limits",
+        "set",
+        "--tenant",
+        "acme",
+        "--key",
+        &key_id,
+        "--rpm",
+        "10",
+        "--budget-day",
+        "1usd",
+    ])
+    .await;
+    // Two requests admitted the way the proxy does it.
+    let now = tollgate_core::clock::Clock::now_ms(&h.clock);
+    let limits = Limits {
+        rpm: Some(10),
+        budget_day_micros: Some(1_000_000),
+        ..Limits::default()
+    };
+    let subject = format!("key#{key_id}");
+    let mut c = h.store.load_counters(&subject).await.unwrap();
+    for (i, spend) in [(0, 250_000), (1, 100_000)] {
+        let next = admit(
+            &limits,
+            &c.counters,
+            &Ask { tokens: 0, spend },
+            &format!("r{i}"),
+            now,
+            60_000,
+        )
+        .unwrap();
+        let w = CounterWrite {
+            subject: subject.clone(),
+            expected_version: c.version,
+            counters: next,
+        };
+        h.store.swap_counters(&[w], now).await.unwrap();
+        c = h.store.load_counters(&subject).await.unwrap();
+    }
+    let out = h.ok(&["usage", "--tenant", "acme", "--key", &key_id]).await;
+    let rows = out.json["usage"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["limit"] == name).unwrap().clone();
+    assert_eq!(row("rpm")["used"], 2);
+    assert_eq!(row("rpm")["remaining"], 8);
+    assert_eq!(row("budget_day")["used"], 350_000);
+    assert_eq!(row("budget_day")["remaining"], 650_000);
+    assert!(
+        row("budget_day")["resets_at"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z")
+    );
+    assert_eq!(row("tpm")["max"], serde_json::Value::Null);
+    assert!(out.human.contains("0.350000 usd"), "{}", out.human);
+    // The tenant as a whole has no counters yet: all zero.
+    let out = h.ok(&["usage", "--tenant", "acme"]).await;
+    assert_eq!(out.json["usage"][0]["used"], 0);
 }
