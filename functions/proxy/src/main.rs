@@ -44,13 +44,12 @@ async fn build_stores() -> Result<Stores, String> {
             let aws = tollgate_aws::AwsAdapters::from_config(&conf, |k| std::env::var(k).ok())
                 .map_err(|e| e.to_string())?;
             Ok(Stores {
+                limits: Some(aws.limit_store().map_err(|e| e.to_string())?),
                 tenants: aws.dynamo.clone(),
                 keys: aws.dynamo.clone(),
                 pools: aws.dynamo,
                 secrets: aws.secrets,
                 decrypter: Some(aws.kms),
-                // No DynamoDB limit counters yet: a key with limits is refused (fail closed).
-                limits: None,
             })
         }
         Some(other) => Err(format!(

@@ -68,6 +68,39 @@ struct AppState {
     seq: AtomicU64,
     calls: Mutex<VecDeque<CallRecord>>,
     flaky: Mutex<HashMap<String, u32>>,
+    /// Provider requests being handled right now, and the most seen at once since the last
+    /// reset: lets a test check a concurrency limit where it matters, at the provider.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    /// Provider requests received since the last reset (with or without the call log).
+    requests: AtomicU64,
+}
+
+/// Counts one provider request as in flight until it is dropped (answered, or the client
+/// went away), whatever path the handler takes out.
+struct InFlight<'a>(&'a AppState);
+
+impl<'a> InFlight<'a> {
+    fn enter(st: &'a AppState) -> Self {
+        let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        st.requests.fetch_add(1, Ordering::SeqCst);
+        Self(st)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `GET /_mock/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub in_flight: u64,
+    pub max_in_flight: u64,
+    pub requests: u64,
 }
 
 impl AppState {
@@ -114,6 +147,8 @@ enum Mode {
     /// Misbehaving upstream: echoes the token it received (see `mock-echo` in the README).
     Echo,
     Stall,
+    /// Holds the request this many milliseconds, then answers normally.
+    Slow(usize),
     Break(usize),
     /// Non-stream: 200 and headers, then half a body and an aborted connection.
     Cut,
@@ -126,6 +161,9 @@ pub fn router(cfg: Config) -> Router {
         seq: AtomicU64::new(0),
         calls: Mutex::new(VecDeque::new()),
         flaky: Mutex::new(HashMap::new()),
+        in_flight: AtomicU64::new(0),
+        max_in_flight: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
     });
     macro_rules! ep {
         ($ep:expr) => {
@@ -146,6 +184,7 @@ pub fn router(cfg: Config) -> Router {
             post(ep!(Endpoint::CountTokens)),
         )
         .route("/_mock/calls", get(list_calls).delete(clear_calls))
+        .route("/_mock/stats", get(stats))
         .route("/_mock/health", get(|| async { "ok" }))
         .fallback(ep!(Endpoint::NotFound))
         .with_state(state)
@@ -172,7 +211,20 @@ async fn list_calls(State(st): State<Arc<AppState>>) -> Response {
 async fn clear_calls(State(st): State<Arc<AppState>>) -> StatusCode {
     st.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
     st.flaky.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    // Requests still being answered keep counting; the maximum restarts from them.
+    st.max_in_flight
+        .store(st.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    st.requests.store(0, Ordering::SeqCst);
     StatusCode::NO_CONTENT
+}
+
+async fn stats(State(st): State<Arc<AppState>>) -> Response {
+    axum::Json(Stats {
+        in_flight: st.in_flight.load(Ordering::SeqCst),
+        max_in_flight: st.max_in_flight.load(Ordering::SeqCst),
+        requests: st.requests.load(Ordering::SeqCst),
+    })
+    .into_response()
 }
 
 async fn handle(
@@ -184,6 +236,7 @@ async fn handle(
     ep: Endpoint,
 ) -> Response {
     let seq = st.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let _in_flight = InFlight::enter(&st);
     let path = uri.path();
     // Unknown paths under /v1/messages answer in Anthropic's shape.
     let provider = if ep == Endpoint::NotFound && path.starts_with("/v1/messages") {
@@ -252,6 +305,9 @@ async fn handle(
     }
     if mode == Mode::Stall {
         tokio::time::sleep(st.cfg.stall).await;
+    }
+    if let Mode::Slow(ms) = mode {
+        tokio::time::sleep(Duration::from_millis(ms as u64)).await;
     }
     if mode == Mode::Cut && !stream {
         // The pause lets the headers and the first half leave before the abort.
@@ -412,6 +468,8 @@ fn decide(
         }
     } else if behaviour.starts_with("stall") {
         Ok(Mode::Stall)
+    } else if let Some(rest) = behaviour.strip_prefix("slow") {
+        Ok(Mode::Slow(leading_number(rest).unwrap_or(100)))
     } else if let Some(rest) = behaviour.strip_prefix("break") {
         Ok(Mode::Break(leading_number(rest).unwrap_or(1)))
     } else if behaviour.starts_with("cut") {

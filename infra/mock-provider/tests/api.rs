@@ -706,3 +706,59 @@ async fn binary_prints_listening_line_then_serves() {
     assert_eq!(r.status, 200);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn slow_requests_are_counted_in_flight_and_the_maximum_resets_with_the_call_log() {
+    let addr = start(Config::default()).await;
+    let stats = || async move { send(addr, "GET", "/_mock/stats", &[], None).await.json() };
+    assert_eq!(stats().await["max_in_flight"], 0);
+
+    let held: Vec<_> = (0..5)
+        .map(|i| {
+            tokio::spawn(async move {
+                post_openai(
+                    addr,
+                    "/v1/chat/completions",
+                    &format!("mock-slow3000-{i}"),
+                    chat_body(false),
+                )
+                .await
+            })
+        })
+        .collect();
+    // All five are held by the mock at once (the deadline only detects a lost request).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats().await["in_flight"] != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "never 5 in flight: {}",
+            stats().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in held {
+        let r = h.await.unwrap();
+        assert_eq!(r.status, 200, "a slow request answers normally");
+        assert_eq!(r.json()["object"], "chat.completion");
+    }
+    let s = stats().await;
+    assert_eq!(
+        (&s["in_flight"], &s["max_in_flight"], &s["requests"]),
+        (&json!(0), &json!(5), &json!(5)),
+        "{s}"
+    );
+
+    assert_eq!(
+        send(addr, "DELETE", "/_mock/calls", &[], None).await.status,
+        204
+    );
+    for _ in 0..2 {
+        post_openai(addr, "/v1/chat/completions", "mock-ok", chat_body(false)).await;
+    }
+    let s = stats().await;
+    assert_eq!(
+        (&s["max_in_flight"], &s["requests"]),
+        (&json!(1), &json!(2)),
+        "{s}"
+    );
+}

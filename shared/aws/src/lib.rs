@@ -5,6 +5,8 @@
 //!   tables (see [`Tables`] and this crate's README for the item layouts).
 //! - [`SecretsManagerStore`] — [`SecretStore`] on Secrets Manager (always stage `AWSCURRENT`).
 //! - [`KmsEnvelope`] — [`Decrypter`] for tenant-owned provider keys, plus `encrypt` for the CLI.
+//! - [`DynamoLimitStore`] — [`LimitStore`] on the limits table (versioned counters, one
+//!   conditional write per decision).
 //!
 //! Every adapter counts its SDK calls in a public [`OpCounter`] (`ops`): reads are
 //! Get/Query/Scan pages/GetSecretValue/Decrypt, writes are Put/Update/Delete/CreateSecret/
@@ -23,6 +25,7 @@
 //! [`PoolStore`]: tollgate_core::ports::PoolStore
 //! [`SecretStore`]: tollgate_core::ports::SecretStore
 //! [`Decrypter`]: tollgate_core::ports::Decrypter
+//! [`LimitStore`]: tollgate_core::ports::LimitStore
 //! [`OpCounter`]: tollgate_core::ports::OpCounter
 //! [`StoreError::Unavailable`]: tollgate_core::ports::StoreError::Unavailable
 //! [`StoreError::Corrupt`]: tollgate_core::ports::StoreError::Corrupt
@@ -30,11 +33,13 @@
 mod dynamo;
 mod error;
 mod kms;
+mod limits;
 mod secrets;
 
 pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
 pub use error::ConfigError;
 pub use kms::KmsEnvelope;
+pub use limits::DynamoLimitStore;
 pub use secrets::SecretsManagerStore;
 
 use std::time::Duration;
@@ -45,6 +50,8 @@ pub const ENV_TENANTS_TABLE: &str = "TOLLGATE_TENANTS_TABLE";
 pub const ENV_KEYS_TABLE: &str = "TOLLGATE_KEYS_TABLE";
 /// Environment variable naming the token pool table.
 pub const ENV_POOL_TABLE: &str = "TOLLGATE_POOL_TABLE";
+/// Environment variable naming the limit counters table.
+pub const ENV_LIMITS_TABLE: &str = "TOLLGATE_LIMITS_TABLE";
 /// Environment variable naming the pepper secret (id or ARN).
 pub const ENV_PEPPER_SECRET_ID: &str = "TOLLGATE_PEPPER_SECRET_ID";
 /// Environment variable naming the customer managed KMS key (id, ARN or alias).
@@ -99,6 +106,8 @@ pub struct AwsAdapters {
     pub dynamo: std::sync::Arc<DynamoStore>,
     pub secrets: std::sync::Arc<SecretsManagerStore>,
     pub kms: std::sync::Arc<KmsEnvelope>,
+    /// The limit counters, when `TOLLGATE_LIMITS_TABLE` is set (see [`AwsAdapters::limit_store`]).
+    pub limits: Option<std::sync::Arc<DynamoLimitStore>>,
     /// `TOLLGATE_PEPPER_SECRET_ID`.
     pub pepper_secret_id: String,
     /// `TOLLGATE_KMS_KEY_ID`, when set (needed to encrypt, and to create secrets under the
@@ -130,9 +139,23 @@ impl AwsAdapters {
             dynamo: std::sync::Arc::new(DynamoStore::new(conf, tables)),
             secrets: std::sync::Arc::new(secrets),
             kms: std::sync::Arc::new(KmsEnvelope::new(conf)),
+            // Optional here so operator tools that never touch counters keep working without
+            // it; the proxy asks for it with `limit_store`, which names the missing variable.
+            limits: DynamoLimitStore::table_from_vars(&var)
+                .ok()
+                .map(|t| std::sync::Arc::new(DynamoLimitStore::new(conf, t))),
             pepper_secret_id,
             kms_key_id,
         })
+    }
+}
+
+impl AwsAdapters {
+    /// The limit counters store; `MissingVar(TOLLGATE_LIMITS_TABLE)` when it is not configured.
+    pub fn limit_store(&self) -> Result<std::sync::Arc<DynamoLimitStore>, ConfigError> {
+        self.limits
+            .clone()
+            .ok_or(ConfigError::MissingVar(ENV_LIMITS_TABLE))
     }
 }
 

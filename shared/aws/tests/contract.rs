@@ -528,3 +528,114 @@ async fn an_unreachable_endpoint_fails_closed_quickly() {
         assert!(msg.contains("GetItem"), "{msg}");
     }
 }
+
+async fn limit_store() -> tollgate_aws::DynamoLimitStore {
+    let emu = emulator();
+    let conf = emu.sdk_config().await;
+    let table =
+        tollgate_aws::DynamoLimitStore::table_from_vars(&|k| emu.resource(k).map(str::to_owned))
+            .expect("limits table");
+    tollgate_aws::DynamoLimitStore::new(&conf, table)
+}
+
+#[tokio::test]
+async fn dynamo_limit_store_passes_the_limit_counter_contract() {
+    let s = limit_store().await;
+    contract::run_limits(&s, &unique_ns("limits")).await;
+}
+
+/// One conditional write per decision: a PutItem for one subject, one TransactWriteItems for
+/// two, and a lost race costs no extra read (the refusal carries the stored item).
+#[tokio::test]
+async fn a_counter_swap_is_one_write_and_a_lost_race_needs_no_read() {
+    use tollgate_core::ports::{CounterWrite, LimitStore, SwapOutcome};
+    let s = limit_store().await;
+    let ns = unique_ns("limitops");
+    let key = format!("key#{ns}k");
+    let tenant = format!("tenant#{ns}t");
+    let w = |subject: &str, v: u64| CounterWrite {
+        subject: subject.to_owned(),
+        expected_version: v,
+        counters: contract::counters(v),
+    };
+    let delta = |before: (u64, u64)| {
+        let after = s.ops.snapshot();
+        (after.0 - before.0, after.1 - before.1)
+    };
+    let before = s.ops.snapshot();
+    let out = s.swap_counters(&[w(&key, 0)], 4_000_000_000_000).await;
+    assert_eq!(out, Ok(SwapOutcome::Applied));
+    assert_eq!(delta(before), (0, 1));
+
+    let before = s.ops.snapshot();
+    let out = s
+        .swap_counters(&[w(&key, 1), w(&tenant, 0)], 4_000_000_000_000)
+        .await;
+    assert_eq!(out, Ok(SwapOutcome::Applied));
+    assert_eq!(delta(before), (0, 1));
+
+    let before = s.ops.snapshot();
+    let out = s
+        .swap_counters(&[w(&key, 1), w(&tenant, 1)], 4_000_000_000_000)
+        .await
+        .expect("swap");
+    assert_eq!(delta(before), (0, 1));
+    let SwapOutcome::Conflict(current) = out else {
+        panic!("expected a conflict, got {out:?}");
+    };
+    assert_eq!(
+        current
+            .iter()
+            .find(|(s, _)| *s == key)
+            .map(|(_, c)| c.version),
+        Some(2)
+    );
+}
+
+/// The TTL attribute is epoch seconds (DynamoDB ignores milliseconds: items would live
+/// for ever), alongside the numeric version and the counters as attributes.
+#[tokio::test]
+async fn counter_items_carry_a_ttl_in_seconds() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use tollgate_core::ports::{CounterWrite, LimitStore};
+    let s = limit_store().await;
+    let subject = format!("key#{}ttl", unique_ns("limitttl"));
+    s.swap_counters(
+        &[CounterWrite {
+            subject: subject.clone(),
+            expected_version: 0,
+            counters: contract::counters(4),
+        }],
+        1_900_000_000_500,
+    )
+    .await
+    .expect("swap");
+    let item = s
+        .client()
+        .get_item()
+        .table_name(s.table())
+        .key("subject", AttributeValue::S(subject))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert_eq!(
+        item.get("expires_at"),
+        Some(&AttributeValue::N("1900000001".into()))
+    );
+    assert_eq!(item.get("version"), Some(&AttributeValue::N("1".into())));
+    assert_eq!(item.get("requests"), Some(&AttributeValue::N("4".into())));
+    let ttl = s
+        .client()
+        .describe_time_to_live()
+        .table_name(s.table())
+        .send()
+        .await
+        .expect("describe ttl");
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|d| d.attribute_name()),
+        Some("expires_at")
+    );
+}

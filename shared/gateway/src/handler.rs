@@ -80,7 +80,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
     let source_ip = req.extensions().get::<SourceIp>().and_then(|s| s.0);
     let mut audit = AuditRecord::new(request_id.clone(), gw.now());
     audit.source_ip = source_ip.map(|ip| ip.to_string());
-    let mut ctx = RequestCtx::new(audit, started);
+    let ctx = RequestCtx::new(audit, started);
     // Spans carry ids only: request, tenant, key id. Never a key or a token.
     let span = tracing::info_span!(
         "request",
@@ -89,9 +89,11 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
         key_id = tracing::field::Empty
     );
     let kind = Route::kind_for_path(req.uri().path());
-    let result = stages(&gw, req, source_ip, &mut ctx, &span)
+    let mut pending = Unanswered::new(&gw, ctx, &span);
+    let result = stages(&gw, req, source_ip, &mut pending.ctx, &span)
         .instrument(span.clone())
         .await;
+    let ctx = pending.answered();
 
     let mut resp = match result {
         Ok(a) => answer_response(&gw, a, ctx, &span),
@@ -101,6 +103,54 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
         resp.headers_mut().insert("x-tollgate-request-id", v);
     }
     resp
+}
+
+/// The request context while the stages run. If the handler is dropped before a response
+/// exists — the client went away while the provider was still thinking, and the HTTP server
+/// cancelled the handler — the request is settled as client-gone on the runtime, like a body
+/// dropped mid-stream: its limit reservation is released and it still gets its audit line.
+/// (In Lambda the invocation always runs to the end; this matters in plain-HTTP mode.)
+struct Unanswered {
+    gw: Arc<Gateway>,
+    ctx: RequestCtx,
+    span: tracing::Span,
+    armed: bool,
+}
+
+impl Unanswered {
+    fn new(gw: &Arc<Gateway>, ctx: RequestCtx, span: &tracing::Span) -> Self {
+        Self {
+            gw: gw.clone(),
+            ctx,
+            span: span.clone(),
+            armed: true,
+        }
+    }
+
+    /// A response is being built: settlement moves to its body.
+    fn answered(mut self) -> RequestCtx {
+        self.armed = false;
+        self.take()
+    }
+
+    fn take(&mut self) -> RequestCtx {
+        let blank = RequestCtx::new(AuditRecord::new(String::new(), 0), self.ctx.started);
+        std::mem::replace(&mut self.ctx, blank)
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let ctx = self.take();
+        let gw = self.gw.clone();
+        let fut = async move { settle(&gw, ctx, true, None).await }.instrument(self.span.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(fut);
+        }
+    }
 }
 
 /// The values this response must never carry: every token value of the pool this instance

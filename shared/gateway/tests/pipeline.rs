@@ -1132,3 +1132,102 @@ async fn limits_fail_closed_when_the_counter_store_is_down() {
     assert_eq!(status, 503);
     assert_eq!(h.last_audit().reason.as_str(), "store_unavailable");
 }
+
+/// Another instance's writes, as the shared store sees them: the subject's counters replaced
+/// at the next version.
+async fn another_instance_sets_spend(h: &H, spend_day: u64) {
+    use tollgate_core::ports::{CounterWrite, SwapOutcome};
+    let subject = format!("key#{}", h.key_id);
+    let cur = h.store.load_counters(&subject).await.unwrap();
+    let mut counters = cur
+        .counters
+        .current(tollgate_core::clock::Clock::now_ms(&*h.clock));
+    counters.spend_day = spend_day;
+    let out = h
+        .store
+        .swap_counters(
+            &[CounterWrite {
+                subject,
+                expected_version: cur.version,
+                counters,
+            }],
+            u64::MAX,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, SwapOutcome::Applied);
+}
+
+#[tokio::test]
+async fn a_budget_refusal_is_confirmed_on_the_stored_counters_not_a_remembered_state() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            budget_day_micros: Some(100),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    let mut body = chat(false);
+    body["max_tokens"] = json!(100);
+    assert_eq!(h.post("/v1/chat/completions", &body).await.0, 200);
+    // Another instance reserves nearly all the budget: this one learns it by losing a race
+    // and refuses on what it learnt.
+    another_instance_sets_spend(&h, 99).await;
+    assert_eq!(h.post("/v1/chat/completions", &body).await.0, 429);
+    // That instance settles its request for far less. The spend this instance remembers
+    // (99) is stale: refusing on it would be a false 429 until the cache expires.
+    another_instance_sets_spend(&h, 5).await;
+    let (status, text) = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test]
+async fn a_request_cancelled_before_its_answer_is_released_and_audited() {
+    let h = Arc::new(
+        with_limits(
+            &[("openai", "t1", "mock-slow1500-one")],
+            Limits {
+                concurrency: Some(1),
+                budget_day_micros: Some(1_000_000),
+                ..Limits::default()
+            },
+            None,
+        )
+        .await,
+    );
+    let subject = format!("key#{}", h.key_id);
+    // An HTTP server drops the handler when its client goes away: abort it while the
+    // provider is still thinking (its slot is taken, no answer yet).
+    let call = tokio::spawn({
+        let h = h.clone();
+        async move { h.post("/v1/chat/completions", &chat(false)).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h
+        .store
+        .load_counters(&subject)
+        .await
+        .unwrap()
+        .counters
+        .inflight
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "never admitted");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    // Settlement runs on the runtime (bounded wait: a lost settlement fails here).
+    while h.audit.records().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no audit line");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let recs = h.audit.records();
+    assert_eq!(recs.len(), 1, "exactly one audit line");
+    assert_eq!(recs[0].reason.as_str(), "client_disconnected");
+    let c = h.store.load_counters(&subject).await.unwrap().counters;
+    assert!(c.inflight.is_empty(), "the slot is free: {c:?}");
+    assert_eq!(c.spend_day, 0, "the reservation is released");
+}

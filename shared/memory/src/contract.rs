@@ -11,9 +11,14 @@
     reason = "contract test suite: failing loudly is its job"
 )]
 
+use tollgate_core::clock::EpochMs;
 use tollgate_core::key::KeyEnv;
+use tollgate_core::limits::Counters;
 use tollgate_core::pool::{FailureCount, TokenChange};
-use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore};
+use tollgate_core::ports::{
+    CounterWrite, KeyStore, LimitStore, PoolStore, Secret, SecretStore, StoreError, SwapOutcome,
+    TenantStore, VersionedCounters,
+};
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
     ClientKeyRecord, KeyStatus, PoolConfig, ProviderKind, SecretRef, Strategy, Tenant, TokenRecord,
@@ -362,4 +367,236 @@ pub async fn secrets_return_the_newest_version<S: SecretStore>(s: &S, ns: &str) 
         s.get_secret(&format!("{ns}absent")).await,
         Err(StoreError::NotFound)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Limit counters (`LimitStore`): what makes the limits exact across instances.
+// ---------------------------------------------------------------------------------------
+
+/// Counters away from their defaults in every group, leases included, so a store dropping a
+/// field fails the round trip.
+pub fn counters(requests: u64) -> Counters {
+    Counters {
+        minute: 29_000_000,
+        requests,
+        tokens_minute: 1_200,
+        day: 20_000,
+        spend_day: 1_500_000,
+        tokens_day: 9_000,
+        month: 670,
+        spend_month: 7_000_000,
+        tokens_month: 90_000,
+        inflight: [
+            ("req-a".to_owned(), 1_800_000_000_000),
+            ("req-b".to_owned(), 1_800_000_000_001),
+        ]
+        .into(),
+    }
+}
+
+fn write(subject: &str, expected_version: u64, c: Counters) -> CounterWrite {
+    CounterWrite {
+        subject: subject.to_owned(),
+        expected_version,
+        counters: c,
+    }
+}
+
+/// Far enough ahead that no store drops the counters during the test.
+const EXPIRES: EpochMs = 4_000_000_000_000;
+
+pub async fn run_limits<S: LimitStore>(s: &S, ns: &str) {
+    counters_start_at_version_zero_and_the_first_write_expects_it(s, ns).await;
+    a_stale_version_is_refused_with_the_current_state_and_changes_nothing(s, ns).await;
+    two_subjects_are_all_or_nothing(s, ns).await;
+    versions_increase_by_one_per_applied_write(s, ns).await;
+}
+
+pub async fn counters_start_at_version_zero_and_the_first_write_expects_it<S: LimitStore>(
+    s: &S,
+    ns: &str,
+) {
+    let subject = format!("key#{ns}first");
+    assert_eq!(
+        s.load_counters(&subject).await.expect("load"),
+        VersionedCounters::default(),
+        "a subject never written reads as empty, version 0"
+    );
+    // Claiming a stored version that does not exist is refused...
+    let out = s
+        .swap_counters(&[write(&subject, 3, counters(1))], EXPIRES)
+        .await
+        .expect("swap");
+    assert_eq!(
+        out,
+        SwapOutcome::Conflict(vec![(subject.clone(), VersionedCounters::default())])
+    );
+    // ...and version 0 creates it.
+    let out = s
+        .swap_counters(&[write(&subject, 0, counters(1))], EXPIRES)
+        .await
+        .expect("swap");
+    assert_eq!(out, SwapOutcome::Applied);
+    let stored = s.load_counters(&subject).await.expect("load");
+    assert_eq!(
+        stored,
+        VersionedCounters {
+            counters: counters(1),
+            version: 1
+        }
+    );
+    // A second creator (it also saw nothing stored) loses and learns what is there.
+    let out = s
+        .swap_counters(&[write(&subject, 0, counters(7))], EXPIRES)
+        .await
+        .expect("swap");
+    assert_conflict_reports(&out, &[(&subject, &stored)]);
+    assert_eq!(s.load_counters(&subject).await.expect("load"), stored);
+}
+
+pub async fn a_stale_version_is_refused_with_the_current_state_and_changes_nothing<
+    S: LimitStore,
+>(
+    s: &S,
+    ns: &str,
+) {
+    let subject = format!("key#{ns}stale");
+    for v in 0..2 {
+        let out = s
+            .swap_counters(&[write(&subject, v, counters(v + 1))], EXPIRES)
+            .await
+            .expect("swap");
+        assert_eq!(out, SwapOutcome::Applied);
+    }
+    let current = s.load_counters(&subject).await.expect("load");
+    assert_eq!(current.version, 2);
+    // Decided on version 1: another instance has written since.
+    let out = s
+        .swap_counters(&[write(&subject, 1, counters(99))], EXPIRES)
+        .await
+        .expect("swap");
+    assert_eq!(
+        out,
+        SwapOutcome::Conflict(vec![(subject.clone(), current.clone())]),
+        "one subject: the refusal carries the stored state"
+    );
+    assert_eq!(s.load_counters(&subject).await.expect("load"), current);
+    // Deciding again on what the refusal returned applies.
+    let out = s
+        .swap_counters(&[write(&subject, current.version, counters(3))], EXPIRES)
+        .await
+        .expect("swap");
+    assert_eq!(out, SwapOutcome::Applied);
+}
+
+pub async fn two_subjects_are_all_or_nothing<S: LimitStore>(s: &S, ns: &str) {
+    let key = format!("key#{ns}pair");
+    let tenant = format!("tenant#{ns}pair");
+    let out = s
+        .swap_counters(
+            &[write(&key, 0, counters(1)), write(&tenant, 0, counters(10))],
+            EXPIRES,
+        )
+        .await
+        .expect("swap");
+    assert_eq!(out, SwapOutcome::Applied, "both created in one write");
+    let k1 = s.load_counters(&key).await.expect("load");
+    let t1 = s.load_counters(&tenant).await.expect("load");
+    assert_eq!((k1.version, t1.version), (1, 1));
+    assert_eq!(t1.counters, counters(10));
+
+    // Another instance moves the tenant on (a different key of the same tenant).
+    let out = s
+        .swap_counters(&[write(&tenant, 1, counters(11))], EXPIRES)
+        .await
+        .expect("swap");
+    assert_eq!(out, SwapOutcome::Applied);
+    let t2 = s.load_counters(&tenant).await.expect("load");
+
+    // The key's version is current, the tenant's stale: nothing is written.
+    let out = s
+        .swap_counters(
+            &[write(&key, 1, counters(2)), write(&tenant, 1, counters(12))],
+            EXPIRES,
+        )
+        .await
+        .expect("swap");
+    assert_conflict_reports(&out, &[(&tenant, &t2)]);
+    assert_eq!(
+        s.load_counters(&key).await.expect("load"),
+        k1,
+        "the key's own write did not apply"
+    );
+    assert_eq!(s.load_counters(&tenant).await.expect("load"), t2);
+
+    // The other way round: the tenant current, the key stale.
+    let out = s
+        .swap_counters(
+            &[write(&key, 5, counters(2)), write(&tenant, 2, counters(12))],
+            EXPIRES,
+        )
+        .await
+        .expect("swap");
+    assert_conflict_reports(&out, &[(&key, &k1)]);
+    assert_eq!(s.load_counters(&tenant).await.expect("load"), t2);
+
+    // Decided on the current versions, both apply together.
+    let out = s
+        .swap_counters(
+            &[write(&key, 1, counters(2)), write(&tenant, 2, counters(12))],
+            EXPIRES,
+        )
+        .await
+        .expect("swap");
+    assert_eq!(out, SwapOutcome::Applied);
+    assert_eq!(s.load_counters(&key).await.expect("load").version, 2);
+    assert_eq!(s.load_counters(&tenant).await.expect("load").version, 3);
+}
+
+pub async fn versions_increase_by_one_per_applied_write<S: LimitStore>(s: &S, ns: &str) {
+    let subject = format!("tenant#{ns}versions");
+    let mut version = 0;
+    for i in 0..5 {
+        let out = s
+            .swap_counters(&[write(&subject, version, counters(i))], EXPIRES)
+            .await
+            .expect("swap");
+        assert_eq!(out, SwapOutcome::Applied, "write {i}");
+        let stored = s.load_counters(&subject).await.expect("load");
+        assert_eq!(stored.version, version + 1, "write {i}");
+        assert_eq!(stored.counters, counters(i), "write {i}");
+        version = stored.version;
+    }
+    // A refused write does not move the version.
+    let out = s
+        .swap_counters(&[write(&subject, version - 1, counters(0))], EXPIRES)
+        .await
+        .expect("swap");
+    assert!(matches!(out, SwapOutcome::Conflict(_)), "{out:?}");
+    assert_eq!(
+        s.load_counters(&subject).await.expect("load").version,
+        version
+    );
+}
+
+/// A conflict that reports every subject in `stale` with its stored state; any other
+/// subject it reports must also be reported as stored (a store may leave out subjects whose
+/// own condition held: the caller reads those again).
+fn assert_conflict_reports(out: &SwapOutcome, stale: &[(&String, &VersionedCounters)]) {
+    let SwapOutcome::Conflict(current) = out else {
+        panic!("expected a conflict, got {out:?}");
+    };
+    for (subject, state) in stale {
+        let reported = current.iter().find(|(s, _)| s == *subject);
+        assert_eq!(
+            reported.map(|(_, c)| c),
+            Some(*state),
+            "the stale subject {subject} is reported with its stored state"
+        );
+    }
+    let subjects: Vec<&String> = current.iter().map(|(s, _)| s).collect();
+    let mut unique = subjects.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(subjects.len(), unique.len(), "each subject reported once");
 }

@@ -357,6 +357,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_store_passes_the_limit_counter_contract() {
+        contract::run_limits(&MemoryStore::new(), "").await;
+    }
+
+    #[tokio::test]
     async fn injected_failure_fails_every_call() {
         let s = MemoryStore::new();
         s.set_failing(true);

@@ -3,6 +3,17 @@
 //! counters and written conditionally on their version; losing that race returns the current
 //! state, and the decision is made again. A refusal on the requests-per-minute limit is
 //! remembered until its window resets, so a caller hammering a full window costs no write.
+//!
+//! Contention: requests of one instance for the same subject take turns (a striped local
+//! lock held across decide-and-write), so they never race each other through the store —
+//! only other instances can make a write lose. A loser decides again at once on the state
+//! the refusal returned (the freshest there is: pausing would only let it go stale while the
+//! winners carry on). Without the turn, N concurrent requests of one instance on one key make
+//! N writers race per round and some lose every one of their rounds: a false 503.
+//!
+//! Across instances the race stays: with W instances writing one subject at once, a request
+//! loses a round with probability up to (W-1)/W, so `MAX_ROUNDS` bounds how hot one subject
+//! may run before admissions fail closed.
 
 use crate::cache::TtlCache;
 use crate::context::StoreCalls;
@@ -14,7 +25,12 @@ use tollgate_core::limits::{
 use tollgate_core::ports::{CounterWrite, LimitStore, StoreError, SwapOutcome, VersionedCounters};
 
 /// How many times a decision is retried after losing a race before giving up (fail closed).
-const MAX_ROUNDS: usize = 16;
+/// Three instances busy on one subject lose 64 rounds in a row with probability (2/3)^64.
+const MAX_ROUNDS: usize = 64;
+
+/// Local lock stripes: subjects hash onto them; a request holds the stripes of all its
+/// subjects (in index order, so two requests never wait on each other crosswise).
+const STRIPES: usize = 64;
 
 /// Counters of subjects nobody touched for this long may be dropped by the store.
 const IDLE_TTL_MS: u64 = 40 * 86_400_000;
@@ -34,12 +50,44 @@ pub enum LimitError {
     Store(StoreError),
 }
 
+/// An admission on its way to the request that asked for it. Dropped before the request
+/// claims it, it releases the reservation on the runtime.
+struct Unclaimed {
+    admission: Option<Admission>,
+    counters: Arc<LimitCounters>,
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let Some(a) = self.admission.take() else {
+            return;
+        };
+        let counters = self.counters.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let mut calls = StoreCalls::default();
+                if let Err(e) = counters.settle(&a, Ask::default(), &mut calls).await {
+                    tracing::error!(error = %e, "releasing an abandoned admission failed; the reservation stays until its window ends");
+                }
+            });
+        }
+    }
+}
+
 pub struct LimitCounters {
     store: Arc<dyn LimitStore>,
     clock: Arc<dyn Clock>,
     known: TtlCache<String, VersionedCounters>,
     refused_until: TtlCache<String, LimitRefusal>,
     lease_ms: u64,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+fn stripe_of(subject: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    subject.hash(&mut h);
+    (h.finish() % STRIPES as u64) as usize
 }
 
 impl LimitCounters {
@@ -52,7 +100,39 @@ impl LimitCounters {
             refused_until: TtlCache::new(100_000, MINUTE_MS, clock.clone()),
             clock,
             lease_ms,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
+    }
+
+    /// Takes this instance's turn on every subject (see the module doc).
+    async fn turn<'a>(
+        &'a self,
+        subjects: impl Iterator<Item = &'a str>,
+    ) -> Vec<tokio::sync::MutexGuard<'a, ()>> {
+        let mut idx: Vec<usize> = subjects.map(stripe_of).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            if let Some(m) = self.stripes.get(i) {
+                guards.push(m.lock().await);
+            }
+        }
+        guards
+    }
+
+    /// A remembered refusal still in force for one of the subjects.
+    fn remembered_refusal(
+        &self,
+        subjects: &[(String, Limits)],
+        now: EpochMs,
+    ) -> Option<LimitRefusal> {
+        subjects.iter().find_map(|(s, _)| {
+            self.refused_until
+                .get(s.as_str())
+                .filter(|r| r.reset_at > now)
+                .map(|r| LimitRefusal { remaining: 0, ..r })
+        })
     }
 
     async fn state(
@@ -110,7 +190,56 @@ impl LimitCounters {
     }
 
     /// Admits `ask` against every `(subject, limits)` pair at once (all or none).
+    ///
+    /// The decision runs as its own task: a caller cancelled while its conditional write is
+    /// on the wire (the client went away, the HTTP server dropped the handler) would never
+    /// learn that the write applied, and its reservation would stay counted until the window
+    /// ends. The task always sees the outcome; when nobody is waiting for it any more, it
+    /// releases what it reserved.
     pub async fn admit(
+        self: &Arc<Self>,
+        subjects: &[(String, Limits)],
+        ask: Ask,
+        request_id: &str,
+        calls: &mut StoreCalls,
+    ) -> Result<Admission, LimitError> {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return self.admit_now(subjects, ask, request_id, calls).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let subjects = subjects.to_vec();
+        let request_id = request_id.to_owned();
+        rt.spawn(async move {
+            let mut task_calls = StoreCalls::default();
+            let r = this
+                .admit_now(&subjects, ask, &request_id, &mut task_calls)
+                .await;
+            let r = r.map(|a| Unclaimed {
+                admission: Some(a),
+                counters: this.clone(),
+            });
+            // Refused by a caller that has gone: `Unclaimed` releases on drop. Accepted but
+            // never read (the caller went away after this send): the same, from the channel.
+            let _ = tx.send((r, task_calls));
+        });
+        match rx.await {
+            Ok((r, task_calls)) => {
+                calls.reads += task_calls.reads;
+                calls.writes += task_calls.writes;
+                r.and_then(|mut u| {
+                    u.admission.take().ok_or_else(|| {
+                        LimitError::Store(StoreError::Unavailable("limit admission lost".into()))
+                    })
+                })
+            }
+            Err(_) => Err(LimitError::Store(StoreError::Unavailable(
+                "limit admission task ended without an answer".into(),
+            ))),
+        }
+    }
+
+    async fn admit_now(
         &self,
         subjects: &[(String, Limits)],
         ask: Ask,
@@ -118,20 +247,29 @@ impl LimitCounters {
         calls: &mut StoreCalls,
     ) -> Result<Admission, LimitError> {
         let now = self.clock.now_ms();
-        for (s, _) in subjects {
-            if let Some(r) = self.refused_until.get(s.as_str())
-                && r.reset_at > now
-            {
-                return Err(LimitError::Refused(LimitRefusal { remaining: 0, ..r }));
-            }
+        if let Some(r) = self.remembered_refusal(subjects, now) {
+            return Err(LimitError::Refused(r));
         }
-        for _ in 0..MAX_ROUNDS {
+        let _turn = self.turn(subjects.iter().map(|(s, _)| s.as_str())).await;
+        // Decide at the time of the decision, not of the arrival: the turn may have taken a
+        // while, and the window may have filled meanwhile.
+        let now = self.clock.now_ms();
+        if let Some(r) = self.remembered_refusal(subjects, now) {
+            return Err(LimitError::Refused(r));
+        }
+        // Subjects whose state this admission has read from the store itself.
+        let mut read_here: Vec<&str> = Vec::new();
+        'rounds: for _ in 0..MAX_ROUNDS {
             let mut writes = Vec::with_capacity(subjects.len());
             for (subject, limits) in subjects {
+                let cached = self.known.get(subject.as_str()).is_some();
                 let state = self
                     .state(subject, calls)
                     .await
                     .map_err(LimitError::Store)?;
+                if !cached {
+                    read_here.push(subject);
+                }
                 match admit(
                     limits,
                     &state.counters,
@@ -147,8 +285,15 @@ impl LimitCounters {
                     }),
                     Err(r) => {
                         if r.kind == LimitKind::Rpm {
-                            // The window's count only grows until it resets.
+                            // The window's count only grows until it resets: a refusal on
+                            // any state this instance saw holds on the current one too.
                             self.refused_until.insert(subject.clone(), r);
+                        } else if !read_here.contains(&subject.as_str()) {
+                            // Spend, tokens and slots go down when requests settle, possibly
+                            // on another instance: a refusal decided on a remembered state
+                            // may be stale. Confirm it on the stored state (one read).
+                            self.known.remove(subject.as_str());
+                            continue 'rounds;
                         }
                         return Err(LimitError::Refused(r));
                     }
@@ -179,6 +324,7 @@ impl LimitCounters {
         actual: Ask,
         calls: &mut StoreCalls,
     ) -> Result<(), StoreError> {
+        let _turn = self.turn(a.subjects.iter().map(String::as_str)).await;
         let now = self.clock.now_ms();
         for _ in 0..MAX_ROUNDS {
             let mut writes = Vec::with_capacity(a.subjects.len());

@@ -36,7 +36,7 @@ pub struct Gateway {
     pub(crate) keys: keys::KeyDirectory,
     pub(crate) pools: pools::PoolCache,
     pub(crate) secrets: secrets::SecretCache,
-    pub(crate) limits: Option<limits::LimitCounters>,
+    pub(crate) limits: Option<Arc<limits::LimitCounters>>,
     pub(crate) prices: PriceTable,
 }
 
@@ -70,9 +70,13 @@ impl Gateway {
                 cfg.secret_cache_ttl_ms,
                 clock.clone(),
             ),
-            limits: stores
-                .limits
-                .map(|s| limits::LimitCounters::new(s, clock.clone(), cfg.limit_lease_ms)),
+            limits: stores.limits.map(|s| {
+                Arc::new(limits::LimitCounters::new(
+                    s,
+                    clock.clone(),
+                    cfg.limit_lease_ms,
+                ))
+            }),
             prices: PriceTable::builtin(),
             cfg,
             clock,
