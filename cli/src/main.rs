@@ -7,17 +7,19 @@
 use std::io::Write;
 use std::process::ExitCode;
 use tollgate_aws::{
-    AwsAdapters, ENV_KEYS_TABLE, ENV_PEPPER_SECRET_ID, ENV_POOL_TABLE, ENV_TENANTS_TABLE,
+    AwsAdapters, ENV_KEYS_TABLE, ENV_LIMITS_TABLE, ENV_PEPPER_SECRET_ID, ENV_POOL_TABLE,
+    ENV_TENANTS_TABLE,
 };
 use tollgate_cli::ctx::DEFAULT_PEPPER_SECRET_ID;
 use tollgate_cli::{CliError, Ctx, Settings, StdConsole, args};
 use tollgate_core::clock::SystemClock;
 
 /// Defaults matching the local stack, so a sourced `.tollgate/dev.env` is enough.
-const DEFAULTS: [(&str, &str); 4] = [
+const DEFAULTS: [(&str, &str); 5] = [
     (ENV_TENANTS_TABLE, "tollgate-tenants"),
     (ENV_KEYS_TABLE, "tollgate-keys"),
     (ENV_POOL_TABLE, "tollgate-pool"),
+    (ENV_LIMITS_TABLE, "tollgate-limits"),
     (ENV_PEPPER_SECRET_ID, DEFAULT_PEPPER_SECRET_ID),
 ];
 
@@ -81,8 +83,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
         keys: aws.dynamo.as_ref(),
         pools: aws.dynamo.as_ref(),
         secrets: aws.secrets.as_ref(),
-        // The DynamoDB limit counters are not wired yet: `tollgate usage` says so.
-        limits: None,
+        limits: aws
+            .limits
+            .as_deref()
+            .map(|l| l as &dyn tollgate_core::ports::LimitStore),
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,

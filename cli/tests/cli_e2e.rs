@@ -744,3 +744,67 @@ fn scan_needs_no_aws_environment() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("AWS_REGION"), "{r:?}");
 }
+
+#[test]
+fn limits_and_usage_round_trip_through_dynamodb() {
+    let emu = emulator();
+    let tenant = format!("{}lim", unique_ns("cli"));
+    ok(
+        emu,
+        &["tenant", "create", &tenant, "--owner", "o@x.test"],
+        None,
+    );
+    let r = ok(
+        emu,
+        &[
+            "--json", "key", "issue", "--tenant", &tenant, "--owner", "d@x.test",
+        ],
+        None,
+    );
+    let key_id = r.json()["key_id"].as_str().unwrap().to_owned();
+    let r = ok(
+        emu,
+        &[
+            "limits",
+            "set",
+            "--tenant",
+            &tenant,
+            "--key",
+            &key_id,
+            "--rpm",
+            "5",
+            "--budget-day",
+            "2usd",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(r.json()["effective_key"]["rpm"], 5, "{r:?}");
+    let r = ok(
+        emu,
+        &["usage", "--tenant", &tenant, "--key", &key_id, "--json"],
+        None,
+    );
+    let rows = r.json()["usage"].as_array().unwrap().clone();
+    let rpm = rows.iter().find(|x| x["limit"] == "rpm").unwrap();
+    assert_eq!(
+        (rpm["used"].clone(), rpm["max"].clone()),
+        (0.into(), 5.into()),
+        "{r:?}"
+    );
+    let day = rows.iter().find(|x| x["limit"] == "budget_day").unwrap();
+    assert_eq!(day["remaining"], 2_000_000);
+    ok(
+        emu,
+        &["limits", "clear", "--tenant", &tenant, "--key", &key_id],
+        None,
+    );
+    let r = ok(
+        emu,
+        &[
+            "limits", "show", "--tenant", &tenant, "--key", &key_id, "--json",
+        ],
+        None,
+    );
+    assert_eq!(r.json()["key"], Value::Null);
+}

@@ -192,20 +192,23 @@ pub struct Counters {
 
 impl Counters {
     /// The counters as they stand at `now`: groups of past windows reset, expired leases gone.
+    /// A group stored under a *later* window than `now`'s (this instance's clock is behind
+    /// the one that wrote it) is kept as it is: resetting it would erase the newer window's
+    /// count at every boundary.
     pub fn current(&self, now: EpochMs) -> Counters {
         let w = Windows::at(now);
         let mut c = self.clone();
-        if c.minute != w.minute {
+        if c.minute < w.minute {
             c.minute = w.minute;
             c.requests = 0;
             c.tokens_minute = 0;
         }
-        if c.day != w.day {
+        if c.day < w.day {
             c.day = w.day;
             c.spend_day = 0;
             c.tokens_day = 0;
         }
-        if c.month != w.month {
+        if c.month < w.month {
             c.month = w.month;
             c.spend_month = 0;
             c.tokens_month = 0;
@@ -394,6 +397,32 @@ mod tests {
         assert_eq!((r.kind, r.limit, r.remaining), (LimitKind::Rpm, 3, 0));
         assert_eq!(r.reset_at, T + 30_000);
         assert!(admit(&l, &c, &Ask::default(), "r3", T + 30_000, 60_000).is_ok());
+    }
+
+    #[test]
+    fn a_slow_clock_never_erases_a_newer_window() {
+        let l = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        // Written by an instance already in the next minute.
+        let ahead = T + 30_000;
+        let c = admit(
+            &l,
+            &Counters::default(),
+            &Ask::default(),
+            "a",
+            ahead,
+            60_000,
+        )
+        .unwrap();
+        let c = admit(&l, &c, &Ask::default(), "b", ahead, 60_000).unwrap();
+        // An instance whose clock is 30 s behind, still in the previous minute, sees the
+        // newer count instead of resetting it.
+        let behind = ahead - 30_000;
+        assert!(Windows::at(behind).minute < c.minute);
+        let r = admit(&l, &c, &Ask::default(), "c", behind, 60_000).unwrap_err();
+        assert_eq!(r.kind, LimitKind::Rpm);
     }
 
     #[test]

@@ -76,6 +76,19 @@ pub(crate) async fn settle(
                 .await;
         }
     }
+    // A stream cut off before its usage event (the client left, or the upstream broke) was
+    // billed by the provider for output nobody reported: it is charged at its reservation,
+    // the most it was allowed to cost, rather than at zero.
+    let unreported = answered && ctx.audit.stream && actual.tokens == 0;
+    if unreported
+        && (client_gone || reason == Reason::UpstreamStreamBroken)
+        && let Some(a) = &ctx.admission
+    {
+        actual = a.ask;
+        if actual.spend > 0 {
+            ctx.audit.cost_usd = Some(actual.spend as f64 / 1_000_000.0);
+        }
+    }
     // The reservation becomes what was used (nothing, when no answer came back).
     if let Some(a) = ctx.admission.take()
         && let Some(limits) = &gw.limits

@@ -1231,3 +1231,33 @@ async fn a_request_cancelled_before_its_answer_is_released_and_audited() {
     assert!(c.inflight.is_empty(), "the slot is free: {c:?}");
     assert_eq!(c.spend_day, 0, "the reservation is released");
 }
+
+#[tokio::test]
+async fn a_stream_cut_off_before_its_usage_is_charged_at_its_reservation() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-break2-x")],
+        Limits {
+            budget_day_micros: Some(1_000_000),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    let mut body = chat(true);
+    body["max_tokens"] = json!(100);
+    let (status, text) = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("upstream_stream_interrupted"), "{text}");
+    let a = h.last_audit();
+    assert_eq!(a.reason.as_str(), "upstream_stream_broken");
+    let charged = a.cost_usd.expect("charged at the reservation");
+    let spent = h
+        .store
+        .load_counters(&format!("key#{}", h.key_id))
+        .await
+        .unwrap()
+        .counters
+        .spend_day;
+    assert!(spent > 0, "not zero: the provider billed what it streamed");
+    assert_eq!(spent, (charged * 1_000_000.0).round() as u64);
+}

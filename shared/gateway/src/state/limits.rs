@@ -127,10 +127,11 @@ impl LimitCounters {
         subjects: &[(String, Limits)],
         now: EpochMs,
     ) -> Option<LimitRefusal> {
-        subjects.iter().find_map(|(s, _)| {
+        subjects.iter().find_map(|(s, limits)| {
             self.refused_until
                 .get(s.as_str())
-                .filter(|r| r.reset_at > now)
+                // A limit raised since the refusal may admit again: ask the store.
+                .filter(|r| r.reset_at > now && limits.rpm.is_some_and(|l| l <= r.limit))
                 .map(|r| LimitRefusal { remaining: 0, ..r })
         })
     }
