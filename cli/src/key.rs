@@ -129,6 +129,7 @@ fn issued(key: &ClientKey, rec: &ClientKeyRecord) -> Out {
 pub fn status(rec: &ClientKeyRecord, now: EpochMs) -> &'static str {
     match rec.status {
         KeyStatus::Revoked => "revoked",
+        KeyStatus::Suspended => "suspended",
         KeyStatus::Active if rec.expires_at.is_some_and(|e| e <= now) => "expired",
         KeyStatus::Active => "active",
     }

@@ -60,6 +60,9 @@ impl Tenant {
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
+    /// Refused like a revoked key, but reversible (`tollgate key resume`): set by an operator
+    /// or by the audit function's auto-response.
+    Suspended,
     Revoked,
 }
 

@@ -79,6 +79,7 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
         | Reason::DigestMismatch
         | Reason::UnknownPepperVersion
         | Reason::Revoked
+        | Reason::Suspended
         | Reason::Expired
         | Reason::TenantMissing
         | Reason::TenantDisabled
