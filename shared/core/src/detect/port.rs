@@ -1,0 +1,46 @@
+//! The audit function's two ports: where detector state lives (DynamoDB, memory) and where
+//! alerts go (SNS, memory). Both small; both held to one contract test per implementation.
+
+use super::{Alert, Entry, EntryId};
+use crate::clock::EpochMs;
+use crate::ports::StoreError;
+use async_trait::async_trait;
+
+/// A stored entry and the version it was stored under (0: nothing stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub entry: Entry,
+    pub version: u64,
+}
+
+/// What a conditional save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Stored; the version is now `expected + 1`.
+    Saved,
+    /// Another writer got there first; nothing stored. Reload and decide again (or let the
+    /// batch be retried: the windows do not count an event twice).
+    Conflict,
+}
+
+/// Detector state, one item per [`EntryId`].
+#[async_trait]
+pub trait AuditStateStore: Send + Sync {
+    /// The entries under `ids`, in the same order; `None` when absent or expired at `now`.
+    async fn load(&self, ids: &[EntryId], now: EpochMs) -> Result<Vec<Option<Stored>>, StoreError>;
+    /// Stores `entry` if the stored version is still `expected` (0: absent). `expires_at`
+    /// lets the store forget it (DynamoDB TTL).
+    async fn save(
+        &self,
+        id: &EntryId,
+        entry: &Entry,
+        expected: u64,
+        expires_at: EpochMs,
+    ) -> Result<SaveOutcome, StoreError>;
+}
+
+/// Where alerts go.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn publish(&self, alert: &Alert) -> Result<(), StoreError>;
+}
