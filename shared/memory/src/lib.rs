@@ -2,6 +2,7 @@
 //! the gateway's unit tests and the benchmark run the real request path without AWS.
 //! Each store counts its reads and writes like the AWS adapters do.
 
+pub mod audit;
 pub mod contract;
 
 use async_trait::async_trait;

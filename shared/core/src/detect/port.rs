@@ -6,10 +6,12 @@ use crate::clock::EpochMs;
 use crate::ports::StoreError;
 use async_trait::async_trait;
 
-/// A stored entry and the version it was stored under (0: nothing stored).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the store holds under one id: the entry (none when absent or expired) and the
+/// version to save against (0: nothing stored; an expired item keeps its version, so the
+/// next save replaces it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stored {
-    pub entry: Entry,
+    pub entry: Option<Entry>,
     pub version: u64,
 }
 
@@ -26,10 +28,11 @@ pub enum SaveOutcome {
 /// Detector state, one item per [`EntryId`].
 #[async_trait]
 pub trait AuditStateStore: Send + Sync {
-    /// The entries under `ids`, in the same order; `None` when absent or expired at `now`.
-    async fn load(&self, ids: &[EntryId], now: EpochMs) -> Result<Vec<Option<Stored>>, StoreError>;
+    /// What is stored under each of `ids`, in the same order (an id may repeat). An entry
+    /// whose expiry is at or before `now` is reported absent (with its version).
+    async fn load(&self, ids: &[EntryId], now: EpochMs) -> Result<Vec<Stored>, StoreError>;
     /// Stores `entry` if the stored version is still `expected` (0: absent). `expires_at`
-    /// lets the store forget it (DynamoDB TTL).
+    /// lets the store forget it (DynamoDB TTL); a store may round it up to the second.
     async fn save(
         &self,
         id: &EntryId,
