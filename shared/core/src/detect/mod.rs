@@ -232,7 +232,15 @@ pub struct Observed<'a> {
 
 /// The entries [`observe`] may read or write for `rec` (load these first).
 pub fn entries_for(rec: &AuditRecord) -> Vec<EntryId> {
-    match signal(rec.reason) {
+    let sig = signal(rec.reason);
+    if touches_key(sig) {
+        return rec
+            .key_id
+            .as_ref()
+            .map(|k| vec![EntryId::Key(k.clone())])
+            .unwrap_or_default();
+    }
+    match sig {
         Signal::Scan => {
             let mut v = vec![EntryId::AuthGlobal];
             if let Some(n) = record_network(rec) {
@@ -240,17 +248,20 @@ pub fn entries_for(rec: &AuditRecord) -> Vec<EntryId> {
             }
             v
         }
+        Signal::PoolExhausted => vec![EntryId::Pool(pool_name(rec).to_owned())],
+        _ => Vec::new(),
+    }
+}
+
+/// Signals whose rules keep state in the key's entry.
+fn touches_key(sig: Signal) -> bool {
+    match sig {
         Signal::WrongSecret
         | Signal::OutsideSource
         | Signal::OutsideScope
         | Signal::DlpBlock
-        | Signal::Served => rec
-            .key_id
-            .as_ref()
-            .map(|k| vec![EntryId::Key(k.clone())])
-            .unwrap_or_default(),
-        Signal::PoolExhausted => vec![EntryId::Pool(pool_name(rec).to_owned())],
-        Signal::Other => Vec::new(),
+        | Signal::Served => true,
+        Signal::Scan | Signal::PoolExhausted | Signal::Other => false,
     }
 }
 
@@ -385,7 +396,9 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
     let net = record_network(rec);
     let mut out = Vec::new();
     let sig = signal(rec.reason);
-    if let Some(k) = rec.key_id.as_deref() {
+    if let Some(k) = rec.key_id.as_deref()
+        && touches_key(sig)
+    {
         let ks = state.key(k);
         ks.last_seen = ks.last_seen.max(ev.at);
     }

@@ -373,3 +373,46 @@ fn changed_entries_carry_an_expiry_and_round_trip_through_serde() {
         assert_eq!(fresh.get(&id), Some(e));
     }
 }
+
+#[test]
+fn observe_changes_only_the_entries_entries_for_names() {
+    // The audit function loads exactly these before observing and saves each changed one
+    // against the version it loaded: an entry changed but not listed would be saved blind.
+    for reason in [
+        Reason::Ok,
+        Reason::ClientDisconnected,
+        Reason::BadChecksum,
+        Reason::UnknownKey,
+        Reason::DigestMismatch,
+        Reason::SourceNotAllowed,
+        Reason::ModelNotAllowed,
+        Reason::SensitiveDataBlocked,
+        Reason::AllTokensFailed,
+        Reason::NoEligibleToken,
+        Reason::LimitRpm,
+        Reason::Revoked,
+        Reason::UpstreamTimeout,
+    ] {
+        for key in [Some("KEY1"), None] {
+            let mut feed = Feed::new();
+            let mut r = AuditRecord::new("req".into(), T0);
+            r.reason = reason;
+            r.decision = reason.decision();
+            r.key_id = key.map(str::to_owned);
+            r.source_ip = Some("192.0.2.1".into());
+            r.pool = Some("openai".into());
+            feed.replay("ev", T0, &r);
+            let listed: BTreeSet<EntryId> = entries_for(&r).into_iter().collect();
+            let changed: BTreeSet<EntryId> = feed
+                .state
+                .changed(&feed.p)
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .collect();
+            assert!(
+                changed.is_subset(&listed),
+                "{reason} {key:?}: {changed:?} vs {listed:?}"
+            );
+        }
+    }
+}
