@@ -12,6 +12,11 @@
 //! 4. publishes the alerts (an SNS failure fails the batch before any state is saved),
 //! 5. saves each changed entry once, conditional on the version it was loaded at.
 //!
+//! Auto-response: for the rules in [`Processor::with_auto_suspend`] (default
+//! [`DEFAULT_SUSPEND_RULES`]), an alert about a key first suspends it (reversible with
+//! `tollgate key resume`; reason and time recorded on the key), and the alert says so in
+//! `response`. The proxy refuses it within its key cache TTL.
+//!
 //! A failure at any step fails the invocation and Lambda retries the whole batch; the
 //! detectors' windows hold log event ids, so entries saved by the failed attempt do not count
 //! its events again. Alerts are at least once: an alert published by an attempt whose saves
@@ -27,13 +32,21 @@ use std::sync::Arc;
 use tollgate_core::audit::AuditRecord;
 use tollgate_core::clock::{EpochMs, parse_rfc3339};
 use tollgate_core::detect::port::{AlertSink, AuditStateStore, SaveOutcome};
-use tollgate_core::detect::{AuditState, EntryId, Observed, Params, entries_for, observe};
-use tollgate_core::ports::StoreError;
+use tollgate_core::detect::{
+    AuditState, EntryId, Observed, Params, Rule, entries_for, observe, subject_key_id,
+};
+use tollgate_core::ports::{KeyStore, StoreError};
 
 /// `messageType` of a health check CloudWatch Logs sends to a new subscription.
 pub const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
 /// Environment variable holding detector parameter overrides as JSON (see `Params`).
 pub const ENV_PARAMS: &str = "TOLLGATE_AUDIT_PARAMS";
+/// Environment variable: comma-separated rules whose key alerts suspend the key, or `none`.
+pub const ENV_SUSPEND_RULES: &str = "TOLLGATE_AUDIT_SUSPEND_RULES";
+/// Rules that suspend by default: a valid key used from outside its networks or scopes is a
+/// leaked key. (`key_new_network` has honest false positives, travel; `auth_targeted_key`
+/// means someone lacks the secret, and suspending would only lock out the owner.)
+pub const DEFAULT_SUSPEND_RULES: &[Rule] = &[Rule::KeyRefusedOutside];
 
 /// Why a batch failed (Lambda retries it).
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +57,8 @@ pub enum BatchError {
     Publish(StoreError),
     #[error("audit state entry {0} was changed by another invocation")]
     Conflict(String),
+    #[error("suspending a key: {0}")]
+    Suspend(StoreError),
 }
 
 /// What one batch held and did: the function's metrics.
@@ -60,6 +75,8 @@ pub struct BatchReport {
     pub alerts: u64,
     /// Findings counted into an alert already open.
     pub suppressed: u64,
+    /// Keys this batch suspended.
+    pub suspended: u64,
     pub state_reads: u64,
     pub state_writes: u64,
 }
@@ -81,6 +98,7 @@ impl BatchReport {
                         {"Name": "findings", "Unit": "Count"},
                         {"Name": "alerts", "Unit": "Count"},
                         {"Name": "suppressed", "Unit": "Count"},
+                        {"Name": "suspended", "Unit": "Count"},
                         {"Name": "state_writes", "Unit": "Count"}
                     ]
                 }]
@@ -92,6 +110,7 @@ impl BatchReport {
             "findings": self.findings,
             "alerts": self.alerts,
             "suppressed": self.suppressed,
+            "suspended": self.suspended,
             "state_writes": self.state_writes,
         })
         .to_string()
@@ -125,6 +144,7 @@ pub struct Processor {
     state: Arc<dyn AuditStateStore>,
     sink: Arc<dyn AlertSink>,
     params: Params,
+    suspend: Option<(Arc<dyn KeyStore>, BTreeSet<Rule>)>,
 }
 
 impl Processor {
@@ -133,7 +153,14 @@ impl Processor {
             state,
             sink,
             params,
+            suspend: None,
         }
+    }
+
+    /// Alerts of `rules` about a key suspend it through `keys` before they are published.
+    pub fn with_auto_suspend(mut self, keys: Arc<dyn KeyStore>, rules: BTreeSet<Rule>) -> Self {
+        self.suspend = (!rules.is_empty()).then_some((keys, rules));
+        self
     }
 
     /// The subscription's invocation: [`Processor::handle`] plus one EMF line on stdout.
@@ -225,6 +252,9 @@ impl Processor {
                 None => report.suppressed += 1,
             }
         }
+        for a in &mut alerts {
+            self.respond(a, now, &mut report).await?;
+        }
         for a in &alerts {
             self.sink.publish(a).await.map_err(BatchError::Publish)?;
             report.alerts += 1;
@@ -244,6 +274,35 @@ impl Processor {
             }
         }
         Ok(report)
+    }
+
+    /// Suspends the alert's key when its rule calls for it, and records that on the alert.
+    async fn respond(
+        &self,
+        alert: &mut tollgate_core::detect::Alert,
+        now: EpochMs,
+        report: &mut BatchReport,
+    ) -> Result<(), BatchError> {
+        let Some((keys, rules)) = &self.suspend else {
+            return Ok(());
+        };
+        let Some(key_id) = subject_key_id(&alert.subject).filter(|_| rules.contains(&alert.rule))
+        else {
+            return Ok(());
+        };
+        let why = format!("audit rule {}", alert.rule);
+        let response = match keys.set_key_suspended(key_id, Some(&why), now).await {
+            Ok(true) => {
+                report.suspended += 1;
+                tracing::warn!(key_id, rule = %alert.rule, "key suspended by the audit function");
+                format!("suspended key {key_id} (resume: tollgate key resume {key_id})")
+            }
+            Ok(false) => format!("key {key_id} was not active: left as it is"),
+            Err(StoreError::NotFound) => format!("key {key_id} does not exist"),
+            Err(e) => return Err(BatchError::Suspend(e)),
+        };
+        alert.response = Some(response);
+        Ok(())
     }
 
     async fn load(
@@ -272,6 +331,28 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// The rules named in `raw` (from [`ENV_SUSPEND_RULES`]): [`DEFAULT_SUSPEND_RULES`] when
+/// unset, none for `none`; `Err` names the first word that is not a rule.
+pub fn suspend_rules_from(raw: Option<&str>) -> Result<BTreeSet<Rule>, String> {
+    let Some(raw) = raw.map(str::trim) else {
+        return Ok(DEFAULT_SUSPEND_RULES.iter().copied().collect());
+    };
+    if raw.eq_ignore_ascii_case("none") {
+        return Ok(BTreeSet::new());
+    }
+    raw.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            Rule::ALL
+                .iter()
+                .copied()
+                .find(|r| r.as_str() == w)
+                .ok_or_else(|| w.to_owned())
+        })
+        .collect()
 }
 
 /// Detector parameters: the defaults, with the JSON object in `raw` (from [`ENV_PARAMS`])

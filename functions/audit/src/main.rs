@@ -3,14 +3,20 @@
 //! the CloudWatch Logs subscription handler (see the library for what a batch does).
 //!
 //! Environment: `TOLLGATE_AUDIT_STATE_TABLE`, `TOLLGATE_ALERT_TOPIC_ARN` (required),
-//! `TOLLGATE_AUDIT_PARAMS` (optional JSON overriding detector parameters).
+//! `TOLLGATE_AUDIT_PARAMS` (optional JSON overriding detector parameters),
+//! `TOLLGATE_AUDIT_SUSPEND_RULES` (rules whose key alerts suspend the key: comma-separated,
+//! or `none`; default `key_refused_outside`). When any rule suspends, the key store's table
+//! variables (`TOLLGATE_TENANTS_TABLE`, `TOLLGATE_KEYS_TABLE`, `TOLLGATE_POOL_TABLE`) are
+//! required too; only the keys table is written.
 
 use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tollgate_audit::{ENV_PARAMS, Processor, params_from};
-use tollgate_aws::{DynamoAuditState, ENV_ALERT_TOPIC_ARN, ENV_AUDIT_STATE_TABLE, SnsAlertSink};
+use tollgate_audit::{ENV_PARAMS, ENV_SUSPEND_RULES, Processor, params_from, suspend_rules_from};
+use tollgate_aws::{
+    DynamoAuditState, DynamoStore, ENV_ALERT_TOPIC_ARN, ENV_AUDIT_STATE_TABLE, SnsAlertSink, Tables,
+};
 use tollgate_lambda_start::env::{self, EnvError};
 
 async fn run() -> Result<(), String> {
@@ -24,12 +30,25 @@ async fn run() -> Result<(), String> {
         }
         .to_string()
     })?;
+    let rules = env::optional(ENV_SUSPEND_RULES).map_err(|e| e.to_string())?;
+    let rules = suspend_rules_from(rules.as_deref()).map_err(|_| {
+        EnvError::Invalid {
+            name: ENV_SUSPEND_RULES.into(),
+            expected: "a comma-separated list of rule names, or none",
+        }
+        .to_string()
+    })?;
     let conf = tollgate_lambda_start::aws::sdk_config().await;
-    let processor = Arc::new(Processor::new(
+    let mut processor = Processor::new(
         Arc::new(DynamoAuditState::new(&conf, table)),
         Arc::new(SnsAlertSink::new(&conf, topic)),
         params,
-    ));
+    );
+    if !rules.is_empty() {
+        let tables = Tables::from_env().map_err(|e| format!("{e} (needed to suspend keys)"))?;
+        processor = processor.with_auto_suspend(Arc::new(DynamoStore::new(&conf, tables)), rules);
+    }
+    let processor = Arc::new(processor);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<LogsEvent>| {
         let p = processor.clone();
         async move {

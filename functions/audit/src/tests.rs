@@ -176,3 +176,89 @@ fn params_take_overrides_and_reject_garbage() {
     assert!(params_from(Some("not json")).is_err());
     assert_eq!(params_from(None).unwrap(), Params::default());
 }
+
+#[test]
+fn suspend_rules_default_to_leaked_key_patterns_and_parse_names() {
+    assert_eq!(
+        suspend_rules_from(None).unwrap(),
+        [Rule::KeyRefusedOutside].into()
+    );
+    assert!(suspend_rules_from(Some("none")).unwrap().is_empty());
+    assert_eq!(
+        suspend_rules_from(Some("key_new_network, key_refused_outside")).unwrap(),
+        [Rule::KeyNewNetwork, Rule::KeyRefusedOutside].into()
+    );
+    assert_eq!(
+        suspend_rules_from(Some("key_new_network,bogus")),
+        Err("bogus".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_leaked_key_alert_suspends_the_key_and_says_so() {
+    use tollgate_core::key::KeyEnv;
+    use tollgate_core::ports::KeyStore;
+    use tollgate_core::records::{ClientKeyRecord, KeyStatus};
+    let keys = Arc::new(tollgate_memory::MemoryStore::new());
+    for id in ["LEAKED000001", "TARGET000001"] {
+        let rec = ClientKeyRecord::new(
+            id,
+            KeyEnv::Live,
+            "WXYZ",
+            "acme",
+            "o@x.test",
+            ("00".into(), 1),
+            0,
+        );
+        keys.put_key(&rec).await.unwrap();
+    }
+    let (p, _, sink) = processor();
+    let p = p.with_auto_suspend(keys.clone(), suspend_rules_from(None).unwrap());
+    let mut events = vec![
+        entry(
+            "e1",
+            T0,
+            line(1, Reason::SourceNotAllowed, "LEAKED000001", "45.33.12.99"),
+        ),
+        entry(
+            "e2",
+            T0 + 1000,
+            line(2, Reason::SourceNotAllowed, "LEAKED000001", "45.33.12.99"),
+        ),
+    ];
+    // Targeting is alerted but does not suspend (the attacker lacks the secret).
+    events.extend(targeting(3).into_iter().map(|mut e| {
+        e.message = e.message.replace("KEY000000001", "TARGET000001");
+        e
+    }));
+    let r = p.handle(&batch(events)).await.unwrap();
+    assert_eq!((r.alerts, r.suspended), (2, 1));
+    let leaked = keys.get_key("LEAKED000001").await.unwrap().unwrap();
+    assert_eq!(leaked.status, KeyStatus::Suspended);
+    assert_eq!(
+        leaked.suspended_reason.as_deref(),
+        Some("audit rule key_refused_outside")
+    );
+    let target = keys.get_key("TARGET000001").await.unwrap().unwrap();
+    assert_eq!(target.status, KeyStatus::Active);
+    let alerts = sink.alerts();
+    let leak_alert = alerts
+        .iter()
+        .find(|a| a.rule == Rule::KeyRefusedOutside)
+        .unwrap();
+    assert!(
+        leak_alert
+            .response
+            .as_deref()
+            .unwrap()
+            .contains("suspended key LEAKED000001")
+    );
+    assert!(
+        alerts
+            .iter()
+            .find(|a| a.rule == Rule::AuthTargetedKey)
+            .unwrap()
+            .response
+            .is_none()
+    );
+}

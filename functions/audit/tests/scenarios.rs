@@ -27,6 +27,7 @@ const T0: u64 = 1_767_571_200_000;
 /// One isolated stack per scenario: its own state table, topic and queue.
 struct Stack {
     processor: Processor,
+    keys: Arc<tollgate_aws::DynamoStore>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
 }
@@ -97,13 +98,20 @@ async fn stack(tag: &str) -> Stack {
         .await
         .unwrap();
 
+    let tables = tollgate_aws::Tables::from_vars(&|k| emu.resource(k).map(str::to_owned)).unwrap();
+    let keys = Arc::new(tollgate_aws::DynamoStore::new(&conf, tables));
     let processor = Processor::new(
         Arc::new(DynamoAuditState::new(&conf, table)),
         Arc::new(SnsAlertSink::new(&conf, topic_arn)),
         Params::default(),
+    )
+    .with_auto_suspend(
+        keys.clone(),
+        tollgate_audit::suspend_rules_from(None).unwrap(),
     );
     Stack {
         processor,
+        keys,
         sqs,
         queue_url,
     }
@@ -324,4 +332,48 @@ async fn bad_lines_empty_batches_and_control_messages_fail_nothing_and_alert_not
         .unwrap();
     assert!(r.control_message);
     assert!(s.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_valid_key_refused_for_its_network_raises_one_alert_and_is_suspended() {
+    use tollgate_core::key::KeyEnv;
+    use tollgate_core::ports::KeyStore;
+    use tollgate_core::records::{ClientKeyRecord, KeyStatus};
+    let s = stack("outside").await;
+    let key_id = format!("OUT{:09}", std::process::id());
+    let rec = ClientKeyRecord {
+        allowed_cidrs: vec!["10.20.0.0/16".parse().unwrap()],
+        ..ClientKeyRecord::new(
+            &key_id,
+            KeyEnv::Live,
+            "WXYZ",
+            "acme",
+            "o@x.test",
+            ("00".into(), 1),
+            T0,
+        )
+    };
+    s.keys.put_key(&rec).await.unwrap();
+    let mut b = Batch::default();
+    for i in 0..6u64 {
+        b.line(
+            T0 + i * MIN,
+            Reason::SourceNotAllowed,
+            Some(&key_id),
+            "45.33.12.99",
+        );
+    }
+    s.replay(&b.take(), 3).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyRefusedOutside, format!("key:{key_id}"))]
+    );
+    assert!(alerts[0].response.as_deref().unwrap().contains("suspended"));
+    let got = s.keys.get_key(&key_id).await.unwrap().unwrap();
+    assert_eq!(got.status, KeyStatus::Suspended);
+    assert_eq!(
+        got.suspended_reason.as_deref(),
+        Some("audit rule key_refused_outside")
+    );
 }

@@ -132,6 +132,10 @@ pub fn record_network(rec: &AuditRecord) -> Option<String> {
 pub fn key_subject(key_id: &str) -> String {
     format!("key:{key_id}")
 }
+/// The key id of a `key:<id>` subject.
+pub fn subject_key_id(subject: &str) -> Option<&str> {
+    subject.strip_prefix("key:").filter(|k| !k.is_empty())
+}
 pub fn network_subject(net: &str) -> String {
     format!("net:{net}")
 }

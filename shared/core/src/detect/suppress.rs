@@ -51,6 +51,9 @@ pub struct Alert {
     /// One human paragraph: what happened and the runbook line.
     pub summary: String,
     pub runbook: String,
+    /// What the audit function did about it (e.g. `suspended key ABC`), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 impl Alert {
@@ -84,6 +87,7 @@ impl Alert {
                 f.rule.runbook()
             ),
             runbook: f.rule.runbook().to_owned(),
+            response: None,
         }
     }
 
