@@ -288,8 +288,12 @@ pub enum KeyCmd {
     List(KeyList),
     /// Show one key, by key id, display form or the full key.
     Show(KeyRef),
-    /// Revoke a key.
+    /// Revoke a key (permanent).
     Revoke(KeyRevoke),
+    /// Suspend a key: refused like a revoked key, but reversible with `key resume`.
+    Suspend(KeySuspend),
+    /// Resume a suspended key.
+    Resume(KeyRef),
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +350,15 @@ pub struct KeyRevoke {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeySuspend {
+    /// Key id, display form or full key.
+    pub key: String,
+    /// Why (recorded on the key and shown by `key show`).
+    #[arg(long, default_value = "suspended by an operator", value_parser = parse_label)]
+    pub reason: String,
 }
 
 #[derive(Debug, Subcommand)]

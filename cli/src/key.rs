@@ -1,9 +1,9 @@
-//! `tollgate key issue | list | show | revoke`.
+//! `tollgate key issue | list | show | revoke | suspend | resume`.
 //!
 //! The plaintext key exists only inside `issue`, long enough to digest it and print it once.
 //! Every other output uses the display form (prefix + key id + `…` + last 4).
 
-use crate::args::{KeyCmd, KeyIssue, KeyList, KeyRef, KeyRevoke};
+use crate::args::{KeyCmd, KeyIssue, KeyList, KeyRef, KeyRevoke, KeySuspend};
 use crate::ctx::{Ctx, confirm};
 use crate::error::{CliError, Result, StoreContext};
 use crate::output::{Out, Table, fields, or_dash, time_or_dash};
@@ -24,6 +24,8 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: KeyCmd) -> Result<Out> {
         KeyCmd::List(a) => list(ctx, a).await,
         KeyCmd::Show(a) => show(ctx, a).await,
         KeyCmd::Revoke(a) => revoke(ctx, a).await,
+        KeyCmd::Suspend(a) => suspend(ctx, a).await,
+        KeyCmd::Resume(a) => resume(ctx, a).await,
     }
 }
 
@@ -129,6 +131,7 @@ fn issued(key: &ClientKey, rec: &ClientKeyRecord) -> Out {
 pub fn status(rec: &ClientKeyRecord, now: EpochMs) -> &'static str {
     match rec.status {
         KeyStatus::Revoked => "revoked",
+        KeyStatus::Suspended => "suspended",
         KeyStatus::Active if rec.expires_at.is_some_and(|e| e <= now) => "expired",
         KeyStatus::Active => "active",
     }
@@ -147,6 +150,8 @@ fn record_json(rec: &ClientKeyRecord, now: EpochMs) -> serde_json::Value {
         "created_at": rfc3339(rec.created_at),
         "expires_at": rec.expires_at.map(rfc3339),
         "revoked_at": rec.revoked_at.map(rfc3339),
+        "suspended_at": rec.suspended_at.map(rfc3339),
+        "suspended_reason": rec.suspended_reason,
         "pepper_version": rec.pepper_version,
         "allowed_cidrs": rec.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "allowed_models": rec.allowed_models,
@@ -285,6 +290,11 @@ pub async fn show(ctx: &mut Ctx<'_>, a: KeyRef) -> Result<Out> {
         ("created", rfc3339(rec.created_at)),
         ("expires", time_or_dash(rec.expires_at)),
         ("revoked", time_or_dash(rec.revoked_at)),
+        ("suspended", time_or_dash(rec.suspended_at)),
+        (
+            "suspended for",
+            or_dash(rec.suspended_reason.as_deref().unwrap_or("")),
+        ),
         (
             "allowed cidrs",
             list_or_any(rec.allowed_cidrs.iter().map(ToString::to_string)),
@@ -375,4 +385,52 @@ pub async fn revoke(ctx: &mut Ctx<'_>, a: KeyRevoke) -> Result<Out> {
             "note": note,
         }),
     ))
+}
+
+/// Suspends (`reason` set) or resumes a key; unchanged keys say why.
+async fn set_suspended(ctx: &mut Ctx<'_>, key: &str, reason: Option<&str>) -> Result<Out> {
+    let lookup = parse_lookup(key)?;
+    let rec = find(ctx, &lookup).await?;
+    let display = rec.display();
+    let now = ctx.clock.now_ms();
+    let verb = if reason.is_some() {
+        "suspend"
+    } else {
+        "resume"
+    };
+    let changed = ctx
+        .keys
+        .set_key_suspended(&rec.key_id, reason, now)
+        .await
+        .ctx(format!("{verb}ing key {}", rec.key_id))?;
+    let after = find(ctx, &lookup).await?;
+    let state = status(&after, now);
+    let note = "takes effect within the proxy's key cache TTL (a few seconds by default)";
+    let human = match (changed, reason) {
+        (true, Some(_)) => format!(
+            "Suspended key {display}; this {note}. Undo with `tollgate key resume {}`.",
+            rec.key_id
+        ),
+        (true, None) => format!("Resumed key {display}; this {note}."),
+        (false, _) => format!("Key {display} is {state}: nothing to {verb}."),
+    };
+    Ok(Out::new(
+        human,
+        json!({
+            "key_id": rec.key_id,
+            "display": display,
+            "status": state,
+            "changed": changed,
+            "suspended_at": after.suspended_at.map(rfc3339),
+            "suspended_reason": after.suspended_reason,
+        }),
+    ))
+}
+
+pub async fn suspend(ctx: &mut Ctx<'_>, a: KeySuspend) -> Result<Out> {
+    set_suspended(ctx, &a.key, Some(&a.reason)).await
+}
+
+pub async fn resume(ctx: &mut Ctx<'_>, a: KeyRef) -> Result<Out> {
+    set_suspended(ctx, &a.key, None).await
 }

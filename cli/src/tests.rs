@@ -372,6 +372,38 @@ async fn revoke_needs_confirmation_and_marks_the_key_revoked() {
 }
 
 #[tokio::test]
+async fn suspend_and_resume_are_reversible_and_never_touch_a_revoked_key() {
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (key, _) = h.issue(&[]).await;
+    h.clock.advance_ms(1_000);
+    let out = h
+        .ok(&["key", "suspend", key.key_id(), "--reason", "incident 42"])
+        .await;
+    assert_eq!(out.json["changed"], true);
+    assert!(out.human.contains("tollgate key resume"), "{}", out.human);
+    let rec = h.store.get_key(key.key_id()).await.unwrap().unwrap();
+    assert_eq!(rec.status, KeyStatus::Suspended);
+    assert_eq!(rec.suspended_at, Some(T0 + 1_000));
+    let show = h.ok(&["key", "show", key.key_id()]).await;
+    assert_eq!(show.json["status"], "suspended");
+    assert!(show.human.contains("incident 42"), "{}", show.human);
+    let again = h.ok(&["key", "suspend", key.key_id()]).await;
+    assert_eq!(again.json["changed"], false);
+
+    let out = h.ok(&["key", "resume", key.key_id()]).await;
+    assert_eq!(out.json["changed"], true);
+    assert_eq!(out.json["status"], "active");
+    let rec = h.store.get_key(key.key_id()).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.suspended_at), (KeyStatus::Active, None));
+
+    h.ok(&["key", "revoke", key.key_id(), "--yes"]).await;
+    let out = h.ok(&["key", "resume", key.key_id()]).await;
+    assert_eq!(out.json["changed"], false);
+    assert_eq!(out.json["status"], "revoked");
+}
+
+#[tokio::test]
 async fn expired_keys_list_as_expired() {
     let mut h = Harness::new().await;
     h.tenant().await;

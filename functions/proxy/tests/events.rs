@@ -17,7 +17,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// File-name prefixes with a check in this file.
-const KNOWN_PREFIXES: &[&str] = &["proxy-"];
+/// (`audit-*.json` is checked by functions/audit/tests/events.rs.)
+const KNOWN_PREFIXES: &[&str] = &["proxy-", "audit-"];
 
 fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -426,6 +426,47 @@ impl KeyStore for DynamoStore {
         .await
     }
 
+    async fn set_key_suspended(
+        &self,
+        key_id: &str,
+        reason: Option<&str>,
+        at: EpochMs,
+    ) -> Result<bool, StoreError> {
+        self.ops.write();
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.keys)
+            .key("key_id", s(key_id))
+            .expression_attribute_names("#st", "status");
+        let update = match reason {
+            Some(r) => update
+                .update_expression(
+                    "SET #st = :suspended, suspended_at = :at, suspended_reason = :r",
+                )
+                .condition_expression("attribute_exists(key_id) AND #st = :active")
+                .expression_attribute_values(":r", s(r))
+                .expression_attribute_values(":at", n(at)),
+            None => update
+                .update_expression("SET #st = :active REMOVE suspended_at, suspended_reason")
+                .condition_expression("attribute_exists(key_id) AND #st = :suspended"),
+        };
+        let r = update
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":suspended", s("suspended"))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            // Not in the starting state, or absent: tell them apart with one read.
+            Err(e) if is_conditional_update(&e) => match self.get_key(key_id).await? {
+                Some(_) => Ok(false),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(unavailable(SERVICE, "UpdateItem(keys status)", &e)),
+        }
+    }
+
     async fn set_key_limits(
         &self,
         key_id: &str,

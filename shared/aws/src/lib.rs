@@ -30,17 +30,21 @@
 //! [`StoreError::Unavailable`]: tollgate_core::ports::StoreError::Unavailable
 //! [`StoreError::Corrupt`]: tollgate_core::ports::StoreError::Corrupt
 
+mod audit_state;
 mod dynamo;
 mod error;
 mod kms;
 mod limits;
 mod secrets;
+mod sns;
 
+pub use audit_state::{DynamoAuditState, ENV_AUDIT_STATE_TABLE};
 pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
 pub use error::ConfigError;
 pub use kms::KmsEnvelope;
 pub use limits::DynamoLimitStore;
 pub use secrets::SecretsManagerStore;
+pub use sns::{ENV_ALERT_TOPIC_ARN, SnsAlertSink};
 
 use std::time::Duration;
 

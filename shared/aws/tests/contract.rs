@@ -90,6 +90,14 @@ impl KeyStore for Combined {
     async fn revoke_key(&self, id: &str, at: EpochMs) -> Result<(), StoreError> {
         self.dynamo.revoke_key(id, at).await
     }
+    async fn set_key_suspended(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+        at: EpochMs,
+    ) -> Result<bool, StoreError> {
+        self.dynamo.set_key_suspended(id, reason, at).await
+    }
     async fn list_keys(&self, t: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
         self.dynamo.list_keys(t).await
     }

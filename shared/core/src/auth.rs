@@ -17,6 +17,7 @@ pub enum AuthFailure {
     DigestMismatch,
     UnknownPepperVersion,
     Revoked,
+    Suspended,
     Expired,
     TenantMissing,
     TenantDisabled,
@@ -174,6 +175,9 @@ pub fn verify_key<'r>(
     }
     if rec.status == KeyStatus::Revoked {
         return Err(AuthFailure::Revoked);
+    }
+    if rec.status == KeyStatus::Suspended {
+        return Err(AuthFailure::Suspended);
     }
     if rec.expires_at.is_some_and(|e| e <= now) {
         return Err(AuthFailure::Expired);
@@ -340,6 +344,18 @@ mod tests {
         assert_eq!(
             verify(&k, Some(&revoked), Some(&t), &p, 0, None),
             Err(AuthFailure::Revoked)
+        );
+        // A suspended key is refused after its digest proved it, like a revoked one; a wrong
+        // secret still reports the digest failure first.
+        let mut suspended = rec.clone();
+        suspended.status = KeyStatus::Suspended;
+        assert_eq!(
+            verify(&k, Some(&suspended), Some(&t), &p, 0, None),
+            Err(AuthFailure::Suspended)
+        );
+        assert_eq!(
+            verify(&other, Some(&suspended), Some(&t), &p, 0, None),
+            Err(AuthFailure::DigestMismatch)
         );
         let mut expiring = rec.clone();
         expiring.expires_at = Some(100);

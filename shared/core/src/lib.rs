@@ -7,11 +7,13 @@
 //! Modules in the order a request meets them:
 //! [`key`] (client key format) → [`auth`] (verification rules) → [`json`] (strict body
 //! parsing) → [`provider`] (routes, shapes) → [`pool`] (token choice and health) → [`retry`]
-//! → [`sse`] (stream usage) → [`scrub`] (pool token values out of responses) → [`audit`].
+//! → [`sse`] (stream usage) → [`scrub`] (pool token values out of responses) → [`audit`];
+//! then, in the audit function, [`detect`] (rules over audit lines).
 
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod detect;
 pub mod json;
 pub mod key;
 pub mod limits;

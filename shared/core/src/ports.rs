@@ -79,6 +79,17 @@ pub trait KeyStore: Send + Sync {
     async fn put_key(&self, rec: &ClientKeyRecord) -> Result<(), StoreError>;
     /// Fails with `NotFound` for an unknown key id.
     async fn revoke_key(&self, key_id: &str, at: EpochMs) -> Result<(), StoreError>;
+    /// With `Some(reason)`: suspends an active key, recording `at` and the reason. With
+    /// `None`: resumes a suspended key (clearing both). Returns whether the status changed:
+    /// `false` when the key was not in the state the change starts from (already suspended,
+    /// already active, or revoked: a revoked key never changes). `NotFound` for an unknown
+    /// key id.
+    async fn set_key_suspended(
+        &self,
+        key_id: &str,
+        reason: Option<&str>,
+        at: EpochMs,
+    ) -> Result<bool, StoreError>;
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError>;
     /// Sets (or with `None` clears) a key's policy overrides. `NotFound` for an unknown key.
     async fn set_key_policy(&self, key_id: &str, policy: Option<&Policy>)

@@ -31,6 +31,8 @@ pub enum Reason {
     DigestMismatch,
     UnknownPepperVersion,
     Revoked,
+    /// The key is suspended (reversible; see `KeyStatus::Suspended`).
+    Suspended,
     Expired,
     TenantMissing,
     TenantDisabled,
@@ -96,6 +98,7 @@ impl Reason {
             Reason::DigestMismatch => "digest_mismatch",
             Reason::UnknownPepperVersion => "unknown_pepper_version",
             Reason::Revoked => "revoked",
+            Reason::Suspended => "suspended",
             Reason::Expired => "expired",
             Reason::TenantMissing => "tenant_missing",
             Reason::TenantDisabled => "tenant_disabled",
@@ -166,6 +169,7 @@ impl Reason {
                 | Reason::DigestMismatch
                 | Reason::UnknownPepperVersion
                 | Reason::Revoked
+                | Reason::Suspended
                 | Reason::Expired
                 | Reason::TenantMissing
                 | Reason::TenantDisabled
@@ -214,6 +218,7 @@ impl From<AuthFailure> for Reason {
             AuthFailure::DigestMismatch => Reason::DigestMismatch,
             AuthFailure::UnknownPepperVersion => Reason::UnknownPepperVersion,
             AuthFailure::Revoked => Reason::Revoked,
+            AuthFailure::Suspended => Reason::Suspended,
             AuthFailure::Expired => Reason::Expired,
             AuthFailure::TenantMissing => Reason::TenantMissing,
             AuthFailure::TenantDisabled => Reason::TenantDisabled,
@@ -226,7 +231,7 @@ impl From<AuthFailure> for Reason {
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 46] = [
+    const ALL: [Reason; 47] = [
         Reason::Ok,
         Reason::ClientDisconnected,
         Reason::UnknownRoute,
@@ -240,6 +245,7 @@ mod tests {
         Reason::DigestMismatch,
         Reason::UnknownPepperVersion,
         Reason::Revoked,
+        Reason::Suspended,
         Reason::Expired,
         Reason::TenantMissing,
         Reason::TenantDisabled,
@@ -325,7 +331,7 @@ mod tests {
         }
         assert_eq!(
             ALL.iter().filter(|r| r.is_authentication_failure()).count(),
-            13
+            14
         );
     }
 }

@@ -60,6 +60,9 @@ impl Tenant {
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
+    /// Refused like a revoked key, but reversible (`tollgate key resume`): set by an operator
+    /// or by the audit function's auto-response.
+    Suspended,
     Revoked,
 }
 
@@ -81,6 +84,11 @@ pub struct ClientKeyRecord {
     pub expires_at: Option<EpochMs>,
     #[serde(default)]
     pub revoked_at: Option<EpochMs>,
+    /// When and why the key was suspended (cleared when it is resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<EpochMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_reason: Option<String>,
     /// Empty = any source network.
     #[serde(default)]
     pub allowed_cidrs: Vec<IpNet>,
@@ -130,6 +138,8 @@ impl ClientKeyRecord {
             created_at,
             expires_at: None,
             revoked_at: None,
+            suspended_at: None,
+            suspended_reason: None,
             allowed_cidrs: Vec::new(),
             allowed_models: Vec::new(),
             allowed_routes: Vec::new(),

@@ -79,6 +79,7 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
         | Reason::DigestMismatch
         | Reason::UnknownPepperVersion
         | Reason::Revoked
+        | Reason::Suspended
         | Reason::Expired
         | Reason::TenantMissing
         | Reason::TenantDisabled
@@ -252,6 +253,7 @@ mod tests {
             Reason::TenantMissing,
             Reason::TenantDisabled,
             Reason::SourceNotAllowed,
+            Reason::Suspended,
         ] {
             assert!(reason.is_authentication_failure());
             for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {

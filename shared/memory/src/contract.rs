@@ -83,6 +83,7 @@ where
 {
     tenants_round_trip_and_refuse_overwrite(s, ns).await;
     keys_round_trip_list_by_tenant_and_revoke(s, ns).await;
+    keys_suspend_and_resume_but_revoked_keys_stay_revoked(s, ns).await;
     limits_round_trip_on_tenants_and_keys(s, ns).await;
     pool_tokens_round_trip_with_strategy(s, ns).await;
     health_change_applies_only_on_expected_version(s, ns).await;
@@ -185,6 +186,46 @@ pub async fn limits_round_trip_on_tenants_and_keys<S: TenantStore + KeyStore>(s:
     assert_eq!(got.limits, None);
     assert_eq!(
         s.set_key_limits(&format!("{ns}missing"), None).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+pub async fn keys_suspend_and_resume_but_revoked_keys_stay_revoked<S: KeyStore>(s: &S, ns: &str) {
+    let a = key_record(&format!("{ns}keyS0000"), &format!("{ns}t1"));
+    s.put_key(&a).await.expect("put");
+    assert_eq!(
+        s.set_key_suspended(&a.key_id, Some("rule key_refused_outside"), 50)
+            .await,
+        Ok(true)
+    );
+    let got = s.get_key(&a.key_id).await.expect("get").expect("exists");
+    assert_eq!(got.status, KeyStatus::Suspended);
+    assert_eq!(got.suspended_at, Some(50));
+    assert_eq!(
+        got.suspended_reason.as_deref(),
+        Some("rule key_refused_outside")
+    );
+    assert_eq!(got.allowed_cidrs, a.allowed_cidrs, "other fields untouched");
+    assert_eq!(
+        s.set_key_suspended(&a.key_id, Some("again"), 60).await,
+        Ok(false),
+        "already suspended"
+    );
+    assert_eq!(s.set_key_suspended(&a.key_id, None, 70).await, Ok(true));
+    let got = s.get_key(&a.key_id).await.expect("get").expect("exists");
+    assert_eq!(got, a, "resumed: exactly as before");
+    assert_eq!(s.set_key_suspended(&a.key_id, None, 80).await, Ok(false));
+    s.revoke_key(&a.key_id, 90).await.expect("revoke");
+    assert_eq!(
+        s.set_key_suspended(&a.key_id, Some("x"), 95).await,
+        Ok(false)
+    );
+    assert_eq!(s.set_key_suspended(&a.key_id, None, 96).await, Ok(false));
+    let got = s.get_key(&a.key_id).await.expect("get").expect("exists");
+    assert_eq!(got.status, KeyStatus::Revoked);
+    assert_eq!(
+        s.set_key_suspended(&format!("{ns}missing"), Some("x"), 1)
+            .await,
         Err(StoreError::NotFound)
     );
 }

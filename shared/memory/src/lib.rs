@@ -2,6 +2,7 @@
 //! the gateway's unit tests and the benchmark run the real request path without AWS.
 //! Each store counts its reads and writes like the AWS adapters do.
 
+pub mod audit;
 pub mod contract;
 
 use async_trait::async_trait;
@@ -146,6 +147,31 @@ impl KeyStore for MemoryStore {
         rec.status = KeyStatus::Revoked;
         rec.revoked_at = Some(at);
         Ok(())
+    }
+    async fn set_key_suspended(
+        &self,
+        key_id: &str,
+        reason: Option<&str>,
+        at: EpochMs,
+    ) -> Result<bool, StoreError> {
+        self.write()?;
+        let mut m = lock(&self.keys)?;
+        let rec = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
+        match (reason, rec.status) {
+            (Some(r), KeyStatus::Active) => {
+                rec.status = KeyStatus::Suspended;
+                rec.suspended_at = Some(at);
+                rec.suspended_reason = Some(r.to_owned());
+                Ok(true)
+            }
+            (None, KeyStatus::Suspended) => {
+                rec.status = KeyStatus::Active;
+                rec.suspended_at = None;
+                rec.suspended_reason = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
         self.read()?;

@@ -1,0 +1,379 @@
+//! Attack scenarios replayed as real `awslogs` subscription events through the audit
+//! function's handler, with the real AWS SDK against the local AWS emulator: detector state
+//! in a DynamoDB table, alerts published to an SNS topic and read back from an SQS queue
+//! subscribed to it (raw delivery). Each scenario raises exactly one alert with the right
+//! rule and subject; bad input raises none and fails nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use common::{Batch, Event, logs_event};
+use std::sync::Arc;
+use tollgate_audit::Processor;
+use tollgate_aws::{DynamoAuditState, SnsAlertSink};
+use tollgate_core::detect::{Alert, Params, Rule};
+use tollgate_core::reason::Reason;
+use tollgate_testkit::unique_ns;
+
+const MIN: u64 = 60_000;
+const HOUR: u64 = 60 * MIN;
+const DAY: u64 = 24 * HOUR;
+/// Monday 2026-01-05 00:00 UTC.
+const T0: u64 = 1_767_571_200_000;
+
+/// One isolated stack per scenario: its own state table, topic and queue.
+struct Stack {
+    processor: Processor,
+    keys: Arc<tollgate_aws::DynamoStore>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+async fn stack(tag: &str) -> Stack {
+    let emu = tollgate_testkit::shared().unwrap_or_else(|e| panic!("AWS emulator: {e}"));
+    let conf = emu.sdk_config().await;
+    let ns = unique_ns(tag);
+
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = format!("{ns}audit-state");
+    ddb.create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let sns = aws_sdk_sns::Client::new(&conf);
+    let topic_arn = sns
+        .create_topic()
+        .name(format!("{ns}alerts"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("{ns}alerts-q"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let tables = tollgate_aws::Tables::from_vars(&|k| emu.resource(k).map(str::to_owned)).unwrap();
+    let keys = Arc::new(tollgate_aws::DynamoStore::new(&conf, tables));
+    let processor = Processor::new(
+        Arc::new(DynamoAuditState::new(&conf, table)),
+        Arc::new(SnsAlertSink::new(&conf, topic_arn)),
+        Params::default(),
+    )
+    .with_auto_suspend(
+        keys.clone(),
+        tollgate_audit::suspend_rules_from(None).unwrap(),
+    );
+    Stack {
+        processor,
+        keys,
+        sqs,
+        queue_url,
+    }
+}
+
+impl Stack {
+    /// Feeds events in subscription batches of at most `per_batch`.
+    async fn replay(&self, events: &[Event], per_batch: usize) {
+        for chunk in events.chunks(per_batch.max(1)) {
+            self.processor
+                .handle_event(logs_event("DATA_MESSAGE", chunk))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Every message in the queue (drained until a receive comes back empty).
+    async fn alerts(&self) -> Vec<Alert> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                let body = m.body.unwrap();
+                assert!(!body.contains("tgk_"), "an alert never carries a key");
+                out.push(serde_json::from_str(&body).expect("an alert message"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+fn rules(alerts: &[Alert]) -> Vec<(Rule, String)> {
+    alerts.iter().map(|a| (a.rule, a.subject.clone())).collect()
+}
+
+#[tokio::test]
+async fn credential_stuffing_across_many_networks_raises_one_stuffing_alert() {
+    let s = stack("stuffing").await;
+    let mut b = Batch::default();
+    // 300 guessed keys from 60 networks over 5 minutes: 5 tries per network.
+    for i in 0..300u64 {
+        let ip = format!("198.{}.{}.{}", 18 + i % 2, (i / 2) % 30, 1 + i % 200);
+        let key = format!("G{i:011}");
+        let reason = if i % 3 == 0 {
+            Reason::BadChecksum
+        } else {
+            Reason::UnknownKey
+        };
+        b.line(T0 + i * 1_000, reason, Some(&key), &ip);
+    }
+    s.replay(&b.take(), 100).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::AuthStuffing, "all-networks".to_owned())]
+    );
+    let a = &alerts[0];
+    assert!(a.counts["distinct_networks"] >= 20);
+    assert!(!a.evidence.is_empty() && a.evidence.len() <= 20);
+    assert!(a.summary.contains(Rule::AuthStuffing.runbook()));
+}
+
+#[tokio::test]
+async fn a_targeted_key_with_wrong_secrets_raises_one_targeting_alert() {
+    let s = stack("targeted").await;
+    let mut b = Batch::default();
+    // The key's owner works normally; someone else tries 12 secrets for its id.
+    for i in 0..50u64 {
+        b.line(
+            T0 + i * MIN,
+            Reason::Ok,
+            Some("TGTKEY000001"),
+            "10.20.30.40",
+        );
+    }
+    for i in 0..12u64 {
+        b.line(
+            T0 + 10 * MIN + i * 20_000,
+            Reason::DigestMismatch,
+            Some("TGTKEY000001"),
+            &format!("203.0.113.{}", 10 + i),
+        );
+    }
+    let mut events = b.take();
+    events.sort_by_key(|e| e.timestamp);
+    s.replay(&events, 16).await;
+    assert_eq!(
+        rules(&s.alerts().await),
+        vec![(Rule::AuthTargetedKey, "key:TGTKEY000001".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_stolen_key_used_from_a_new_network_raises_one_new_network_alert() {
+    let s = stack("stolen").await;
+    let mut b = Batch::default();
+    // Three days of office and CI use (learning period: two days).
+    for h in 0..72u64 {
+        for m in 0..4u64 {
+            b.line(
+                T0 + h * HOUR + m * 13 * MIN,
+                Reason::Ok,
+                Some("STOLEN000001"),
+                if m % 2 == 0 {
+                    "10.1.2.3"
+                } else {
+                    "2001:db8:42:7::5"
+                },
+            );
+        }
+    }
+    s.replay(&b.take(), 200).await;
+    // Day four: the key at 20 times its rate from a network it never used.
+    let start = T0 + 3 * DAY + 2 * HOUR;
+    for i in 0..80u64 {
+        b.line(
+            start + i * 45_000,
+            Reason::Ok,
+            Some("STOLEN000001"),
+            "45.33.12.99",
+        );
+    }
+    s.replay(&b.take(), 25).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyNewNetwork, "key:STOLEN000001".to_owned())]
+    );
+    assert_eq!(alerts[0].networks, vec!["45.33.12.0/24".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_pool_whose_tokens_all_fail_raises_one_pool_alert() {
+    let s = stack("pool").await;
+    let mut b = Batch::default();
+    for i in 0..40u64 {
+        let key = format!("POOLKEY{:05}", i % 4);
+        let reason = if i < 10 {
+            Reason::Ok
+        } else if i % 5 == 0 {
+            Reason::NoEligibleToken
+        } else {
+            Reason::AllTokensFailed
+        };
+        b.pool_line(T0 + i * 5_000, reason, &key, "10.0.0.7", "anthropic-eu");
+    }
+    s.replay(&b.take(), 10).await;
+    assert_eq!(
+        rules(&s.alerts().await),
+        vec![(Rule::PoolTokensFailing, "pool:anthropic-eu".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn bad_lines_empty_batches_and_control_messages_fail_nothing_and_alert_nothing() {
+    let s = stack("junk").await;
+    let good = common::audit_line("req-ok", T0, Reason::Ok, Some("K1"), "10.0.0.1", None);
+    let junk = [
+        "START RequestId: 6f1c Version: $LATEST".to_owned(),
+        r#"{"_aws":{"Timestamp":1767571200000,"CloudWatchMetrics":[]},"requests":1}"#.to_owned(),
+        good[..good.len() / 3].to_owned(),
+        "{\"tollgate_audit\":1,\"v\":99}".to_owned(),
+        "\u{0}\u{1}binary".to_owned(),
+        String::new(),
+        good.clone(),
+    ];
+    let events: Vec<Event> = junk
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Event {
+            id: format!("{i:056}"),
+            timestamp: T0 + i as u64,
+            message: m.clone(),
+        })
+        .collect();
+    let r = s
+        .processor
+        .handle_event(logs_event("DATA_MESSAGE", &events))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.audit_lines, r.foreign_lines, r.malformed_lines),
+        (1, 4, 2)
+    );
+    let r = s
+        .processor
+        .handle_event(logs_event("DATA_MESSAGE", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.events, 0);
+    let control = [Event {
+        id: String::new(),
+        timestamp: T0,
+        message: "CWL CONTROL MESSAGE: Checking health of destination Lambda.".into(),
+    }];
+    let r = s
+        .processor
+        .handle_event(logs_event("CONTROL_MESSAGE", &control))
+        .await
+        .unwrap();
+    assert!(r.control_message);
+    assert!(s.alerts().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_valid_key_refused_for_its_network_raises_one_alert_and_is_suspended() {
+    use tollgate_core::key::KeyEnv;
+    use tollgate_core::ports::KeyStore;
+    use tollgate_core::records::{ClientKeyRecord, KeyStatus};
+    let s = stack("outside").await;
+    let key_id = format!("OUT{:09}", std::process::id());
+    let rec = ClientKeyRecord {
+        allowed_cidrs: vec!["10.20.0.0/16".parse().unwrap()],
+        ..ClientKeyRecord::new(
+            &key_id,
+            KeyEnv::Live,
+            "WXYZ",
+            "acme",
+            "o@x.test",
+            ("00".into(), 1),
+            T0,
+        )
+    };
+    s.keys.put_key(&rec).await.unwrap();
+    let mut b = Batch::default();
+    for i in 0..6u64 {
+        b.line(
+            T0 + i * MIN,
+            Reason::SourceNotAllowed,
+            Some(&key_id),
+            "45.33.12.99",
+        );
+    }
+    s.replay(&b.take(), 3).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyRefusedOutside, format!("key:{key_id}"))]
+    );
+    assert!(alerts[0].response.as_deref().unwrap().contains("suspended"));
+    let got = s.keys.get_key(&key_id).await.unwrap().unwrap();
+    assert_eq!(got.status, KeyStatus::Suspended);
+    assert_eq!(
+        got.suspended_reason.as_deref(),
+        Some("audit rule key_refused_outside")
+    );
+}

@@ -1,0 +1,602 @@
+//! Detectors: pure rules over audit records and the state they keep.
+//!
+//! The audit function feeds every audit line through [`observe`] with the state entries the
+//! line touches ([`entries_for`]) loaded into an [`AuditState`]; `observe` updates the state
+//! and returns [`Finding`]s. [`AuditState::suppress`] turns findings into at most one
+//! [`Alert`] per (rule, subject) per suppression window, counting later occurrences into the
+//! open one. Storage and publishing are ports ([`port`]); nothing here does I/O or reads a
+//! clock: time is the log event's timestamp.
+//!
+//! Idempotent per log event: every counted request sits in a [`Window`] under its log event
+//! id, and a window never counts an id twice, so a batch Lambda retries after a partial
+//! failure changes nothing it already changed. "Seen" sets are sets.
+//!
+//! Rules match on [`Reason`], never on text: [`signal`] classifies every reason, and a new
+//! reason does not compile until it is classified there.
+//!
+//! Never holds a key value or prompt text: key ids, network prefixes and request ids only.
+//! Parameters, defaults, false positives and runbooks: `README.md` beside this file.
+
+pub mod port;
+mod rules;
+mod suppress;
+mod window;
+
+pub use rules::{Params, Rule, Severity};
+pub use suppress::{ALERT_SCHEMA, Alert, Suppression};
+pub use window::{Hit, Window};
+
+use crate::audit::{AuditRecord, Decision};
+use crate::clock::EpochMs;
+use crate::reason::Reason;
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// What a reason means to the detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A key that is malformed, absent, or names no key: noise, a typo, or a scanner.
+    Scan,
+    /// A real key id with a wrong secret.
+    WrongSecret,
+    /// A key that proved itself, refused for its source network.
+    OutsideSource,
+    /// A key that proved itself, refused for its scopes (route or model).
+    OutsideScope,
+    /// Blocked for sensitive data.
+    DlpBlock,
+    /// No usable provider token in the pool.
+    PoolExhausted,
+    /// Served: the key's network is learned or checked.
+    Served,
+    /// Nothing any rule counts.
+    Other,
+}
+
+/// The one place reasons are classified for the detectors.
+pub fn signal(r: Reason) -> Signal {
+    match r {
+        Reason::MissingKey
+        | Reason::BadPrefix
+        | Reason::BadLength
+        | Reason::BadCharset
+        | Reason::BadChecksum
+        | Reason::UnknownKey => Signal::Scan,
+        Reason::DigestMismatch => Signal::WrongSecret,
+        Reason::SourceNotAllowed => Signal::OutsideSource,
+        Reason::RouteNotAllowed | Reason::ModelNotAllowed => Signal::OutsideScope,
+        Reason::SensitiveDataBlocked => Signal::DlpBlock,
+        Reason::AllTokensFailed | Reason::NoEligibleToken => Signal::PoolExhausted,
+        Reason::Ok | Reason::ClientDisconnected => Signal::Served,
+        Reason::UnknownRoute
+        | Reason::MethodNotAllowed
+        | Reason::UnknownPepperVersion
+        | Reason::Revoked
+        | Reason::Suspended
+        | Reason::Expired
+        | Reason::TenantMissing
+        | Reason::TenantDisabled
+        | Reason::BodyTooLarge
+        | Reason::InvalidJson
+        | Reason::BodyNotUtf8
+        | Reason::DuplicateJsonKey
+        | Reason::NotJsonObject
+        | Reason::ModelMissing
+        | Reason::ModelInvalid
+        | Reason::StreamNotBoolean
+        | Reason::UnserializableBody
+        | Reason::LimitRpm
+        | Reason::LimitTpm
+        | Reason::LimitConcurrency
+        | Reason::BudgetDay
+        | Reason::BudgetMonth
+        | Reason::TokenBudgetDay
+        | Reason::TokenBudgetMonth
+        | Reason::StoreUnavailable
+        | Reason::ProviderMismatch
+        | Reason::TokenSecretUnavailable
+        | Reason::UpstreamBodyFailed
+        | Reason::BadUpstreamHeaders
+        | Reason::UpstreamTimeout
+        | Reason::UpstreamStreamBroken
+        | Reason::ScrubberUnavailable
+        | Reason::Unrecognized => Signal::Other,
+    }
+}
+
+/// The source network a rule groups an address under: /24 for IPv4, /48 for IPv6 (an
+/// IPv4-mapped IPv6 address counts as IPv4).
+pub fn network_of(ip: IpAddr) -> String {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(a) => Ipv4Net::new(a, 24).map(|n| n.trunc().to_string()),
+        IpAddr::V6(a) => Ipv6Net::new(a, 48).map(|n| n.trunc().to_string()),
+    }
+    .unwrap_or_else(|_| ip.to_string())
+}
+
+/// The network of a record's source address, if it has a readable one.
+pub fn record_network(rec: &AuditRecord) -> Option<String> {
+    rec.source_ip
+        .as_deref()
+        .and_then(|s| s.trim().parse::<IpAddr>().ok())
+        .map(network_of)
+}
+
+/// Subject strings: what an alert is about.
+pub fn key_subject(key_id: &str) -> String {
+    format!("key:{key_id}")
+}
+/// The key id of a `key:<id>` subject.
+pub fn subject_key_id(subject: &str) -> Option<&str> {
+    subject.strip_prefix("key:").filter(|k| !k.is_empty())
+}
+pub fn network_subject(net: &str) -> String {
+    format!("net:{net}")
+}
+pub fn pool_subject(pool: &str) -> String {
+    format!("pool:{pool}")
+}
+/// The subject of [`Rule::AuthStuffing`]: the whole gateway.
+pub const ALL_NETWORKS: &str = "all-networks";
+
+/// One piece of state, as stored (one DynamoDB item each).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntryId {
+    /// Scan-type failures from one network.
+    Network(String),
+    /// Scan-type failures from every network.
+    AuthGlobal,
+    /// Failures of one pool.
+    Pool(String),
+    /// One key's learned networks and its windows.
+    Key(String),
+    /// The open alert of one (rule, subject).
+    Suppression(Rule, String),
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryId::Network(n) => write!(f, "net#{n}"),
+            EntryId::AuthGlobal => f.write_str("auth#global"),
+            EntryId::Pool(p) => write!(f, "pool#{p}"),
+            EntryId::Key(k) => write!(f, "key#{k}"),
+            EntryId::Suppression(r, s) => write!(f, "sup#{}#{s}", r.as_str()),
+        }
+    }
+}
+
+/// What one key's entry holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyState {
+    /// First served request seen (starts the learning period).
+    #[serde(default)]
+    pub first_seen: Option<EpochMs>,
+    /// Last request of any kind seen.
+    #[serde(default)]
+    pub last_seen: EpochMs,
+    /// Learned networks → last served request from it.
+    #[serde(default)]
+    pub networks: BTreeMap<String, EpochMs>,
+    /// Networks not learned, after the learning period → their recent served requests.
+    #[serde(default)]
+    pub candidates: BTreeMap<String, Window>,
+    #[serde(default)]
+    pub wrong_secrets: Window,
+    #[serde(default)]
+    pub refusals: Window,
+    #[serde(default)]
+    pub dlp_blocks: Window,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Window(Window),
+    Key(KeyState),
+    Suppression(Suppression),
+}
+
+/// A rule fired: the rule, who it is about, and the evidence (request ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: Rule,
+    pub subject: String,
+    pub severity: Severity,
+    /// The request that made it fire.
+    pub at: EpochMs,
+    /// The oldest request counted.
+    pub first_seen: EpochMs,
+    /// Named counts: `events`, `distinct_keys`, `distinct_networks`, ...
+    pub counts: BTreeMap<String, u64>,
+    /// Request ids, oldest first.
+    pub evidence: Vec<String>,
+    /// Source networks (/24, /48) of the requests counted, at most `evidence_max`.
+    pub networks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// One audit line as the detectors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// The CloudWatch Logs event id (the idempotency key).
+    pub event_id: &'a str,
+    /// The log event's timestamp.
+    pub at: EpochMs,
+    pub record: &'a AuditRecord,
+}
+
+/// The entries [`observe`] may read or write for `rec` (load these first).
+pub fn entries_for(rec: &AuditRecord) -> Vec<EntryId> {
+    let sig = signal(rec.reason);
+    if touches_key(sig) {
+        return rec
+            .key_id
+            .as_ref()
+            .map(|k| vec![EntryId::Key(k.clone())])
+            .unwrap_or_default();
+    }
+    match sig {
+        Signal::Scan => {
+            let mut v = vec![EntryId::AuthGlobal];
+            if let Some(n) = record_network(rec) {
+                v.push(EntryId::Network(n));
+            }
+            v
+        }
+        Signal::PoolExhausted => vec![EntryId::Pool(pool_name(rec).to_owned())],
+        _ => Vec::new(),
+    }
+}
+
+/// Signals whose rules keep state in the key's entry.
+fn touches_key(sig: Signal) -> bool {
+    match sig {
+        Signal::WrongSecret
+        | Signal::OutsideSource
+        | Signal::OutsideScope
+        | Signal::DlpBlock
+        | Signal::Served => true,
+        Signal::Scan | Signal::PoolExhausted | Signal::Other => false,
+    }
+}
+
+fn pool_name(rec: &AuditRecord) -> &str {
+    rec.pool.as_deref().unwrap_or("unknown")
+}
+
+/// The loaded state entries, with what [`observe`] and [`AuditState::suppress`] changed.
+#[derive(Debug, Clone, Default)]
+pub struct AuditState {
+    pub windows: BTreeMap<EntryId, Window>,
+    pub keys: BTreeMap<String, KeyState>,
+    pub suppressions: BTreeMap<(Rule, String), Suppression>,
+    dirty: BTreeSet<EntryId>,
+}
+
+impl AuditState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts a loaded entry in place (an entry of the wrong kind for its id is ignored).
+    pub fn insert(&mut self, id: EntryId, entry: Entry) {
+        match (id, entry) {
+            (EntryId::Key(k), Entry::Key(s)) => {
+                self.keys.insert(k, s);
+            }
+            (EntryId::Suppression(r, s), Entry::Suppression(x)) => {
+                self.suppressions.insert((r, s), x);
+            }
+            (
+                id @ (EntryId::Network(_) | EntryId::AuthGlobal | EntryId::Pool(_)),
+                Entry::Window(w),
+            ) => {
+                self.windows.insert(id, w);
+            }
+            _ => {}
+        }
+    }
+
+    /// The entry under `id`, if loaded or created.
+    pub fn get(&self, id: &EntryId) -> Option<Entry> {
+        match id {
+            EntryId::Key(k) => self.keys.get(k).cloned().map(Entry::Key),
+            EntryId::Suppression(r, s) => self
+                .suppressions
+                .get(&(*r, s.clone()))
+                .cloned()
+                .map(Entry::Suppression),
+            other => self.windows.get(other).cloned().map(Entry::Window),
+        }
+    }
+
+    /// Entries changed since the state was built, with the time each may be forgotten.
+    pub fn changed(&self, p: &Params) -> Vec<(EntryId, Entry, EpochMs)> {
+        self.dirty
+            .iter()
+            .filter_map(|id| {
+                let e = self.get(id)?;
+                let expires = match &e {
+                    Entry::Window(w) => w.newest().unwrap_or(0) + p.longest_window_ms(),
+                    Entry::Key(k) => k.last_seen + p.key_retention_ms,
+                    Entry::Suppression(s) => s.until + p.suppression_ms,
+                };
+                Some((id.clone(), e, expires))
+            })
+            .collect()
+    }
+
+    /// Forgets what changed (after a successful save).
+    pub fn clear_changed(&mut self) {
+        self.dirty.clear();
+    }
+
+    fn window(&mut self, id: EntryId) -> &mut Window {
+        self.dirty.insert(id.clone());
+        self.windows.entry(id).or_default()
+    }
+
+    fn key(&mut self, key_id: &str) -> &mut KeyState {
+        self.dirty.insert(EntryId::Key(key_id.to_owned()));
+        self.keys.entry(key_id.to_owned()).or_default()
+    }
+}
+
+fn hit(ev: &Observed<'_>, network: Option<String>) -> Hit {
+    Hit {
+        at: ev.at,
+        event_id: ev.event_id.to_owned(),
+        request_id: ev.record.request_id.clone(),
+        key_id: ev.record.key_id.clone(),
+        network,
+        reason: ev.record.reason,
+    }
+}
+
+fn finding(
+    rule: Rule,
+    subject: String,
+    ev: &Observed<'_>,
+    w: &Window,
+    p: &Params,
+    counts: &[(&str, usize)],
+) -> Finding {
+    Finding {
+        rule,
+        subject,
+        severity: rule.severity(),
+        at: ev.at,
+        first_seen: w.oldest().unwrap_or(ev.at),
+        counts: counts
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v as u64))
+            .collect(),
+        evidence: w.evidence(p.evidence_max),
+        networks: w
+            .hits
+            .iter()
+            .rev()
+            .filter_map(|h| h.network.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(p.evidence_max)
+            .collect(),
+        tenant: ev.record.tenant.clone(),
+    }
+}
+
+/// Runs every rule over one audit line. Returns what fired (usually nothing).
+pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Finding> {
+    let rec = ev.record;
+    let net = record_network(rec);
+    let mut out = Vec::new();
+    let sig = signal(rec.reason);
+    if let Some(k) = rec.key_id.as_deref()
+        && touches_key(sig)
+    {
+        let ks = state.key(k);
+        ks.last_seen = ks.last_seen.max(ev.at);
+    }
+    match sig {
+        Signal::Scan => {
+            let h = hit(&ev, net.clone());
+            let g = state.window(EntryId::AuthGlobal);
+            if g.add(h.clone(), p.stuffing_window_ms, p.window_cap)
+                && g.len() >= p.stuffing_min_failures
+                && g.distinct_networks() >= p.stuffing_min_networks
+            {
+                let counts = [
+                    ("events", g.len()),
+                    ("distinct_networks", g.distinct_networks()),
+                    ("distinct_keys", g.distinct_keys()),
+                ];
+                let mut f = finding(Rule::AuthStuffing, ALL_NETWORKS.into(), &ev, g, p, &counts);
+                f.tenant = None;
+                out.push(f);
+            }
+            if let Some(n) = net {
+                let w = state.window(EntryId::Network(n.clone()));
+                if w.add(h, p.scan_window_ms, p.window_cap) && w.len() >= p.scan_min_failures {
+                    let counts = [("events", w.len()), ("distinct_keys", w.distinct_keys())];
+                    let mut f = finding(
+                        Rule::AuthScanNetwork,
+                        network_subject(&n),
+                        &ev,
+                        w,
+                        p,
+                        &counts,
+                    );
+                    f.tenant = None;
+                    out.push(f);
+                }
+            }
+        }
+        Signal::WrongSecret => {
+            if let Some(k) = rec.key_id.as_deref() {
+                let w = &mut state.key(k).wrong_secrets;
+                if w.add(hit(&ev, net), p.targeted_window_ms, p.window_cap)
+                    && w.len() >= p.targeted_min_mismatches
+                {
+                    let counts = [
+                        ("events", w.len()),
+                        ("distinct_networks", w.distinct_networks()),
+                    ];
+                    out.push(finding(
+                        Rule::AuthTargetedKey,
+                        key_subject(k),
+                        &ev,
+                        w,
+                        p,
+                        &counts,
+                    ));
+                }
+            }
+        }
+        Signal::OutsideSource | Signal::OutsideScope => {
+            if let Some(k) = rec.key_id.as_deref() {
+                let w = &mut state.key(k).refusals;
+                if w.add(hit(&ev, net), p.outside_window_ms, p.window_cap) {
+                    let source = w.count_where(|r| signal(r) == Signal::OutsideSource);
+                    let scope = w.count_where(|r| signal(r) == Signal::OutsideScope);
+                    let fired = match sig {
+                        Signal::OutsideSource => source >= p.outside_min_source,
+                        _ => scope >= p.outside_min_scope,
+                    };
+                    if fired {
+                        let counts = [
+                            ("source_refusals", source),
+                            ("scope_refusals", scope),
+                            ("distinct_networks", w.distinct_networks()),
+                        ];
+                        out.push(finding(
+                            Rule::KeyRefusedOutside,
+                            key_subject(k),
+                            &ev,
+                            w,
+                            p,
+                            &counts,
+                        ));
+                    }
+                }
+            }
+        }
+        Signal::DlpBlock => {
+            if let Some(k) = rec.key_id.as_deref() {
+                let w = &mut state.key(k).dlp_blocks;
+                if w.add(hit(&ev, net), p.dlp_window_ms, p.window_cap)
+                    && w.len() >= p.dlp_min_blocks
+                {
+                    let counts = [("events", w.len())];
+                    out.push(finding(
+                        Rule::DlpBlockBurst,
+                        key_subject(k),
+                        &ev,
+                        w,
+                        p,
+                        &counts,
+                    ));
+                }
+            }
+        }
+        Signal::PoolExhausted => {
+            let pool = pool_name(rec).to_owned();
+            let w = state.window(EntryId::Pool(pool.clone()));
+            if w.add(hit(&ev, net), p.pool_window_ms, p.window_cap)
+                && w.len() >= p.pool_min_failures
+            {
+                let counts = [("events", w.len())];
+                out.push(finding(
+                    Rule::PoolTokensFailing,
+                    pool_subject(&pool),
+                    &ev,
+                    w,
+                    p,
+                    &counts,
+                ));
+            }
+        }
+        Signal::Served => {
+            if let (Some(k), Some(n)) = (rec.key_id.as_deref(), net)
+                && rec.decision == Decision::Allow
+                && let Some(f) = served(state.key(k), p, &ev, k, n)
+            {
+                out.push(f);
+            }
+        }
+        Signal::Other => {}
+    }
+    out
+}
+
+/// The "new value" rule for one served request of key `k` from network `n`.
+fn served(ks: &mut KeyState, p: &Params, ev: &Observed<'_>, k: &str, n: String) -> Option<Finding> {
+    let first = ks.first_seen.map_or(ev.at, |f| f.min(ev.at));
+    ks.first_seen = Some(first);
+    if let Some(last) = ks.networks.get_mut(&n) {
+        *last = (*last).max(ev.at);
+        return None;
+    }
+    if ev.at < first.saturating_add(p.learning_ms) {
+        learn(ks, p, n, ev.at);
+        return None;
+    }
+    // After the learning period: a candidate until it shows sustained use.
+    for w in ks.candidates.values_mut() {
+        w.prune(ev.at, p.new_network_window_ms);
+    }
+    ks.candidates.retain(|_, w| !w.is_empty());
+    let w = ks.candidates.entry(n.clone()).or_default();
+    let added = w.add(
+        hit(ev, Some(n.clone())),
+        p.new_network_window_ms,
+        p.window_cap,
+    );
+    let fired = added && w.len() >= p.new_network_min_requests;
+    let f = fired.then(|| {
+        let counts = [("events", w.len()), ("known_networks", ks.networks.len())];
+        finding(Rule::KeyNewNetwork, key_subject(k), ev, w, p, &counts)
+    });
+    if fired {
+        ks.candidates.remove(&n);
+        learn(ks, p, n, ev.at);
+    }
+    while ks.candidates.len() > p.max_candidates_per_key {
+        let oldest = ks
+            .candidates
+            .iter()
+            .min_by_key(|(_, w)| w.newest().unwrap_or(0))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(o) => ks.candidates.remove(&o),
+            None => break,
+        };
+    }
+    f
+}
+
+fn learn(ks: &mut KeyState, p: &Params, n: String, at: EpochMs) {
+    ks.networks.insert(n, at);
+    while ks.networks.len() > p.max_networks_per_key {
+        let stalest = ks
+            .networks
+            .iter()
+            .min_by_key(|(_, last)| **last)
+            .map(|(k, _)| k.clone());
+        match stalest {
+            Some(s) => ks.networks.remove(&s),
+            None => break,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! One alert per (rule, subject) per suppression window; later occurrences are counted into
+//! the open one.
+
+use super::{AuditState, EntryId, Finding, Params, Rule, Severity};
+use crate::clock::{EpochMs, rfc3339};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The `tollgate_alert` schema version of [`Alert`].
+pub const ALERT_SCHEMA: u32 = 1;
+
+/// The open alert of one (rule, subject).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    pub rule: Rule,
+    pub subject: String,
+    pub severity: Severity,
+    /// When the alert went out.
+    pub opened_at: EpochMs,
+    /// Findings of the same (rule, subject) before this are counted, not sent.
+    pub until: EpochMs,
+    pub first_seen: EpochMs,
+    pub last_seen: EpochMs,
+    /// Findings counted into this alert, the first included.
+    pub occurrences: u64,
+    /// Request ids: the alert's evidence plus later occurrences', at most `evidence_max`
+    /// newest.
+    pub evidence: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// The message published to SNS. Ids and counts only: never a key value or prompt text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub tollgate_alert: u32,
+    pub rule: Rule,
+    pub subject: String,
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub counts: BTreeMap<String, u64>,
+    /// RFC 3339 of the oldest and newest request counted.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Request ids (look them up in the proxy's audit lines).
+    pub evidence: Vec<String>,
+    pub networks: Vec<String>,
+    /// Further findings of this (rule, subject) before this time are counted, not sent.
+    pub suppressed_until: String,
+    /// One human paragraph: what happened and the runbook line.
+    pub summary: String,
+    pub runbook: String,
+    /// What the audit function did about it (e.g. `suspended key ABC`), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+impl Alert {
+    pub fn from_finding(f: &Finding, until: EpochMs) -> Self {
+        let counts = f
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Alert {
+            tollgate_alert: ALERT_SCHEMA,
+            rule: f.rule,
+            subject: f.subject.clone(),
+            severity: f.severity,
+            tenant: f.tenant.clone(),
+            counts: f.counts.clone(),
+            first_seen: rfc3339(f.first_seen),
+            last_seen: rfc3339(f.at),
+            evidence: f.evidence.clone(),
+            networks: f.networks.clone(),
+            suppressed_until: rfc3339(until),
+            summary: format!(
+                "[{}] {} on {} ({}) between {} and {}. {}",
+                f.severity.as_str(),
+                f.rule.as_str(),
+                f.subject,
+                counts,
+                rfc3339(f.first_seen),
+                rfc3339(f.at),
+                f.rule.runbook()
+            ),
+            runbook: f.rule.runbook().to_owned(),
+            response: None,
+        }
+    }
+
+    /// The SNS subject line (ASCII, under 100 characters).
+    pub fn subject_line(&self) -> String {
+        let s = format!(
+            "tollgate {} {}: {}",
+            self.severity.as_str(),
+            self.rule.as_str(),
+            self.subject
+        );
+        s.chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(99)
+            .collect()
+    }
+}
+
+impl AuditState {
+    /// The alert to send for `f`, or none when an alert for its (rule, subject) is open:
+    /// then the finding is counted into that one. The suppression entry must be loaded
+    /// ([`EntryId::Suppression`]) before this is called.
+    pub fn suppress(&mut self, p: &Params, f: &Finding) -> Option<Alert> {
+        let id = EntryId::Suppression(f.rule, f.subject.clone());
+        self.dirty.insert(id);
+        let slot = (f.rule, f.subject.clone());
+        if let Some(s) = self.suppressions.get_mut(&slot)
+            && f.at < s.until
+        {
+            s.occurrences += 1;
+            s.last_seen = s.last_seen.max(f.at);
+            for r in &f.evidence {
+                if !s.evidence.contains(r) {
+                    s.evidence.push(r.clone());
+                }
+            }
+            let extra = s.evidence.len().saturating_sub(p.evidence_max);
+            s.evidence.drain(..extra);
+            return None;
+        }
+        let until = f.at.saturating_add(p.suppression_ms);
+        self.suppressions.insert(
+            slot,
+            Suppression {
+                rule: f.rule,
+                subject: f.subject.clone(),
+                severity: f.severity,
+                opened_at: f.at,
+                until,
+                first_seen: f.first_seen,
+                last_seen: f.at,
+                occurrences: 1,
+                evidence: f.evidence.clone(),
+                tenant: f.tenant.clone(),
+            },
+        );
+        Some(Alert::from_finding(f, until))
+    }
+}
