@@ -33,6 +33,7 @@ from stdnum.jp import in_ as std_in
 SECRETS = [
     "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "PRIVATE_KEY", "JWT", "OPENAI_KEY", "ANTHROPIC_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY", "TOLLGATE_KEY", "PASSWORD",
+    "URL_CREDENTIAL",
 ]
 PII = [
     "CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER",
@@ -301,12 +302,33 @@ def secret(entity, rng, fake):
     raise KeyError(entity)
 
 
-def password(fake, rng):
+# Passwords people choose around a common word (issue 11: a rule that drops every value
+# holding `password` or `secret` misses exactly these).
+PW_WORDS = ["Password", "Secret", "Summer", "Welcome", "Cleartext", "MySecret", "Dragon", "Admin", "Spring"]
+PW_TAILS = ["Pass", "Password", "Key", ""]
+
+
+def human_password(rng):
+    word = rng.choice(PW_WORDS) + rng.choice(PW_TAILS)
+    digits = str(rng.choice([1, 12, 123, 42, 99, 2024, 2025, rng.randint(1, 9999)]))
+    return word + rng.choice(["", "#", "!", "@", "_"]) + digits + rng.choice(["", "!", "$", "?"])
+
+
+def password(fake, rng, forbid="\"'` "):
+    if rng.random() < 0.35:
+        pw = human_password(rng)
+        if not any(c in pw for c in forbid):
+            return pw
     while True:
         pw = fake.password(length=rng.choice([10, 12, 16]), special_chars=True)
         # what people actually type between quotes or after '=': no quotes/whitespace
-        if not any(c in pw for c in "\"'` ") and pw[0] not in "$%{<[(@*":
+        if not any(c in pw for c in forbid) and pw[0] not in "$%{<[(@*":
             return pw
+
+
+def url_password(fake, rng):
+    # userinfo cannot hold `@ / ? # :` unescaped
+    return password(fake, rng, forbid="\"'` @/?#:%[]")
 
 
 # ------------------------------------------------------------------ templates
@@ -333,6 +355,7 @@ EN = {
     "GOOGLE_API_KEY": ["GOOGLE_API_KEY={v}", "maps url ...&key={v}", "the api key {v} stopped working"],
     "TOLLGATE_KEY": ["TOLLGATE_KEY={v}", "Authorization: Bearer {v}", "my gateway key {v} returns 401"],
     "PASSWORD": ["password={v}", "DB_PASSWORD: {v}", "my password is {v} btw", "{{\"user\": \"admin\", \"password\": \"{v}\"}}", "Server=db;User Id=app;Password={v};"],
+    "URL_CREDENTIAL": ["DATABASE_URL=postgresql://app:{v}@db.internal:5432/app", "connect to mongodb://root:{v}@cluster0.example.mongodb.net/test", "broker: amqp://guest:{v}@mq.internal:5672/", "cache at redis://:{v}@cache.internal:6379/0", "curl https://deploy:{v}@registry.example.com/v2/"],
 }
 JA = {
     "CREDIT_CARD": ["カード番号は{v}です。", "クレジットカード：{v}で決済してください", "お支払いは{v}のカードでお願いします。"],
@@ -356,6 +379,7 @@ JA = {
     "GOOGLE_API_KEY": ["APIキーは{v}です。", "Google APIキー：{v}", "{v}が使えません"],
     "TOLLGATE_KEY": ["ゲートウェイキーは{v}です。", "キー：{v}", "{v}で401になります"],
     "PASSWORD": ["パスワードは「{v}」です。", "パスワード：{v}", "パスワードは{v} です", "DBのpassword={v}"],
+    "URL_CREDENTIAL": ["接続文字列はpostgresql://app:{v}@db.internal/appです。", "mongodb://admin:{v}@mongo.internal:27017 に接続", "ブローカー：amqp://guest:{v}@mq.internal:5672/"],
 }
 
 # Encoded forms a careless or hostile caller wraps around a value (issue 11): base64 of the
@@ -422,6 +446,8 @@ def make_value(entity, rng, fake_en, fake_ja):
         return ip(fake_en, rng)
     if entity == "PASSWORD":
         return password(fake_en, rng)
+    if entity == "URL_CREDENTIAL":
+        return url_password(fake_en, rng)
     return secret(entity, rng, fake_en)
 
 
@@ -603,6 +629,28 @@ def negatives(seed: int = 7, n: int = 40):
         ]:
             add("placeholder", f"Set OPENAI_API_KEY (e.g. {ph}) before running.")
         add("placeholder", "パスワード：（未設定）、APIキーは sk" + "-xxxxxxxxxxxxxxxxxxxxxxxx のように設定します。", "ja")
+        # URL userinfo that holds no chosen password (never an e-mail either), and
+        # password values that are placeholders, references, masks or code
+        for ph in [
+            "https://username:password@host.example.com/",
+            "postgres://postgres:postgres@localhost:5432/db",
+            "amqp://guest:guest@localhost:5672/",
+            "redis://:${REDIS_PASSWORD}@cache:6379",
+            "mysql://root:<password>@db:3306/app",
+            "mongodb://user:pass@localhost/test",
+            "https://" + rng.choice(["alice", "deploy", "ci"]) + "@git.example.com/repo.git",
+        ]:
+            add("url_placeholder", f"Use a URL like {ph} in your config.")
+        for ph in [
+            "password: your-password-here", "PASSWORD=changeme", 'password = "MySecretPassword"',
+            '"password": "string"', "password: null", "password: <password>",
+            'password: "{{ vault_db_password }}"', "password: !vault |", "password=%(db_password)s",
+            "password: process.env.DB_PASSWORD", "password = settings.DB_PASSWORD",
+            "password = getpass.getpass()", "DB_PASSWORD=CHANGE_ME", "password: YourPassword",
+            "Reset your password: click the link below.", "The password is incorrect, try again.",
+        ]:
+            add("placeholder", f"Example config: {ph}")
+        add("placeholder", "パスワード：your_password_here（変更してください）", "ja")
         add("placeholder", "Enter your password: and then press enter. The password is required.")
         # documentation IP ranges and version strings
         add("doc_ip", f"Example: ping 192.0.2.{rng.randint(1, 254)} or 198.51.100.{rng.randint(1, 254)} or 203.0.113.{rng.randint(1, 254)}")

@@ -32,6 +32,8 @@ pub enum Entity {
     GoogleApiKey,
     TollgateKey,
     Password,
+    /// A password in URL userinfo (`postgresql://app:PASS@db`, `amqp://guest:PASS@mq`).
+    UrlCredential,
     /// Input the scanner cannot read (images, audio, PDFs, token-id arrays): reported once
     /// per item so a policy can refuse it (default, as a secret: block) or let it through.
     OpaqueInput,
@@ -64,7 +66,7 @@ pub enum Action {
 
 impl Entity {
     /// Every entity, in a stable order.
-    pub const ALL: [Entity; 22] = [
+    pub const ALL: [Entity; 23] = [
         Entity::CreditCard,
         Entity::Iban,
         Entity::UsSsn,
@@ -86,6 +88,7 @@ impl Entity {
         Entity::GoogleApiKey,
         Entity::TollgateKey,
         Entity::Password,
+        Entity::UrlCredential,
         Entity::OpaqueInput,
     ];
 
@@ -113,6 +116,7 @@ impl Entity {
             Entity::GoogleApiKey => "GOOGLE_API_KEY",
             Entity::TollgateKey => "TOLLGATE_KEY",
             Entity::Password => "PASSWORD",
+            Entity::UrlCredential => "URL_CREDENTIAL",
             Entity::OpaqueInput => "OPAQUE_INPUT",
         }
     }
@@ -136,6 +140,7 @@ impl Entity {
             | Entity::GoogleApiKey
             | Entity::TollgateKey
             | Entity::Password
+            | Entity::UrlCredential
             | Entity::OpaqueInput => Category::Secret,
         }
     }

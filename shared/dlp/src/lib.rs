@@ -20,6 +20,7 @@ pub mod policy;
 pub mod redact;
 pub mod request;
 pub mod scan;
+pub mod secret_value;
 pub mod stream;
 pub mod validate;
 

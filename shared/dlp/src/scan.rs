@@ -536,7 +536,7 @@ impl Scanner {
                 continue;
             }
             out.push(Cand {
-                entity: Entity::Password,
+                entity: Entity::UrlCredential,
                 s: pw.start(),
                 e: pw.end(),
             });
@@ -558,8 +558,9 @@ impl Scanner {
             if at == s || b[at - 1] == b'.' {
                 continue;
             }
-            // userinfo of a URL (scheme://user@host), not an address
-            if s >= 3 && &b[s - 3..s] == b"://" {
+            // userinfo of a URL (`scheme://user@host`, `scheme://user:pass@host`), never an
+            // address, whatever the password looks like
+            if url_userinfo(b, s) {
                 continue;
             }
             if e < b.len() && (b[e] == b'@' || is_word(b[e])) {
@@ -1400,6 +1401,23 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
     strong.then_some((vs, ve))
 }
 
+/// True when the e-mail-shaped candidate starting at `s` is the userinfo of a URL: going
+/// back over userinfo characters (no space, `/`, `@`, quote or bracket) reaches `://`.
+fn url_userinfo(b: &[u8], s: usize) -> bool {
+    let mut k = s;
+    let floor = s.saturating_sub(256);
+    while k > floor
+        && !b[k - 1].is_ascii_whitespace()
+        && !matches!(
+            b[k - 1],
+            b'/' | b'@' | b'"' | b'\'' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b','
+        )
+    {
+        k -= 1;
+    }
+    k >= 3 && &b[k - 3..k] == b"://"
+}
+
 fn next_is_assignment(rest: &[u8]) -> bool {
     let mut k = 0;
     while k < rest.len()
@@ -1412,64 +1430,7 @@ fn next_is_assignment(rest: &[u8]) -> bool {
 }
 
 fn password_placeholder(val: &[u8]) -> bool {
-    let lower = val.to_ascii_lowercase();
-    let (Some(&first), Some(&last)) = (val.first(), val.last()) else {
-        return true;
-    };
-    let wrapped = matches!(
-        (first, last),
-        (b'<', b'>') | (b'[', b']') | (b'{', b'}') | (b'(', b')') | (b'%', b'%')
-    );
-    let env_ref = val.starts_with(b"${")
-        || val.starts_with(b"$(")
-        || (first == b'$'
-            && val[1..]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'));
-    if wrapped || env_ref {
-        return true;
-    }
-    if val.iter().all(|c| *c == val[0]) {
-        return true;
-    }
-    const WORDS: [&[u8]; 26] = [
-        b"password",
-        b"passwd",
-        b"xxxx",
-        b"****",
-        b"...",
-        b"your",
-        b"example",
-        b"placeholder",
-        b"redacted",
-        b"changeme",
-        b"secret",
-        b"env",
-        b"getenv",
-        b"process.",
-        b"os.",
-        b"null",
-        b"none",
-        b"undefined",
-        b"required",
-        b"string",
-        b"hidden",
-        b"masked",
-        b"optional",
-        b"dummy",
-        b"config",
-        b"settings",
-    ];
-    if WORDS
-        .iter()
-        .any(|w| memchr::memmem::find(&lower, w).is_some())
-    {
-        return true;
-    }
-    matches!(
-        lower.as_slice(),
-        b"true" | b"false" | b"empty" | b"str" | b"text"
-    )
+    crate::secret_value::is_placeholder(val)
 }
 
 /// A 40-char AWS secret access key within 80 bytes after a `secret key` keyword.
