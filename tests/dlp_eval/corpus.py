@@ -30,10 +30,23 @@ from stdnum import iban as std_iban
 from stdnum.jp import cn as std_cn
 from stdnum.jp import in_ as std_in
 
+# Key families with a documented prefix or signature (issue 11); env-variable name per family
+KEY_FAMILIES = {
+    "HUGGINGFACE_TOKEN": "HF_TOKEN", "GROQ_KEY": "GROQ_API_KEY", "XAI_KEY": "XAI_API_KEY",
+    "OPENROUTER_KEY": "OPENROUTER_API_KEY", "DEEPSEEK_KEY": "DEEPSEEK_API_KEY",
+    "PERPLEXITY_KEY": "PERPLEXITY_API_KEY", "REPLICATE_TOKEN": "REPLICATE_API_TOKEN",
+    "PINECONE_KEY": "PINECONE_API_KEY", "LANGSMITH_KEY": "LANGSMITH_API_KEY",
+    "AWS_BEDROCK_KEY": "AWS_BEARER_TOKEN_BEDROCK", "GITLAB_TOKEN": "GITLAB_TOKEN", "NPM_TOKEN": "NPM_TOKEN",
+    "PYPI_TOKEN": "TWINE_PASSWORD", "TWILIO_KEY": "TWILIO_API_KEY", "SENDGRID_KEY": "SENDGRID_API_KEY",
+    "DATABRICKS_TOKEN": "DATABRICKS_TOKEN", "SUPABASE_KEY": "SUPABASE_ACCESS_TOKEN", "SENTRY_TOKEN": "SENTRY_AUTH_TOKEN",
+    "TELEGRAM_BOT_TOKEN": "TELEGRAM_BOT_TOKEN", "AZURE_CLIENT_SECRET": "AZURE_CLIENT_SECRET",
+    "AZURE_OPENAI_KEY": "AZURE_OPENAI_API_KEY", "WEBHOOK_URL": "SLACK_WEBHOOK_URL",
+}
+
 SECRETS = [
     "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "PRIVATE_KEY", "JWT", "OPENAI_KEY", "ANTHROPIC_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY", "TOLLGATE_KEY", "PASSWORD",
-    "URL_CREDENTIAL",
+    "URL_CREDENTIAL", *KEY_FAMILIES,
 ]
 PII = [
     "CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER",
@@ -296,6 +309,8 @@ def secret(entity, rng, fake):
         return rng.choice(["sk", "rk"]) + "_" + rng.choice(["live", "test"]) + "_" + rand(rng, B62, rng.choice([24, 99]))
     if entity == "GOOGLE_API_KEY":
         return "AI" + "za" + rand(rng, B62 + "_-", 35)
+    if entity in KEY_FAMILIES:
+        return key_family(entity, rng)
     if entity == "TOLLGATE_KEY":
         head = "tgk_" + rng.choice(["live", "test"]) + "_" + rand(rng, B62, 12) + rand(rng, B62, 32)
         return head + base62_6(zlib.crc32(head.encode()))
@@ -312,6 +327,84 @@ def human_password(rng):
     word = rng.choice(PW_WORDS) + rng.choice(PW_TAILS)
     digits = str(rng.choice([1, 12, 123, 42, 99, 2024, 2025, rng.randint(1, 9999)]))
     return word + rng.choice(["", "#", "!", "@", "_"]) + digits + rng.choice(["", "!", "$", "?"])
+
+
+HEX = "0123456789abcdef"
+UP36 = string.ascii_uppercase + string.digits
+
+
+def uuid_str(rng) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def key_family(entity, rng):
+    """A key in the family's documented shape (README table), random body."""
+    if entity == "HUGGINGFACE_TOKEN":
+        return rng.choice(["hf", "api_org"]) + "_" + rand(rng, string.ascii_letters, 34)
+    if entity == "GROQ_KEY":
+        return "gs" + "k_" + rand(rng, B62, 52)
+    if entity == "XAI_KEY":
+        return "xa" + "i-" + rand(rng, B62, 80)
+    if entity == "OPENROUTER_KEY":
+        return "sk" + "-or-v1-" + rand(rng, HEX, 64)
+    if entity == "DEEPSEEK_KEY":
+        while True:
+            v = rand(rng, HEX, 32)
+            if any(c.isdigit() for c in v) and any(c.isalpha() for c in v):
+                return "sk" + "-" + v
+    if entity == "PERPLEXITY_KEY":
+        return "pp" + "lx-" + rand(rng, B62, 48)
+    if entity == "REPLICATE_TOKEN":
+        return "r8" + "_" + rand(rng, B62, 37)
+    if entity == "PINECONE_KEY":
+        return "pc" + "sk_" + rand(rng, B62, rng.choice([5, 6])) + "_" + rand(rng, B62, 63)
+    if entity == "LANGSMITH_KEY":
+        return "ls" + "v2_" + rng.choice(["pt", "sk"]) + "_" + rand(rng, HEX, 32) + "_" + rand(rng, HEX, 10)
+    if entity == "AWS_BEDROCK_KEY":
+        if rng.random() < 0.5:
+            return "AB" + "SK" + base64.b64encode(("BedrockAPIKey-" + rand(rng, B62, rng.choice([70, 120]))).encode()).decode()
+        url = "bedrock.amazonaws.com/?Action=CallWithBearerToken&X-Amz-Credential=" + rand(rng, UP36, 20) + "&X-Amz-Signature=" + rand(rng, HEX, 64)
+        return "bedrock-api" + "-key-" + base64.b64encode(url.encode()).decode()
+    if entity == "GITLAB_TOKEN":
+        kind = rng.choice(["glpat", "glpat", "gldt", "glrt", "routable"])
+        if kind == "routable":
+            return "gl" + "pat-" + rand(rng, B62 + "_-", 27) + "." + "01" + rand(rng, string.ascii_lowercase + string.digits, 7)
+        return kind + "-" + rand(rng, B62, 20)
+    if entity == "NPM_TOKEN":
+        return "np" + "m_" + rand(rng, B62, 36)
+    if entity == "PYPI_TOKEN":
+        return "py" + "pi-AgEIcHlwaS5vcmc" + rand(rng, B62 + "_-", rng.choice([70, 160]))
+    if entity == "TWILIO_KEY":
+        return "S" + "K" + rand(rng, HEX, 32)
+    if entity == "SENDGRID_KEY":
+        return "S" + "G." + rand(rng, B62 + "_-", 22) + "." + rand(rng, B62 + "_-", 43)
+    if entity == "DATABRICKS_TOKEN":
+        return "da" + "pi" + rand(rng, HEX, 32)
+    if entity == "SUPABASE_KEY":
+        if rng.random() < 0.5:
+            return "sb" + "p_" + rand(rng, HEX, 40)
+        return "sb_" + "secret_" + rand(rng, B62 + "_-", 31)
+    if entity == "SENTRY_TOKEN":
+        if rng.random() < 0.5:
+            return "sntr" + "yu_" + rand(rng, HEX, 64)
+        claims = json.dumps({"iat": rng.randint(1.6e9, 1.8e9), "url": "https://sentry.io", "region_url": "https://us.sentry.io", "org": "acme"})
+        return "sntr" + "ys_" + base64.b64encode(claims.encode()).decode() + "_" + rand(rng, B62, 43)
+    if entity == "TELEGRAM_BOT_TOKEN":
+        return str(rng.randint(10**7, 10**10 - 1)) + ":" + "A" + "A" + rand(rng, B62 + "_-", 33)
+    if entity == "AZURE_CLIENT_SECRET":
+        return rand(rng, B62, 3) + rng.choice(string.digits) + "Q" + "~" + rand(rng, B62 + "_~.-", 34)
+    if entity == "AZURE_OPENAI_KEY":
+        return (rand(rng, B62, 52) + "JQQJ9" + rng.choice("9DH") + rand(rng, B62, 1) + rng.choice("ABCDEFGHIJKL")
+                + rand(rng, B62, 16) + rng.choice(string.ascii_letters) + rand(rng, B62, 7))
+    if entity == "WEBHOOK_URL":
+        kind = rng.choice(["slack", "discord", "teams"])
+        if kind == "slack":
+            return "https://hooks" + ".slack.com/services/T" + rand(rng, UP36, 10) + "/B" + rand(rng, UP36, 10) + "/" + rand(rng, B62, 24)
+        if kind == "discord":
+            return "https://discord" + ".com/api/webhooks/" + rand(rng, string.digits, 19) + "/" + rand(rng, B62 + "_-", 68)
+        return ("https://" + rng.choice(["acme", "contoso"]) + ".webhook" + ".office.com/webhookb2/" + uuid_str(rng) + "@" + uuid_str(rng)
+                + "/IncomingWebhook/" + rand(rng, HEX, 32) + "/" + uuid_str(rng))
+    raise KeyError(entity)
 
 
 def password(fake, rng, forbid="\"'` "):
@@ -382,11 +475,16 @@ JA = {
     "URL_CREDENTIAL": ["接続文字列はpostgresql://app:{v}@db.internal/appです。", "mongodb://admin:{v}@mongo.internal:27017 に接続", "ブローカー：amqp://guest:{v}@mq.internal:5672/"],
 }
 
+for _fam, _var in KEY_FAMILIES.items():
+    EN[_fam] = [_var + "={v}", "here is my key {v}, why does it return 401?", "{{\"" + _var.lower() + "\": \"{v}\"}}", "export " + _var + "=\"{v}\""]
+    JA[_fam] = ["キーは{v}です。", _var + "={v}", "{v}で認証できません"]
+
 # Encoded forms a careless or hostile caller wraps around a value (issue 11): base64 of the
 # value, an invisible separator (U+2063) between every character, Arabic-Indic digits,
 # Cyrillic look-alikes in a key prefix, a space between every character.
 TOKEN_SECRETS = {"AWS_ACCESS_KEY", "OPENAI_KEY", "ANTHROPIC_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY",
-                 "GOOGLE_API_KEY", "TOLLGATE_KEY", "JWT"}
+                 "GOOGLE_API_KEY", "TOLLGATE_KEY", "JWT", "HUGGINGFACE_TOKEN", "GROQ_KEY", "OPENROUTER_KEY",
+                 "GITLAB_TOKEN", "NPM_TOKEN"}
 ARABIC_OK = {"CREDIT_CARD", "US_SSN", "JP_MY_NUMBER"}
 SPACED_OK = {"CREDIT_CARD", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "TOLLGATE_KEY"}
 CYRILLIC = {"A": "\u0410", "K": "\u041a", "S": "\u0405", "I": "\u0406"}
@@ -628,6 +726,22 @@ def negatives(seed: int = 7, n: int = 40):
             "eyJ" + "mb28iOiJiYXIifQ" + "." + "eyJzdWIiOiIxIn0" + "." + "c2ln",  # header has no "alg"
         ]:
             add("placeholder", f"Set OPENAI_API_KEY (e.g. {ph}) before running.")
+        for ph in [
+            "hf_" + "x" * 34, "hf_YOUR_TOKEN_HERE", "api_org_" + "X" * 34, "gs" + "k_" + "x" * 52, "gs" + "k_your_groq_api_key",
+            "xa" + "i-" + "x" * 80, "sk" + "-or-v1-" + "0" * 64, "sk" + "-or-v1-...", "sk" + "-" + "a" * 32,
+            "pp" + "lx-" + "x" * 48, "pp" + "lx-your-key", "r8" + "_" + "x" * 37, "pc" + "sk_xxxxx_" + "x" * 63,
+            "ls" + "v2_pt_" + "0" * 32 + "_" + "0" * 10, "AB" + "SK" + "Q" * 120, "bedrock-api" + "-key-",
+            "gl" + "pat-" + "x" * 20, "gl" + "pat-XXXXXXXXXXXXXXXXXXXX", "np" + "m_" + "x" * 36, "py" + "pi-AgEIcHlwaS5vcmc...",
+            "S" + "K" + "x" * 32, "S" + "G.xxxxxxxx.yyyyyyyy", "da" + "pi" + "x" * 32, "sb" + "p_" + "0" * 40,
+            "sb_" + "publishable_" + rand(rng, B62, 31), "sntr" + "yu_" + "0" * 64,
+            "1234567890:" + "A" + "A" + "x" * 33, "abc1" + "Q" + "~" + "x" * 34,
+            "https://hooks" + ".slack.com/services/T00000000/B00000000/" + "X" * 24,
+            "https://discord" + ".com/api/webhooks/{webhook_id}/{webhook_token}",
+        ]:
+            add("placeholder", f"Set the key (e.g. {ph}) in your .env file.")
+        # look-alikes of the new prefixes in ordinary identifiers and tracking numbers
+        add("lookalike", f"SKU {rand(rng, HEX, 32)} and sku-{rand(rng, string.digits, 8)}; self.hf_model_name; npm_config_cache")
+        add("lookalike", f"the ratio was 16:9 at 12:{rng.randint(10, 59)}; Q~ is not a key; gsk_test, r8_model, dapi_version")
         add("placeholder", "パスワード：（未設定）、APIキーは sk" + "-xxxxxxxxxxxxxxxxxxxxxxxx のように設定します。", "ja")
         # URL userinfo that holds no chosen password (never an e-mail either), and
         # password values that are placeholders, references, masks or code

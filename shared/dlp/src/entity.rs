@@ -32,6 +32,58 @@ pub enum Entity {
     GoogleApiKey,
     TollgateKey,
     Password,
+    /// Hugging Face user access token (`hf_`) or organization API token (`api_org_`).
+    HuggingfaceToken,
+    /// Azure OpenAI / Azure AI services key (84-character `JQQJ9` format, or 32 hex next to an Azure name).
+    AzureOpenaiKey,
+    /// Groq API key (`gsk_`).
+    GroqKey,
+    /// Cohere API key (40 characters next to a Cohere name).
+    CohereKey,
+    /// Mistral API key (32 characters next to a Mistral name).
+    MistralKey,
+    /// xAI API key (`xai-`).
+    XaiKey,
+    /// DeepSeek API key (`sk-` + 32 lower-case letters and digits).
+    DeepseekKey,
+    /// Perplexity API key (`pplx-`).
+    PerplexityKey,
+    /// OpenRouter API key (`sk-or-v1-`).
+    OpenrouterKey,
+    /// Replicate API token (`r8_`).
+    ReplicateToken,
+    /// Pinecone API key (`pcsk_`, or a UUID next to a Pinecone name).
+    PineconeKey,
+    /// LangSmith API key (`lsv2_pt_` / `lsv2_sk_`).
+    LangsmithKey,
+    /// Amazon Bedrock API key (long-term `ABSK…`, short-term `bedrock-api-key-…`).
+    AwsBedrockKey,
+    /// GitLab token (`glpat-`, `gldt-`, `glrt-`, … and runner registration tokens).
+    GitlabToken,
+    /// npm access token (`npm_`).
+    NpmToken,
+    /// PyPI API token (`pypi-` macaroon for pypi.org / test.pypi.org).
+    PypiToken,
+    /// Twilio API key SID (`SK` + 32 hex) or auth token next to a Twilio name.
+    TwilioKey,
+    /// SendGrid API key (`SG.` + 22 + `.` + 43).
+    SendgridKey,
+    /// Databricks personal access token (`dapi` + 32 hex).
+    DatabricksToken,
+    /// Supabase access token (`sbp_`) or secret API key (`sb_secret_`).
+    SupabaseKey,
+    /// Vercel access token (24 characters next to a Vercel name).
+    VercelToken,
+    /// Sentry user (`sntryu_`) or organization (`sntrys_`) auth token.
+    SentryToken,
+    /// Telegram bot token (`<bot id>:AA…`).
+    TelegramBotToken,
+    /// Azure AD / Entra ID client secret (`…Q~…`).
+    AzureClientSecret,
+    /// Slack, Discord or Microsoft Teams incoming-webhook URL (posting needs nothing else).
+    WebhookUrl,
+    /// A high-entropy value assigned to a key-like name (`api_key = …`, `Authorization: Bearer …`, `curl -u`).
+    GenericSecret,
     /// A password in URL userinfo (`postgresql://app:PASS@db`, `amqp://guest:PASS@mq`).
     UrlCredential,
     /// Input the scanner cannot read (images, audio, PDFs, token-id arrays): reported once
@@ -66,7 +118,7 @@ pub enum Action {
 
 impl Entity {
     /// Every entity, in a stable order.
-    pub const ALL: [Entity; 23] = [
+    pub const ALL: [Entity; 49] = [
         Entity::CreditCard,
         Entity::Iban,
         Entity::UsSsn,
@@ -89,6 +141,32 @@ impl Entity {
         Entity::TollgateKey,
         Entity::Password,
         Entity::UrlCredential,
+        Entity::HuggingfaceToken,
+        Entity::AzureOpenaiKey,
+        Entity::GroqKey,
+        Entity::CohereKey,
+        Entity::MistralKey,
+        Entity::XaiKey,
+        Entity::DeepseekKey,
+        Entity::PerplexityKey,
+        Entity::OpenrouterKey,
+        Entity::ReplicateToken,
+        Entity::PineconeKey,
+        Entity::LangsmithKey,
+        Entity::AwsBedrockKey,
+        Entity::GitlabToken,
+        Entity::NpmToken,
+        Entity::PypiToken,
+        Entity::TwilioKey,
+        Entity::SendgridKey,
+        Entity::DatabricksToken,
+        Entity::SupabaseKey,
+        Entity::VercelToken,
+        Entity::SentryToken,
+        Entity::TelegramBotToken,
+        Entity::AzureClientSecret,
+        Entity::WebhookUrl,
+        Entity::GenericSecret,
         Entity::OpaqueInput,
     ];
 
@@ -117,6 +195,32 @@ impl Entity {
             Entity::TollgateKey => "TOLLGATE_KEY",
             Entity::Password => "PASSWORD",
             Entity::UrlCredential => "URL_CREDENTIAL",
+            Entity::HuggingfaceToken => "HUGGINGFACE_TOKEN",
+            Entity::AzureOpenaiKey => "AZURE_OPENAI_KEY",
+            Entity::GroqKey => "GROQ_KEY",
+            Entity::CohereKey => "COHERE_KEY",
+            Entity::MistralKey => "MISTRAL_KEY",
+            Entity::XaiKey => "XAI_KEY",
+            Entity::DeepseekKey => "DEEPSEEK_KEY",
+            Entity::PerplexityKey => "PERPLEXITY_KEY",
+            Entity::OpenrouterKey => "OPENROUTER_KEY",
+            Entity::ReplicateToken => "REPLICATE_TOKEN",
+            Entity::PineconeKey => "PINECONE_KEY",
+            Entity::LangsmithKey => "LANGSMITH_KEY",
+            Entity::AwsBedrockKey => "AWS_BEDROCK_KEY",
+            Entity::GitlabToken => "GITLAB_TOKEN",
+            Entity::NpmToken => "NPM_TOKEN",
+            Entity::PypiToken => "PYPI_TOKEN",
+            Entity::TwilioKey => "TWILIO_KEY",
+            Entity::SendgridKey => "SENDGRID_KEY",
+            Entity::DatabricksToken => "DATABRICKS_TOKEN",
+            Entity::SupabaseKey => "SUPABASE_KEY",
+            Entity::VercelToken => "VERCEL_TOKEN",
+            Entity::SentryToken => "SENTRY_TOKEN",
+            Entity::TelegramBotToken => "TELEGRAM_BOT_TOKEN",
+            Entity::AzureClientSecret => "AZURE_CLIENT_SECRET",
+            Entity::WebhookUrl => "WEBHOOK_URL",
+            Entity::GenericSecret => "GENERIC_SECRET",
             Entity::OpaqueInput => "OPAQUE_INPUT",
         }
     }
@@ -141,6 +245,32 @@ impl Entity {
             | Entity::TollgateKey
             | Entity::Password
             | Entity::UrlCredential
+            | Entity::HuggingfaceToken
+            | Entity::AzureOpenaiKey
+            | Entity::GroqKey
+            | Entity::CohereKey
+            | Entity::MistralKey
+            | Entity::XaiKey
+            | Entity::DeepseekKey
+            | Entity::PerplexityKey
+            | Entity::OpenrouterKey
+            | Entity::ReplicateToken
+            | Entity::PineconeKey
+            | Entity::LangsmithKey
+            | Entity::AwsBedrockKey
+            | Entity::GitlabToken
+            | Entity::NpmToken
+            | Entity::PypiToken
+            | Entity::TwilioKey
+            | Entity::SendgridKey
+            | Entity::DatabricksToken
+            | Entity::SupabaseKey
+            | Entity::VercelToken
+            | Entity::SentryToken
+            | Entity::TelegramBotToken
+            | Entity::AzureClientSecret
+            | Entity::WebhookUrl
+            | Entity::GenericSecret
             | Entity::OpaqueInput => Category::Secret,
         }
     }

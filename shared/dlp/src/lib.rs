@@ -15,6 +15,7 @@ pub mod cli;
 pub mod entity;
 pub mod error;
 pub mod json;
+pub(crate) mod keys;
 pub mod normalize;
 pub mod policy;
 pub mod redact;

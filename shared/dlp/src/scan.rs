@@ -72,6 +72,7 @@ struct Cand {
 #[derive(Debug)]
 pub struct Scanner {
     secret_re: Regex,
+    signature_re: Regex,
     url_cred_re: Regex,
     email_re: Regex,
     kw: Keywords,
@@ -252,7 +253,8 @@ impl Scanner {
     /// Compile the scanner's patterns.
     pub fn new() -> Result<Self, regex::Error> {
         Ok(Scanner {
-            secret_re: Regex::new(SECRET_PATTERN)?,
+            secret_re: Regex::new(&format!("{SECRET_PATTERN}{}", crate::keys::PREFIXED))?,
+            signature_re: Regex::new(crate::keys::SIGNATURES)?,
             url_cred_re: Regex::new(URL_CRED_PATTERN)?,
             email_re: Regex::new(EMAIL_PATTERN)?,
             kw: Keywords {
@@ -318,6 +320,7 @@ impl Scanner {
         let t = norm.as_str();
         let mut c: Vec<Cand> = Vec::new();
         self.secrets(t, &mut c);
+        self.signatures(t, &mut c);
         self.url_creds(t, &mut c);
         if scope == Scope::All {
             self.emails(t, &mut c);
@@ -491,12 +494,12 @@ impl Scanner {
                 continue;
             }
             // keyword triggers
-            let first = mb[0];
-            let is_pw_kw = matches!(first, b'P' | b'p')
+            let head = |p: &[u8]| mb.len() >= p.len() && mb[..p.len()].eq_ignore_ascii_case(p);
+            let is_pw_kw = head(b"pass")
+                || head(b"pwd")
                 || mb.starts_with("パスワード".as_bytes())
                 || mb.starts_with("暗証番号".as_bytes());
-            let is_aws_kw = matches!(first, b's' | b'S') && !mb.starts_with(b"sk") && mb.len() < 30
-                || mb.starts_with("シークレット".as_bytes());
+            let is_aws_kw = head(b"secret") || mb.starts_with("シークレット".as_bytes());
             if is_pw_kw && !mb.starts_with(b"pass_") {
                 if let Some((vs, ve)) = password_value(t, s, e) {
                     out.push(Cand {
@@ -504,7 +507,9 @@ impl Scanner {
                         s: vs,
                         e: ve,
                     });
-                    pos = pos.max(ve);
+                    // the value may itself be a named key (`TWINE_PASSWORD=pypi-…`):
+                    // scan on from its start
+                    pos = pos.max(vs);
                 }
                 continue;
             }
@@ -522,8 +527,31 @@ impl Scanner {
             if is_tokch(left) {
                 continue;
             }
+            if crate::keys::handles(mb) {
+                if let Some(entity) = crate::keys::classify(mb, right) {
+                    let s = if entity == Entity::WebhookUrl {
+                        url_start(b, s)
+                    } else {
+                        s
+                    };
+                    out.push(Cand { entity, s, e });
+                }
+                continue;
+            }
             if let Some(ent) = classify_token(mb, right) {
                 out.push(Cand { entity: ent, s, e });
+            }
+        }
+    }
+
+    /// Key families recognised by an inner signature (`Q~`, `:AA`, `JQQJ9`).
+    fn signatures(&self, t: &str, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        for m in self.signature_re.find_iter(t) {
+            if let Some((entity, s, e)) =
+                crate::keys::by_signature(b, m.start(), m.as_str().as_bytes())
+            {
+                out.push(Cand { entity, s, e });
             }
         }
     }
@@ -1401,6 +1429,21 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
     strong.then_some((vs, ve))
 }
 
+/// Start of the URL a host-anchored match at `s` belongs to: back over the host's
+/// labels (`tenant.webhook.office.com`) and a `https://` / `http://` scheme.
+fn url_start(b: &[u8], s: usize) -> usize {
+    let mut k = s;
+    while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'.' | b'-')) {
+        k -= 1;
+    }
+    for scheme in [&b"https://"[..], b"http://"] {
+        if k >= scheme.len() && b[k - scheme.len()..k].eq_ignore_ascii_case(scheme) {
+            return k - scheme.len();
+        }
+    }
+    k
+}
+
 /// True when the e-mail-shaped candidate starting at `s` is the userinfo of a URL: going
 /// back over userinfo characters (no space, `/`, `@`, quote or bracket) reaches `://`.
 fn url_userinfo(b: &[u8], s: usize) -> bool {
@@ -1568,8 +1611,17 @@ fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {
             }
             let contains = x.s <= last.s && x.e >= last.e;
             let contained = last.s <= x.s && last.e >= x.e;
+            // a named key family beats a password, which beats the generic assignment
+            // rule, over the same value (`TWINE_PASSWORD=pypi-…`, `api_key = "ghp_…"`)
+            let named = |e: Entity| match e {
+                Entity::GenericSecret => 0,
+                Entity::Password | Entity::UrlCredential => 1,
+                _ => 2,
+            };
             let better = if x.entity.is_secret() != last.entity.is_secret() {
                 x.entity.is_secret()
+            } else if x.entity.is_secret() && named(x.entity) != named(last.entity) {
+                named(x.entity) > named(last.entity)
             } else if contains != contained {
                 contains
             } else {
