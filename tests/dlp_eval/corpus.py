@@ -46,7 +46,7 @@ KEY_FAMILIES = {
 SECRETS = [
     "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "PRIVATE_KEY", "JWT", "OPENAI_KEY", "ANTHROPIC_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY", "TOLLGATE_KEY", "PASSWORD",
-    "URL_CREDENTIAL", *KEY_FAMILIES,
+    "URL_CREDENTIAL", *KEY_FAMILIES, "COHERE_KEY", "MISTRAL_KEY", "VERCEL_TOKEN", "GENERIC_SECRET",
 ]
 PII = [
     "CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER",
@@ -407,6 +407,21 @@ def key_family(entity, rng):
     raise KeyError(entity)
 
 
+def generic_value(rng):
+    """A generated credential without a prefix, in the alphabets services use."""
+    kind = rng.choice(["b62", "b62", "hex32", "hex40", "hex64", "b64", "dashed"])
+    if kind == "b62":
+        while True:
+            v = rand(rng, B62, rng.choice([20, 24, 32, 40, 48]))
+            if any(c.isdigit() for c in v):
+                return v
+    if kind.startswith("hex"):
+        return rand(rng, HEX, int(kind[3:]))
+    if kind == "b64":
+        return base64.b64encode(rng.randbytes(rng.choice([30, 33, 45]))).decode().rstrip("=")
+    return "-".join(rand(rng, B62, 8) for _ in range(4))
+
+
 def password(fake, rng, forbid="\"'` "):
     if rng.random() < 0.35:
         pw = human_password(rng)
@@ -447,7 +462,7 @@ EN = {
     "STRIPE_KEY": ["STRIPE_SECRET_KEY={v}", "stripe.api_key = \"{v}\"", "charge it with {v} please"],
     "GOOGLE_API_KEY": ["GOOGLE_API_KEY={v}", "maps url ...&key={v}", "the api key {v} stopped working"],
     "TOLLGATE_KEY": ["TOLLGATE_KEY={v}", "Authorization: Bearer {v}", "my gateway key {v} returns 401"],
-    "PASSWORD": ["password={v}", "DB_PASSWORD: {v}", "my password is {v} btw", "{{\"user\": \"admin\", \"password\": \"{v}\"}}", "Server=db;User Id=app;Password={v};"],
+    "PASSWORD": ["password={v}", "DB_PASSWORD: {v}", "my password is {v} btw", "{{\"user\": \"admin\", \"password\": \"{v}\"}}", "Server=db;User Id=app;Password={v};", "curl -u admin:{v} https://api.internal/v1/jobs"],
     "URL_CREDENTIAL": ["DATABASE_URL=postgresql://app:{v}@db.internal:5432/app", "connect to mongodb://root:{v}@cluster0.example.mongodb.net/test", "broker: amqp://guest:{v}@mq.internal:5672/", "cache at redis://:{v}@cache.internal:6379/0", "curl https://deploy:{v}@registry.example.com/v2/"],
 }
 JA = {
@@ -471,9 +486,22 @@ JA = {
     "STRIPE_KEY": ["Stripeの鍵は{v}です。", "シークレットキー：{v}", "{v}で決済"],
     "GOOGLE_API_KEY": ["APIキーは{v}です。", "Google APIキー：{v}", "{v}が使えません"],
     "TOLLGATE_KEY": ["ゲートウェイキーは{v}です。", "キー：{v}", "{v}で401になります"],
-    "PASSWORD": ["パスワードは「{v}」です。", "パスワード：{v}", "パスワードは{v} です", "DBのpassword={v}"],
+    "PASSWORD": ["パスワードは「{v}」です。", "パスワード：{v}", "パスワードは{v} です", "DBのpassword={v}", "curl -u admin:{v} で叩いてください"],
     "URL_CREDENTIAL": ["接続文字列はpostgresql://app:{v}@db.internal/appです。", "mongodb://admin:{v}@mongo.internal:27017 に接続", "ブローカー：amqp://guest:{v}@mq.internal:5672/"],
 }
+
+EN["COHERE_KEY"] = ["CO_API_KEY={v}", "COHERE_API_KEY=\"{v}\"", "{{\"cohere_api_key\": \"{v}\"}}"]
+EN["MISTRAL_KEY"] = ["MISTRAL_API_KEY={v}", "mistral_api_key: {v}", "{{\"mistralApiKey\": \"{v}\"}}"]
+EN["VERCEL_TOKEN"] = ["VERCEL_TOKEN={v}", "vercel_token: \"{v}\"", "export VERCEL_TOKEN='{v}'"]
+EN["GENERIC_SECRET"] = [
+    "api_key = \"{v}\"", "{{\"apiKey\": \"{v}\"}}", "SERVICE_API_TOKEN: {v}", "CLIENT_SECRET={v}",
+    "X-Api-Key: {v}", "Authorization: Bearer {v}",
+    "<add key=\"ApiKey\" value=\"{v}\" />", "client_secret: '{v}'", "webhook_secret => '{v}'",
+]
+JA["COHERE_KEY"] = ["CohereのキーはCO_API_KEY={v}です。", "COHERE_API_KEY={v}を設定"]
+JA["MISTRAL_KEY"] = ["MistralのキーはMISTRAL_API_KEY={v}です。", "mistral_api_key: {v}"]
+JA["VERCEL_TOKEN"] = ["デプロイ用にVERCEL_TOKEN={v}を使います。", "vercel_token: {v}"]
+JA["GENERIC_SECRET"] = ["設定はapi_key=\"{v}\"です。", "ヘッダーは Authorization: Bearer {v} です", "CLIENT_SECRET={v}を設定しました"]
 
 for _fam, _var in KEY_FAMILIES.items():
     EN[_fam] = [_var + "={v}", "here is my key {v}, why does it return 401?", "{{\"" + _var.lower() + "\": \"{v}\"}}", "export " + _var + "=\"{v}\""]
@@ -546,6 +574,14 @@ def make_value(entity, rng, fake_en, fake_ja):
         return password(fake_en, rng)
     if entity == "URL_CREDENTIAL":
         return url_password(fake_en, rng)
+    if entity == "COHERE_KEY":
+        return rand(rng, B62, 40)
+    if entity == "MISTRAL_KEY":
+        return rand(rng, B62, 32)
+    if entity == "VERCEL_TOKEN":
+        return rand(rng, B62, 24)
+    if entity == "GENERIC_SECRET":
+        return generic_value(rng)
     return secret(entity, rng, fake_en)
 
 
@@ -739,6 +775,22 @@ def negatives(seed: int = 7, n: int = 40):
             "https://discord" + ".com/api/webhooks/{webhook_id}/{webhook_token}",
         ]:
             add("placeholder", f"Set the key (e.g. {ph}) in your .env file.")
+        # key-like names whose values are placeholders, references, identifiers, paths,
+        # counts or other non-credentials (the generic assignment rule must stay quiet)
+        for ph in [
+            '"max_tokens": 1024, "prompt_tokens": 87', "tokenizer: cl100k_base", 'api_key = os.environ["OPENAI_API_KEY"]',
+            "OPENAI_API_KEY=your-api-key-here", 'api_key: "<TOKEN>"', "token: ${API_KEY}", "secret: changeme",
+            '"apiKey": "xxxx-xxxx-xxxx-xxxx"', "Authorization: Bearer <token>", "Authorization: Bearer $TOKEN",
+            "curl -u user:password https://api.example.com", "curl -u $USER:$PASS https://api.example.com",
+            '<add key="ApiKey" value="{{ApiKey}}" />', f'cache_key = "user:{rng.randint(1, 99999)}:profile"',
+            f'next_page_token: "{rand(rng, B62, 24)}"', 'model: "models/gemini-1.5-pro-latest"',
+            "secret_name: prod/db/credentials", f"key_id: {rng.randint(1000, 9999)}",
+            f"public_key: ssh-ed25519 {rand(rng, B62, 68)} ci@example", f'idempotency_key: "{uuid_str(rng)}"',
+            "token_type: Bearer", "access_token_url: https://auth.example.com/oauth/token",
+            "api_key = getApiKeyFromEnvironment()", "SECRET_KEY = settings.SECRET_KEY", "apiKey: process.env.API_KEY",
+            "the token limit is 8192 tokens; Key points: none", "CO_API_KEY=your_cohere_key", "MISTRAL_API_KEY=xxxxxxxx",
+        ]:
+            add("placeholder", f"config: {ph}")
         # look-alikes of the new prefixes in ordinary identifiers and tracking numbers
         add("lookalike", f"SKU {rand(rng, HEX, 32)} and sku-{rand(rng, string.digits, 8)}; self.hf_model_name; npm_config_cache")
         add("lookalike", f"the ratio was 16:9 at 12:{rng.randint(10, 59)}; Q~ is not a key; gsk_test, r8_model, dapi_version")

@@ -76,7 +76,7 @@ pub enum Entity {
     VercelToken,
     /// Sentry user (`sntryu_`) or organization (`sntrys_`) auth token.
     SentryToken,
-    /// Telegram bot token (`<bot id>:AA…`).
+    /// Telegram bot token (`<bot id>:A…`).
     TelegramBotToken,
     /// Azure AD / Entra ID client secret (`…Q~…`).
     AzureClientSecret,

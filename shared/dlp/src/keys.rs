@@ -2,7 +2,7 @@
 //! DeepSeek, Perplexity, Replicate, Pinecone, LangSmith, Amazon Bedrock, GitLab, npm, PyPI,
 //! Twilio, SendGrid, Databricks, Supabase, Sentry, and Slack / Discord / Teams webhook URLs;
 //! plus the three families recognised by an inner signature rather than a prefix (Telegram
-//! bot tokens `:AA`, Azure AD client secrets `Q~`, Azure AI / OpenAI 84-character keys
+//! bot tokens `:A`, Azure AD client secrets `Q~`, Azure AI / OpenAI 84-character keys
 //! `JQQJ9`). Formats and sources are listed in the crate README.
 //!
 //! [`PREFIXED`] is spliced into the scanner's one literal-prefixed regex, so these rules
@@ -12,7 +12,11 @@
 use crate::entity::Entity;
 use crate::validate as v;
 
-/// Regex branches (verbose mode), every one starting with a literal.
+/// Regex branches (verbose mode), every one starting with a literal of at least three
+/// bytes that is rare in prose: the SIMD prefilter fingerprints the first bytes of every
+/// literal, so one short or common start (`SK`, `web`, `dis`) would make it fire on
+/// ordinary words. Webhook URLs are therefore anchored at their path (`/services/T`,
+/// `/api/webhooks/`, `/webhookb2/`) and their host is checked afterwards.
 pub(crate) const PREFIXED: &str = r"
   | hf_[A-Za-z0-9]{30,}
   | api_org_[A-Za-z0-9]{30,}
@@ -28,20 +32,20 @@ pub(crate) const PREFIXED: &str = r"
   | GR1348941[0-9A-Za-z_-]{20,}
   | npm_[A-Za-z0-9]{36,}
   | pypi-AgE[A-Za-z0-9_-]{50,}
-  | SK[0-9a-fA-F]{32}[A-Za-z0-9]*
   | SG\.[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{40,}
   | dapi[a-f0-9]{32}(?:-[0-9])?[A-Za-z0-9]*
   | sbp_[a-f0-9]{40}[A-Za-z0-9]*
   | sb_secret_[A-Za-z0-9_-]{20,}
   | sntryu_[a-f0-9]{64}[A-Za-z0-9]*
   | sntrys_eyJ[A-Za-z0-9+/=_]{50,}
-  | hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_+-]{20,}
-  | discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{50,}
-  | webhook\.office\.com/webhookb2/[A-Za-z0-9@/-]{60,}
+  | /(?:services|workflows|triggers)/T[A-Za-z0-9/_+-]{20,}
+  | /api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{50,}
+  | /webhookb2/[A-Za-z0-9@/-]{60,}
 ";
 
 /// Inner signatures of the families without a prefix (scanned with one small regex).
-pub(crate) const SIGNATURES: &str = r"Q~|:AA|JQQJ9";
+/// Twilio's `SK` + 32 hex sits here too: a two-byte literal would slow the prefixed regex.
+pub(crate) const SIGNATURES: &str = r"Q~|:A|JQQJ9|SK[0-9a-fA-F]{32}";
 
 /// True when `tok` starts with one of the prefixes of [`PREFIXED`] (so the scanner sends it
 /// here rather than to the older rules).
@@ -62,16 +66,16 @@ pub(crate) fn handles(tok: &[u8]) -> bool {
         b"GR1348941",
         b"npm_",
         b"pypi-",
-        b"SK",
         b"SG.",
         b"dapi",
         b"sbp_",
         b"sb_secret_",
         b"sntry",
-        b"hooks.slack.com/",
-        b"discord.com/",
-        b"discordapp.com/",
-        b"webhook.office.com/",
+        b"/services/",
+        b"/workflows/",
+        b"/triggers/",
+        b"/api/webhooks/",
+        b"/webhookb2/",
         b"sk-or-v1-",
         b"sk-",
     ];
@@ -199,16 +203,6 @@ pub(crate) fn classify(tok: &[u8], right: u8) -> Option<Entity> {
             Entity::PypiToken,
         );
     }
-    if tok.starts_with(b"SK") {
-        // Twilio API key SID: SK + 32 hex (one case)
-        let b = body(b"SK");
-        let one_case = lower_hex(b)
-            || b.iter()
-                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c));
-        let ok =
-            exact(b"SK", 32) && one_case && b.iter().any(u8::is_ascii_alphabetic) && random(b, 3.0);
-        return take(ok, Entity::TwilioKey);
-    }
     if tok.starts_with(b"SG.") {
         // SG. + 22 (key id) + . + 43 (secret)
         let mut parts = tok[3..].split(|c| *c == b'.');
@@ -255,32 +249,41 @@ pub(crate) fn classify(tok: &[u8], right: u8) -> Option<Entity> {
         let ok = claims_ok && secret.len() == 43 && end_ok && random(secret, 4.0);
         return take(ok, Entity::SentryToken);
     }
-    if tok.starts_with(b"hooks.slack.com/") {
-        // /services/T…/B…/secret (24) ; /workflows|triggers/T…/A…/id/secret
-        let segs: Vec<&[u8]> = tok.split(|c| *c == b'/').skip(2).collect();
-        let secret = segs.last().copied().unwrap_or_default();
-        let ok = segs.len() >= 3
-            && segs
-                .first()
-                .is_some_and(|s| s.first() == Some(&b'T') && s.len() >= 8)
-            && secret.len() >= 20
-            && random(secret, 3.5);
-        return take(ok, Entity::WebhookUrl);
-    }
-    if tok.starts_with(b"discord") {
-        let secret = tok.rsplit(|c| *c == b'/').next().unwrap_or_default();
-        return take(
-            (60..=70).contains(&secret.len()) && random(secret, 4.0),
-            Entity::WebhookUrl,
-        );
-    }
-    if tok.starts_with(b"webhook.office.com/") {
-        // webhookb2/<uuid>@<uuid>/IncomingWebhook/<32 hex>/<uuid>
-        let ok = memchr::memmem::find(tok, b"/IncomingWebhook/").is_some()
-            && memchr::memchr(b'@', tok).is_some();
-        return take(ok, Entity::WebhookUrl);
-    }
     None
+}
+
+/// A webhook URL whose path matched at `s..e` of `t`: the host before the path must be
+/// Slack's, Discord's or a Teams tenant's, and the secret part random. Returns the span
+/// from the scheme.
+pub(crate) fn webhook(t: &[u8], s: usize, e: usize) -> Option<(usize, usize)> {
+    let mut hs = s;
+    while hs > 0
+        && (t[hs - 1].is_ascii_alphanumeric() || matches!(t[hs - 1], b'.' | b'-'))
+        && s - hs < 253
+    {
+        hs -= 1;
+    }
+    let host = t[hs..s].to_ascii_lowercase();
+    let path = &t[s..e];
+    let ok = if host == b"hooks.slack.com" {
+        // /services/T…/B…/secret (24); /workflows|triggers/T…/A…/id/secret
+        let segs: Vec<&[u8]> = path.split(|c| *c == b'/').skip(2).collect();
+        let secret = segs.last().copied().unwrap_or_default();
+        segs.len() >= 3 && segs[0].len() >= 8 && secret.len() >= 20 && random(secret, 3.5)
+    } else if host == b"discord.com" || host == b"discordapp.com" {
+        let secret = path.rsplit(|c| *c == b'/').next().unwrap_or_default();
+        path.starts_with(b"/api/webhooks/")
+            && (60..=70).contains(&secret.len())
+            && random(secret, 4.0)
+    } else if host.ends_with(b".webhook.office.com") {
+        // /webhookb2/<uuid>@<uuid>/IncomingWebhook/<32 hex>/<uuid>
+        path.starts_with(b"/webhookb2/")
+            && memchr::memmem::find(path, b"/IncomingWebhook/").is_some()
+            && memchr::memchr(b'@', path).is_some()
+    } else {
+        false
+    };
+    ok.then_some((hs, e))
 }
 
 /// GitLab tokens: `glpat-` (20 chars, or routable: ≥ 27 + `.` + 2 + 7), `gldt- glrt- glft-
@@ -335,8 +338,8 @@ fn gitlab(tok: &[u8], end_ok: bool) -> bool {
 pub(crate) fn by_signature(t: &[u8], at: usize, sig: &[u8]) -> Option<(Entity, usize, usize)> {
     let is_tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-');
     match sig {
-        // Telegram bot token: 8–10 digit bot id `:` `AA` + 33 [A-Za-z0-9_-]
-        b":AA" => {
+        // Telegram bot token: 8–10 digit bot id `:` `A` + 34 [A-Za-z0-9_-]
+        b":A" => {
             let mut s = at;
             while s > 0 && b_digit(t, s - 1) && at - s < 11 {
                 s -= 1;
@@ -351,7 +354,7 @@ pub(crate) fn by_signature(t: &[u8], at: usize, sig: &[u8]) -> Option<(Entity, u
                 e += 1;
             }
             let val = &t[vs..e];
-            (val.len() == 35 && random(&val[2..], 3.5)).then_some((Entity::TelegramBotToken, s, e))
+            (val.len() == 35 && random(&val[1..], 3.5)).then_some((Entity::TelegramBotToken, s, e))
         }
         // Azure AD client secret: 3 chars, a digit, `Q~`, 31–34 chars of [A-Za-z0-9_~.-]
         b"Q~" => {
@@ -394,6 +397,17 @@ pub(crate) fn by_signature(t: &[u8], at: usize, sig: &[u8]) -> Option<(Entity, u
                 && random(&k[..52], 4.0);
             ok.then_some((Entity::AzureOpenaiKey, s, e))
         }
+        // Twilio API key SID: `SK` + 32 hex in one case, not glued to a word
+        _ if sig.starts_with(b"SK") => {
+            let b = &sig[2..];
+            let e = at + sig.len();
+            let edges = (at == 0 || !is_tok(t[at - 1])) && t.get(e).is_none_or(|c| !is_tok(*c));
+            let one_case = lower_hex(b)
+                || b.iter()
+                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c));
+            (edges && one_case && b.iter().any(u8::is_ascii_alphabetic) && random(b, 3.0))
+                .then_some((Entity::TwilioKey, at, e))
+        }
         _ => None,
     }
 }
@@ -411,7 +425,20 @@ mod tests {
         for line in PREFIXED.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let branch = line.trim_start_matches('|').trim();
             let first = branch.chars().next().unwrap_or('[');
-            assert!(first.is_ascii_alphanumeric(), "{branch}");
+            assert!(first.is_ascii_alphanumeric() || first == '/', "{branch}");
+            let lit: String = branch
+                .chars()
+                .take_while(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '\\' | '.')
+                })
+                .filter(|c| *c != '\\')
+                .collect();
+            // `gl(?:pat|dt|…)-` and `/(?:services|…)/` expand to literals of five bytes
+            // or more
+            assert!(
+                lit.len() >= 3 || branch.starts_with("gl(?:") || branch.starts_with("/(?:"),
+                "{branch}: literal start too short for the prefilter"
+            );
         }
     }
 

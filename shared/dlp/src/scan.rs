@@ -72,6 +72,8 @@ struct Cand {
 #[derive(Debug)]
 pub struct Scanner {
     secret_re: Regex,
+    keys_re: Regex,
+    assign_re: Regex,
     signature_re: Regex,
     url_cred_re: Regex,
     email_re: Regex,
@@ -119,6 +121,8 @@ const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{
 /// Shortest base64 run decoded and scanned (18 bytes of text: `password=` and a short
 /// value, an AWS key id and a few characters around it).
 const MIN_B64: usize = 24;
+/// Shortest text the key-family, assignment and signature regexes run on.
+const MIN_KEYED: usize = 20;
 /// Fewest space-separated single characters joined and scanned.
 const MIN_SPACED: usize = 10;
 /// Decoded views inside decoded views (base64 of base64, spaced base64) go this deep.
@@ -253,7 +257,14 @@ impl Scanner {
     /// Compile the scanner's patterns.
     pub fn new() -> Result<Self, regex::Error> {
         Ok(Scanner {
-            secret_re: Regex::new(&format!("{SECRET_PATTERN}{}", crate::keys::PREFIXED))?,
+            secret_re: Regex::new(SECRET_PATTERN)?,
+            // separate automata: one regex with every literal would outgrow the SIMD
+            // prefilter's literal budget and scan prose at a fraction of the speed
+            keys_re: Regex::new(&format!("(?x){}", &crate::keys::PREFIXED.trim_start()[1..]))?,
+            assign_re: Regex::new(&format!(
+                "(?x){}",
+                &crate::assign::TRIGGERS.trim_start()[1..]
+            ))?,
             signature_re: Regex::new(crate::keys::SIGNATURES)?,
             url_cred_re: Regex::new(URL_CRED_PATTERN)?,
             email_re: Regex::new(EMAIL_PATTERN)?,
@@ -320,7 +331,6 @@ impl Scanner {
         let t = norm.as_str();
         let mut c: Vec<Cand> = Vec::new();
         self.secrets(t, &mut c);
-        self.signatures(t, &mut c);
         self.url_creds(t, &mut c);
         if scope == Scope::All {
             self.emails(t, &mut c);
@@ -470,10 +480,22 @@ impl Scanner {
     // ---------------------------------------------------------------- secrets
 
     fn secrets(&self, t: &str, out: &mut Vec<Cand>) {
+        self.secrets_with(&self.secret_re, t, out);
+        // the shortest key family (`glpat-` + 20) and the shortest assignment (`token:` +
+        // 16) need more than this; skipping saves three regex calls (~50 ns each) on every
+        // short string of a request body (roles, ids, object keys)
+        if t.len() >= MIN_KEYED {
+            self.secrets_with(&self.keys_re, t, out);
+            self.secrets_with(&self.assign_re, t, out);
+            self.signatures(t, out);
+        }
+    }
+
+    fn secrets_with(&self, re: &Regex, t: &str, out: &mut Vec<Cand>) {
         let b = t.as_bytes();
         let mut pos = 0;
         while pos < t.len() {
-            let Some(m) = self.secret_re.find_at(t, pos) else {
+            let Some(m) = re.find_at(t, pos) else {
                 break;
             };
             let (s, e) = (m.start(), m.end());
@@ -499,7 +521,10 @@ impl Scanner {
                 || head(b"pwd")
                 || mb.starts_with("パスワード".as_bytes())
                 || mb.starts_with("暗証番号".as_bytes());
-            let is_aws_kw = head(b"secret") || mb.starts_with("シークレット".as_bytes());
+            let is_aws_kw = (head(b"secret")
+                && mb.len() > 6
+                && mb[mb.len() - 3..].eq_ignore_ascii_case(b"key"))
+                || mb.starts_with("シークレット".as_bytes());
             if is_pw_kw && !mb.starts_with(b"pass_") {
                 if let Some((vs, ve)) = password_value(t, s, e) {
                     out.push(Cand {
@@ -521,6 +546,28 @@ impl Scanner {
                         e: ve,
                     });
                     pos = pos.max(ve);
+                    continue;
+                }
+            }
+            // the generic assignment rule (`api_key = …`, `Bearer …`, `curl -u …`)
+            if is_aws_kw || crate::assign::is_trigger(mb) {
+                if let Some((entity, vs, ve)) = crate::assign::at(b, s, e) {
+                    out.push(Cand {
+                        entity,
+                        s: vs,
+                        e: ve,
+                    });
+                }
+                continue;
+            }
+            if mb[0] == b'/' {
+                // a webhook path: check the host before it
+                if let Some((ws, we)) = crate::keys::webhook(b, s, e) {
+                    out.push(Cand {
+                        entity: Entity::WebhookUrl,
+                        s: url_start(b, ws),
+                        e: we,
+                    });
                 }
                 continue;
             }
@@ -529,11 +576,6 @@ impl Scanner {
             }
             if crate::keys::handles(mb) {
                 if let Some(entity) = crate::keys::classify(mb, right) {
-                    let s = if entity == Entity::WebhookUrl {
-                        url_start(b, s)
-                    } else {
-                        s
-                    };
                     out.push(Cand { entity, s, e });
                 }
                 continue;
@@ -544,7 +586,7 @@ impl Scanner {
         }
     }
 
-    /// Key families recognised by an inner signature (`Q~`, `:AA`, `JQQJ9`).
+    /// Key families recognised by an inner signature (`Q~`, `:A`, `JQQJ9`, `SK` + hex).
     fn signatures(&self, t: &str, out: &mut Vec<Cand>) {
         let b = t.as_bytes();
         for m in self.signature_re.find_iter(t) {
