@@ -141,8 +141,13 @@ def iban(rng):
     check = std_iban.calc_check_digits(cc + "00" + bban)
     value = cc + check + bban
     std_iban.validate(value, check_country=False)  # mod-97 and length
-    if rng.random() < 0.6:
+    r = rng.random()
+    if r < 0.45:
         value = " ".join(value[i:i + 4] for i in range(0, len(value), 4))
+    elif r < 0.6:
+        value = "-".join(value[i:i + 4] for i in range(0, len(value), 4))
+    elif r < 0.7:  # national grouping: country + check, then bank code, then account
+        value = value[:4] + " " + value[4:12] + " " + value[12:]
     return value
 
 
@@ -152,7 +157,8 @@ def ssn(fake_en, rng):
         a, g, sr = s.split("-")
         if a in ("000", "666") or a >= "900" or g == "00" or sr == "0000" or s in ("078-05-1120", "219-09-9999", "123-45-6789"):
             continue
-        return s if rng.random() < 0.8 else s.replace("-", " ")
+        r = rng.random()
+        return s if r < 0.7 else s.replace("-", " ") if r < 0.85 else s.replace("-", ".")
 
 
 def my_number(rng):
@@ -262,7 +268,8 @@ def base62_6(v: int) -> str:
 
 def secret(entity, rng, fake):
     if entity == "AWS_ACCESS_KEY":
-        return rng.choice(["AK", "AS"]) + "IA" + rand(rng, string.ascii_uppercase + "234567", 16)
+        prefix = rng.choice(["AK" + "IA", "AS" + "IA", "AK" + "IA", "AB" + "IA", "AC" + "CA", "A3" + "T" + rng.choice(string.ascii_uppercase)])
+        return prefix + rand(rng, string.ascii_uppercase + "234567", 16)
     if entity == "AWS_SECRET_KEY":
         while True:
             v = rand(rng, string.ascii_letters + string.digits + "/+", 40)
@@ -278,11 +285,17 @@ def secret(entity, rng, fake):
     if entity == "JWT":
         header = {"alg": rng.choice(["HS256", "RS256", "ES256"]), "typ": "JWT"}
         payload = {"sub": str(rng.randint(1, 10**9)), "name": fake.name(), "iat": rng.randint(1.6e9, 1.8e9)}
-        return ".".join([
-            b64url(json.dumps(header, separators=(",", ":")).encode()),
-            b64url(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()),
-            b64url(rng.randbytes(32)),
-        ])
+        style = rng.random()
+        if style < 0.2:  # pretty-printed header (`ewog…`)
+            head = json.dumps(header, indent=rng.choice([2, 4]))
+        elif style < 0.3:  # `{ "alg": … }` (`eyAi…`)
+            head = json.dumps(header).replace("{", "{ ", 1)
+        else:
+            head = json.dumps(header, separators=(",", ":"))
+        parts = [b64url(head.encode()), b64url(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())]
+        if rng.random() < 0.15:  # unsigned, two segments
+            return ".".join(parts) + rng.choice(["", "."])
+        return ".".join(parts + [b64url(rng.randbytes(32))])
     if entity == "OPENAI_KEY":
         kind = rng.choice(["classic", "proj", "svcacct", "admin"])
         marker = "T3Blbk" + "FJ"
@@ -298,7 +311,9 @@ def secret(entity, rng, fake):
             return "gh" + rng.choice("pousr") + "_" + body + base62_6(zlib.crc32(body.encode()))
         return "github" + "_pat_" + rand(rng, B62, 22) + "_" + rand(rng, B62, 59)
     if entity == "SLACK_TOKEN":
-        kind = rng.choice(["b", "p", "app"])
+        kind = rng.choice(["b", "p", "app", "e", "o"])
+        if kind in ("e", "o"):
+            return "xox" + kind + "-" + rand(rng, string.digits, 12) + "-" + rand(rng, string.digits, 12) + "-" + rand(rng, B62, 32)
         if kind == "b":
             return "xox" + "b-" + rand(rng, string.digits, 12) + "-" + rand(rng, string.digits, 13) + "-" + rand(rng, B62, 24)
         if kind == "p":
@@ -306,7 +321,7 @@ def secret(entity, rng, fake):
                     + rand(rng, string.digits, 13) + "-" + rand(rng, "0123456789abcdef", 32))
         return "xa" + "pp-1-" + "A" + rand(rng, string.ascii_uppercase + string.digits, 10) + "-" + rand(rng, string.digits, 13) + "-" + rand(rng, "0123456789abcdef", 64)
     if entity == "STRIPE_KEY":
-        return rng.choice(["sk", "rk"]) + "_" + rng.choice(["live", "test"]) + "_" + rand(rng, B62, rng.choice([24, 99]))
+        return rng.choice(["sk", "rk"]) + "_" + rng.choice(["live", "test", "prod"]) + "_" + rand(rng, B62, rng.choice([24, 99]))
     if entity == "GOOGLE_API_KEY":
         return "AI" + "za" + rand(rng, B62 + "_-", 35)
     if entity in KEY_FAMILIES:
@@ -450,7 +465,7 @@ EN = {
     "JP_MY_NUMBER": ["My Number: {v}", "His my number is {v}, please register it.", "MyNumber {v}"],
     "JP_CORPORATE_NUMBER": ["Corporate number: {v}", "Their corporate number is {v}.", "Invoice registration number T{v}"],
     "JP_POSTAL_CODE": ["Postal code 〒{v}, Tokyo", "Ship to 〒{v} Chiyoda-ku.", "Zip code: {v}"],
-    "IP_ADDRESS": ["The request came from IP {v} at noon.", "Server address: {v}", "Block host {v} in the firewall."],
+    "IP_ADDRESS": ["The request came from IP {v} at noon.", "Server address: {v}", "Block host {v} in the firewall.", "bind to {v}@eth0 failed"],
     "AWS_ACCESS_KEY": ["Here is our key {v} for the bucket.", "AWS_ACCESS_KEY_ID={v}", "use access key id {v} in the config"],
     "AWS_SECRET_KEY": ["aws_secret_access_key = {v}", "AWS_SECRET_ACCESS_KEY={v}", "The secret access key is {v} for that user."],
     "PRIVATE_KEY": ["Here is the deploy key:\n{v}\nkeep it safe", "key file contents\n{v}", "{v}"],
@@ -558,6 +573,8 @@ def make_value(entity, rng, fake_en, fake_ja):
     if entity == "US_SSN":
         return ssn(fake_en, rng)
     if entity == "EMAIL":
+        if rng.random() < 0.1:  # internationalized domain, punycode TLD
+            return fake_en.user_name() + "@" + rng.choice(["xn--d1acufc.xn--p1ai", "xn--80ak6aa92e.xn--p1ai", "example.xn--fiqs8s"])
         return (fake_en if rng.random() < 0.5 else fake_ja).email()
     if entity == "PHONE":
         return jp_phone(rng) if rng.random() < 0.55 else us_phone(rng)
@@ -844,8 +861,59 @@ def negatives(seed: int = 7, n: int = 40):
     return docs
 
 
+def maestro_positives(seed: int = 99, n: int = 36):
+    """12-digit Maestro cards (valid per ISO/IEC 7812) with a card word before them."""
+    rng = random.Random(seed)
+    docs = []
+    en = ["Maestro card {v}, expires 09/27", "debit card number: {v}", "Pay with card {v} please"]
+    ja = ["カード番号：{v}", "デビットカード{v}で決済", "決済カードは{v}です"]
+    for lang, table in (("en", en), ("ja", ja)):
+        for _ in range(n):
+            d = luhn_complete(rng.choice(["50", "56", "57", "58", "6304", "6390"]), 12, rng)
+            v = d if rng.random() < 0.5 else " ".join([d[:4], d[4:8], d[8:]])
+            pre, post = rng.choice(table).split("{v}")
+            docs.append(Doc(pre + v + post, [("CREDIT_CARD", len(pre), len(pre) + len(v))], lang, "maestro12", "pos", "CREDIT_CARD"))
+    return docs
+
+
+def shape_negatives(seed: int = 5, n: int = 40):
+    """False alarms of issue 11: 4-4-4 numbers with a lucky My Number check digit and no
+    context, digit groups inside an IBAN whose check fails, 10-digit numbers in a sentence
+    about a US SSN, 12-digit Maestro-shaped order numbers without a card word."""
+    rng = random.Random(seed)
+    docs = []
+
+    def add(group, text, lang="en"):
+        docs.append(Doc(text, [], lang, "neg", "neg", group))
+
+    for _ in range(n):
+        body = rand(rng, string.digits, 11)
+        mn = body + std_in.calc_check_digit(body)
+        add("tracking", f"Tracking number {mn[:4]}-{mn[4:8]}-{mn[8:]} was delivered.")
+        add("tracking", f"追跡番号 {mn[:4]} {mn[4:8]} {mn[8:]} の荷物が届きました。", "ja")
+        card16 = card(rng)
+        while len(card16) != 16:
+            card16 = card(rng)
+        cc = rng.choice(sorted(IBAN_SPECS))
+        bad = cc + "00" + card16 + rand(rng, string.digits, max(0, std_iban_len(cc) - 4 - 16))
+        if not std_iban.is_valid(bad):
+            grouped = " ".join(bad[i:i + 4] for i in range(0, len(bad), 4))
+            add("invalid_iban", f"IBAN {grouped} was rejected by the bank.")
+            add("invalid_iban", f"口座番号 {bad} は無効です。", "ja")
+        ten = rng.choice("23456789") + rand(rng, string.digits, 9)
+        add("ssn_sentence", f"社会保障番号は{ten}ではありません。", "ja")
+        add("ssn_sentence", f"The SSN field on the phone form cannot hold ten digits like {ten}.")
+        m12 = luhn_complete(rng.choice(["50", "56", "57", "58"]), 12, rng)
+        add("order", f"Order {m12[:4]} {m12[4:8]} {m12[8:]} shipped today.")
+    return docs
+
+
+def std_iban_len(cc: str) -> int:
+    return 4 + sum(n for _, n in IBAN_SPECS[cc])
+
+
 def corpus(seed: int = 20240601):
-    return positives(seed) + negatives(seed + 1)
+    return positives(seed) + maestro_positives() + negatives(seed + 1) + shape_negatives()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ pub(crate) const PREFIXED: &str = r"
   | /(?:services|workflows|triggers)/T[A-Za-z0-9/_+-]{20,}
   | /api/webhooks/[0-9]{17,20}/[A-Za-z0-9_-]{50,}
   | /webhookb2/[A-Za-z0-9@/-]{60,}
+  | ewog[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?
+  | ewoJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?
+  | ew0K[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?
+  | eyAi[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?
 ";
 
 /// Inner signatures of the families without a prefix (scanned with one small regex).

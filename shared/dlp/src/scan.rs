@@ -88,6 +88,7 @@ struct Keywords {
     phone: Vec<String>,
     postal: Vec<String>,
     ip: Vec<String>,
+    card: Vec<String>,
 }
 
 fn kws(list: &[&str]) -> Vec<String> {
@@ -99,14 +100,15 @@ fn kws(list: &[&str]) -> Vec<String> {
 const SECRET_PATTERN: &str = r"(?x)
     tgk_(?:live|test)_[0-9A-Za-z]{50}
   | sk-[A-Za-z0-9_-]{20,}
-  | (?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}
-  | A(?:KIA|SIA)[0-9A-Z]{16}
+  | (?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{16,}
+  | (?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[0-9A-Z]{16}
   | AIza[0-9A-Za-z_-]{35}
   | gh[pousr]_[0-9A-Za-z]{36}
   | github_pat_[0-9A-Za-z_]{40,}
-  | xox[abprs]-[0-9A-Za-z-]{10,}
+  | xox[abeoprs]-[0-9A-Za-z-]{10,}
+  | xoxe\.xox[bp]-[0-9A-Za-z-]{10,}
   | xapp-[0-9A-Za-z-]{10,}
-  | eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*
+  | eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?
   | -----BEGIN[\x20A-Z0-9]{0,40}PRIVATE\x20KEY(?:\x20BLOCK)?-----
   | (?:[Pp]ass(?:word|wd|phrase)?|PASS(?:WORD|WD|PHRASE)?|[Pp]wd|PWD|パスワード|暗証番号)
   | (?:secret|Secret|SECRET)[_.\x20-]?(?:access|Access|ACCESS)?[_.\x20-]?(?:key|Key|KEY)
@@ -116,7 +118,7 @@ const SECRET_PATTERN: &str = r"(?x)
 const URL_CRED_PATTERN: &str =
     r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@?#"'<>\[\]]*:([^\s@/?#"'<>]{1,200})@[A-Za-z0-9\[]"#;
 
-const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
+const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.(?:xn--[A-Za-z0-9]{1,59}|[A-Za-z]{2,24})";
 
 /// Shortest base64 run decoded and scanned (18 bytes of text: `password=` and a short
 /// value, an AWS key id and a few characters around it).
@@ -301,6 +303,7 @@ impl Scanner {
                     "番号",
                 ]),
                 postal: kws(&["郵便番号", "〒", "postal", "zip", "post code", "postcode"]),
+                card: kws(&["card", "maestro", "debit", "カード", "決済", "クレジット"]),
                 ip: kws(&[
                     "ip",
                     "address",
@@ -661,6 +664,9 @@ impl Scanner {
         let b = t.as_bytes();
         let n = b.len();
         let mut groups: Vec<(usize, usize)> = Vec::new();
+        // end of the last IBAN-shaped text (valid or not): digit groups inside it are
+        // parts of an account number, never a card, My Number or phone
+        let mut iban_shadow = 0;
         let mut i = 0;
         while i < n {
             match b[i..].iter().position(u8::is_ascii_digit) {
@@ -688,24 +694,30 @@ impl Scanner {
                 break;
             }
             let run = Run::new(t, &groups);
-            self.iban(t, groups[0].0, out);
-            self.run_matchers(t, &run, out);
+            if let Some(end) = self.iban(t, groups[0].0, out) {
+                iban_shadow = iban_shadow.max(end);
+            }
+            if groups[0].0 >= iban_shadow {
+                self.run_matchers(t, &run, out);
+            }
             i = j;
         }
     }
 
-    fn iban(&self, t: &str, g0: usize, out: &mut Vec<Cand>) {
+    /// An IBAN starting two letters before the digit group at `g0`: compact, grouped by
+    /// four, or in a national grouping, with spaces or hyphens. Reports it when the length
+    /// and mod-97 check out; returns the end of the IBAN-shaped text (valid or not) so the
+    /// digit groups inside an invalid one are not read as other numbers.
+    fn iban(&self, t: &str, g0: usize, out: &mut Vec<Cand>) -> Option<usize> {
         let b = t.as_bytes();
         if g0 < 2 || !b[g0 - 2].is_ascii_uppercase() || !b[g0 - 1].is_ascii_uppercase() {
-            return;
+            return None;
         }
         let s = g0 - 2;
         if s > 0 && is_word(b[s - 1]) {
-            return;
+            return None;
         }
-        let Some(len) = v::iban_length(&b[s..g0]) else {
-            return;
-        };
+        let len = v::iban_length(&b[s..g0])?;
         let mut compact = Vec::with_capacity(len);
         let mut k = s;
         let mut last = s;
@@ -715,17 +727,22 @@ impl Scanner {
                 compact.push(c);
                 last = k + 1;
                 k += 1;
-            } else if c == b' ' && compact.len() % 4 == 0 && compact.len() >= 4 {
+            } else if matches!(c, b' ' | b'-')
+                && compact.len() >= 4
+                && b.get(k + 1)
+                    .is_some_and(|x| x.is_ascii_digit() || x.is_ascii_uppercase())
+            {
                 k += 1;
             } else {
                 break;
             }
         }
-        if compact.len() != len || !compact[2..4].iter().all(u8::is_ascii_digit) {
-            return;
+        if compact.len() < 4 || !compact[2..4].iter().all(u8::is_ascii_digit) {
+            return None;
         }
-        if last < b.len() && is_word(b[last]) {
-            return;
+        let shaped = (compact.len() >= 12).then_some(last);
+        if compact.len() != len || (last < b.len() && is_word(b[last])) {
+            return shaped;
         }
         if v::iban_mod97(&compact) {
             out.push(Cand {
@@ -734,6 +751,7 @@ impl Scanner {
                 e: last,
             });
         }
+        shaped
     }
 
     fn run_matchers(&self, t: &str, run: &Run<'_>, out: &mut Vec<Cand>) {
@@ -770,7 +788,7 @@ impl Scanner {
                 pos: run.span_start(gi),
                 lower: std::cell::OnceCell::new(),
             };
-            self.card(run, gi, &mut digits, out);
+            self.card(run, gi, &ctx, &mut digits, out);
             self.ssn(run, gi, &ctx, &mut digits, out);
             self.my_number(run, gi, &ctx, &mut digits, out);
             self.corporate(run, gi, &ctx, &mut digits, out);
@@ -780,7 +798,7 @@ impl Scanner {
         }
     }
 
-    fn card(&self, run: &Run<'_>, gi: usize, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+    fn card(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
         let first_len = run.glen(gi);
         let mut total = 0;
         let mut sep_kind: Option<&str> = None;
@@ -802,7 +820,10 @@ impl Scanner {
                 }
                 sep_kind = Some(sep);
             }
-            if total >= 13 && run.end_ok(gj) {
+            // 12 digits are a Maestro card (ISO/IEC 7812 allows it) only with a card
+            // word nearby: alone they read as a My Number or an order number
+            let long_enough = total >= 13 || (total == 12 && ctx.has(&self.kw.card));
+            if long_enough && run.end_ok(gj) {
                 run.digits(gi, gj, d);
                 if v::luhn(d) && v::card_brand_ok(d) {
                     best = Some(gj);
@@ -819,7 +840,7 @@ impl Scanner {
     }
 
     fn ssn(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
-        if run.shape(gi, &[3, 2, 4], &["-", " "]) {
+        if run.shape(gi, &[3, 2, 4], &["-", " ", "."]) {
             run.digits(gi, gi + 2, d);
             if v::ssn_ok(d) {
                 out.push(run.cand(Entity::UsSsn, gi, gi + 2, false));
@@ -841,9 +862,10 @@ impl Scanner {
         out: &mut Vec<Cand>,
     ) {
         if run.shape(gi, &[4, 4, 4], &["-", " "]) {
-            let whole = gi == 0 && run.groups.len() == 3 && run.lead.is_none();
+            // 4-4-4 alone is as often an order or tracking number with a lucky check
+            // digit (one in eleven): a context word is needed, as for 12 bare digits
             run.digits(gi, gi + 2, d);
-            if v::my_number_ok(d) && (whole || ctx.has(&self.kw.my_number)) {
+            if v::my_number_ok(d) && ctx.has(&self.kw.my_number) {
                 out.push(run.cand(Entity::JpMyNumber, gi, gi + 2, false));
             }
         } else if run.glen(gi) == 12 && run.end_ok(gi) && ctx.has(&self.kw.my_number) {
@@ -934,7 +956,13 @@ impl Scanner {
             return;
         }
         let first = &b[run.groups[gi].0..run.groups[gi].1];
-        let context = || ctx.has(&self.kw.phone);
+        // a bare number in a sentence about a social security number is not a phone
+        // (`社会保障番号` holds `番号`, a phone context word); the sentence is read further
+        // back (96 bytes) for the SSN than for the phone word
+        let context = || {
+            ctx.has(&self.kw.phone)
+                && !has_any(&before(run.t, run.span_start(gi), 96), &self.kw.ssn)
+        };
         // Japanese domestic numbers start with a trunk 0
         if first[0] == b'0' && first.len() >= 2 && first[1] != b'0' {
             let mobile_like = |d: &[u8]| {
@@ -1005,10 +1033,12 @@ impl Scanner {
     }
 
     fn ipv4(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, out: &mut Vec<Cand>) {
-        if gi + 3 >= run.groups.len() || !run.end_ok(gi + 3) {
+        let b = run.t.as_bytes();
+        // `10.0.0.5@eth0`, `10.0.0.5@22`: an address may be followed by `@`
+        let at_after = gi + 4 == run.groups.len() && b.get(run.groups[gi + 3].1) == Some(&b'@');
+        if gi + 3 >= run.groups.len() || !(run.end_ok(gi + 3) || at_after) {
             return;
         }
-        let b = run.t.as_bytes();
         let mut oct = [0u8; 4];
         let mut single = true;
         for (k, o) in oct.iter_mut().enumerate() {
@@ -1242,7 +1272,10 @@ fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
         let body = &tok[8..];
         return (body.len() >= 20 && token_body_ok(body, 20, false)).then_some(Entity::StripeKey);
     }
-    if tok.starts_with(b"AKIA") || tok.starts_with(b"ASIA") {
+    if [&b"AKIA"[..], b"ASIA", b"ABIA", b"ACCA", b"A3T"]
+        .iter()
+        .any(|p| tok.starts_with(p))
+    {
         let body = &tok[4..];
         let base32 = body
             .iter()
@@ -1273,11 +1306,20 @@ fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
             && v::entropy(body) >= 3.0;
         return ok.then_some(Entity::SlackToken);
     }
-    if tok.starts_with(b"eyJ") {
+    if tok.starts_with(b"eyJ") || tok.starts_with(b"ew") || tok.starts_with(b"eyAi") {
+        // `eyJ…` compact header, `ewog…` / `ew0K…` / `eyAi…` pretty-printed JSON header
         let mut parts = tok.split(|c| *c == b'.');
         let header = parts.next()?;
         let payload = parts.next()?;
-        let payload_ok = payload.len() >= 2 && v::b64_decode(payload).is_some();
+        let signed = parts.next().is_some();
+        let payload_ok = match v::b64_decode(payload) {
+            // an unsigned two-segment token must carry a JSON object payload
+            Some(raw) if !signed => {
+                serde_json::from_slice::<serde_json::Value>(&raw).is_ok_and(|p| p.is_object())
+            }
+            Some(_) => payload.len() >= 2,
+            None => false,
+        };
         return (payload_ok && v::jwt_header_ok(header)).then_some(Entity::Jwt);
     }
     None
@@ -1374,11 +1416,22 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
     };
     k = skip_ws(k);
     let natural;
+    let mut xml = false;
     if k < b.len() && (b[k] == b':' || b[k] == b'=') {
         k += 1;
         if k < b.len() && matches!(b[k], b'=' | b'>') {
             k += 1;
         }
+        natural = false;
+    } else if k == ke
+        && b.get(k) == Some(&b'>')
+        && ks > 0
+        && b[ks - 1] == b'<'
+        && memchr::memmem::find(&b[k..(k + 140).min(b.len())], b"</").is_some()
+    {
+        // XML element `<password>value</password>`
+        k += 1;
+        xml = true;
         natural = false;
     } else if t[k..].starts_with("は") {
         k += "は".len();
@@ -1419,7 +1472,15 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
         None => {
             while ve < b.len() && ve - vs < 128 && b[ve].is_ascii_graphic() {
                 let c = b[ve];
-                if matches!(c, b'"' | b'\'' | b',' | b'<' | b'>' | b'`') {
+                if matches!(c, b'"' | b'\'' | b',' | b'`') {
+                    break;
+                }
+                // `<` ends the value at a closing tag (`</password>`), `>` at the end of a tag
+                // or of the value; inside a value both are characters like any other
+                let next = b.get(ve + 1).copied().unwrap_or(b' ');
+                if (c == b'<' && next == b'/')
+                    || (c == b'>' && !next.is_ascii_graphic() && b[vs] != b'<')
+                {
                     break;
                 }
                 // `;` / `&` end the value in connection strings and query strings
@@ -1451,11 +1512,15 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
                 }
             }
             if natural {
-                while ve > vs && matches!(b[ve - 1], b'.' | b',' | b'!' | b'?' | b':') {
+                // a trailing `!` is kept: people end passwords with one (`Summer2024!`)
+                while ve > vs && matches!(b[ve - 1], b'.' | b',' | b'?' | b':') {
                     ve -= 1;
                 }
             }
         }
+    }
+    if xml && !b[ve..].starts_with(b"</") {
+        return None;
     }
     let val = &b[vs..ve];
     if val.len() < 6 || val.len() > 128 || password_placeholder(val) {
