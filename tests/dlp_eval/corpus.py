@@ -50,7 +50,7 @@ SECRETS = [
 ]
 PII = [
     "CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER",
-    "JP_POSTAL_CODE", "IP_ADDRESS",
+    "JP_POSTAL_CODE", "IP_ADDRESS", "STREET_ADDRESS",
 ]
 ENTITIES = PII + SECRETS
 
@@ -437,6 +437,20 @@ def generic_value(rng):
     return "-".join(rand(rng, B62, 8) for _ in range(4))
 
 
+def street_address(rng, fake_en, fake_ja):
+    """Japanese (Faker ja_JP: prefecture, municipality, town, chome/ban/go, building and
+    room, sometimes hyphenated `1-2-3`) or English with a unit or a City, ST ZIP line."""
+    if rng.random() < 0.6:
+        a = fake_ja.address()
+        if rng.random() < 0.3:  # `N丁目N番N号` written `N-N-N`
+            import re
+            a = re.sub(r"(\d+)丁目(\d+)番(\d+)号", r"\1-\2-\3", a)
+        return a
+    if rng.random() < 0.5:
+        return fake_en.address().replace("\n", ", ")
+    return fake_en.street_address() + ", " + fake_en.city() + ", " + fake_en.state_abbr() + " " + fake_en.zipcode()
+
+
 def password(fake, rng, forbid="\"'` "):
     if rng.random() < 0.35:
         pw = human_password(rng)
@@ -488,7 +502,7 @@ JA = {
     "PHONE": ["電話番号は{v}です。", "携帯：{v}までご連絡ください", "お問い合わせは{v}へ。"],
     "JP_MY_NUMBER": ["マイナンバーは{v}です。", "個人番号：{v}", "私のマイナンバー{v}を登録してください。"],
     "JP_CORPORATE_NUMBER": ["法人番号は{v}です。", "法人番号：{v}", "登録番号T{v}の請求書"],
-    "JP_POSTAL_CODE": ["〒{v} 東京都千代田区千代田1-1", "郵便番号：{v}", "住所は〒{v}大阪府大阪市北区です。"],
+    "JP_POSTAL_CODE": ["〒{v} 東京都千代田区千代田", "郵便番号：{v}", "住所は〒{v}大阪府大阪市北区です。"],
     "IP_ADDRESS": ["接続元IPアドレスは{v}です。", "サーバー：{v}", "{v}からのアクセスを遮断してください。"],
     "AWS_ACCESS_KEY": ["アクセスキーは{v}です。", "AWS_ACCESS_KEY_ID={v}", "キー{v}を設定しました"],
     "AWS_SECRET_KEY": ["シークレットアクセスキーは{v}です。", "aws_secret_access_key={v}", "シークレットキー：{v}"],
@@ -505,6 +519,8 @@ JA = {
     "URL_CREDENTIAL": ["接続文字列はpostgresql://app:{v}@db.internal/appです。", "mongodb://admin:{v}@mongo.internal:27017 に接続", "ブローカー：amqp://guest:{v}@mq.internal:5672/"],
 }
 
+EN["STREET_ADDRESS"] = ["Please ship it to {v}.", "Address: {v}", "Our office is at {v}, see you there.", "{{\"shipping_address\": \"{v}\"}}"]
+JA["STREET_ADDRESS"] = ["住所は{v}です。", "送付先：{v}", "{v}までお届けください。"]
 EN["COHERE_KEY"] = ["CO_API_KEY={v}", "COHERE_API_KEY=\"{v}\"", "{{\"cohere_api_key\": \"{v}\"}}"]
 EN["MISTRAL_KEY"] = ["MISTRAL_API_KEY={v}", "mistral_api_key: {v}", "{{\"mistralApiKey\": \"{v}\"}}"]
 EN["VERCEL_TOKEN"] = ["VERCEL_TOKEN={v}", "vercel_token: \"{v}\"", "export VERCEL_TOKEN='{v}'"]
@@ -547,7 +563,8 @@ def encode_variant(variant: str, value: str) -> str:
     return value
 
 
-FULLWIDTH_OK = {"CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER", "JP_POSTAL_CODE", "IP_ADDRESS"}
+FULLWIDTH_OK = {"CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER", "JP_POSTAL_CODE", "IP_ADDRESS",
+                "STREET_ADDRESS"}
 DASH_OK = {"CREDIT_CARD", "US_SSN", "PHONE", "JP_MY_NUMBER", "JP_POSTAL_CODE"}
 
 
@@ -587,6 +604,8 @@ def make_value(entity, rng, fake_en, fake_ja):
         return pc if rng.random() < 0.8 else pc.replace("-", "")
     if entity == "IP_ADDRESS":
         return ip(fake_en, rng)
+    if entity == "STREET_ADDRESS":
+        return street_address(rng, fake_en, fake_ja)
     if entity == "PASSWORD":
         return password(fake_en, rng)
     if entity == "URL_CREDENTIAL":
@@ -857,7 +876,11 @@ def negatives(seed: int = 7, n: int = 40):
         # ordinary prose
         add("prose", fake_en.paragraph(nb_sentences=5))
         add("prose", fake_ja.text(200), "ja")
-        add("prose", f"{fake_ja.address().split(' ')[0]}に住んでいます。人口は{rng.randint(10000, 9999999)}人です。", "ja")
+        # places without a block number (prefecture + municipality) are not street addresses
+        add("prose", f"{fake_ja.prefecture()}{fake_ja.city()}に住んでいます。人口は{rng.randint(10000, 9999999)}人です。", "ja")
+        add("place", f"{fake_ja.prefecture()}では{fake_ja.date()}に開催、{fake_ja.prefecture()}{fake_ja.city()}の{rng.randint(1, 12)}月の売上は{rng.randint(1, 40)}%増", "ja")
+        add("place", f"{fake_ja.city()}の第{rng.randint(1, 4)}四半期、{rng.randint(1, 9)}-{rng.randint(1, 9)}月は好調", "ja")
+        add("place", f"use the {rng.randint(2, 9)} Way handshake; we bought {rng.randint(10, 99)} {fake_en.last_name()} Street shares; build {rng.randint(2019, 2026)} Green Park notes")
     return docs
 
 

@@ -19,6 +19,9 @@ pub enum Entity {
     JpCorporateNumber,
     JpPostalCode,
     IpAddress,
+    /// A street address: Japanese (prefecture, municipality, chōme/banchi/gō, building
+    /// and room) or an unambiguous English one (number, street, suffix, unit or city line).
+    StreetAddress,
     // secrets
     AwsAccessKey,
     AwsSecretKey,
@@ -118,7 +121,7 @@ pub enum Action {
 
 impl Entity {
     /// Every entity, in a stable order.
-    pub const ALL: [Entity; 49] = [
+    pub const ALL: [Entity; 50] = [
         Entity::CreditCard,
         Entity::Iban,
         Entity::UsSsn,
@@ -128,6 +131,7 @@ impl Entity {
         Entity::JpCorporateNumber,
         Entity::JpPostalCode,
         Entity::IpAddress,
+        Entity::StreetAddress,
         Entity::AwsAccessKey,
         Entity::AwsSecretKey,
         Entity::PrivateKey,
@@ -182,6 +186,7 @@ impl Entity {
             Entity::JpCorporateNumber => "JP_CORPORATE_NUMBER",
             Entity::JpPostalCode => "JP_POSTAL_CODE",
             Entity::IpAddress => "IP_ADDRESS",
+            Entity::StreetAddress => "STREET_ADDRESS",
             Entity::AwsAccessKey => "AWS_ACCESS_KEY",
             Entity::AwsSecretKey => "AWS_SECRET_KEY",
             Entity::PrivateKey => "PRIVATE_KEY",
@@ -230,7 +235,9 @@ impl Entity {
         match self {
             Entity::CreditCard | Entity::Iban => Category::Financial,
             Entity::UsSsn | Entity::JpMyNumber | Entity::JpCorporateNumber => Category::NationalId,
-            Entity::Email | Entity::Phone | Entity::JpPostalCode => Category::Contact,
+            Entity::Email | Entity::Phone | Entity::JpPostalCode | Entity::StreetAddress => {
+                Category::Contact
+            }
             Entity::IpAddress => Category::Network,
             Entity::AwsAccessKey
             | Entity::AwsSecretKey

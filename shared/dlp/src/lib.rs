@@ -10,6 +10,7 @@
 //!
 //! Call [`init`] once at start-up so a defective pattern set fails loudly.
 
+pub(crate) mod address;
 pub(crate) mod assign;
 pub mod base62;
 pub mod cli;

@@ -75,6 +75,7 @@ pub struct Scanner {
     keys_re: Regex,
     assign_re: Regex,
     signature_re: Regex,
+    addr: crate::address::Addresses,
     url_cred_re: Regex,
     email_re: Regex,
     kw: Keywords,
@@ -268,6 +269,7 @@ impl Scanner {
                 &crate::assign::TRIGGERS.trim_start()[1..]
             ))?,
             signature_re: Regex::new(crate::keys::SIGNATURES)?,
+            addr: crate::address::Addresses::new()?,
             url_cred_re: Regex::new(URL_CRED_PATTERN)?,
             email_re: Regex::new(EMAIL_PATTERN)?,
             kw: Keywords {
@@ -338,6 +340,7 @@ impl Scanner {
         if scope == Scope::All {
             self.emails(t, &mut c);
             self.digit_runs(t, &mut c);
+            self.addresses(t, &mut c);
             ipv6(t, &mut c);
         }
         if depth < MAX_VIEW_DEPTH {
@@ -658,6 +661,20 @@ impl Scanner {
         }
     }
 
+    fn addresses(&self, t: &str, out: &mut Vec<Cand>) {
+        let mut spans = Vec::new();
+        // Japanese text holds multi-byte characters; plain ASCII cannot hold a prefecture
+        if !t.is_ascii() {
+            self.addr.japanese(t, &mut spans);
+        }
+        self.addr.military(t, &mut spans);
+        out.extend(spans.into_iter().map(|(s, e)| Cand {
+            entity: Entity::StreetAddress,
+            s,
+            e,
+        }));
+    }
+
     // ------------------------------------------------------------- digit runs
 
     fn digit_runs(&self, t: &str, out: &mut Vec<Cand>) {
@@ -692,6 +709,20 @@ impl Scanner {
                     continue;
                 }
                 break;
+            }
+            // an English house number: digits, a space, a capital letter
+            if j - i <= 6
+                && groups.len() == 1
+                && b.get(j) == Some(&b' ')
+                && b.get(j + 1).is_some_and(u8::is_ascii_uppercase)
+            {
+                if let Some(e) = self.addr.english_at(t, i) {
+                    out.push(Cand {
+                        entity: Entity::StreetAddress,
+                        s: i,
+                        e,
+                    });
+                }
             }
             let run = Run::new(t, &groups);
             if let Some(end) = self.iban(t, groups[0].0, out) {
