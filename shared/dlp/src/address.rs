@@ -61,9 +61,25 @@ const EN_CONTEXT: [&str; 12] = [
 /// US military addresses: `PSC 1234, Box 5678, APO AE 12345`, `USNS Name, FPO AP 12345`.
 const MILITARY: &str = r"(?:PSC\x20[0-9]{4},\x20Box\x20[0-9]{4}|Unit\x20[0-9]{4}\x20Box\x20[0-9]{4}|USNS\x20[A-Z][a-z]+|USS\x20[A-Z][a-z]+),?\x20(?:APO|FPO|DPO)\x20A[AEP]\x20[0-9]{5}";
 
+/// True when the digit group `b[start..end]` may begin a Japanese block number: glued to
+/// a multi-byte character on its left and followed by `-N`, `丁目` or `番`
+/// (`2024年`, `3時`, `12%` are not).
+pub(crate) fn is_block_number(b: &[u8], start: usize, end: usize) -> bool {
+    let rest = &b[end..];
+    start > 0
+        && b[start - 1] >= 0x80
+        && ((rest.first() == Some(&b'-') && rest.get(1).is_some_and(u8::is_ascii_digit))
+            || rest.starts_with("丁目".as_bytes())
+            || rest.starts_with("番".as_bytes()))
+}
+
 /// Compiled address patterns.
 #[derive(Debug)]
 pub(crate) struct Addresses {
+    /// Where an address may start (a prefecture or city name): run only on a short
+    /// window before a block number, never over the whole text.
+    jp_start: Regex,
+    /// The whole address, anchored at a start found by `jp_start`.
     jp: Regex,
     en: Regex,
     military: Regex,
@@ -72,28 +88,70 @@ pub(crate) struct Addresses {
 impl Addresses {
     pub(crate) fn new() -> Result<Self, regex::Error> {
         Ok(Addresses {
-            jp: Regex::new(&jp_pattern())?,
+            jp_start: Regex::new(&format!("(?:{PREFECTURES})|{CITIES}"))?,
+            jp: Regex::new(&format!("^(?:{})", jp_pattern()))?,
             en: Regex::new(&en_pattern())?,
             military: Regex::new(MILITARY)?,
         })
     }
 
-    /// Japanese addresses in `t`: spans.
-    pub(crate) fn japanese(&self, t: &str, out: &mut Vec<(usize, usize)>) {
+    /// Japanese addresses in `t`: spans. A whole-text regex over Japanese is slow (the
+    /// first bytes of every prefecture name are common in Japanese prose), so the search
+    /// is driven by block numbers: each digit group glued to a kanji or kana on its left
+    /// and followed by `-N`, `丁目` or `番` (`丸の内1-9-1`, `轟18丁目`; found by the
+    /// scanner's digit-run pass, see [`is_block_number`]) and each `丁目` after a kanji
+    /// numeral (`北一条西二丁目`) is an anchor; the 150 bytes before it are searched for a prefecture or city name,
+    /// and the full pattern is tried from there.
+    pub(crate) fn japanese(&self, t: &str, digit_anchors: &[usize], out: &mut Vec<(usize, usize)>) {
         let b = t.as_bytes();
-        for m in self.jp.find_iter(t) {
-            // the block number must end there (not `1-23` of `1-234`)
-            let next = b.get(m.end()).copied().unwrap_or(b' ');
-            if next.is_ascii_digit() || next == b'-' {
+        let mut anchors: Vec<usize> = digit_anchors.to_vec();
+        let numerals = "一二三四五六七八九十";
+        // `丁目` is multi-byte: ASCII text cannot hold it
+        let hay = if t.is_ascii() { &b[..0] } else { b };
+        for p in memchr::memmem::find_iter(hay, "丁目".as_bytes()) {
+            let mut k = p;
+            while let Some(c) = t[..k].chars().next_back().filter(|c| numerals.contains(*c)) {
+                k -= c.len_utf8();
+            }
+            if k < p {
+                anchors.push(k);
+            }
+        }
+        anchors.sort_unstable();
+        let mut done = 0;
+        for a in anchors {
+            if a < done {
                 continue;
             }
-            out.push((m.start(), m.end()));
+            let mut ws = a.saturating_sub(150);
+            while !t.is_char_boundary(ws) {
+                ws += 1;
+            }
+            for m in self.jp_start.find_iter(&t[ws..a]) {
+                let s = ws + m.start();
+                let Some(full) = self.jp.find(&t[s..]) else {
+                    continue;
+                };
+                let e = s + full.end();
+                // the match must cover this block number and end there (not `1-23` of
+                // `1-234`)
+                let next = b.get(e).copied().unwrap_or(b' ');
+                if e > a && !next.is_ascii_digit() && next != b'-' {
+                    out.push((s, e));
+                    done = e;
+                    break;
+                }
+            }
         }
     }
 
     /// US military (APO / FPO / DPO) addresses in `t`: spans.
     pub(crate) fn military(&self, t: &str, out: &mut Vec<(usize, usize)>) {
         let b = t.as_bytes();
+        // `APO A…` / `FPO A…` / `DPO A…`: a substring search is cheaper than a regex call
+        if memchr::memmem::find(b, b"PO A").is_none() {
+            return;
+        }
         for m in self.military.find_iter(t) {
             if b.get(m.end()).is_some_and(u8::is_ascii_digit) {
                 continue;

@@ -27,7 +27,7 @@ pub(crate) const PREFIXED: &str = r"
   | pcsk_[A-Za-z0-9]{4,8}_[A-Za-z0-9]{50,}
   | lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}[A-Za-z0-9_]*
   | ABSK[A-Za-z0-9+/]{100,}={0,2}
-  | bedrock-api-key-[A-Za-z0-9+/]{60,}={0,2}
+  | -api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/]{32,}={0,2}
   | gl(?:pat|dt|rt|ptt|ft|soat|ffct|imt|agent|oas|cbt)-[0-9A-Za-z_.-]{20,}
   | GR1348941[0-9A-Za-z_-]{20,}
   | npm_[A-Za-z0-9]{36,}
@@ -64,7 +64,7 @@ pub(crate) fn handles(tok: &[u8]) -> bool {
         b"pcsk_",
         b"lsv2_",
         b"ABSK",
-        b"bedrock-api-key-",
+        b"-api-key-",
         b"glpat-",
         b"gl",
         b"GR1348941",
@@ -185,9 +185,11 @@ pub(crate) fn classify(tok: &[u8], right: u8) -> Option<Entity> {
         let ok = b.starts_with(b"QmVkcm9ja0FQSUtleS") && (109..=271).contains(&b.len()) && end_ok;
         return take(ok && random(&b[18..], 4.0), Entity::AwsBedrockKey);
     }
-    if tok.starts_with(b"bedrock-api-key-") {
-        // base64 of a presigned `bedrock.amazonaws.com/…` URL
-        let b = body(b"bedrock-api-key-");
+    if tok.starts_with(b"-api-key-") {
+        // `bedrock-api-key-` + base64 of a presigned `bedrock.amazonaws.com/…` URL; the
+        // regex starts at `-api-key-` (a `bed…` literal would fire on English words) and
+        // the scanner checks `bedrock` before it
+        let b = body(b"-api-key-");
         let ok = b.starts_with(b"YmVkcm9jay5hbWF6b25hd3MuY29t") && end_ok;
         return take(ok && random(&b[28..], 4.0), Entity::AwsBedrockKey);
     }
@@ -429,7 +431,10 @@ mod tests {
         for line in PREFIXED.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let branch = line.trim_start_matches('|').trim();
             let first = branch.chars().next().unwrap_or('[');
-            assert!(first.is_ascii_alphanumeric() || first == '/', "{branch}");
+            assert!(
+                first.is_ascii_alphanumeric() || matches!(first, '/' | '-'),
+                "{branch}"
+            );
             let lit: String = branch
                 .chars()
                 .take_while(|c| {

@@ -339,8 +339,9 @@ impl Scanner {
         self.url_creds(t, &mut c);
         if scope == Scope::All {
             self.emails(t, &mut c);
-            self.digit_runs(t, &mut c);
-            self.addresses(t, &mut c);
+            let mut block_numbers = Vec::new();
+            self.digit_runs(t, &mut c, &mut block_numbers);
+            self.addresses(t, &block_numbers, &mut c);
             ipv6(t, &mut c);
         }
         if depth < MAX_VIEW_DEPTH {
@@ -577,6 +578,17 @@ impl Scanner {
                 }
                 continue;
             }
+            if mb.starts_with(b"-api-key-") {
+                let named = s >= 7 && &b[s - 7..s] == b"bedrock" && (s == 7 || !is_tokch(b[s - 8]));
+                if let Some(entity) = crate::keys::classify(mb, right).filter(|_| named) {
+                    out.push(Cand {
+                        entity,
+                        s: s - 7,
+                        e,
+                    });
+                }
+                continue;
+            }
             if is_tokch(left) {
                 continue;
             }
@@ -661,12 +673,9 @@ impl Scanner {
         }
     }
 
-    fn addresses(&self, t: &str, out: &mut Vec<Cand>) {
+    fn addresses(&self, t: &str, block_numbers: &[usize], out: &mut Vec<Cand>) {
         let mut spans = Vec::new();
-        // Japanese text holds multi-byte characters; plain ASCII cannot hold a prefecture
-        if !t.is_ascii() {
-            self.addr.japanese(t, &mut spans);
-        }
+        self.addr.japanese(t, block_numbers, &mut spans);
         self.addr.military(t, &mut spans);
         out.extend(spans.into_iter().map(|(s, e)| Cand {
             entity: Entity::StreetAddress,
@@ -677,7 +686,9 @@ impl Scanner {
 
     // ------------------------------------------------------------- digit runs
 
-    fn digit_runs(&self, t: &str, out: &mut Vec<Cand>) {
+    /// Digit runs and their validators; also collects the starts of digit groups that may
+    /// begin a Japanese block number (for the address search).
+    fn digit_runs(&self, t: &str, out: &mut Vec<Cand>, block_numbers: &mut Vec<usize>) {
         let b = t.as_bytes();
         let n = b.len();
         let mut groups: Vec<(usize, usize)> = Vec::new();
@@ -709,6 +720,9 @@ impl Scanner {
                     continue;
                 }
                 break;
+            }
+            if crate::address::is_block_number(b, groups[0].0, groups[0].1) {
+                block_numbers.push(groups[0].0);
             }
             // an English house number: digits, a space, a capital letter
             if j - i <= 6
