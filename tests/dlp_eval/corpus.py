@@ -30,13 +30,27 @@ from stdnum import iban as std_iban
 from stdnum.jp import cn as std_cn
 from stdnum.jp import in_ as std_in
 
+# Key families with a documented prefix or signature (issue 11); env-variable name per family
+KEY_FAMILIES = {
+    "HUGGINGFACE_TOKEN": "HF_TOKEN", "GROQ_KEY": "GROQ_API_KEY", "XAI_KEY": "XAI_API_KEY",
+    "OPENROUTER_KEY": "OPENROUTER_API_KEY", "DEEPSEEK_KEY": "DEEPSEEK_API_KEY",
+    "PERPLEXITY_KEY": "PERPLEXITY_API_KEY", "REPLICATE_TOKEN": "REPLICATE_API_TOKEN",
+    "PINECONE_KEY": "PINECONE_API_KEY", "LANGSMITH_KEY": "LANGSMITH_API_KEY",
+    "AWS_BEDROCK_KEY": "AWS_BEARER_TOKEN_BEDROCK", "GITLAB_TOKEN": "GITLAB_TOKEN", "NPM_TOKEN": "NPM_TOKEN",
+    "PYPI_TOKEN": "TWINE_PASSWORD", "TWILIO_KEY": "TWILIO_API_KEY", "SENDGRID_KEY": "SENDGRID_API_KEY",
+    "DATABRICKS_TOKEN": "DATABRICKS_TOKEN", "SUPABASE_KEY": "SUPABASE_ACCESS_TOKEN", "SENTRY_TOKEN": "SENTRY_AUTH_TOKEN",
+    "TELEGRAM_BOT_TOKEN": "TELEGRAM_BOT_TOKEN", "AZURE_CLIENT_SECRET": "AZURE_CLIENT_SECRET",
+    "AZURE_OPENAI_KEY": "AZURE_OPENAI_API_KEY", "WEBHOOK_URL": "SLACK_WEBHOOK_URL",
+}
+
 SECRETS = [
     "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "PRIVATE_KEY", "JWT", "OPENAI_KEY", "ANTHROPIC_KEY",
     "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY", "GOOGLE_API_KEY", "TOLLGATE_KEY", "PASSWORD",
+    "URL_CREDENTIAL", *KEY_FAMILIES, "COHERE_KEY", "MISTRAL_KEY", "VERCEL_TOKEN", "GENERIC_SECRET",
 ]
 PII = [
     "CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER",
-    "JP_POSTAL_CODE", "IP_ADDRESS",
+    "JP_POSTAL_CODE", "IP_ADDRESS", "STREET_ADDRESS",
 ]
 ENTITIES = PII + SECRETS
 
@@ -127,8 +141,13 @@ def iban(rng):
     check = std_iban.calc_check_digits(cc + "00" + bban)
     value = cc + check + bban
     std_iban.validate(value, check_country=False)  # mod-97 and length
-    if rng.random() < 0.6:
+    r = rng.random()
+    if r < 0.45:
         value = " ".join(value[i:i + 4] for i in range(0, len(value), 4))
+    elif r < 0.6:
+        value = "-".join(value[i:i + 4] for i in range(0, len(value), 4))
+    elif r < 0.7:  # national grouping: country + check, then bank code, then account
+        value = value[:4] + " " + value[4:12] + " " + value[12:]
     return value
 
 
@@ -138,7 +157,8 @@ def ssn(fake_en, rng):
         a, g, sr = s.split("-")
         if a in ("000", "666") or a >= "900" or g == "00" or sr == "0000" or s in ("078-05-1120", "219-09-9999", "123-45-6789"):
             continue
-        return s if rng.random() < 0.8 else s.replace("-", " ")
+        r = rng.random()
+        return s if r < 0.7 else s.replace("-", " ") if r < 0.85 else s.replace("-", ".")
 
 
 def my_number(rng):
@@ -248,7 +268,8 @@ def base62_6(v: int) -> str:
 
 def secret(entity, rng, fake):
     if entity == "AWS_ACCESS_KEY":
-        return rng.choice(["AK", "AS"]) + "IA" + rand(rng, string.ascii_uppercase + "234567", 16)
+        prefix = rng.choice(["AK" + "IA", "AS" + "IA", "AK" + "IA", "AB" + "IA", "AC" + "CA", "A3" + "T" + rng.choice(string.ascii_uppercase)])
+        return prefix + rand(rng, string.ascii_uppercase + "234567", 16)
     if entity == "AWS_SECRET_KEY":
         while True:
             v = rand(rng, string.ascii_letters + string.digits + "/+", 40)
@@ -264,11 +285,17 @@ def secret(entity, rng, fake):
     if entity == "JWT":
         header = {"alg": rng.choice(["HS256", "RS256", "ES256"]), "typ": "JWT"}
         payload = {"sub": str(rng.randint(1, 10**9)), "name": fake.name(), "iat": rng.randint(1.6e9, 1.8e9)}
-        return ".".join([
-            b64url(json.dumps(header, separators=(",", ":")).encode()),
-            b64url(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()),
-            b64url(rng.randbytes(32)),
-        ])
+        style = rng.random()
+        if style < 0.2:  # pretty-printed header (`ewog…`)
+            head = json.dumps(header, indent=rng.choice([2, 4]))
+        elif style < 0.3:  # `{ "alg": … }` (`eyAi…`)
+            head = json.dumps(header).replace("{", "{ ", 1)
+        else:
+            head = json.dumps(header, separators=(",", ":"))
+        parts = [b64url(head.encode()), b64url(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())]
+        if rng.random() < 0.15:  # unsigned, two segments
+            return ".".join(parts) + rng.choice(["", "."])
+        return ".".join(parts + [b64url(rng.randbytes(32))])
     if entity == "OPENAI_KEY":
         kind = rng.choice(["classic", "proj", "svcacct", "admin"])
         marker = "T3Blbk" + "FJ"
@@ -284,7 +311,9 @@ def secret(entity, rng, fake):
             return "gh" + rng.choice("pousr") + "_" + body + base62_6(zlib.crc32(body.encode()))
         return "github" + "_pat_" + rand(rng, B62, 22) + "_" + rand(rng, B62, 59)
     if entity == "SLACK_TOKEN":
-        kind = rng.choice(["b", "p", "app"])
+        kind = rng.choice(["b", "p", "app", "e", "o"])
+        if kind in ("e", "o"):
+            return "xox" + kind + "-" + rand(rng, string.digits, 12) + "-" + rand(rng, string.digits, 12) + "-" + rand(rng, B62, 32)
         if kind == "b":
             return "xox" + "b-" + rand(rng, string.digits, 12) + "-" + rand(rng, string.digits, 13) + "-" + rand(rng, B62, 24)
         if kind == "p":
@@ -292,21 +321,151 @@ def secret(entity, rng, fake):
                     + rand(rng, string.digits, 13) + "-" + rand(rng, "0123456789abcdef", 32))
         return "xa" + "pp-1-" + "A" + rand(rng, string.ascii_uppercase + string.digits, 10) + "-" + rand(rng, string.digits, 13) + "-" + rand(rng, "0123456789abcdef", 64)
     if entity == "STRIPE_KEY":
-        return rng.choice(["sk", "rk"]) + "_" + rng.choice(["live", "test"]) + "_" + rand(rng, B62, rng.choice([24, 99]))
+        return rng.choice(["sk", "rk"]) + "_" + rng.choice(["live", "test", "prod"]) + "_" + rand(rng, B62, rng.choice([24, 99]))
     if entity == "GOOGLE_API_KEY":
         return "AI" + "za" + rand(rng, B62 + "_-", 35)
+    if entity in KEY_FAMILIES:
+        return key_family(entity, rng)
     if entity == "TOLLGATE_KEY":
         head = "tgk_" + rng.choice(["live", "test"]) + "_" + rand(rng, B62, 12) + rand(rng, B62, 32)
         return head + base62_6(zlib.crc32(head.encode()))
     raise KeyError(entity)
 
 
-def password(fake, rng):
+# Passwords people choose around a common word (issue 11: a rule that drops every value
+# holding `password` or `secret` misses exactly these).
+PW_WORDS = ["Password", "Secret", "Summer", "Welcome", "Cleartext", "MySecret", "Dragon", "Admin", "Spring"]
+PW_TAILS = ["Pass", "Password", "Key", ""]
+
+
+def human_password(rng):
+    word = rng.choice(PW_WORDS) + rng.choice(PW_TAILS)
+    digits = str(rng.choice([1, 12, 123, 42, 99, 2024, 2025, rng.randint(1, 9999)]))
+    return word + rng.choice(["", "#", "!", "@", "_"]) + digits + rng.choice(["", "!", "$", "?"])
+
+
+HEX = "0123456789abcdef"
+UP36 = string.ascii_uppercase + string.digits
+
+
+def uuid_str(rng) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def key_family(entity, rng):
+    """A key in the family's documented shape (README table), random body."""
+    if entity == "HUGGINGFACE_TOKEN":
+        return rng.choice(["hf", "api_org"]) + "_" + rand(rng, string.ascii_letters, 34)
+    if entity == "GROQ_KEY":
+        return "gs" + "k_" + rand(rng, B62, 52)
+    if entity == "XAI_KEY":
+        return "xa" + "i-" + rand(rng, B62, 80)
+    if entity == "OPENROUTER_KEY":
+        return "sk" + "-or-v1-" + rand(rng, HEX, 64)
+    if entity == "DEEPSEEK_KEY":
+        while True:
+            v = rand(rng, HEX, 32)
+            if any(c.isdigit() for c in v) and any(c.isalpha() for c in v):
+                return "sk" + "-" + v
+    if entity == "PERPLEXITY_KEY":
+        return "pp" + "lx-" + rand(rng, B62, 48)
+    if entity == "REPLICATE_TOKEN":
+        return "r8" + "_" + rand(rng, B62, 37)
+    if entity == "PINECONE_KEY":
+        return "pc" + "sk_" + rand(rng, B62, rng.choice([5, 6])) + "_" + rand(rng, B62, 63)
+    if entity == "LANGSMITH_KEY":
+        return "ls" + "v2_" + rng.choice(["pt", "sk"]) + "_" + rand(rng, HEX, 32) + "_" + rand(rng, HEX, 10)
+    if entity == "AWS_BEDROCK_KEY":
+        if rng.random() < 0.5:
+            return "AB" + "SK" + base64.b64encode(("BedrockAPIKey-" + rand(rng, B62, rng.choice([70, 120]))).encode()).decode()
+        url = "bedrock.amazonaws.com/?Action=CallWithBearerToken&X-Amz-Credential=" + rand(rng, UP36, 20) + "&X-Amz-Signature=" + rand(rng, HEX, 64)
+        return "bedrock-api" + "-key-" + base64.b64encode(url.encode()).decode()
+    if entity == "GITLAB_TOKEN":
+        kind = rng.choice(["glpat", "glpat", "gldt", "glrt", "routable"])
+        if kind == "routable":
+            return "gl" + "pat-" + rand(rng, B62 + "_-", 27) + "." + "01" + rand(rng, string.ascii_lowercase + string.digits, 7)
+        return kind + "-" + rand(rng, B62, 20)
+    if entity == "NPM_TOKEN":
+        return "np" + "m_" + rand(rng, B62, 36)
+    if entity == "PYPI_TOKEN":
+        return "py" + "pi-AgEIcHlwaS5vcmc" + rand(rng, B62 + "_-", rng.choice([70, 160]))
+    if entity == "TWILIO_KEY":
+        return "S" + "K" + rand(rng, HEX, 32)
+    if entity == "SENDGRID_KEY":
+        return "S" + "G." + rand(rng, B62 + "_-", 22) + "." + rand(rng, B62 + "_-", 43)
+    if entity == "DATABRICKS_TOKEN":
+        return "da" + "pi" + rand(rng, HEX, 32)
+    if entity == "SUPABASE_KEY":
+        if rng.random() < 0.5:
+            return "sb" + "p_" + rand(rng, HEX, 40)
+        return "sb_" + "secret_" + rand(rng, B62 + "_-", 31)
+    if entity == "SENTRY_TOKEN":
+        if rng.random() < 0.5:
+            return "sntr" + "yu_" + rand(rng, HEX, 64)
+        claims = json.dumps({"iat": rng.randint(1.6e9, 1.8e9), "url": "https://sentry.io", "region_url": "https://us.sentry.io", "org": "acme"})
+        return "sntr" + "ys_" + base64.b64encode(claims.encode()).decode() + "_" + rand(rng, B62, 43)
+    if entity == "TELEGRAM_BOT_TOKEN":
+        return str(rng.randint(10**7, 10**10 - 1)) + ":" + "A" + "A" + rand(rng, B62 + "_-", 33)
+    if entity == "AZURE_CLIENT_SECRET":
+        return rand(rng, B62, 3) + rng.choice(string.digits) + "Q" + "~" + rand(rng, B62 + "_~.-", 34)
+    if entity == "AZURE_OPENAI_KEY":
+        return (rand(rng, B62, 52) + "JQQJ9" + rng.choice("9DH") + rand(rng, B62, 1) + rng.choice("ABCDEFGHIJKL")
+                + rand(rng, B62, 16) + rng.choice(string.ascii_letters) + rand(rng, B62, 7))
+    if entity == "WEBHOOK_URL":
+        kind = rng.choice(["slack", "discord", "teams"])
+        if kind == "slack":
+            return "https://hooks" + ".slack.com/services/T" + rand(rng, UP36, 10) + "/B" + rand(rng, UP36, 10) + "/" + rand(rng, B62, 24)
+        if kind == "discord":
+            return "https://discord" + ".com/api/webhooks/" + rand(rng, string.digits, 19) + "/" + rand(rng, B62 + "_-", 68)
+        return ("https://" + rng.choice(["acme", "contoso"]) + ".webhook" + ".office.com/webhookb2/" + uuid_str(rng) + "@" + uuid_str(rng)
+                + "/IncomingWebhook/" + rand(rng, HEX, 32) + "/" + uuid_str(rng))
+    raise KeyError(entity)
+
+
+def generic_value(rng):
+    """A generated credential without a prefix, in the alphabets services use."""
+    kind = rng.choice(["b62", "b62", "hex32", "hex40", "hex64", "b64", "dashed"])
+    if kind == "b62":
+        while True:
+            v = rand(rng, B62, rng.choice([20, 24, 32, 40, 48]))
+            if any(c.isdigit() for c in v):
+                return v
+    if kind.startswith("hex"):
+        return rand(rng, HEX, int(kind[3:]))
+    if kind == "b64":
+        return base64.b64encode(rng.randbytes(rng.choice([30, 33, 45]))).decode().rstrip("=")
+    return "-".join(rand(rng, B62, 8) for _ in range(4))
+
+
+def street_address(rng, fake_en, fake_ja):
+    """Japanese (Faker ja_JP: prefecture, municipality, town, chome/ban/go, building and
+    room, sometimes hyphenated `1-2-3`) or English with a unit or a City, ST ZIP line."""
+    if rng.random() < 0.6:
+        a = fake_ja.address()
+        if rng.random() < 0.3:  # `N丁目N番N号` written `N-N-N`
+            import re
+            a = re.sub(r"(\d+)丁目(\d+)番(\d+)号", r"\1-\2-\3", a)
+        return a
+    if rng.random() < 0.5:
+        return fake_en.address().replace("\n", ", ")
+    return fake_en.street_address() + ", " + fake_en.city() + ", " + fake_en.state_abbr() + " " + fake_en.zipcode()
+
+
+def password(fake, rng, forbid="\"'` "):
+    if rng.random() < 0.35:
+        pw = human_password(rng)
+        if not any(c in pw for c in forbid):
+            return pw
     while True:
         pw = fake.password(length=rng.choice([10, 12, 16]), special_chars=True)
         # what people actually type between quotes or after '=': no quotes/whitespace
-        if not any(c in pw for c in "\"'` ") and pw[0] not in "$%{<[(@*":
+        if not any(c in pw for c in forbid) and pw[0] not in "$%{<[(@*":
             return pw
+
+
+def url_password(fake, rng):
+    # userinfo cannot hold `@ / ? # :` unescaped
+    return password(fake, rng, forbid="\"'` @/?#:%[]")
 
 
 # ------------------------------------------------------------------ templates
@@ -320,7 +479,7 @@ EN = {
     "JP_MY_NUMBER": ["My Number: {v}", "His my number is {v}, please register it.", "MyNumber {v}"],
     "JP_CORPORATE_NUMBER": ["Corporate number: {v}", "Their corporate number is {v}.", "Invoice registration number T{v}"],
     "JP_POSTAL_CODE": ["Postal code 〒{v}, Tokyo", "Ship to 〒{v} Chiyoda-ku.", "Zip code: {v}"],
-    "IP_ADDRESS": ["The request came from IP {v} at noon.", "Server address: {v}", "Block host {v} in the firewall."],
+    "IP_ADDRESS": ["The request came from IP {v} at noon.", "Server address: {v}", "Block host {v} in the firewall.", "bind to {v}@eth0 failed"],
     "AWS_ACCESS_KEY": ["Here is our key {v} for the bucket.", "AWS_ACCESS_KEY_ID={v}", "use access key id {v} in the config"],
     "AWS_SECRET_KEY": ["aws_secret_access_key = {v}", "AWS_SECRET_ACCESS_KEY={v}", "The secret access key is {v} for that user."],
     "PRIVATE_KEY": ["Here is the deploy key:\n{v}\nkeep it safe", "key file contents\n{v}", "{v}"],
@@ -332,7 +491,8 @@ EN = {
     "STRIPE_KEY": ["STRIPE_SECRET_KEY={v}", "stripe.api_key = \"{v}\"", "charge it with {v} please"],
     "GOOGLE_API_KEY": ["GOOGLE_API_KEY={v}", "maps url ...&key={v}", "the api key {v} stopped working"],
     "TOLLGATE_KEY": ["TOLLGATE_KEY={v}", "Authorization: Bearer {v}", "my gateway key {v} returns 401"],
-    "PASSWORD": ["password={v}", "DB_PASSWORD: {v}", "my password is {v} btw", "{{\"user\": \"admin\", \"password\": \"{v}\"}}", "Server=db;User Id=app;Password={v};"],
+    "PASSWORD": ["password={v}", "DB_PASSWORD: {v}", "my password is {v} btw", "{{\"user\": \"admin\", \"password\": \"{v}\"}}", "Server=db;User Id=app;Password={v};", "curl -u admin:{v} https://api.internal/v1/jobs"],
+    "URL_CREDENTIAL": ["DATABASE_URL=postgresql://app:{v}@db.internal:5432/app", "connect to mongodb://root:{v}@cluster0.example.mongodb.net/test", "broker: amqp://guest:{v}@mq.internal:5672/", "cache at redis://:{v}@cache.internal:6379/0", "curl https://deploy:{v}@registry.example.com/v2/"],
 }
 JA = {
     "CREDIT_CARD": ["カード番号は{v}です。", "クレジットカード：{v}で決済してください", "お支払いは{v}のカードでお願いします。"],
@@ -342,7 +502,7 @@ JA = {
     "PHONE": ["電話番号は{v}です。", "携帯：{v}までご連絡ください", "お問い合わせは{v}へ。"],
     "JP_MY_NUMBER": ["マイナンバーは{v}です。", "個人番号：{v}", "私のマイナンバー{v}を登録してください。"],
     "JP_CORPORATE_NUMBER": ["法人番号は{v}です。", "法人番号：{v}", "登録番号T{v}の請求書"],
-    "JP_POSTAL_CODE": ["〒{v} 東京都千代田区千代田1-1", "郵便番号：{v}", "住所は〒{v}大阪府大阪市北区です。"],
+    "JP_POSTAL_CODE": ["〒{v} 東京都千代田区千代田", "郵便番号：{v}", "住所は〒{v}大阪府大阪市北区です。"],
     "IP_ADDRESS": ["接続元IPアドレスは{v}です。", "サーバー：{v}", "{v}からのアクセスを遮断してください。"],
     "AWS_ACCESS_KEY": ["アクセスキーは{v}です。", "AWS_ACCESS_KEY_ID={v}", "キー{v}を設定しました"],
     "AWS_SECRET_KEY": ["シークレットアクセスキーは{v}です。", "aws_secret_access_key={v}", "シークレットキー：{v}"],
@@ -355,14 +515,35 @@ JA = {
     "STRIPE_KEY": ["Stripeの鍵は{v}です。", "シークレットキー：{v}", "{v}で決済"],
     "GOOGLE_API_KEY": ["APIキーは{v}です。", "Google APIキー：{v}", "{v}が使えません"],
     "TOLLGATE_KEY": ["ゲートウェイキーは{v}です。", "キー：{v}", "{v}で401になります"],
-    "PASSWORD": ["パスワードは「{v}」です。", "パスワード：{v}", "パスワードは{v} です", "DBのpassword={v}"],
+    "PASSWORD": ["パスワードは「{v}」です。", "パスワード：{v}", "パスワードは{v} です", "DBのpassword={v}", "curl -u admin:{v} で叩いてください"],
+    "URL_CREDENTIAL": ["接続文字列はpostgresql://app:{v}@db.internal/appです。", "mongodb://admin:{v}@mongo.internal:27017 に接続", "ブローカー：amqp://guest:{v}@mq.internal:5672/"],
 }
+
+EN["STREET_ADDRESS"] = ["Please ship it to {v}.", "Address: {v}", "Our office is at {v}, see you there.", "{{\"shipping_address\": \"{v}\"}}"]
+JA["STREET_ADDRESS"] = ["住所は{v}です。", "送付先：{v}", "{v}までお届けください。"]
+EN["COHERE_KEY"] = ["CO_API_KEY={v}", "COHERE_API_KEY=\"{v}\"", "{{\"cohere_api_key\": \"{v}\"}}"]
+EN["MISTRAL_KEY"] = ["MISTRAL_API_KEY={v}", "mistral_api_key: {v}", "{{\"mistralApiKey\": \"{v}\"}}"]
+EN["VERCEL_TOKEN"] = ["VERCEL_TOKEN={v}", "vercel_token: \"{v}\"", "export VERCEL_TOKEN='{v}'"]
+EN["GENERIC_SECRET"] = [
+    "api_key = \"{v}\"", "{{\"apiKey\": \"{v}\"}}", "SERVICE_API_TOKEN: {v}", "CLIENT_SECRET={v}",
+    "X-Api-Key: {v}", "Authorization: Bearer {v}",
+    "<add key=\"ApiKey\" value=\"{v}\" />", "client_secret: '{v}'", "webhook_secret => '{v}'",
+]
+JA["COHERE_KEY"] = ["CohereのキーはCO_API_KEY={v}です。", "COHERE_API_KEY={v}を設定"]
+JA["MISTRAL_KEY"] = ["MistralのキーはMISTRAL_API_KEY={v}です。", "mistral_api_key: {v}"]
+JA["VERCEL_TOKEN"] = ["デプロイ用にVERCEL_TOKEN={v}を使います。", "vercel_token: {v}"]
+JA["GENERIC_SECRET"] = ["設定はapi_key=\"{v}\"です。", "ヘッダーは Authorization: Bearer {v} です", "CLIENT_SECRET={v}を設定しました"]
+
+for _fam, _var in KEY_FAMILIES.items():
+    EN[_fam] = [_var + "={v}", "here is my key {v}, why does it return 401?", "{{\"" + _var.lower() + "\": \"{v}\"}}", "export " + _var + "=\"{v}\""]
+    JA[_fam] = ["キーは{v}です。", _var + "={v}", "{v}で認証できません"]
 
 # Encoded forms a careless or hostile caller wraps around a value (issue 11): base64 of the
 # value, an invisible separator (U+2063) between every character, Arabic-Indic digits,
 # Cyrillic look-alikes in a key prefix, a space between every character.
 TOKEN_SECRETS = {"AWS_ACCESS_KEY", "OPENAI_KEY", "ANTHROPIC_KEY", "GITHUB_TOKEN", "SLACK_TOKEN", "STRIPE_KEY",
-                 "GOOGLE_API_KEY", "TOLLGATE_KEY", "JWT"}
+                 "GOOGLE_API_KEY", "TOLLGATE_KEY", "JWT", "HUGGINGFACE_TOKEN", "GROQ_KEY", "OPENROUTER_KEY",
+                 "GITLAB_TOKEN", "NPM_TOKEN"}
 ARABIC_OK = {"CREDIT_CARD", "US_SSN", "JP_MY_NUMBER"}
 SPACED_OK = {"CREDIT_CARD", "AWS_ACCESS_KEY", "GITHUB_TOKEN", "TOLLGATE_KEY"}
 CYRILLIC = {"A": "\u0410", "K": "\u041a", "S": "\u0405", "I": "\u0406"}
@@ -382,7 +563,8 @@ def encode_variant(variant: str, value: str) -> str:
     return value
 
 
-FULLWIDTH_OK = {"CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER", "JP_POSTAL_CODE", "IP_ADDRESS"}
+FULLWIDTH_OK = {"CREDIT_CARD", "IBAN", "US_SSN", "EMAIL", "PHONE", "JP_MY_NUMBER", "JP_CORPORATE_NUMBER", "JP_POSTAL_CODE", "IP_ADDRESS",
+                "STREET_ADDRESS"}
 DASH_OK = {"CREDIT_CARD", "US_SSN", "PHONE", "JP_MY_NUMBER", "JP_POSTAL_CODE"}
 
 
@@ -408,6 +590,8 @@ def make_value(entity, rng, fake_en, fake_ja):
     if entity == "US_SSN":
         return ssn(fake_en, rng)
     if entity == "EMAIL":
+        if rng.random() < 0.1:  # internationalized domain, punycode TLD
+            return fake_en.user_name() + "@" + rng.choice(["xn--d1acufc.xn--p1ai", "xn--80ak6aa92e.xn--p1ai", "example.xn--fiqs8s"])
         return (fake_en if rng.random() < 0.5 else fake_ja).email()
     if entity == "PHONE":
         return jp_phone(rng) if rng.random() < 0.55 else us_phone(rng)
@@ -420,8 +604,20 @@ def make_value(entity, rng, fake_en, fake_ja):
         return pc if rng.random() < 0.8 else pc.replace("-", "")
     if entity == "IP_ADDRESS":
         return ip(fake_en, rng)
+    if entity == "STREET_ADDRESS":
+        return street_address(rng, fake_en, fake_ja)
     if entity == "PASSWORD":
         return password(fake_en, rng)
+    if entity == "URL_CREDENTIAL":
+        return url_password(fake_en, rng)
+    if entity == "COHERE_KEY":
+        return rand(rng, B62, 40)
+    if entity == "MISTRAL_KEY":
+        return rand(rng, B62, 32)
+    if entity == "VERCEL_TOKEN":
+        return rand(rng, B62, 24)
+    if entity == "GENERIC_SECRET":
+        return generic_value(rng)
     return secret(entity, rng, fake_en)
 
 
@@ -602,7 +798,61 @@ def negatives(seed: int = 7, n: int = 40):
             "eyJ" + "mb28iOiJiYXIifQ" + "." + "eyJzdWIiOiIxIn0" + "." + "c2ln",  # header has no "alg"
         ]:
             add("placeholder", f"Set OPENAI_API_KEY (e.g. {ph}) before running.")
+        for ph in [
+            "hf_" + "x" * 34, "hf_YOUR_TOKEN_HERE", "api_org_" + "X" * 34, "gs" + "k_" + "x" * 52, "gs" + "k_your_groq_api_key",
+            "xa" + "i-" + "x" * 80, "sk" + "-or-v1-" + "0" * 64, "sk" + "-or-v1-...", "sk" + "-" + "a" * 32,
+            "pp" + "lx-" + "x" * 48, "pp" + "lx-your-key", "r8" + "_" + "x" * 37, "pc" + "sk_xxxxx_" + "x" * 63,
+            "ls" + "v2_pt_" + "0" * 32 + "_" + "0" * 10, "AB" + "SK" + "Q" * 120, "bedrock-api" + "-key-",
+            "gl" + "pat-" + "x" * 20, "gl" + "pat-XXXXXXXXXXXXXXXXXXXX", "np" + "m_" + "x" * 36, "py" + "pi-AgEIcHlwaS5vcmc...",
+            "S" + "K" + "x" * 32, "S" + "G.xxxxxxxx.yyyyyyyy", "da" + "pi" + "x" * 32, "sb" + "p_" + "0" * 40,
+            "sb_" + "publishable_" + rand(rng, B62, 31), "sntr" + "yu_" + "0" * 64,
+            "1234567890:" + "A" + "A" + "x" * 33, "abc1" + "Q" + "~" + "x" * 34,
+            "https://hooks" + ".slack.com/services/T00000000/B00000000/" + "X" * 24,
+            "https://discord" + ".com/api/webhooks/{webhook_id}/{webhook_token}",
+        ]:
+            add("placeholder", f"Set the key (e.g. {ph}) in your .env file.")
+        # key-like names whose values are placeholders, references, identifiers, paths,
+        # counts or other non-credentials (the generic assignment rule must stay quiet)
+        for ph in [
+            '"max_tokens": 1024, "prompt_tokens": 87', "tokenizer: cl100k_base", 'api_key = os.environ["OPENAI_API_KEY"]',
+            "OPENAI_API_KEY=your-api-key-here", 'api_key: "<TOKEN>"', "token: ${API_KEY}", "secret: changeme",
+            '"apiKey": "xxxx-xxxx-xxxx-xxxx"', "Authorization: Bearer <token>", "Authorization: Bearer $TOKEN",
+            "curl -u user:password https://api.example.com", "curl -u $USER:$PASS https://api.example.com",
+            '<add key="ApiKey" value="{{ApiKey}}" />', f'cache_key = "user:{rng.randint(1, 99999)}:profile"',
+            f'next_page_token: "{rand(rng, B62, 24)}"', 'model: "models/gemini-1.5-pro-latest"',
+            "secret_name: prod/db/credentials", f"key_id: {rng.randint(1000, 9999)}",
+            f"public_key: ssh-ed25519 {rand(rng, B62, 68)} ci@example", f'idempotency_key: "{uuid_str(rng)}"',
+            "token_type: Bearer", "access_token_url: https://auth.example.com/oauth/token",
+            "api_key = getApiKeyFromEnvironment()", "SECRET_KEY = settings.SECRET_KEY", "apiKey: process.env.API_KEY",
+            "the token limit is 8192 tokens; Key points: none", "CO_API_KEY=your_cohere_key", "MISTRAL_API_KEY=xxxxxxxx",
+        ]:
+            add("placeholder", f"config: {ph}")
+        # look-alikes of the new prefixes in ordinary identifiers and tracking numbers
+        add("lookalike", f"SKU {rand(rng, HEX, 32)} and sku-{rand(rng, string.digits, 8)}; self.hf_model_name; npm_config_cache")
+        add("lookalike", f"the ratio was 16:9 at 12:{rng.randint(10, 59)}; Q~ is not a key; gsk_test, r8_model, dapi_version")
         add("placeholder", "パスワード：（未設定）、APIキーは sk" + "-xxxxxxxxxxxxxxxxxxxxxxxx のように設定します。", "ja")
+        # URL userinfo that holds no chosen password (never an e-mail either), and
+        # password values that are placeholders, references, masks or code
+        for ph in [
+            "https://username:password@host.example.com/",
+            "postgres://postgres:postgres@localhost:5432/db",
+            "amqp://guest:guest@localhost:5672/",
+            "redis://:${REDIS_PASSWORD}@cache:6379",
+            "mysql://root:<password>@db:3306/app",
+            "mongodb://user:pass@localhost/test",
+            "https://" + rng.choice(["alice", "deploy", "ci"]) + "@git.example.com/repo.git",
+        ]:
+            add("url_placeholder", f"Use a URL like {ph} in your config.")
+        for ph in [
+            "password: your-password-here", "PASSWORD=changeme", 'password = "MySecretPassword"',
+            '"password": "string"', "password: null", "password: <password>",
+            'password: "{{ vault_db_password }}"', "password: !vault |", "password=%(db_password)s",
+            "password: process.env.DB_PASSWORD", "password = settings.DB_PASSWORD",
+            "password = getpass.getpass()", "DB_PASSWORD=CHANGE_ME", "password: YourPassword",
+            "Reset your password: click the link below.", "The password is incorrect, try again.",
+        ]:
+            add("placeholder", f"Example config: {ph}")
+        add("placeholder", "パスワード：your_password_here（変更してください）", "ja")
         add("placeholder", "Enter your password: and then press enter. The password is required.")
         # documentation IP ranges and version strings
         add("doc_ip", f"Example: ping 192.0.2.{rng.randint(1, 254)} or 198.51.100.{rng.randint(1, 254)} or 203.0.113.{rng.randint(1, 254)}")
@@ -626,12 +876,67 @@ def negatives(seed: int = 7, n: int = 40):
         # ordinary prose
         add("prose", fake_en.paragraph(nb_sentences=5))
         add("prose", fake_ja.text(200), "ja")
-        add("prose", f"{fake_ja.address().split(' ')[0]}に住んでいます。人口は{rng.randint(10000, 9999999)}人です。", "ja")
+        # places without a block number (prefecture + municipality) are not street addresses
+        add("prose", f"{fake_ja.prefecture()}{fake_ja.city()}に住んでいます。人口は{rng.randint(10000, 9999999)}人です。", "ja")
+        add("place", f"{fake_ja.prefecture()}では{fake_ja.date()}に開催、{fake_ja.prefecture()}{fake_ja.city()}の{rng.randint(1, 12)}月の売上は{rng.randint(1, 40)}%増", "ja")
+        add("place", f"{fake_ja.city()}の第{rng.randint(1, 4)}四半期、{rng.randint(1, 9)}-{rng.randint(1, 9)}月は好調", "ja")
+        add("place", f"use the {rng.randint(2, 9)} Way handshake; we bought {rng.randint(10, 99)} {fake_en.last_name()} Street shares; build {rng.randint(2019, 2026)} Green Park notes")
     return docs
 
 
+def maestro_positives(seed: int = 99, n: int = 36):
+    """12-digit Maestro cards (valid per ISO/IEC 7812) with a card word before them."""
+    rng = random.Random(seed)
+    docs = []
+    en = ["Maestro card {v}, expires 09/27", "debit card number: {v}", "Pay with card {v} please"]
+    ja = ["カード番号：{v}", "デビットカード{v}で決済", "決済カードは{v}です"]
+    for lang, table in (("en", en), ("ja", ja)):
+        for _ in range(n):
+            d = luhn_complete(rng.choice(["50", "56", "57", "58", "6304", "6390"]), 12, rng)
+            v = d if rng.random() < 0.5 else " ".join([d[:4], d[4:8], d[8:]])
+            pre, post = rng.choice(table).split("{v}")
+            docs.append(Doc(pre + v + post, [("CREDIT_CARD", len(pre), len(pre) + len(v))], lang, "maestro12", "pos", "CREDIT_CARD"))
+    return docs
+
+
+def shape_negatives(seed: int = 5, n: int = 40):
+    """False alarms of issue 11: 4-4-4 numbers with a lucky My Number check digit and no
+    context, digit groups inside an IBAN whose check fails, 10-digit numbers in a sentence
+    about a US SSN, 12-digit Maestro-shaped order numbers without a card word."""
+    rng = random.Random(seed)
+    docs = []
+
+    def add(group, text, lang="en"):
+        docs.append(Doc(text, [], lang, "neg", "neg", group))
+
+    for _ in range(n):
+        body = rand(rng, string.digits, 11)
+        mn = body + std_in.calc_check_digit(body)
+        add("tracking", f"Tracking number {mn[:4]}-{mn[4:8]}-{mn[8:]} was delivered.")
+        add("tracking", f"追跡番号 {mn[:4]} {mn[4:8]} {mn[8:]} の荷物が届きました。", "ja")
+        card16 = card(rng)
+        while len(card16) != 16:
+            card16 = card(rng)
+        cc = rng.choice(sorted(IBAN_SPECS))
+        bad = cc + "00" + card16 + rand(rng, string.digits, max(0, std_iban_len(cc) - 4 - 16))
+        if not std_iban.is_valid(bad):
+            grouped = " ".join(bad[i:i + 4] for i in range(0, len(bad), 4))
+            add("invalid_iban", f"IBAN {grouped} was rejected by the bank.")
+            add("invalid_iban", f"口座番号 {bad} は無効です。", "ja")
+        ten = rng.choice("23456789") + rand(rng, string.digits, 9)
+        add("ssn_sentence", f"社会保障番号は{ten}ではありません。", "ja")
+        add("ssn_sentence", f"The SSN field on the phone form cannot hold ten digits like {ten}.")
+        m12 = luhn_complete(rng.choice(["50", "56", "57", "58"]), 12, rng)
+        add("order", f"Order {m12[:4]} {m12[4:8]} {m12[8:]} shipped today.")
+    return docs
+
+
+def std_iban_len(cc: str) -> int:
+    return 4 + sum(n for _, n in IBAN_SPECS[cc])
+
+
 def corpus(seed: int = 20240601):
-    return positives(seed) + negatives(seed + 1)
+    return positives(seed) + maestro_positives() + negatives(seed + 1) + shape_negatives()
 
 
 if __name__ == "__main__":

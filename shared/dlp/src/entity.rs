@@ -19,6 +19,9 @@ pub enum Entity {
     JpCorporateNumber,
     JpPostalCode,
     IpAddress,
+    /// A street address: Japanese (prefecture, municipality, chōme/banchi/gō, building
+    /// and room) or an unambiguous English one (number, street, suffix, unit or city line).
+    StreetAddress,
     // secrets
     AwsAccessKey,
     AwsSecretKey,
@@ -32,6 +35,60 @@ pub enum Entity {
     GoogleApiKey,
     TollgateKey,
     Password,
+    /// Hugging Face user access token (`hf_`) or organization API token (`api_org_`).
+    HuggingfaceToken,
+    /// Azure OpenAI / Azure AI services key (84-character `JQQJ9` format, or 32 hex next to an Azure name).
+    AzureOpenaiKey,
+    /// Groq API key (`gsk_`).
+    GroqKey,
+    /// Cohere API key (40 characters next to a Cohere name).
+    CohereKey,
+    /// Mistral API key (32 characters next to a Mistral name).
+    MistralKey,
+    /// xAI API key (`xai-`).
+    XaiKey,
+    /// DeepSeek API key (`sk-` + 32 lower-case letters and digits).
+    DeepseekKey,
+    /// Perplexity API key (`pplx-`).
+    PerplexityKey,
+    /// OpenRouter API key (`sk-or-v1-`).
+    OpenrouterKey,
+    /// Replicate API token (`r8_`).
+    ReplicateToken,
+    /// Pinecone API key (`pcsk_`, or a UUID next to a Pinecone name).
+    PineconeKey,
+    /// LangSmith API key (`lsv2_pt_` / `lsv2_sk_`).
+    LangsmithKey,
+    /// Amazon Bedrock API key (long-term `ABSK…`, short-term `bedrock-api-key-…`).
+    AwsBedrockKey,
+    /// GitLab token (`glpat-`, `gldt-`, `glrt-`, … and runner registration tokens).
+    GitlabToken,
+    /// npm access token (`npm_`).
+    NpmToken,
+    /// PyPI API token (`pypi-` macaroon for pypi.org / test.pypi.org).
+    PypiToken,
+    /// Twilio API key SID (`SK` + 32 hex) or auth token next to a Twilio name.
+    TwilioKey,
+    /// SendGrid API key (`SG.` + 22 + `.` + 43).
+    SendgridKey,
+    /// Databricks personal access token (`dapi` + 32 hex).
+    DatabricksToken,
+    /// Supabase access token (`sbp_`) or secret API key (`sb_secret_`).
+    SupabaseKey,
+    /// Vercel access token (24 characters next to a Vercel name).
+    VercelToken,
+    /// Sentry user (`sntryu_`) or organization (`sntrys_`) auth token.
+    SentryToken,
+    /// Telegram bot token (`<bot id>:A…`).
+    TelegramBotToken,
+    /// Azure AD / Entra ID client secret (`…Q~…`).
+    AzureClientSecret,
+    /// Slack, Discord or Microsoft Teams incoming-webhook URL (posting needs nothing else).
+    WebhookUrl,
+    /// A high-entropy value assigned to a key-like name (`api_key = …`, `Authorization: Bearer …`, `curl -u`).
+    GenericSecret,
+    /// A password in URL userinfo (`postgresql://app:PASS@db`, `amqp://guest:PASS@mq`).
+    UrlCredential,
     /// Input the scanner cannot read (images, audio, PDFs, token-id arrays): reported once
     /// per item so a policy can refuse it (default, as a secret: block) or let it through.
     OpaqueInput,
@@ -64,7 +121,7 @@ pub enum Action {
 
 impl Entity {
     /// Every entity, in a stable order.
-    pub const ALL: [Entity; 22] = [
+    pub const ALL: [Entity; 50] = [
         Entity::CreditCard,
         Entity::Iban,
         Entity::UsSsn,
@@ -74,6 +131,7 @@ impl Entity {
         Entity::JpCorporateNumber,
         Entity::JpPostalCode,
         Entity::IpAddress,
+        Entity::StreetAddress,
         Entity::AwsAccessKey,
         Entity::AwsSecretKey,
         Entity::PrivateKey,
@@ -86,6 +144,33 @@ impl Entity {
         Entity::GoogleApiKey,
         Entity::TollgateKey,
         Entity::Password,
+        Entity::UrlCredential,
+        Entity::HuggingfaceToken,
+        Entity::AzureOpenaiKey,
+        Entity::GroqKey,
+        Entity::CohereKey,
+        Entity::MistralKey,
+        Entity::XaiKey,
+        Entity::DeepseekKey,
+        Entity::PerplexityKey,
+        Entity::OpenrouterKey,
+        Entity::ReplicateToken,
+        Entity::PineconeKey,
+        Entity::LangsmithKey,
+        Entity::AwsBedrockKey,
+        Entity::GitlabToken,
+        Entity::NpmToken,
+        Entity::PypiToken,
+        Entity::TwilioKey,
+        Entity::SendgridKey,
+        Entity::DatabricksToken,
+        Entity::SupabaseKey,
+        Entity::VercelToken,
+        Entity::SentryToken,
+        Entity::TelegramBotToken,
+        Entity::AzureClientSecret,
+        Entity::WebhookUrl,
+        Entity::GenericSecret,
         Entity::OpaqueInput,
     ];
 
@@ -101,6 +186,7 @@ impl Entity {
             Entity::JpCorporateNumber => "JP_CORPORATE_NUMBER",
             Entity::JpPostalCode => "JP_POSTAL_CODE",
             Entity::IpAddress => "IP_ADDRESS",
+            Entity::StreetAddress => "STREET_ADDRESS",
             Entity::AwsAccessKey => "AWS_ACCESS_KEY",
             Entity::AwsSecretKey => "AWS_SECRET_KEY",
             Entity::PrivateKey => "PRIVATE_KEY",
@@ -113,6 +199,33 @@ impl Entity {
             Entity::GoogleApiKey => "GOOGLE_API_KEY",
             Entity::TollgateKey => "TOLLGATE_KEY",
             Entity::Password => "PASSWORD",
+            Entity::UrlCredential => "URL_CREDENTIAL",
+            Entity::HuggingfaceToken => "HUGGINGFACE_TOKEN",
+            Entity::AzureOpenaiKey => "AZURE_OPENAI_KEY",
+            Entity::GroqKey => "GROQ_KEY",
+            Entity::CohereKey => "COHERE_KEY",
+            Entity::MistralKey => "MISTRAL_KEY",
+            Entity::XaiKey => "XAI_KEY",
+            Entity::DeepseekKey => "DEEPSEEK_KEY",
+            Entity::PerplexityKey => "PERPLEXITY_KEY",
+            Entity::OpenrouterKey => "OPENROUTER_KEY",
+            Entity::ReplicateToken => "REPLICATE_TOKEN",
+            Entity::PineconeKey => "PINECONE_KEY",
+            Entity::LangsmithKey => "LANGSMITH_KEY",
+            Entity::AwsBedrockKey => "AWS_BEDROCK_KEY",
+            Entity::GitlabToken => "GITLAB_TOKEN",
+            Entity::NpmToken => "NPM_TOKEN",
+            Entity::PypiToken => "PYPI_TOKEN",
+            Entity::TwilioKey => "TWILIO_KEY",
+            Entity::SendgridKey => "SENDGRID_KEY",
+            Entity::DatabricksToken => "DATABRICKS_TOKEN",
+            Entity::SupabaseKey => "SUPABASE_KEY",
+            Entity::VercelToken => "VERCEL_TOKEN",
+            Entity::SentryToken => "SENTRY_TOKEN",
+            Entity::TelegramBotToken => "TELEGRAM_BOT_TOKEN",
+            Entity::AzureClientSecret => "AZURE_CLIENT_SECRET",
+            Entity::WebhookUrl => "WEBHOOK_URL",
+            Entity::GenericSecret => "GENERIC_SECRET",
             Entity::OpaqueInput => "OPAQUE_INPUT",
         }
     }
@@ -122,7 +235,9 @@ impl Entity {
         match self {
             Entity::CreditCard | Entity::Iban => Category::Financial,
             Entity::UsSsn | Entity::JpMyNumber | Entity::JpCorporateNumber => Category::NationalId,
-            Entity::Email | Entity::Phone | Entity::JpPostalCode => Category::Contact,
+            Entity::Email | Entity::Phone | Entity::JpPostalCode | Entity::StreetAddress => {
+                Category::Contact
+            }
             Entity::IpAddress => Category::Network,
             Entity::AwsAccessKey
             | Entity::AwsSecretKey
@@ -136,6 +251,33 @@ impl Entity {
             | Entity::GoogleApiKey
             | Entity::TollgateKey
             | Entity::Password
+            | Entity::UrlCredential
+            | Entity::HuggingfaceToken
+            | Entity::AzureOpenaiKey
+            | Entity::GroqKey
+            | Entity::CohereKey
+            | Entity::MistralKey
+            | Entity::XaiKey
+            | Entity::DeepseekKey
+            | Entity::PerplexityKey
+            | Entity::OpenrouterKey
+            | Entity::ReplicateToken
+            | Entity::PineconeKey
+            | Entity::LangsmithKey
+            | Entity::AwsBedrockKey
+            | Entity::GitlabToken
+            | Entity::NpmToken
+            | Entity::PypiToken
+            | Entity::TwilioKey
+            | Entity::SendgridKey
+            | Entity::DatabricksToken
+            | Entity::SupabaseKey
+            | Entity::VercelToken
+            | Entity::SentryToken
+            | Entity::TelegramBotToken
+            | Entity::AzureClientSecret
+            | Entity::WebhookUrl
+            | Entity::GenericSecret
             | Entity::OpaqueInput => Category::Secret,
         }
     }

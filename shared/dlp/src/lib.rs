@@ -10,16 +10,20 @@
 //!
 //! Call [`init`] once at start-up so a defective pattern set fails loudly.
 
+pub(crate) mod address;
+pub(crate) mod assign;
 pub mod base62;
 pub mod cli;
 pub mod entity;
 pub mod error;
 pub mod json;
+pub(crate) mod keys;
 pub mod normalize;
 pub mod policy;
 pub mod redact;
 pub mod request;
 pub mod scan;
+pub mod secret_value;
 pub mod stream;
 pub mod validate;
 

@@ -72,6 +72,10 @@ struct Cand {
 #[derive(Debug)]
 pub struct Scanner {
     secret_re: Regex,
+    keys_re: Regex,
+    assign_re: Regex,
+    signature_re: Regex,
+    addr: crate::address::Addresses,
     url_cred_re: Regex,
     email_re: Regex,
     kw: Keywords,
@@ -85,6 +89,7 @@ struct Keywords {
     phone: Vec<String>,
     postal: Vec<String>,
     ip: Vec<String>,
+    card: Vec<String>,
 }
 
 fn kws(list: &[&str]) -> Vec<String> {
@@ -96,14 +101,15 @@ fn kws(list: &[&str]) -> Vec<String> {
 const SECRET_PATTERN: &str = r"(?x)
     tgk_(?:live|test)_[0-9A-Za-z]{50}
   | sk-[A-Za-z0-9_-]{20,}
-  | (?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}
-  | A(?:KIA|SIA)[0-9A-Z]{16}
+  | (?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{16,}
+  | (?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[0-9A-Z]{16}
   | AIza[0-9A-Za-z_-]{35}
   | gh[pousr]_[0-9A-Za-z]{36}
   | github_pat_[0-9A-Za-z_]{40,}
-  | xox[abprs]-[0-9A-Za-z-]{10,}
+  | xox[abeoprs]-[0-9A-Za-z-]{10,}
+  | xoxe\.xox[bp]-[0-9A-Za-z-]{10,}
   | xapp-[0-9A-Za-z-]{10,}
-  | eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*
+  | eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{2,}(?:\.[A-Za-z0-9_-]*)?
   | -----BEGIN[\x20A-Z0-9]{0,40}PRIVATE\x20KEY(?:\x20BLOCK)?-----
   | (?:[Pp]ass(?:word|wd|phrase)?|PASS(?:WORD|WD|PHRASE)?|[Pp]wd|PWD|パスワード|暗証番号)
   | (?:secret|Secret|SECRET)[_.\x20-]?(?:access|Access|ACCESS)?[_.\x20-]?(?:key|Key|KEY)
@@ -113,11 +119,13 @@ const SECRET_PATTERN: &str = r"(?x)
 const URL_CRED_PATTERN: &str =
     r#"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@?#"'<>\[\]]*:([^\s@/?#"'<>]{1,200})@[A-Za-z0-9\[]"#;
 
-const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
+const EMAIL_PATTERN: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.(?:xn--[A-Za-z0-9]{1,59}|[A-Za-z]{2,24})";
 
 /// Shortest base64 run decoded and scanned (18 bytes of text: `password=` and a short
 /// value, an AWS key id and a few characters around it).
 const MIN_B64: usize = 24;
+/// Shortest text the key-family, assignment and signature regexes run on.
+const MIN_KEYED: usize = 20;
 /// Fewest space-separated single characters joined and scanned.
 const MIN_SPACED: usize = 10;
 /// Decoded views inside decoded views (base64 of base64, spaced base64) go this deep.
@@ -253,6 +261,15 @@ impl Scanner {
     pub fn new() -> Result<Self, regex::Error> {
         Ok(Scanner {
             secret_re: Regex::new(SECRET_PATTERN)?,
+            // separate automata: one regex with every literal would outgrow the SIMD
+            // prefilter's literal budget and scan prose at a fraction of the speed
+            keys_re: Regex::new(&format!("(?x){}", &crate::keys::PREFIXED.trim_start()[1..]))?,
+            assign_re: Regex::new(&format!(
+                "(?x){}",
+                &crate::assign::TRIGGERS.trim_start()[1..]
+            ))?,
+            signature_re: Regex::new(crate::keys::SIGNATURES)?,
+            addr: crate::address::Addresses::new()?,
             url_cred_re: Regex::new(URL_CRED_PATTERN)?,
             email_re: Regex::new(EMAIL_PATTERN)?,
             kw: Keywords {
@@ -288,6 +305,7 @@ impl Scanner {
                     "番号",
                 ]),
                 postal: kws(&["郵便番号", "〒", "postal", "zip", "post code", "postcode"]),
+                card: kws(&["card", "maestro", "debit", "カード", "決済", "クレジット"]),
                 ip: kws(&[
                     "ip",
                     "address",
@@ -321,7 +339,9 @@ impl Scanner {
         self.url_creds(t, &mut c);
         if scope == Scope::All {
             self.emails(t, &mut c);
-            self.digit_runs(t, &mut c);
+            let mut block_numbers = Vec::new();
+            self.digit_runs(t, &mut c, &mut block_numbers);
+            self.addresses(t, &block_numbers, &mut c);
             ipv6(t, &mut c);
         }
         if depth < MAX_VIEW_DEPTH {
@@ -467,10 +487,22 @@ impl Scanner {
     // ---------------------------------------------------------------- secrets
 
     fn secrets(&self, t: &str, out: &mut Vec<Cand>) {
+        self.secrets_with(&self.secret_re, t, out);
+        // the shortest key family (`glpat-` + 20) and the shortest assignment (`token:` +
+        // 16) need more than this; skipping saves three regex calls (~50 ns each) on every
+        // short string of a request body (roles, ids, object keys)
+        if t.len() >= MIN_KEYED {
+            self.secrets_with(&self.keys_re, t, out);
+            self.secrets_with(&self.assign_re, t, out);
+            self.signatures(t, out);
+        }
+    }
+
+    fn secrets_with(&self, re: &Regex, t: &str, out: &mut Vec<Cand>) {
         let b = t.as_bytes();
         let mut pos = 0;
         while pos < t.len() {
-            let Some(m) = self.secret_re.find_at(t, pos) else {
+            let Some(m) = re.find_at(t, pos) else {
                 break;
             };
             let (s, e) = (m.start(), m.end());
@@ -491,11 +523,14 @@ impl Scanner {
                 continue;
             }
             // keyword triggers
-            let first = mb[0];
-            let is_pw_kw = matches!(first, b'P' | b'p')
+            let head = |p: &[u8]| mb.len() >= p.len() && mb[..p.len()].eq_ignore_ascii_case(p);
+            let is_pw_kw = head(b"pass")
+                || head(b"pwd")
                 || mb.starts_with("パスワード".as_bytes())
                 || mb.starts_with("暗証番号".as_bytes());
-            let is_aws_kw = matches!(first, b's' | b'S') && !mb.starts_with(b"sk") && mb.len() < 30
+            let is_aws_kw = (head(b"secret")
+                && mb.len() > 6
+                && mb[mb.len() - 3..].eq_ignore_ascii_case(b"key"))
                 || mb.starts_with("シークレット".as_bytes());
             if is_pw_kw && !mb.starts_with(b"pass_") {
                 if let Some((vs, ve)) = password_value(t, s, e) {
@@ -504,7 +539,9 @@ impl Scanner {
                         s: vs,
                         e: ve,
                     });
-                    pos = pos.max(ve);
+                    // the value may itself be a named key (`TWINE_PASSWORD=pypi-…`):
+                    // scan on from its start
+                    pos = pos.max(vs);
                 }
                 continue;
             }
@@ -516,14 +553,65 @@ impl Scanner {
                         e: ve,
                     });
                     pos = pos.max(ve);
+                    continue;
+                }
+            }
+            // the generic assignment rule (`api_key = …`, `Bearer …`, `curl -u …`)
+            if is_aws_kw || crate::assign::is_trigger(mb) {
+                if let Some((entity, vs, ve)) = crate::assign::at(b, s, e) {
+                    out.push(Cand {
+                        entity,
+                        s: vs,
+                        e: ve,
+                    });
+                }
+                continue;
+            }
+            if mb[0] == b'/' {
+                // a webhook path: check the host before it
+                if let Some((ws, we)) = crate::keys::webhook(b, s, e) {
+                    out.push(Cand {
+                        entity: Entity::WebhookUrl,
+                        s: url_start(b, ws),
+                        e: we,
+                    });
+                }
+                continue;
+            }
+            if mb.starts_with(b"-api-key-") {
+                let named = s >= 7 && &b[s - 7..s] == b"bedrock" && (s == 7 || !is_tokch(b[s - 8]));
+                if let Some(entity) = crate::keys::classify(mb, right).filter(|_| named) {
+                    out.push(Cand {
+                        entity,
+                        s: s - 7,
+                        e,
+                    });
                 }
                 continue;
             }
             if is_tokch(left) {
                 continue;
             }
+            if crate::keys::handles(mb) {
+                if let Some(entity) = crate::keys::classify(mb, right) {
+                    out.push(Cand { entity, s, e });
+                }
+                continue;
+            }
             if let Some(ent) = classify_token(mb, right) {
                 out.push(Cand { entity: ent, s, e });
+            }
+        }
+    }
+
+    /// Key families recognised by an inner signature (`Q~`, `:A`, `JQQJ9`, `SK` + hex).
+    fn signatures(&self, t: &str, out: &mut Vec<Cand>) {
+        let b = t.as_bytes();
+        for m in self.signature_re.find_iter(t) {
+            if let Some((entity, s, e)) =
+                crate::keys::by_signature(b, m.start(), m.as_str().as_bytes())
+            {
+                out.push(Cand { entity, s, e });
             }
         }
     }
@@ -536,7 +624,7 @@ impl Scanner {
                 continue;
             }
             out.push(Cand {
-                entity: Entity::Password,
+                entity: Entity::UrlCredential,
                 s: pw.start(),
                 e: pw.end(),
             });
@@ -558,8 +646,9 @@ impl Scanner {
             if at == s || b[at - 1] == b'.' {
                 continue;
             }
-            // userinfo of a URL (scheme://user@host), not an address
-            if s >= 3 && &b[s - 3..s] == b"://" {
+            // userinfo of a URL (`scheme://user@host`, `scheme://user:pass@host`), never an
+            // address, whatever the password looks like
+            if url_userinfo(b, s) {
                 continue;
             }
             if e < b.len() && (b[e] == b'@' || is_word(b[e])) {
@@ -584,12 +673,28 @@ impl Scanner {
         }
     }
 
+    fn addresses(&self, t: &str, block_numbers: &[usize], out: &mut Vec<Cand>) {
+        let mut spans = Vec::new();
+        self.addr.japanese(t, block_numbers, &mut spans);
+        self.addr.military(t, &mut spans);
+        out.extend(spans.into_iter().map(|(s, e)| Cand {
+            entity: Entity::StreetAddress,
+            s,
+            e,
+        }));
+    }
+
     // ------------------------------------------------------------- digit runs
 
-    fn digit_runs(&self, t: &str, out: &mut Vec<Cand>) {
+    /// Digit runs and their validators; also collects the starts of digit groups that may
+    /// begin a Japanese block number (for the address search).
+    fn digit_runs(&self, t: &str, out: &mut Vec<Cand>, block_numbers: &mut Vec<usize>) {
         let b = t.as_bytes();
         let n = b.len();
         let mut groups: Vec<(usize, usize)> = Vec::new();
+        // end of the last IBAN-shaped text (valid or not): digit groups inside it are
+        // parts of an account number, never a card, My Number or phone
+        let mut iban_shadow = 0;
         let mut i = 0;
         while i < n {
             match b[i..].iter().position(u8::is_ascii_digit) {
@@ -616,25 +721,48 @@ impl Scanner {
                 }
                 break;
             }
+            if crate::address::is_block_number(b, groups[0].0, groups[0].1) {
+                block_numbers.push(groups[0].0);
+            }
+            // an English house number: digits, a space, a capital letter
+            if j - i <= 6
+                && groups.len() == 1
+                && b.get(j) == Some(&b' ')
+                && b.get(j + 1).is_some_and(u8::is_ascii_uppercase)
+            {
+                if let Some(e) = self.addr.english_at(t, i) {
+                    out.push(Cand {
+                        entity: Entity::StreetAddress,
+                        s: i,
+                        e,
+                    });
+                }
+            }
             let run = Run::new(t, &groups);
-            self.iban(t, groups[0].0, out);
-            self.run_matchers(t, &run, out);
+            if let Some(end) = self.iban(t, groups[0].0, out) {
+                iban_shadow = iban_shadow.max(end);
+            }
+            if groups[0].0 >= iban_shadow {
+                self.run_matchers(t, &run, out);
+            }
             i = j;
         }
     }
 
-    fn iban(&self, t: &str, g0: usize, out: &mut Vec<Cand>) {
+    /// An IBAN starting two letters before the digit group at `g0`: compact, grouped by
+    /// four, or in a national grouping, with spaces or hyphens. Reports it when the length
+    /// and mod-97 check out; returns the end of the IBAN-shaped text (valid or not) so the
+    /// digit groups inside an invalid one are not read as other numbers.
+    fn iban(&self, t: &str, g0: usize, out: &mut Vec<Cand>) -> Option<usize> {
         let b = t.as_bytes();
         if g0 < 2 || !b[g0 - 2].is_ascii_uppercase() || !b[g0 - 1].is_ascii_uppercase() {
-            return;
+            return None;
         }
         let s = g0 - 2;
         if s > 0 && is_word(b[s - 1]) {
-            return;
+            return None;
         }
-        let Some(len) = v::iban_length(&b[s..g0]) else {
-            return;
-        };
+        let len = v::iban_length(&b[s..g0])?;
         let mut compact = Vec::with_capacity(len);
         let mut k = s;
         let mut last = s;
@@ -644,17 +772,22 @@ impl Scanner {
                 compact.push(c);
                 last = k + 1;
                 k += 1;
-            } else if c == b' ' && compact.len() % 4 == 0 && compact.len() >= 4 {
+            } else if matches!(c, b' ' | b'-')
+                && compact.len() >= 4
+                && b.get(k + 1)
+                    .is_some_and(|x| x.is_ascii_digit() || x.is_ascii_uppercase())
+            {
                 k += 1;
             } else {
                 break;
             }
         }
-        if compact.len() != len || !compact[2..4].iter().all(u8::is_ascii_digit) {
-            return;
+        if compact.len() < 4 || !compact[2..4].iter().all(u8::is_ascii_digit) {
+            return None;
         }
-        if last < b.len() && is_word(b[last]) {
-            return;
+        let shaped = (compact.len() >= 12).then_some(last);
+        if compact.len() != len || (last < b.len() && is_word(b[last])) {
+            return shaped;
         }
         if v::iban_mod97(&compact) {
             out.push(Cand {
@@ -663,6 +796,7 @@ impl Scanner {
                 e: last,
             });
         }
+        shaped
     }
 
     fn run_matchers(&self, t: &str, run: &Run<'_>, out: &mut Vec<Cand>) {
@@ -699,7 +833,7 @@ impl Scanner {
                 pos: run.span_start(gi),
                 lower: std::cell::OnceCell::new(),
             };
-            self.card(run, gi, &mut digits, out);
+            self.card(run, gi, &ctx, &mut digits, out);
             self.ssn(run, gi, &ctx, &mut digits, out);
             self.my_number(run, gi, &ctx, &mut digits, out);
             self.corporate(run, gi, &ctx, &mut digits, out);
@@ -709,7 +843,7 @@ impl Scanner {
         }
     }
 
-    fn card(&self, run: &Run<'_>, gi: usize, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
+    fn card(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
         let first_len = run.glen(gi);
         let mut total = 0;
         let mut sep_kind: Option<&str> = None;
@@ -731,7 +865,10 @@ impl Scanner {
                 }
                 sep_kind = Some(sep);
             }
-            if total >= 13 && run.end_ok(gj) {
+            // 12 digits are a Maestro card (ISO/IEC 7812 allows it) only with a card
+            // word nearby: alone they read as a My Number or an order number
+            let long_enough = total >= 13 || (total == 12 && ctx.has(&self.kw.card));
+            if long_enough && run.end_ok(gj) {
                 run.digits(gi, gj, d);
                 if v::luhn(d) && v::card_brand_ok(d) {
                     best = Some(gj);
@@ -748,7 +885,7 @@ impl Scanner {
     }
 
     fn ssn(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, d: &mut Vec<u8>, out: &mut Vec<Cand>) {
-        if run.shape(gi, &[3, 2, 4], &["-", " "]) {
+        if run.shape(gi, &[3, 2, 4], &["-", " ", "."]) {
             run.digits(gi, gi + 2, d);
             if v::ssn_ok(d) {
                 out.push(run.cand(Entity::UsSsn, gi, gi + 2, false));
@@ -770,9 +907,10 @@ impl Scanner {
         out: &mut Vec<Cand>,
     ) {
         if run.shape(gi, &[4, 4, 4], &["-", " "]) {
-            let whole = gi == 0 && run.groups.len() == 3 && run.lead.is_none();
+            // 4-4-4 alone is as often an order or tracking number with a lucky check
+            // digit (one in eleven): a context word is needed, as for 12 bare digits
             run.digits(gi, gi + 2, d);
-            if v::my_number_ok(d) && (whole || ctx.has(&self.kw.my_number)) {
+            if v::my_number_ok(d) && ctx.has(&self.kw.my_number) {
                 out.push(run.cand(Entity::JpMyNumber, gi, gi + 2, false));
             }
         } else if run.glen(gi) == 12 && run.end_ok(gi) && ctx.has(&self.kw.my_number) {
@@ -863,7 +1001,13 @@ impl Scanner {
             return;
         }
         let first = &b[run.groups[gi].0..run.groups[gi].1];
-        let context = || ctx.has(&self.kw.phone);
+        // a bare number in a sentence about a social security number is not a phone
+        // (`社会保障番号` holds `番号`, a phone context word); the sentence is read further
+        // back (96 bytes) for the SSN than for the phone word
+        let context = || {
+            ctx.has(&self.kw.phone)
+                && !has_any(&before(run.t, run.span_start(gi), 96), &self.kw.ssn)
+        };
         // Japanese domestic numbers start with a trunk 0
         if first[0] == b'0' && first.len() >= 2 && first[1] != b'0' {
             let mobile_like = |d: &[u8]| {
@@ -934,10 +1078,12 @@ impl Scanner {
     }
 
     fn ipv4(&self, run: &Run<'_>, gi: usize, ctx: &Ctx<'_>, out: &mut Vec<Cand>) {
-        if gi + 3 >= run.groups.len() || !run.end_ok(gi + 3) {
+        let b = run.t.as_bytes();
+        // `10.0.0.5@eth0`, `10.0.0.5@22`: an address may be followed by `@`
+        let at_after = gi + 4 == run.groups.len() && b.get(run.groups[gi + 3].1) == Some(&b'@');
+        if gi + 3 >= run.groups.len() || !(run.end_ok(gi + 3) || at_after) {
             return;
         }
-        let b = run.t.as_bytes();
         let mut oct = [0u8; 4];
         let mut single = true;
         for (k, o) in oct.iter_mut().enumerate() {
@@ -1171,7 +1317,10 @@ fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
         let body = &tok[8..];
         return (body.len() >= 20 && token_body_ok(body, 20, false)).then_some(Entity::StripeKey);
     }
-    if tok.starts_with(b"AKIA") || tok.starts_with(b"ASIA") {
+    if [&b"AKIA"[..], b"ASIA", b"ABIA", b"ACCA", b"A3T"]
+        .iter()
+        .any(|p| tok.starts_with(p))
+    {
         let body = &tok[4..];
         let base32 = body
             .iter()
@@ -1202,11 +1351,20 @@ fn classify_token(tok: &[u8], right: u8) -> Option<Entity> {
             && v::entropy(body) >= 3.0;
         return ok.then_some(Entity::SlackToken);
     }
-    if tok.starts_with(b"eyJ") {
+    if tok.starts_with(b"eyJ") || tok.starts_with(b"ew") || tok.starts_with(b"eyAi") {
+        // `eyJ…` compact header, `ewog…` / `ew0K…` / `eyAi…` pretty-printed JSON header
         let mut parts = tok.split(|c| *c == b'.');
         let header = parts.next()?;
         let payload = parts.next()?;
-        let payload_ok = payload.len() >= 2 && v::b64_decode(payload).is_some();
+        let signed = parts.next().is_some();
+        let payload_ok = match v::b64_decode(payload) {
+            // an unsigned two-segment token must carry a JSON object payload
+            Some(raw) if !signed => {
+                serde_json::from_slice::<serde_json::Value>(&raw).is_ok_and(|p| p.is_object())
+            }
+            Some(_) => payload.len() >= 2,
+            None => false,
+        };
         return (payload_ok && v::jwt_header_ok(header)).then_some(Entity::Jwt);
     }
     None
@@ -1303,11 +1461,22 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
     };
     k = skip_ws(k);
     let natural;
+    let mut xml = false;
     if k < b.len() && (b[k] == b':' || b[k] == b'=') {
         k += 1;
         if k < b.len() && matches!(b[k], b'=' | b'>') {
             k += 1;
         }
+        natural = false;
+    } else if k == ke
+        && b.get(k) == Some(&b'>')
+        && ks > 0
+        && b[ks - 1] == b'<'
+        && memchr::memmem::find(&b[k..(k + 140).min(b.len())], b"</").is_some()
+    {
+        // XML element `<password>value</password>`
+        k += 1;
+        xml = true;
         natural = false;
     } else if t[k..].starts_with("は") {
         k += "は".len();
@@ -1348,7 +1517,15 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
         None => {
             while ve < b.len() && ve - vs < 128 && b[ve].is_ascii_graphic() {
                 let c = b[ve];
-                if matches!(c, b'"' | b'\'' | b',' | b'<' | b'>' | b'`') {
+                if matches!(c, b'"' | b'\'' | b',' | b'`') {
+                    break;
+                }
+                // `<` ends the value at a closing tag (`</password>`), `>` at the end of a tag
+                // or of the value; inside a value both are characters like any other
+                let next = b.get(ve + 1).copied().unwrap_or(b' ');
+                if (c == b'<' && next == b'/')
+                    || (c == b'>' && !next.is_ascii_graphic() && b[vs] != b'<')
+                {
                     break;
                 }
                 // `;` / `&` end the value in connection strings and query strings
@@ -1380,11 +1557,15 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
                 }
             }
             if natural {
-                while ve > vs && matches!(b[ve - 1], b'.' | b',' | b'!' | b'?' | b':') {
+                // a trailing `!` is kept: people end passwords with one (`Summer2024!`)
+                while ve > vs && matches!(b[ve - 1], b'.' | b',' | b'?' | b':') {
                     ve -= 1;
                 }
             }
         }
+    }
+    if xml && !b[ve..].starts_with(b"</") {
+        return None;
     }
     let val = &b[vs..ve];
     if val.len() < 6 || val.len() > 128 || password_placeholder(val) {
@@ -1400,6 +1581,38 @@ fn password_value(t: &str, ks: usize, ke: usize) -> Option<(usize, usize)> {
     strong.then_some((vs, ve))
 }
 
+/// Start of the URL a host-anchored match at `s` belongs to: back over the host's
+/// labels (`tenant.webhook.office.com`) and a `https://` / `http://` scheme.
+fn url_start(b: &[u8], s: usize) -> usize {
+    let mut k = s;
+    while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'.' | b'-')) {
+        k -= 1;
+    }
+    for scheme in [&b"https://"[..], b"http://"] {
+        if k >= scheme.len() && b[k - scheme.len()..k].eq_ignore_ascii_case(scheme) {
+            return k - scheme.len();
+        }
+    }
+    k
+}
+
+/// True when the e-mail-shaped candidate starting at `s` is the userinfo of a URL: going
+/// back over userinfo characters (no space, `/`, `@`, quote or bracket) reaches `://`.
+fn url_userinfo(b: &[u8], s: usize) -> bool {
+    let mut k = s;
+    let floor = s.saturating_sub(256);
+    while k > floor
+        && !b[k - 1].is_ascii_whitespace()
+        && !matches!(
+            b[k - 1],
+            b'/' | b'@' | b'"' | b'\'' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b','
+        )
+    {
+        k -= 1;
+    }
+    k >= 3 && &b[k - 3..k] == b"://"
+}
+
 fn next_is_assignment(rest: &[u8]) -> bool {
     let mut k = 0;
     while k < rest.len()
@@ -1412,64 +1625,7 @@ fn next_is_assignment(rest: &[u8]) -> bool {
 }
 
 fn password_placeholder(val: &[u8]) -> bool {
-    let lower = val.to_ascii_lowercase();
-    let (Some(&first), Some(&last)) = (val.first(), val.last()) else {
-        return true;
-    };
-    let wrapped = matches!(
-        (first, last),
-        (b'<', b'>') | (b'[', b']') | (b'{', b'}') | (b'(', b')') | (b'%', b'%')
-    );
-    let env_ref = val.starts_with(b"${")
-        || val.starts_with(b"$(")
-        || (first == b'$'
-            && val[1..]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'));
-    if wrapped || env_ref {
-        return true;
-    }
-    if val.iter().all(|c| *c == val[0]) {
-        return true;
-    }
-    const WORDS: [&[u8]; 26] = [
-        b"password",
-        b"passwd",
-        b"xxxx",
-        b"****",
-        b"...",
-        b"your",
-        b"example",
-        b"placeholder",
-        b"redacted",
-        b"changeme",
-        b"secret",
-        b"env",
-        b"getenv",
-        b"process.",
-        b"os.",
-        b"null",
-        b"none",
-        b"undefined",
-        b"required",
-        b"string",
-        b"hidden",
-        b"masked",
-        b"optional",
-        b"dummy",
-        b"config",
-        b"settings",
-    ];
-    if WORDS
-        .iter()
-        .any(|w| memchr::memmem::find(&lower, w).is_some())
-    {
-        return true;
-    }
-    matches!(
-        lower.as_slice(),
-        b"true" | b"false" | b"empty" | b"str" | b"text"
-    )
+    crate::secret_value::is_placeholder(val)
 }
 
 /// A 40-char AWS secret access key within 80 bytes after a `secret key` keyword.
@@ -1607,8 +1763,17 @@ fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {
             }
             let contains = x.s <= last.s && x.e >= last.e;
             let contained = last.s <= x.s && last.e >= x.e;
+            // a named key family beats a password, which beats the generic assignment
+            // rule, over the same value (`TWINE_PASSWORD=pypi-…`, `api_key = "ghp_…"`)
+            let named = |e: Entity| match e {
+                Entity::GenericSecret => 0,
+                Entity::Password | Entity::UrlCredential => 1,
+                _ => 2,
+            };
             let better = if x.entity.is_secret() != last.entity.is_secret() {
                 x.entity.is_secret()
+            } else if x.entity.is_secret() && named(x.entity) != named(last.entity) {
+                named(x.entity) > named(last.entity)
             } else if contains != contained {
                 contains
             } else {

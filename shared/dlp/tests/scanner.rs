@@ -227,7 +227,7 @@ fn secrets() {
             Entity::GoogleApiKey,
             Entity::TollgateKey,
             Entity::AwsSecretKey,
-            Entity::Password,
+            Entity::UrlCredential,
             Entity::Password
         ]
     );

@@ -212,6 +212,43 @@ fn secrets() -> Vec<(Entity, String)> {
         (Entity::AwsAccessKey, aws_access_key()),
         (Entity::GithubToken, github_token()),
         (Entity::TollgateKey, tollgate_key()),
+        // issue 11 families, assembled from parts
+        (
+            Entity::HuggingfaceToken,
+            ["hf", "_", "qZxWvUtSrQpOnMlKjIhGfEdCbAzYxWvUtS"].concat(),
+        ),
+        (
+            Entity::GroqKey,
+            [
+                "gs",
+                "k_",
+                "q8Zr2mX0vL7pW4nK9sD1fG6hJ3bT5yU0",
+                "aB3dE5gH7jK9mN1pQ3sT5vW7",
+            ]
+            .concat(),
+        ),
+        (
+            Entity::WebhookUrl,
+            [
+                "https://hooks",
+                ".slack.com/services/",
+                "T0AB12CD34/B0EF56GH78/",
+                "q8Zr2mX0vL7pW4nK9sD1fG6h",
+            ]
+            .concat(),
+        ),
+        (
+            Entity::UrlCredential,
+            ["postgresql://app:", "Tr0ub4dor-x9", "@db.internal/app"].concat(),
+        ),
+        (
+            Entity::GenericSecret,
+            ["api_key=", "q8Zr2mX0vL7pW4nK9sD1fG6hJ3bT5yU0"].concat(),
+        ),
+        (
+            Entity::AzureClientSecret,
+            ["aB3", "7Q~", "q8Zr2mX0vL7pW4nK9sD1fG6hJ3bT5yU0x"].concat(),
+        ),
     ]
 }
 
@@ -355,7 +392,7 @@ proptest! {
         texts in prop::collection::vec("[a-zA-Z ,.?]{0,40}", 16),
         target in any::<usize>(),
         offset in any::<usize>(),
-        which in 0usize..4,
+        which in 0usize..10,
     ) {
         let (kind, clean) = request(route, mask, &texts);
         let policy = Policy::default();

@@ -1,0 +1,193 @@
+//! Street addresses (`STREET_ADDRESS`, contact category).
+//!
+//! **Japanese**: a prefecture (47 names) followed by a municipality (`…市/区/町/村`), or a
+//! designated city / Tokyo ward on its own; then the town name; then the block number —
+//! `N丁目`, `N丁目N番N号`, `N丁目N-N`, `N番地N`, `N番N号` or `N-N(-N)` (digits or kanji
+//! numerals); then, optionally, a building and room (`ハイツ一ツ橋101`, `〇〇ビル3F`,
+//! `101号室`). Runs on the normalized view, so full-width digits and hyphens and text
+//! without spaces are the same. A prefecture and city without a block number
+//! (`東京都千代田区に住んでいます`) is not a street address.
+//!
+//! **English**: only where the shape is unambiguous — a house number, one to three
+//! capitalized words and a USPS street suffix (`Street`, `Ave`, `Skyway`, …), **and** a
+//! unit (`Apt. 290`, `Suite 5`), a `City, ST 12345` line, or an address word before it
+//! (`address`, `live at`, `ship to`, `住所` …). `3 Way handshake` or `12 Main Street
+//! shares` are not addresses.
+//!
+//! Personal names are out of scope (see the crate README for what was tried).
+
+use regex::Regex;
+
+const PREFECTURES: &str = "北海道|東京都|大阪府|京都府|(?:青森|岩手|宮城|秋田|山形|福島|茨城|栃木|群馬|埼玉|千葉|神奈川|新潟|富山|石川|福井|山梨|長野|岐阜|静岡|愛知|三重|滋賀|兵庫|奈良|和歌山|鳥取|島根|岡山|広島|山口|徳島|香川|愛媛|高知|福岡|佐賀|長崎|熊本|大分|宮崎|鹿児島|沖縄)県";
+
+/// Designated cities and Tokyo's special wards: addresses often start with them.
+const CITIES: &str = "(?:札幌|仙台|さいたま|千葉|横浜|川崎|相模原|新潟|静岡|浜松|名古屋|京都|大阪|堺|神戸|岡山|広島|北九州|福岡|熊本)市|(?:千代田|中央|港|新宿|文京|台東|墨田|江東|品川|目黒|大田|世田谷|渋谷|中野|杉並|豊島|北|荒川|板橋|練馬|足立|葛飾|江戸川)区";
+
+/// Japanese address: anchored at a prefecture or city literal (the regex prefilter's
+/// literals), ends after the block number or the building / room.
+fn jp_pattern() -> String {
+    let kana = r"\p{Han}\p{Hiragana}\p{Katakana}ー々ヶヵ・";
+    let n = r"(?:[0-9]{1,4}|[一二三四五六七八九十]{1,3})";
+    format!(
+        r"(?:(?:{PREFECTURES})[{kana}]{{1,8}}?[市区町村]|{CITIES})[{kana}]{{0,20}}?(?:{n}丁目(?:{n}(?:番地?|-|の){n}?号?)?|{n}番地?(?:の|-)?(?:{n}号?)?|[0-9]{{1,3}}-[0-9]{{1,4}}(?:-[0-9]{{1,4}})?)(?:\x20?[{kana}A-Za-z]{{1,24}}?(?:(?:ビル|マンション|ハイツ|コーポ|タワー|レジデンス|アパート|荘)(?:[0-9]{{1,4}}(?:号室|F|階)?)?|[0-9]{{1,4}}(?:号室|F|階)?))?"
+    )
+}
+
+/// USPS Publication 28 street suffixes (full words) and the common abbreviations.
+const SUFFIXES: &str = "Alley|Avenue|Ave|Boulevard|Blvd|Branch|Bridge|Brooks?|Burgs?|Bypass|Camp|Canyon|Cape|Causeway|Centers?|Circles?|Cir|Cliffs?|Club|Common|Corners?|Course|Courts?|Ct|Coves?|Creek|Crescent|Crest|Crossing|Crossroad|Curve|Dale|Dam|Divide|Drives?|Dr|Estates?|Expressway|Extensions?|Falls?|Ferry|Fields?|Flats?|Fords?|Forest|Forges?|Forks?|Fort|Freeway|Gardens?|Gateway|Glens?|Greens?|Groves?|Harbors?|Haven|Heights|Highway|Hwy|Hills?|Hollow|Inlet|Islands?|Isle|Junctions?|Keys?|Knolls?|Lakes?|Land|Landing|Lane|Ln|Lights?|Loaf|Locks?|Lodge|Loop|Mall|Manors?|Meadows?|Mews|Mills?|Mission|Motorway|Mount|Mountains?|Neck|Orchard|Oval|Overpass|Parks?|Parkways?|Pkwy|Pass|Passage|Path|Pike|Pines?|Place|Pl|Plains?|Plaza|Points?|Ports?|Prairie|Radial|Ramp|Ranch|Rapids?|Rest|Ridges?|River|Roads?|Rd|Route|Row|Rue|Run|Shoals?|Shores?|Skyway|Springs?|Spurs?|Squares?|Sq|Station|Stravenue|Stream|Streets?|St|Summit|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Trl|Tunnel|Turnpike|Underpass|Unions?|Valleys?|Via|Viaduct|Views?|Villages?|Ville|Vista|Walks?|Wall|Ways?|Wells?";
+
+fn en_pattern() -> String {
+    format!(
+        r"^[0-9]{{1,6}}\x20(?:[NSEW]\.?\x20)?(?:[A-Z][A-Za-z'-]+\x20){{1,3}}(?:{SUFFIXES})(?-u:\b)\.?(?P<unit>,?\x20(?:Apt\.?|Suite|Ste\.?|Unit|\#)\x20?[0-9A-Za-z-]{{1,6}}(?-u:\b))?(?P<city>,?(?:\x20|\r?\n)[A-Z][a-z]+(?:\x20[A-Z][a-z]+){{0,2}},\x20[A-Z]{{2}}\x20[0-9]{{5}}(?:-[0-9]{{4}})?(?-u:\b))?"
+    )
+}
+
+/// Words before a house number that make a bare `number + street + suffix` an address.
+const EN_CONTEXT: [&str; 12] = [
+    "address",
+    "live at",
+    "lives at",
+    "located at",
+    "ship to",
+    "deliver to",
+    "send it to",
+    "mail to",
+    "moved to",
+    "office at",
+    "visit us at",
+    "住所",
+];
+
+/// US military addresses: `PSC 1234, Box 5678, APO AE 12345`, `USNS Name, FPO AP 12345`.
+const MILITARY: &str = r"(?:PSC\x20[0-9]{4},\x20Box\x20[0-9]{4}|Unit\x20[0-9]{4}\x20Box\x20[0-9]{4}|USNS\x20[A-Z][a-z]+|USS\x20[A-Z][a-z]+),?\x20(?:APO|FPO|DPO)\x20A[AEP]\x20[0-9]{5}";
+
+/// True when the digit group `b[start..end]` may begin a Japanese block number: glued to
+/// a multi-byte character on its left and followed by `-N`, `丁目` or `番`
+/// (`2024年`, `3時`, `12%` are not).
+pub(crate) fn is_block_number(b: &[u8], start: usize, end: usize) -> bool {
+    let rest = &b[end..];
+    start > 0
+        && b[start - 1] >= 0x80
+        && ((rest.first() == Some(&b'-') && rest.get(1).is_some_and(u8::is_ascii_digit))
+            || rest.starts_with("丁目".as_bytes())
+            || rest.starts_with("番".as_bytes()))
+}
+
+/// Compiled address patterns.
+#[derive(Debug)]
+pub(crate) struct Addresses {
+    /// Where an address may start (a prefecture or city name): run only on a short
+    /// window before a block number, never over the whole text.
+    jp_start: Regex,
+    /// The whole address, anchored at a start found by `jp_start`.
+    jp: Regex,
+    en: Regex,
+    military: Regex,
+}
+
+impl Addresses {
+    pub(crate) fn new() -> Result<Self, regex::Error> {
+        Ok(Addresses {
+            jp_start: Regex::new(&format!("(?:{PREFECTURES})|{CITIES}"))?,
+            jp: Regex::new(&format!("^(?:{})", jp_pattern()))?,
+            en: Regex::new(&en_pattern())?,
+            military: Regex::new(MILITARY)?,
+        })
+    }
+
+    /// Japanese addresses in `t`: spans. A whole-text regex over Japanese is slow (the
+    /// first bytes of every prefecture name are common in Japanese prose), so the search
+    /// is driven by block numbers: each digit group glued to a kanji or kana on its left
+    /// and followed by `-N`, `丁目` or `番` (`丸の内1-9-1`, `轟18丁目`; found by the
+    /// scanner's digit-run pass, see [`is_block_number`]) and each `丁目` after a kanji
+    /// numeral (`北一条西二丁目`) is an anchor; the 150 bytes before it are searched for a prefecture or city name,
+    /// and the full pattern is tried from there.
+    pub(crate) fn japanese(&self, t: &str, digit_anchors: &[usize], out: &mut Vec<(usize, usize)>) {
+        let b = t.as_bytes();
+        let mut anchors: Vec<usize> = digit_anchors.to_vec();
+        let numerals = "一二三四五六七八九十";
+        // `丁目` is multi-byte: ASCII text cannot hold it
+        let hay = if t.is_ascii() { &b[..0] } else { b };
+        for p in memchr::memmem::find_iter(hay, "丁目".as_bytes()) {
+            let mut k = p;
+            while let Some(c) = t[..k].chars().next_back().filter(|c| numerals.contains(*c)) {
+                k -= c.len_utf8();
+            }
+            if k < p {
+                anchors.push(k);
+            }
+        }
+        anchors.sort_unstable();
+        let mut done = 0;
+        for a in anchors {
+            if a < done {
+                continue;
+            }
+            let mut ws = a.saturating_sub(150);
+            while !t.is_char_boundary(ws) {
+                ws += 1;
+            }
+            for m in self.jp_start.find_iter(&t[ws..a]) {
+                let s = ws + m.start();
+                let Some(full) = self.jp.find(&t[s..]) else {
+                    continue;
+                };
+                let e = s + full.end();
+                // the match must cover this block number and end there (not `1-23` of
+                // `1-234`)
+                let next = b.get(e).copied().unwrap_or(b' ');
+                if e > a && !next.is_ascii_digit() && next != b'-' {
+                    out.push((s, e));
+                    done = e;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// US military (APO / FPO / DPO) addresses in `t`: spans.
+    pub(crate) fn military(&self, t: &str, out: &mut Vec<(usize, usize)>) {
+        let b = t.as_bytes();
+        // `APO A…` / `FPO A…` / `DPO A…`: a substring search is cheaper than a regex call
+        if memchr::memmem::find(b, b"PO A").is_none() {
+            return;
+        }
+        for m in self.military.find_iter(t) {
+            if b.get(m.end()).is_some_and(u8::is_ascii_digit) {
+                continue;
+            }
+            out.push((m.start(), m.end()));
+        }
+    }
+
+    /// An English street address starting at the house number at `pos` (a digit run
+    /// followed by a space and a capital letter): its end.
+    pub(crate) fn english_at(&self, t: &str, pos: usize) -> Option<usize> {
+        let b = t.as_bytes();
+        if pos > 0
+            && (b[pos - 1].is_ascii_alphanumeric()
+                || matches!(b[pos - 1], b'-' | b'.' | b'#' | b'$'))
+        {
+            return None;
+        }
+        let caps = self.en.captures(&t[pos..])?;
+        let whole = caps.get(0)?;
+        let unambiguous = caps.name("unit").is_some() || caps.name("city").is_some() || {
+            let s = pos.saturating_sub(40);
+            let s = (s..pos).find(|i| t.is_char_boundary(*i)).unwrap_or(pos);
+            let before = t[s..pos].to_ascii_lowercase();
+            EN_CONTEXT.iter().any(|w| before.contains(w))
+        };
+        unambiguous.then_some(pos + whole.end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_compile() {
+        assert!(Addresses::new().is_ok());
+    }
+}
