@@ -11,9 +11,12 @@
     reason = "contract test suite: failing loudly is its job"
 )]
 
+use tollgate_core::identity::{IssuerRecord, JwsAlg, TenantMapping};
 use tollgate_core::key::KeyEnv;
 use tollgate_core::pool::{FailureCount, TokenChange};
-use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore};
+use tollgate_core::ports::{
+    IssuerStore, KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore,
+};
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
     ClientKeyRecord, KeyStatus, PoolConfig, ProviderKind, SecretRef, Strategy, Tenant, TokenRecord,
@@ -362,4 +365,34 @@ pub async fn secrets_return_the_newest_version<S: SecretStore>(s: &S, ns: &str) 
         s.get_secret(&format!("{ns}absent")).await,
         Err(StoreError::NotFound)
     );
+}
+
+/// Issuer records: get by exact `iss`, replace on put, list. Separate from [`run_all`] until
+/// every adapter implements [`IssuerStore`].
+pub async fn issuers_round_trip_and_list<S: IssuerStore>(s: &S, ns: &str) {
+    let url = format!("https://{ns}idp.example.test");
+    let rec = IssuerRecord::new(
+        url.clone(),
+        vec!["tollgate".into()],
+        format!("{url}/jwks"),
+        vec![JwsAlg::RS256],
+        TenantMapping::Fixed {
+            tenant_id: format!("{ns}acme"),
+        },
+        1,
+    );
+    assert_eq!(s.get_issuer(&url).await.unwrap(), None);
+    s.put_issuer(&rec).await.unwrap();
+    assert_eq!(s.get_issuer(&url).await.unwrap(), Some(rec.clone()));
+    // Exact match only: a trailing slash is another issuer.
+    assert_eq!(s.get_issuer(&format!("{url}/")).await.unwrap(), None);
+    let changed = IssuerRecord {
+        audiences: vec!["tollgate".into(), "other".into()],
+        ..rec.clone()
+    };
+    s.put_issuer(&changed).await.unwrap();
+    assert_eq!(s.get_issuer(&url).await.unwrap(), Some(changed.clone()));
+    let listed = s.list_issuers().await.unwrap();
+    assert_eq!(listed.iter().filter(|r| r.issuer == url).count(), 1);
+    assert!(listed.contains(&changed));
 }
