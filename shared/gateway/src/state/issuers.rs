@@ -112,17 +112,14 @@ fn fits(k: &Jwk, alg: JwsAlg) -> bool {
     kind && named
 }
 
-#[derive(Debug, Clone, Copy)]
-struct FetchAttempt {
-    at: EpochMs,
-    ok: bool,
-}
-
 pub struct IssuerDirectory {
     stores: Option<IdentityStores>,
     issuer_cache: TtlCache<String, Arc<Option<IssuerRecord>>>,
     jwks_cache: TtlCache<String, Arc<KeySet>>,
-    attempts: Mutex<HashMap<String, FetchAttempt>>,
+    /// JWKS URL → when a token with an unknown `kid` last caused a refresh.
+    refreshed: Mutex<HashMap<String, EpochMs>>,
+    /// JWKS URL → when its last fetch failed (cleared by a good fetch).
+    failed: Mutex<HashMap<String, EpochMs>>,
     refresh_min_ms: u64,
     clock: Arc<dyn Clock>,
 }
@@ -141,7 +138,8 @@ impl IssuerDirectory {
             stores,
             issuer_cache: TtlCache::new(10_000, issuer_ttl_ms, clock.clone()),
             jwks_cache: TtlCache::new(1_000, jwks_ttl_ms, clock.clone()),
-            attempts: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
             refresh_min_ms,
             clock,
         }
@@ -199,16 +197,17 @@ impl IssuerDirectory {
         self.clock.now_ms()
     }
 
-    /// Whether a refresh for an unknown `kid` may happen now (and if so, claims it).
+    /// Whether a refresh for an unknown `kid` may happen now (and if so, claims it): at most
+    /// one per JWKS URL per refresh interval, however many requests ask.
     fn may_refresh(&self, url: &str) -> bool {
         let now = self.now();
-        let Ok(mut a) = self.attempts.lock() else {
+        let Ok(mut r) = self.refreshed.lock() else {
             return false;
         };
-        match a.get(url) {
-            Some(last) if now.saturating_sub(last.at) < self.refresh_min_ms => false,
+        match r.get(url) {
+            Some(&last) if now.saturating_sub(last) < self.refresh_min_ms => false,
             _ => {
-                a.insert(url.to_owned(), FetchAttempt { at: now, ok: true });
+                r.insert(url.to_owned(), now);
                 true
             }
         }
@@ -216,8 +215,12 @@ impl IssuerDirectory {
 
     fn record(&self, url: &str, ok: bool) {
         let at = self.now();
-        if let Ok(mut a) = self.attempts.lock() {
-            a.insert(url.to_owned(), FetchAttempt { at, ok });
+        if let Ok(mut f) = self.failed.lock() {
+            if ok {
+                f.remove(url);
+            } else {
+                f.insert(url.to_owned(), at);
+            }
         }
     }
 
@@ -227,12 +230,12 @@ impl IssuerDirectory {
         };
         // A fetch that failed recently is not repeated by every request: fail fast until the
         // refresh interval has passed.
-        let recent_failure = self.attempts.lock().ok().and_then(|a| {
-            a.get(url)
-                .filter(|l| !l.ok && self.now().saturating_sub(l.at) < self.refresh_min_ms)
-                .copied()
+        let now = self.now();
+        let recent_failure = self.failed.lock().ok().is_some_and(|f| {
+            f.get(url)
+                .is_some_and(|&at| now.saturating_sub(at) < self.refresh_min_ms)
         });
-        if recent_failure.is_some() {
+        if recent_failure {
             return Err(JwtFailure::JwksUnavailable);
         }
         calls.reads += 1;
