@@ -29,8 +29,12 @@ pub struct AuditRecord {
     pub tenant: Option<String>,
     /// Key id only (the 12-character public part).
     pub key_id: Option<String>,
-    /// Owner of the key that made the request.
+    /// Owner of the key that made the request; for a JWT caller, its principal claim (`sub`).
     pub principal: Option<String>,
+    /// For a JWT caller: the trusted issuer (`iss`) the token named, bounded. Absent on lines
+    /// written before JWT callers existed.
+    #[serde(default)]
+    pub issuer: Option<String>,
     pub source_ip: Option<String>,
     pub route: Option<String>,
     pub model: Option<String>,
@@ -87,6 +91,7 @@ impl AuditRecord {
             tenant: None,
             key_id: None,
             principal: None,
+            issuer: None,
             source_ip: None,
             route: None,
             model: None,

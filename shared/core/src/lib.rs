@@ -5,7 +5,8 @@
 //! traits in [`ports`]. Adapters (DynamoDB, Secrets Manager, in-memory) live in sibling crates.
 //!
 //! Modules in the order a request meets them:
-//! [`key`] (client key format) → [`auth`] (verification rules) → [`json`] (strict body
+//! [`key`] (client key format) → [`auth`] (verification rules) → [`identity`] (OIDC/JWT
+//! callers: issuer records, claim checks) → [`json`] (strict body
 //! parsing) → [`provider`] (routes, shapes) → [`pool`] (token choice and health) → [`retry`]
 //! → [`sse`] (stream usage) → [`scrub`] (pool token values out of responses) → [`audit`];
 //! then, in the audit function, [`detect`] (rules over audit lines).
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod detect;
+pub mod identity;
 pub mod json;
 pub mod key;
 pub mod limits;

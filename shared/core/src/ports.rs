@@ -3,6 +3,7 @@
 //! contract tests.
 
 use crate::clock::EpochMs;
+use crate::identity::IssuerRecord;
 use crate::limits::{Counters, Limits};
 use crate::pool::TokenChange;
 use crate::provider::Usage;
@@ -187,6 +188,23 @@ pub trait LimitStore: Send + Sync {
         writes: &[CounterWrite],
         expires_at: EpochMs,
     ) -> Result<SwapOutcome, StoreError>;
+}
+
+/// The OIDC issuers the operator trusts, by exact `iss` value.
+#[async_trait]
+pub trait IssuerStore: Send + Sync {
+    /// `None`: no such trusted issuer.
+    async fn get_issuer(&self, issuer: &str) -> Result<Option<IssuerRecord>, StoreError>;
+    /// Creates or replaces the record for `rec.issuer` (an operator changing a policy).
+    async fn put_issuer(&self, rec: &IssuerRecord) -> Result<(), StoreError>;
+    async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, StoreError>;
+}
+
+/// Fetches an issuer's JSON Web Key Set by URL: the raw JSON document. The gateway parses,
+/// caches and rate-limits it; an error here makes JWT callers of that issuer fail closed.
+#[async_trait]
+pub trait JwksSource: Send + Sync {
+    async fn fetch_jwks(&self, url: &str) -> Result<String, StoreError>;
 }
 
 /// Decrypts a tenant-owned provider key (KMS envelope, encryption context = tenant).

@@ -5,6 +5,7 @@
 
 use crate::audit::Decision;
 use crate::auth::AuthFailure;
+use crate::identity::JwtFailure;
 use crate::key::KeyFormatError;
 use crate::limits::LimitKind;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,22 @@ pub enum Reason {
     TenantMissing,
     TenantDisabled,
     SourceNotAllowed,
+    // JWT callers (the same 401): which check refused the token. `JwksUnavailable` is the
+    // issuer's key set being unreachable: refused (fail closed) but recorded as an error.
+    JwtMalformed,
+    JwtIssuerUnknown,
+    JwtAlgNotAllowed,
+    JwtUnknownKid,
+    JwtBadSignature,
+    JwksUnavailable,
+    JwtWrongAudience,
+    JwtExpired,
+    JwtNotYetValid,
+    JwtIssuedInFuture,
+    JwtPrincipalMissing,
+    JwtClaimMismatch,
+    JwtTenantClaimMissing,
+    JwtTenantNotAllowed,
 
     // Scopes (403, naming what is not allowed).
     RouteNotAllowed,
@@ -103,6 +120,20 @@ impl Reason {
             Reason::TenantMissing => "tenant_missing",
             Reason::TenantDisabled => "tenant_disabled",
             Reason::SourceNotAllowed => "source_not_allowed",
+            Reason::JwtMalformed => "jwt_malformed",
+            Reason::JwtIssuerUnknown => "jwt_issuer_unknown",
+            Reason::JwtAlgNotAllowed => "jwt_alg_not_allowed",
+            Reason::JwtUnknownKid => "jwt_unknown_kid",
+            Reason::JwtBadSignature => "jwt_bad_signature",
+            Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::JwtWrongAudience => "jwt_wrong_audience",
+            Reason::JwtExpired => "jwt_expired",
+            Reason::JwtNotYetValid => "jwt_not_yet_valid",
+            Reason::JwtIssuedInFuture => "jwt_issued_in_future",
+            Reason::JwtPrincipalMissing => "jwt_principal_missing",
+            Reason::JwtClaimMismatch => "jwt_claim_mismatch",
+            Reason::JwtTenantClaimMissing => "jwt_tenant_claim_missing",
+            Reason::JwtTenantNotAllowed => "jwt_tenant_not_allowed",
             Reason::RouteNotAllowed => "route_not_allowed",
             Reason::ModelNotAllowed => "model_not_allowed",
             Reason::BodyTooLarge => "body_too_large",
@@ -142,6 +173,7 @@ impl Reason {
         match self {
             Reason::Ok | Reason::ClientDisconnected => Decision::Allow,
             Reason::StoreUnavailable
+            | Reason::JwksUnavailable
             | Reason::NoEligibleToken
             | Reason::ProviderMismatch
             | Reason::TokenSecretUnavailable
@@ -174,6 +206,20 @@ impl Reason {
                 | Reason::TenantMissing
                 | Reason::TenantDisabled
                 | Reason::SourceNotAllowed
+                | Reason::JwtMalformed
+                | Reason::JwtIssuerUnknown
+                | Reason::JwtAlgNotAllowed
+                | Reason::JwtUnknownKid
+                | Reason::JwtBadSignature
+                | Reason::JwksUnavailable
+                | Reason::JwtWrongAudience
+                | Reason::JwtExpired
+                | Reason::JwtNotYetValid
+                | Reason::JwtIssuedInFuture
+                | Reason::JwtPrincipalMissing
+                | Reason::JwtClaimMismatch
+                | Reason::JwtTenantClaimMissing
+                | Reason::JwtTenantNotAllowed
         )
     }
 }
@@ -227,11 +273,32 @@ impl From<AuthFailure> for Reason {
     }
 }
 
+impl From<JwtFailure> for Reason {
+    fn from(f: JwtFailure) -> Self {
+        match f {
+            JwtFailure::Malformed => Reason::JwtMalformed,
+            JwtFailure::IssuerUnknown => Reason::JwtIssuerUnknown,
+            JwtFailure::AlgNotAllowed => Reason::JwtAlgNotAllowed,
+            JwtFailure::UnknownKid => Reason::JwtUnknownKid,
+            JwtFailure::BadSignature => Reason::JwtBadSignature,
+            JwtFailure::JwksUnavailable => Reason::JwksUnavailable,
+            JwtFailure::WrongAudience => Reason::JwtWrongAudience,
+            JwtFailure::Expired => Reason::JwtExpired,
+            JwtFailure::NotYetValid => Reason::JwtNotYetValid,
+            JwtFailure::IssuedInFuture => Reason::JwtIssuedInFuture,
+            JwtFailure::PrincipalMissing => Reason::JwtPrincipalMissing,
+            JwtFailure::ClaimMismatch => Reason::JwtClaimMismatch,
+            JwtFailure::TenantClaimMissing => Reason::JwtTenantClaimMissing,
+            JwtFailure::TenantNotAllowed => Reason::JwtTenantNotAllowed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 47] = [
+    const ALL: [Reason; 61] = [
         Reason::Ok,
         Reason::ClientDisconnected,
         Reason::UnknownRoute,
@@ -250,6 +317,20 @@ mod tests {
         Reason::TenantMissing,
         Reason::TenantDisabled,
         Reason::SourceNotAllowed,
+        Reason::JwtMalformed,
+        Reason::JwtIssuerUnknown,
+        Reason::JwtAlgNotAllowed,
+        Reason::JwtUnknownKid,
+        Reason::JwtBadSignature,
+        Reason::JwksUnavailable,
+        Reason::JwtWrongAudience,
+        Reason::JwtExpired,
+        Reason::JwtNotYetValid,
+        Reason::JwtIssuedInFuture,
+        Reason::JwtPrincipalMissing,
+        Reason::JwtClaimMismatch,
+        Reason::JwtTenantClaimMissing,
+        Reason::JwtTenantNotAllowed,
         Reason::RouteNotAllowed,
         Reason::ModelNotAllowed,
         Reason::BodyTooLarge,
@@ -331,7 +412,37 @@ mod tests {
         }
         assert_eq!(
             ALL.iter().filter(|r| r.is_authentication_failure()).count(),
-            14
+            28
         );
+    }
+
+    #[test]
+    fn every_jwt_failure_is_an_authentication_failure_and_only_an_outage_is_an_error() {
+        use crate::identity::JwtFailure as F;
+        for f in [
+            F::Malformed,
+            F::IssuerUnknown,
+            F::AlgNotAllowed,
+            F::UnknownKid,
+            F::BadSignature,
+            F::JwksUnavailable,
+            F::WrongAudience,
+            F::Expired,
+            F::NotYetValid,
+            F::IssuedInFuture,
+            F::PrincipalMissing,
+            F::ClaimMismatch,
+            F::TenantClaimMissing,
+            F::TenantNotAllowed,
+        ] {
+            let r = Reason::from(f);
+            assert!(r.is_authentication_failure(), "{r}");
+            let expected = if f == F::JwksUnavailable {
+                Decision::Error
+            } else {
+                Decision::Deny
+            };
+            assert_eq!(r.decision(), expected, "{r}");
+        }
     }
 }

@@ -3,6 +3,10 @@
 //! network. Every failure is the same 401 to the caller; the audit line names the check.
 //! The tenant is read only once the key has proved itself, so an unknown key id and a known
 //! id with a wrong secret do the same work.
+//!
+//! A bearer value is told apart by shape first ([`caller_shape`], no I/O): `tgk_…` is a key,
+//! three base64url segments a JWT (verified in `jwt`, same 401 on every failure), anything
+//! else fails the key parser without a store call.
 
 use crate::context::RequestCtx;
 use crate::respond::Refusal;
@@ -10,6 +14,7 @@ use crate::state::Gateway;
 use http::HeaderMap;
 use std::net::IpAddr;
 use tollgate_core::auth::{AuthFailure, verify_caller, verify_key};
+use tollgate_core::identity::{CallerShape, caller_shape};
 use tollgate_core::key::ClientKey;
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{ClientKeyRecord, Tenant};
@@ -48,7 +53,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     (!raw.is_empty()).then_some(raw)
 }
 
-fn store_down(e: tollgate_core::ports::StoreError) -> Refusal {
+pub(crate) fn store_down(e: tollgate_core::ports::StoreError) -> Refusal {
     tracing::warn!(error = %e, "store unavailable during authentication");
     Refusal::new(Reason::StoreUnavailable)
 }
@@ -61,6 +66,9 @@ pub(crate) async fn authenticate(
 ) -> Result<Principal, Refusal> {
     let deny = |f: AuthFailure| Refusal::new(Reason::from(f));
     let raw = presented_key(headers).unwrap_or("");
+    if caller_shape(raw) == CallerShape::Jwt {
+        return crate::jwt::authenticate(gw, raw, source_ip, ctx).await;
+    }
     // Shape and checksum first: a malformed or mistyped key costs no store call.
     let key = ClientKey::parse(raw).map_err(|e| deny(AuthFailure::Format(e)))?;
     ctx.audit.key_id = Some(key.key_id().to_owned());

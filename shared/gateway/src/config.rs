@@ -38,6 +38,13 @@ pub struct GatewayConfig {
     pub default_max_output_tokens: u64,
     pub retry: RetryPolicy,
     pub health: HealthPolicy,
+    /// How long an issuer's JWK Set is reused before it is fetched again.
+    pub jwks_cache_ttl_ms: u64,
+    /// The least time between two fetches of one JWK Set outside the TTL: a token with an
+    /// unknown `kid` refreshes it at most this often, and a failed fetch is not retried sooner.
+    pub jwks_refresh_min_ms: u64,
+    /// Time allowed for one JWK Set fetch.
+    pub jwks_timeout_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +61,9 @@ impl Default for GatewayConfig {
             default_max_output_tokens: 4_096,
             retry: RetryPolicy::default(),
             health: HealthPolicy::default(),
+            jwks_cache_ttl_ms: 300_000,
+            jwks_refresh_min_ms: 30_000,
+            jwks_timeout_ms: 3_000,
         }
     }
 }
@@ -121,6 +131,9 @@ impl GatewayConfig {
             )?,
             retry,
             health,
+            jwks_cache_ttl_ms: num(&get, "TOLLGATE_JWKS_CACHE_TTL_MS", d.jwks_cache_ttl_ms)?,
+            jwks_refresh_min_ms: num(&get, "TOLLGATE_JWKS_REFRESH_MIN_MS", d.jwks_refresh_min_ms)?,
+            jwks_timeout_ms: num(&get, "TOLLGATE_JWKS_TIMEOUT_MS", d.jwks_timeout_ms)?.max(1),
         })
     }
 }

@@ -3,7 +3,8 @@
 //! - [`handler`] — the one entry point; calls every stage in order and is the only caller of
 //!   settlement. Nothing imports it.
 //! - [`authenticate`] — key shape and checksum (no I/O), key cache/store, digest, status,
-//!   expiry, then tenant and source network. Every failure here is the same 401.
+//!   expiry, then tenant and source network; a JWT-shaped bearer goes to `jwt` instead
+//!   (issuer, key, signature, claims). Every failure here is the same 401.
 //! - [`request`] — route, body size, strict JSON, model, `stream`; then scopes (403).
 //! - [`inspect`] — sensitive data in every text field: block (400), redact or log.
 //! - [`limit`] — reserve the request's worst case against the key's and tenant's limits
@@ -29,6 +30,7 @@ mod context;
 mod forward;
 pub mod handler;
 pub mod inspect;
+mod jwt;
 mod limit;
 mod relay;
 pub mod request;
@@ -39,4 +41,4 @@ pub mod state;
 pub use audit_sink::{AuditSink, MemoryAuditSink, StdoutAuditSink};
 pub use config::{ConfigError, GatewayConfig};
 pub use handler::{RequestId, SourceIp, router};
-pub use state::{Gateway, Stores};
+pub use state::{Gateway, HttpJwks, IdentityStores, Stores};

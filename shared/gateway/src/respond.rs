@@ -83,7 +83,21 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
         | Reason::Expired
         | Reason::TenantMissing
         | Reason::TenantDisabled
-        | Reason::SourceNotAllowed => (ErrorClass::Unauthenticated, None),
+        | Reason::SourceNotAllowed
+        | Reason::JwtMalformed
+        | Reason::JwtIssuerUnknown
+        | Reason::JwtAlgNotAllowed
+        | Reason::JwtUnknownKid
+        | Reason::JwtBadSignature
+        | Reason::JwksUnavailable
+        | Reason::JwtWrongAudience
+        | Reason::JwtExpired
+        | Reason::JwtNotYetValid
+        | Reason::JwtIssuedInFuture
+        | Reason::JwtPrincipalMissing
+        | Reason::JwtClaimMismatch
+        | Reason::JwtTenantClaimMissing
+        | Reason::JwtTenantNotAllowed => (ErrorClass::Unauthenticated, None),
         Reason::RouteNotAllowed => (
             ErrorClass::Forbidden,
             Some(format!("This key may not call the {detail} route.")),
@@ -254,6 +268,20 @@ mod tests {
             Reason::TenantDisabled,
             Reason::SourceNotAllowed,
             Reason::Suspended,
+            Reason::JwtMalformed,
+            Reason::JwtIssuerUnknown,
+            Reason::JwtAlgNotAllowed,
+            Reason::JwtUnknownKid,
+            Reason::JwtBadSignature,
+            Reason::JwksUnavailable,
+            Reason::JwtWrongAudience,
+            Reason::JwtExpired,
+            Reason::JwtNotYetValid,
+            Reason::JwtIssuedInFuture,
+            Reason::JwtPrincipalMissing,
+            Reason::JwtClaimMismatch,
+            Reason::JwtTenantClaimMissing,
+            Reason::JwtTenantNotAllowed,
         ] {
             assert!(reason.is_authentication_failure());
             for kind in [ProviderKind::Openai, ProviderKind::Anthropic] {

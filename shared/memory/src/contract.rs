@@ -12,12 +12,13 @@
 )]
 
 use tollgate_core::clock::EpochMs;
+use tollgate_core::identity::{IssuerRecord, JwsAlg, TenantMapping};
 use tollgate_core::key::KeyEnv;
 use tollgate_core::limits::Counters;
 use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{
-    CounterWrite, KeyStore, LimitStore, PoolStore, Secret, SecretStore, StoreError, SwapOutcome,
-    TenantStore, VersionedCounters,
+    CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, Secret, SecretStore, StoreError,
+    SwapOutcome, TenantStore, VersionedCounters,
 };
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
@@ -640,4 +641,34 @@ fn assert_conflict_reports(out: &SwapOutcome, stale: &[(&String, &VersionedCount
     unique.sort();
     unique.dedup();
     assert_eq!(subjects.len(), unique.len(), "each subject reported once");
+}
+
+/// Issuer records: get by exact `iss`, replace on put, list. Separate from [`run_all`] until
+/// every adapter implements [`IssuerStore`].
+pub async fn issuers_round_trip_and_list<S: IssuerStore>(s: &S, ns: &str) {
+    let url = format!("https://{ns}idp.example.test");
+    let rec = IssuerRecord::new(
+        url.clone(),
+        vec!["tollgate".into()],
+        format!("{url}/jwks"),
+        vec![JwsAlg::RS256],
+        TenantMapping::Fixed {
+            tenant_id: format!("{ns}acme"),
+        },
+        1,
+    );
+    assert_eq!(s.get_issuer(&url).await.unwrap(), None);
+    s.put_issuer(&rec).await.unwrap();
+    assert_eq!(s.get_issuer(&url).await.unwrap(), Some(rec.clone()));
+    // Exact match only: a trailing slash is another issuer.
+    assert_eq!(s.get_issuer(&format!("{url}/")).await.unwrap(), None);
+    let changed = IssuerRecord {
+        audiences: vec!["tollgate".into(), "other".into()],
+        ..rec.clone()
+    };
+    s.put_issuer(&changed).await.unwrap();
+    assert_eq!(s.get_issuer(&url).await.unwrap(), Some(changed.clone()));
+    let listed = s.list_issuers().await.unwrap();
+    assert_eq!(listed.iter().filter(|r| r.issuer == url).count(), 1);
+    assert!(listed.contains(&changed));
 }

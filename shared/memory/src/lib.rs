@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use tollgate_core::clock::EpochMs;
+use tollgate_core::identity::IssuerRecord;
 use tollgate_core::limits::Limits;
 use tollgate_core::pool::{TokenChange, apply};
 use tollgate_core::ports::{
-    CounterWrite, KeyStore, LimitStore, OpCounter, PoolStore, Secret, SecretStore, StoreError,
-    SwapOutcome, TenantStore, VersionedCounters,
+    CounterWrite, IssuerStore, JwksSource, KeyStore, LimitStore, OpCounter, PoolStore, Secret,
+    SecretStore, StoreError, SwapOutcome, TenantStore, VersionedCounters,
 };
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
@@ -35,6 +36,7 @@ pub struct MemoryStore {
     pools: Mutex<BTreeMap<String, PoolConfig>>,
     secrets: Mutex<HashMap<String, Vec<Secret>>>,
     counters: Mutex<HashMap<String, VersionedCounters>>,
+    issuers: Mutex<BTreeMap<String, IssuerRecord>>,
     /// When set, every call fails as an unreachable service would (fail-closed tests).
     failing: std::sync::atomic::AtomicBool,
     pub ops: OpCounter,
@@ -373,6 +375,66 @@ impl LimitStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl IssuerStore for MemoryStore {
+    async fn get_issuer(&self, issuer: &str) -> Result<Option<IssuerRecord>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.issuers)?.get(issuer).cloned())
+    }
+    async fn put_issuer(&self, rec: &IssuerRecord) -> Result<(), StoreError> {
+        self.write()?;
+        lock(&self.issuers)?.insert(rec.issuer.clone(), rec.clone());
+        Ok(())
+    }
+    async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.issuers)?.values().cloned().collect())
+    }
+}
+
+/// JWK Sets by URL, for tests: set a document, make every fetch fail, count fetches.
+#[derive(Default)]
+pub struct MemoryJwks {
+    sets: Mutex<HashMap<String, String>>,
+    failing: std::sync::atomic::AtomicBool,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryJwks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Publishes `json` at `url` (replacing what was there: a key rotation).
+    pub fn publish(&self, url: &str, json: impl Into<String>) {
+        if let Ok(mut m) = self.sets.lock() {
+            m.insert(url.to_owned(), json.into());
+        }
+    }
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Fetches attempted so far (failed ones included).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl JwksSource for MemoryJwks {
+    async fn fetch_jwks(&self, url: &str) -> Result<String, StoreError> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected failure".into()));
+        }
+        lock(&self.sets)?
+            .get(url)
+            .cloned()
+            .ok_or_else(|| StoreError::Unavailable(format!("no JWK Set at {url}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +442,24 @@ mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_contract() {
         contract::run_all(&MemoryStore::new(), "").await;
+        contract::issuers_round_trip_and_list(&MemoryStore::new(), "").await;
+    }
+
+    #[tokio::test]
+    async fn memory_jwks_serves_what_was_published_and_fails_when_told() {
+        let j = MemoryJwks::new();
+        assert!(j.fetch_jwks("https://i/jwks").await.is_err());
+        j.publish("https://i/jwks", r#"{"keys":[]}"#);
+        assert_eq!(
+            j.fetch_jwks("https://i/jwks").await.unwrap(),
+            r#"{"keys":[]}"#
+        );
+        j.set_failing(true);
+        assert!(matches!(
+            j.fetch_jwks("https://i/jwks").await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(j.fetches(), 3);
     }
 
     #[tokio::test]

@@ -63,7 +63,15 @@ pub fn signal(r: Reason) -> Signal {
         | Reason::BadLength
         | Reason::BadCharset
         | Reason::BadChecksum
-        | Reason::UnknownKey => Signal::Scan,
+        | Reason::UnknownKey
+        // A token no trusted issuer signed (or signed for someone else): probing, not a
+        // credential that proved itself.
+        | Reason::JwtMalformed
+        | Reason::JwtIssuerUnknown
+        | Reason::JwtAlgNotAllowed
+        | Reason::JwtUnknownKid
+        | Reason::JwtBadSignature
+        | Reason::JwtWrongAudience => Signal::Scan,
         Reason::DigestMismatch => Signal::WrongSecret,
         Reason::SourceNotAllowed => Signal::OutsideSource,
         Reason::RouteNotAllowed | Reason::ModelNotAllowed => Signal::OutsideScope,
@@ -102,6 +110,17 @@ pub fn signal(r: Reason) -> Signal {
         | Reason::UpstreamTimeout
         | Reason::UpstreamStreamBroken
         | Reason::ScrubberUnavailable
+        // Expired or not-yet-valid tokens are clocks and caching, claim refusals are the
+        // issuer policy doing its job, and an unreachable JWKS is an outage: no rule counts
+        // them yet.
+        | Reason::JwksUnavailable
+        | Reason::JwtExpired
+        | Reason::JwtNotYetValid
+        | Reason::JwtIssuedInFuture
+        | Reason::JwtPrincipalMissing
+        | Reason::JwtClaimMismatch
+        | Reason::JwtTenantClaimMissing
+        | Reason::JwtTenantNotAllowed
         | Reason::Unrecognized => Signal::Other,
     }
 }

@@ -1,9 +1,11 @@
 //! What every request shares, built once per process (per warm Lambda sandbox): settings, the
 //! clock, the upstream HTTP client, the audit sink, and the three caches in front of the
-//! stores — [`keys`] (key records and tenants), [`pools`] (pool views: select, observe,
-//! forget) and [`secrets`] (the pepper and provider token values). Stages read from here;
+//! stores — [`keys`] (key records and tenants), [`issuers`] (trusted OIDC issuers and their
+//! JWK Sets), [`pools`] (pool views: select, observe, forget) and [`secrets`] (the pepper and
+//! provider token values). Stages read from here;
 //! nothing here knows about stages or the handler.
 
+pub mod issuers;
 pub mod keys;
 pub mod limits;
 pub mod pools;
@@ -11,6 +13,7 @@ pub mod secrets;
 
 use crate::audit_sink::AuditSink;
 use crate::config::GatewayConfig;
+pub use issuers::{HttpJwks, IdentityStores};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::clock::{Clock, EpochMs};
@@ -34,6 +37,7 @@ pub struct Gateway {
     pub(crate) http: reqwest::Client,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) keys: keys::KeyDirectory,
+    pub(crate) issuers: issuers::IssuerDirectory,
     pub(crate) pools: pools::PoolCache,
     pub(crate) secrets: secrets::SecretCache,
     pub(crate) limits: Option<Arc<limits::LimitCounters>>,
@@ -41,9 +45,21 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway that trusts no OIDC issuer: JWT callers are refused (unknown issuer).
     pub fn new(
         cfg: GatewayConfig,
         stores: Stores,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        Self::with_identity(cfg, stores, None, clock, audit)
+    }
+
+    /// A gateway that also accepts JWTs from the issuers in `identity`'s store.
+    pub fn with_identity(
+        cfg: GatewayConfig,
+        stores: Stores,
+        identity: Option<IdentityStores>,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Arc<Self>, reqwest::Error> {
@@ -60,6 +76,13 @@ impl Gateway {
                 stores.keys,
                 stores.tenants,
                 cfg.key_cache_ttl_ms,
+                clock.clone(),
+            ),
+            issuers: issuers::IssuerDirectory::new(
+                identity,
+                cfg.key_cache_ttl_ms,
+                cfg.jwks_cache_ttl_ms,
+                cfg.jwks_refresh_min_ms,
                 clock.clone(),
             ),
             pools: pools::PoolCache::new(stores.pools, cfg.pool_cache_ttl_ms, clock.clone()),
