@@ -138,7 +138,7 @@ def main():
     peak = rss_peak_mb(proxy.pid)
 
     zip_size, zip_arch = build_zip()
-    calls = warm_calls()
+    calls, limited_calls = warm_calls()
 
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -161,6 +161,7 @@ def main():
     print(f"| Lambda bootstrap zip ({zip_arch}) | {zip_size} | ≤ 8 MB |")
     print(f"| process start to first response served | {start_ms:.1f} ms | |")
     print(f"| store (AWS) calls per warm request, emulator | {calls} | 0 reads, ≤ 2 writes |")
+    print(f"| same, key with limits (rpm + daily budget, strict mode) | {limited_calls} | 0 reads, admit + settle writes |")
 
 
 def build_zip():
@@ -209,22 +210,33 @@ def warm_calls(n=50):
     subprocess.run([cli, "token", "add", "--pool", "openai", "--new-pool", "--provider", "openai", "--base-url", f"{mock_url}/v1",
                     "--id", "bench", "--owner", "bench@localhost"], input="mock-ok-bench\n", env=full, check=True,
                    capture_output=True, text=True)
+    limited = json.loads(subprocess.run([cli, "--json", "key", "issue", "--tenant", "bench", "--owner", "bench@localhost", "--env", "test"],
+                                        env=full, check=True, capture_output=True, text=True).stdout)
+    subprocess.run([cli, "limits", "set", "--tenant", "bench", "--key", limited["key_id"], "--rpm", "100000",
+                    "--budget-day", "1000usd"], env=full, check=True, capture_output=True)
     out = open(TMP / "proxy-aws.out", "w")
     spawn([str(REL / "proxy"), "--http", "127.0.0.1:0"], env={**env, "RUST_LOG": "warn"}, stdout=out, name="proxy-aws")
     url = listening("proxy-aws")
-    # The first request fills the caches; let its audit line land before the warm ones (the
-    # proxy settles after the client has the body, so lines can otherwise swap places).
-    post(f"{url}/v1/chat/completions", key, timeout=10)
-    time.sleep(0.2)
-    for _ in range(n):
-        post(f"{url}/v1/chat/completions", key, timeout=10)
-    time.sleep(0.2)
-    audits = [json.loads(l) for l in (TMP / "proxy-aws.out").read_text().splitlines() if '"tollgate_audit"' in l]
-    warm = audits[1:]
-    reads = sum(a["store_reads"] for a in warm) / len(warm)
-    writes = sum(a["store_writes"] for a in warm) / len(warm)
-    return f"{reads:.2f} reads, {writes:.2f} writes (mean of {len(warm)}; cold first request: {audits[0]['store_reads']} reads, {audits[0]['store_writes']} writes)"
 
+    def measure(k):
+        # The first request fills the caches; let its audit line land before the warm ones
+        # (the proxy settles after the client has the body, so lines can otherwise swap).
+        seen = len(audit_lines())
+        post(f"{url}/v1/chat/completions", k, timeout=10)
+        time.sleep(0.2)
+        for _ in range(n):
+            post(f"{url}/v1/chat/completions", k, timeout=10)
+        time.sleep(0.2)
+        audits = audit_lines()[seen:]
+        warm = audits[1:]
+        reads = sum(a["store_reads"] for a in warm) / len(warm)
+        writes = sum(a["store_writes"] for a in warm) / len(warm)
+        return f"{reads:.2f} reads, {writes:.2f} writes (mean of {len(warm)}; cold first request: {audits[0]['store_reads']} reads, {audits[0]['store_writes']} writes)"
+
+    def audit_lines():
+        return [json.loads(l) for l in (TMP / "proxy-aws.out").read_text().splitlines() if '"tollgate_audit"' in l]
+
+    return measure(key), measure(limited["key"])
 
 if __name__ == "__main__":
     try:
