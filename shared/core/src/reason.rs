@@ -8,6 +8,7 @@ use crate::auth::AuthFailure;
 use crate::identity::JwtFailure;
 use crate::key::KeyFormatError;
 use crate::limits::LimitKind;
+use crate::provider::ErrorClass;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -167,60 +168,96 @@ impl Reason {
         }
     }
 
-    /// Allowed (the caller got the provider's answer, or went away while getting it), denied
-    /// (the gateway refused), or an error (a store or the upstream failed).
-    pub fn decision(self) -> Decision {
-        match self {
-            Reason::Ok | Reason::ClientDisconnected => Decision::Allow,
-            Reason::StoreUnavailable
+    /// The status class a refusal answers with, in the imitated provider's shape; `None` for
+    /// the two ways a request ends with the provider's own answer. The one place reasons are
+    /// grouped: [`decision`](Self::decision), [`is_authentication_failure`](Self::is_authentication_failure)
+    /// and the gateway's responses all derive from it.
+    pub fn error_class(self) -> Option<ErrorClass> {
+        Some(match self {
+            Reason::Ok | Reason::ClientDisconnected => return None,
+            Reason::UnknownRoute => ErrorClass::NotFound,
+            Reason::MethodNotAllowed => ErrorClass::MethodNotAllowed,
+            Reason::MissingKey
+            | Reason::BadPrefix
+            | Reason::BadLength
+            | Reason::BadCharset
+            | Reason::BadChecksum
+            | Reason::UnknownKey
+            | Reason::DigestMismatch
+            | Reason::UnknownPepperVersion
+            | Reason::Revoked
+            | Reason::Suspended
+            | Reason::Expired
+            | Reason::TenantMissing
+            | Reason::TenantDisabled
+            | Reason::SourceNotAllowed
+            | Reason::JwtMalformed
+            | Reason::JwtIssuerUnknown
+            | Reason::JwtAlgNotAllowed
+            | Reason::JwtUnknownKid
+            | Reason::JwtBadSignature
             | Reason::JwksUnavailable
-            | Reason::NoEligibleToken
+            | Reason::JwtWrongAudience
+            | Reason::JwtExpired
+            | Reason::JwtNotYetValid
+            | Reason::JwtIssuedInFuture
+            | Reason::JwtPrincipalMissing
+            | Reason::JwtClaimMismatch
+            | Reason::JwtTenantClaimMissing
+            | Reason::JwtTenantNotAllowed => ErrorClass::Unauthenticated,
+            Reason::RouteNotAllowed | Reason::ModelNotAllowed => ErrorClass::Forbidden,
+            Reason::BodyTooLarge => ErrorClass::PayloadTooLarge,
+            Reason::InvalidJson
+            | Reason::BodyNotUtf8
+            | Reason::DuplicateJsonKey
+            | Reason::NotJsonObject
+            | Reason::ModelMissing
+            | Reason::ModelInvalid
+            | Reason::StreamNotBoolean
+            | Reason::UnserializableBody => ErrorClass::BadRequest,
+            Reason::SensitiveDataBlocked => ErrorClass::SensitiveData,
+            Reason::LimitRpm
+            | Reason::LimitTpm
+            | Reason::LimitConcurrency
+            | Reason::BudgetDay
+            | Reason::BudgetMonth
+            | Reason::TokenBudgetDay
+            | Reason::TokenBudgetMonth => ErrorClass::RateLimited,
+            Reason::StoreUnavailable => ErrorClass::StoreUnavailable,
+            Reason::NoEligibleToken
             | Reason::ProviderMismatch
             | Reason::TokenSecretUnavailable
             | Reason::AllTokensFailed
             | Reason::UpstreamBodyFailed
             | Reason::BadUpstreamHeaders
-            | Reason::UpstreamTimeout
             | Reason::UpstreamStreamBroken
-            | Reason::ScrubberUnavailable
-            | Reason::Unrecognized => Decision::Error,
-            _ => Decision::Deny,
+            | Reason::ScrubberUnavailable => ErrorClass::NoUpstreamAvailable,
+            Reason::UpstreamTimeout => ErrorClass::UpstreamTimeout,
+            Reason::Unrecognized => ErrorClass::Internal,
+        })
+    }
+
+    /// Allowed (the caller got the provider's answer, or went away while getting it), denied
+    /// (the gateway refused), or an error (a store, the upstream, or an issuer's key set
+    /// failed — the caller may have done nothing wrong).
+    pub fn decision(self) -> Decision {
+        match self.error_class() {
+            None => Decision::Allow,
+            Some(
+                ErrorClass::StoreUnavailable
+                | ErrorClass::NoUpstreamAvailable
+                | ErrorClass::UpstreamTimeout
+                | ErrorClass::Internal,
+            ) => Decision::Error,
+            // Answered as the uniform 401, but an outage, not a bad credential.
+            Some(_) if self == Reason::JwksUnavailable => Decision::Error,
+            Some(_) => Decision::Deny,
         }
     }
 
     /// One of the failures that answer with the uniform 401.
     pub fn is_authentication_failure(self) -> bool {
-        matches!(
-            self,
-            Reason::MissingKey
-                | Reason::BadPrefix
-                | Reason::BadLength
-                | Reason::BadCharset
-                | Reason::BadChecksum
-                | Reason::UnknownKey
-                | Reason::DigestMismatch
-                | Reason::UnknownPepperVersion
-                | Reason::Revoked
-                | Reason::Suspended
-                | Reason::Expired
-                | Reason::TenantMissing
-                | Reason::TenantDisabled
-                | Reason::SourceNotAllowed
-                | Reason::JwtMalformed
-                | Reason::JwtIssuerUnknown
-                | Reason::JwtAlgNotAllowed
-                | Reason::JwtUnknownKid
-                | Reason::JwtBadSignature
-                | Reason::JwksUnavailable
-                | Reason::JwtWrongAudience
-                | Reason::JwtExpired
-                | Reason::JwtNotYetValid
-                | Reason::JwtIssuedInFuture
-                | Reason::JwtPrincipalMissing
-                | Reason::JwtClaimMismatch
-                | Reason::JwtTenantClaimMissing
-                | Reason::JwtTenantNotAllowed
-        )
+        self.error_class() == Some(ErrorClass::Unauthenticated)
     }
 }
 

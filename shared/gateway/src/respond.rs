@@ -64,112 +64,38 @@ impl From<Reason> for Refusal {
     }
 }
 
-/// Status class and client message for every reason.
+/// Status class (from the reason, `Reason::error_class`) and client message for a refusal.
+/// Only the reasons whose message says more than their class's default are listed.
 pub fn classify(r: &Refusal) -> (ErrorClass, String) {
     let detail = r.detail.as_deref().unwrap_or("");
-    let (class, message): (ErrorClass, Option<String>) = match r.reason {
-        Reason::UnknownRoute => (ErrorClass::NotFound, None),
-        Reason::MethodNotAllowed => (ErrorClass::MethodNotAllowed, None),
-        Reason::MissingKey
-        | Reason::BadPrefix
-        | Reason::BadLength
-        | Reason::BadCharset
-        | Reason::BadChecksum
-        | Reason::UnknownKey
-        | Reason::DigestMismatch
-        | Reason::UnknownPepperVersion
-        | Reason::Revoked
-        | Reason::Suspended
-        | Reason::Expired
-        | Reason::TenantMissing
-        | Reason::TenantDisabled
-        | Reason::SourceNotAllowed
-        | Reason::JwtMalformed
-        | Reason::JwtIssuerUnknown
-        | Reason::JwtAlgNotAllowed
-        | Reason::JwtUnknownKid
-        | Reason::JwtBadSignature
-        | Reason::JwksUnavailable
-        | Reason::JwtWrongAudience
-        | Reason::JwtExpired
-        | Reason::JwtNotYetValid
-        | Reason::JwtIssuedInFuture
-        | Reason::JwtPrincipalMissing
-        | Reason::JwtClaimMismatch
-        | Reason::JwtTenantClaimMissing
-        | Reason::JwtTenantNotAllowed => (ErrorClass::Unauthenticated, None),
-        Reason::RouteNotAllowed => (
-            ErrorClass::Forbidden,
-            Some(format!("This key may not call the {detail} route.")),
-        ),
-        Reason::ModelNotAllowed => (
-            ErrorClass::Forbidden,
-            Some(format!("This key may not use model {detail:?}.")),
-        ),
-        Reason::BodyTooLarge => (ErrorClass::PayloadTooLarge, None),
-        Reason::InvalidJson => (ErrorClass::BadRequest, None),
-        Reason::BodyNotUtf8 => (
-            ErrorClass::BadRequest,
-            Some("The request body is not valid UTF-8 JSON.".into()),
-        ),
-        Reason::DuplicateJsonKey => (
-            ErrorClass::BadRequest,
-            Some("The request body repeats a key in one JSON object.".into()),
-        ),
-        Reason::NotJsonObject => (
-            ErrorClass::BadRequest,
-            Some("The request body must be a JSON object.".into()),
-        ),
-        Reason::ModelMissing => (
-            ErrorClass::BadRequest,
-            Some("The request must name a model.".into()),
-        ),
-        Reason::ModelInvalid => (
-            ErrorClass::BadRequest,
-            Some("The model name is not valid.".into()),
-        ),
-        Reason::StreamNotBoolean => (
-            ErrorClass::BadRequest,
-            Some("The stream parameter must be a boolean.".into()),
-        ),
-        Reason::UnserializableBody => (ErrorClass::BadRequest, None),
-        Reason::LimitRpm | Reason::LimitTpm | Reason::LimitConcurrency => (
-            ErrorClass::RateLimited,
-            Some(format!(
-                "Rate limit of this key or tenant reached ({}). Retry after the time in the retry-after header.",
-                limit_name(r)
-            )),
-        ),
+    // Not refusals (an answered request): kept total rather than panicking.
+    let class = r.reason.error_class().unwrap_or(ErrorClass::Internal);
+    let message: Option<String> = match r.reason {
+        Reason::RouteNotAllowed => Some(format!("This key may not call the {detail} route.")),
+        Reason::ModelNotAllowed => Some(format!("This key may not use model {detail:?}.")),
+        Reason::BodyNotUtf8 => Some("The request body is not valid UTF-8 JSON.".into()),
+        Reason::DuplicateJsonKey => {
+            Some("The request body repeats a key in one JSON object.".into())
+        }
+        Reason::NotJsonObject => Some("The request body must be a JSON object.".into()),
+        Reason::ModelMissing => Some("The request must name a model.".into()),
+        Reason::ModelInvalid => Some("The model name is not valid.".into()),
+        Reason::StreamNotBoolean => Some("The stream parameter must be a boolean.".into()),
+        Reason::LimitRpm | Reason::LimitTpm | Reason::LimitConcurrency => Some(format!(
+            "Rate limit of this key or tenant reached ({}). Retry after the time in the retry-after header.",
+            limit_name(r)
+        )),
         Reason::BudgetDay
         | Reason::BudgetMonth
         | Reason::TokenBudgetDay
-        | Reason::TokenBudgetMonth => (
-            ErrorClass::RateLimited,
-            Some(format!(
-                "Budget of this key or tenant exhausted ({}). It is not restored until the period ends.",
-                limit_name(r)
-            )),
-        ),
-        Reason::SensitiveDataBlocked => (
-            ErrorClass::SensitiveData,
-            Some(format!(
-                "The request was blocked because it contains sensitive data: {detail}. Remove it and retry."
-            )),
-        ),
-        Reason::StoreUnavailable => (ErrorClass::StoreUnavailable, None),
-        Reason::NoEligibleToken
-        | Reason::ProviderMismatch
-        | Reason::TokenSecretUnavailable
-        | Reason::AllTokensFailed
-        | Reason::UpstreamBodyFailed
-        | Reason::BadUpstreamHeaders
-        | Reason::UpstreamStreamBroken
-        | Reason::ScrubberUnavailable => (ErrorClass::NoUpstreamAvailable, None),
-        Reason::UpstreamTimeout => (ErrorClass::UpstreamTimeout, None),
-        // Not refusals; kept total rather than panicking.
-        Reason::Ok | Reason::ClientDisconnected | Reason::Unrecognized => {
-            (ErrorClass::Internal, None)
-        }
+        | Reason::TokenBudgetMonth => Some(format!(
+            "Budget of this key or tenant exhausted ({}). It is not restored until the period ends.",
+            limit_name(r)
+        )),
+        Reason::SensitiveDataBlocked => Some(format!(
+            "The request was blocked because it contains sensitive data: {detail}. Remove it and retry."
+        )),
+        _ => None,
     };
     let message = message.unwrap_or_else(|| class.default_message().to_owned());
     (class, message)

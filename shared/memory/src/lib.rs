@@ -71,6 +71,22 @@ impl MemoryStore {
         self.ops.write();
         Ok(())
     }
+
+    /// One write changing a stored tenant; `NotFound` when there is none.
+    fn update_tenant(&self, id: &str, f: impl FnOnce(&mut Tenant)) -> Result<(), StoreError> {
+        self.write()?;
+        f(lock(&self.tenants)?
+            .get_mut(id)
+            .ok_or(StoreError::NotFound)?);
+        Ok(())
+    }
+
+    /// One write changing a stored key record; `NotFound` when there is none.
+    fn update_key(&self, id: &str, f: impl FnOnce(&mut ClientKeyRecord)) -> Result<(), StoreError> {
+        self.write()?;
+        f(lock(&self.keys)?.get_mut(id).ok_or(StoreError::NotFound)?);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -97,33 +113,21 @@ impl TenantStore for MemoryStore {
         tenant_id: &str,
         policy: Option<&Policy>,
     ) -> Result<(), StoreError> {
-        self.write()?;
-        let mut m = lock(&self.tenants)?;
-        let t = m.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
-        t.dlp_policy = policy.cloned();
-        Ok(())
+        self.update_tenant(tenant_id, |t| t.dlp_policy = policy.cloned())
     }
     async fn set_tenant_limits(
         &self,
         tenant_id: &str,
         limits: Option<&Limits>,
     ) -> Result<(), StoreError> {
-        self.write()?;
-        let mut m = lock(&self.tenants)?;
-        let t = m.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
-        t.limits = limits.cloned();
-        Ok(())
+        self.update_tenant(tenant_id, |t| t.limits = limits.cloned())
     }
     async fn set_tenant_key_limits(
         &self,
         tenant_id: &str,
         limits: Option<&Limits>,
     ) -> Result<(), StoreError> {
-        self.write()?;
-        let mut m = lock(&self.tenants)?;
-        let t = m.get_mut(tenant_id).ok_or(StoreError::NotFound)?;
-        t.key_limits = limits.cloned();
-        Ok(())
+        self.update_tenant(tenant_id, |t| t.key_limits = limits.cloned())
     }
 }
 
@@ -188,22 +192,14 @@ impl KeyStore for MemoryStore {
         key_id: &str,
         policy: Option<&Policy>,
     ) -> Result<(), StoreError> {
-        self.write()?;
-        let mut m = lock(&self.keys)?;
-        let k = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
-        k.dlp_policy = policy.cloned();
-        Ok(())
+        self.update_key(key_id, |k| k.dlp_policy = policy.cloned())
     }
     async fn set_key_limits(
         &self,
         key_id: &str,
         limits: Option<&Limits>,
     ) -> Result<(), StoreError> {
-        self.write()?;
-        let mut m = lock(&self.keys)?;
-        let k = m.get_mut(key_id).ok_or(StoreError::NotFound)?;
-        k.limits = limits.cloned();
-        Ok(())
+        self.update_key(key_id, |k| k.limits = limits.cloned())
     }
 }
 
