@@ -171,7 +171,7 @@ impl IssuerDirectory {
         kid: Option<&str>,
         calls: &mut StoreCalls,
     ) -> Result<DecodingKey, JwtFailure> {
-        let url = issuer.jwks.url();
+        let url = &issuer.jwks.source_url(&issuer.issuer);
         let (set, fetched_now) = match self.jwks_cache.get(url) {
             Some(set) => (set, false),
             None => (self.fetch(url, calls).await?, true),
