@@ -88,6 +88,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             .limits
             .as_deref()
             .map(|l| l as &dyn tollgate_core::ports::LimitStore),
+        issuers: aws
+            .issuers
+            .as_deref()
+            .map(|s| s as &dyn tollgate_core::ports::IssuerStore),
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,
