@@ -88,6 +88,15 @@ pub struct IssuerAdd {
     /// with VALUE as a word (repeatable), e.g. groups=llm-users or scope=llm.
     #[arg(long = "require-contains", value_name = "CLAIM=VALUE", value_parser = parse_claim_rule)]
     pub require_contains: Vec<(String, String)>,
+    /// CLAIM=VALUE: tokens whose claim is this string are tenant admins, on the management
+    /// API (/tollgate/v1/…), of the one tenant the token maps to. Default: nobody.
+    #[arg(long, value_name = "CLAIM=VALUE", value_parser = parse_claim_rule,
+          conflicts_with = "tenant_admin_contains")]
+    pub tenant_admin: Option<(String, String)>,
+    /// CLAIM=VALUE: as --tenant-admin, for a claim that is an array (or space-separated
+    /// string) holding VALUE, e.g. groups=tollgate-admins.
+    #[arg(long, value_name = "CLAIM=VALUE", value_parser = parse_claim_rule)]
+    pub tenant_admin_contains: Option<(String, String)>,
     /// Source network callers may come from (repeatable; none = any).
     #[arg(long = "allow-cidr", value_parser = parse_cidr)]
     pub allow_cidr: Vec<IpNet>,
@@ -332,6 +341,17 @@ pub async fn add(ctx: &mut Ctx<'_>, store: &dyn IssuerStore, a: IssuerAdd) -> Re
             dlp_policy,
             limits: limits(&a),
         },
+        tenant_admin: match (&a.tenant_admin, &a.tenant_admin_contains) {
+            (Some((claim, value)), _) => Some(ClaimRule::Equals {
+                claim: claim.clone(),
+                value: value.clone(),
+            }),
+            (None, Some((claim, value))) => Some(ClaimRule::Contains {
+                claim: claim.clone(),
+                value: value.clone(),
+            }),
+            (None, None) => None,
+        },
         created_at: ctx.clock.now_ms(),
     };
     rec.validate()
@@ -426,6 +446,13 @@ fn summary(rec: &IssuerRecord) -> Vec<(&'static str, String)> {
         ("tenant", tenant_line(rec)),
         ("principal claim", rec.principal_claim.clone()),
         ("required claims", list_or(&rules, "none")),
+        (
+            "tenant admins",
+            rec.tenant_admin
+                .as_ref()
+                .map(rule_line)
+                .unwrap_or_else(|| "none".to_owned()),
+        ),
         ("models", list_or(&p.allowed_models, "any")),
         ("routes", list_or(&p.allowed_routes, "all")),
         ("source networks", list_or(&cidrs, "any")),
@@ -647,6 +674,8 @@ mod tests {
                 "60",
                 "--budget-day",
                 "5usd",
+                "--tenant-admin-contains",
+                "groups=tg-admins",
             ],
         )
         .await
@@ -682,6 +711,18 @@ mod tests {
         let l = rec.policy.limits.clone().unwrap();
         assert_eq!((l.rpm, l.budget_day_micros), (Some(60), Some(5_000_000)));
         assert_eq!(rec.created_at, T0);
+        assert_eq!(
+            rec.tenant_admin,
+            Some(ClaimRule::Contains {
+                claim: "groups".into(),
+                value: "tg-admins".into()
+            })
+        );
+        assert!(
+            out.human.contains("groups contains tg-admins"),
+            "{}",
+            out.human
+        );
         assert_eq!(
             out.json["jwks"]["url"],
             "https://token.actions.githubusercontent.com/.well-known/openid-configuration"

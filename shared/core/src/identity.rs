@@ -162,7 +162,8 @@ pub enum ClaimRule {
 }
 
 impl ClaimRule {
-    fn holds(&self, claims: &Value) -> bool {
+    /// Whether verified `claims` meet this rule.
+    pub fn holds(&self, claims: &Value) -> bool {
         match self {
             ClaimRule::Equals { claim, value } => {
                 claims.get(claim).and_then(Value::as_str) == Some(value.as_str())
@@ -216,6 +217,11 @@ pub struct IssuerRecord {
     pub required_claims: Vec<ClaimRule>,
     #[serde(default)]
     pub policy: IssuerPolicy,
+    /// The claim rule that makes a token of this issuer a tenant admin: allowed on the tenant
+    /// management API (`/tollgate/v1/…`) for the one tenant the token maps to. `None`: no
+    /// token of this issuer is ever an admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_admin: Option<ClaimRule>,
     pub created_at: EpochMs,
 }
 
@@ -271,6 +277,7 @@ impl IssuerRecord {
             principal_claim: default_principal_claim(),
             required_claims: Vec::new(),
             policy: IssuerPolicy::default(),
+            tenant_admin: None,
             created_at,
         }
     }
@@ -499,6 +506,15 @@ pub fn validate_claims(
         tenant_id,
         expires_at: exp,
     })
+}
+
+/// Whether a verified token of `issuer` carries the issuer's tenant-admin role (for the one
+/// tenant the token maps to). Never true for an issuer without a `tenant_admin` rule.
+pub fn is_tenant_admin(issuer: &IssuerRecord, claims: &Value) -> bool {
+    issuer
+        .tenant_admin
+        .as_ref()
+        .is_some_and(|rule| rule.holds(claims))
 }
 
 /// The id a JWT principal's limits and audit lines are kept under: `jwt-` and 20 hex digits
@@ -905,6 +921,30 @@ mod tests {
         assert_eq!(
             iss.jwks.source_url(ISS),
             "https://idp.example.test/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn only_a_configured_rule_makes_a_tenant_admin() {
+        let mut c = claims();
+        c["groups"] = json!(["dev", "tollgate-admins"]);
+        let mut iss = issuer();
+        assert!(!is_tenant_admin(&iss, &c), "no rule, no admin");
+        iss.tenant_admin = Some(ClaimRule::Contains {
+            claim: "groups".into(),
+            value: "tollgate-admins".into(),
+        });
+        assert!(is_tenant_admin(&iss, &c));
+        c["groups"] = json!(["dev"]);
+        assert!(!is_tenant_admin(&iss, &c));
+        let v = serde_json::to_value(&iss).unwrap();
+        assert_eq!(v["tenant_admin"]["op"], "contains");
+        assert_eq!(serde_json::from_value::<IssuerRecord>(v).unwrap(), iss);
+        assert!(
+            serde_json::to_value(issuer())
+                .unwrap()
+                .get("tenant_admin")
+                .is_none()
         );
     }
 }
