@@ -57,6 +57,9 @@ pub enum Command {
     Limits(LimitsCmd),
     /// Current use of a tenant's or key's limits: windows, reserved and spent, remaining, resets.
     Usage(UsageArgs),
+    /// Trusted OIDC issuers: their JWTs are accepted as callers (see `issuer add --help`).
+    #[command(subcommand)]
+    Issuer(crate::issuer::IssuerCmd),
     /// Scan stdin for sensitive data as the proxy would. Never prints a matched value.
     ///
     /// Needs no AWS access unless --tenant is given.

@@ -6,7 +6,9 @@
 use rand::RngCore;
 use std::io::{self, BufRead, IsTerminal, Read};
 use tollgate_core::clock::Clock;
-use tollgate_core::ports::{KeyStore, LimitStore, PoolStore, SecretStore, TenantStore};
+use tollgate_core::ports::{
+    IssuerStore, KeyStore, LimitStore, PoolStore, SecretStore, TenantStore,
+};
 
 /// Default secret id of the pepper (all versions in one JSON secret).
 pub const DEFAULT_PEPPER_SECRET_ID: &str = "tollgate/pepper";
@@ -100,6 +102,8 @@ pub struct Ctx<'a> {
     pub secrets: &'a dyn SecretStore,
     /// Limit counters (`None` when the deployment has no limits table configured).
     pub limits: Option<&'a dyn LimitStore>,
+    /// Trusted OIDC issuers (`None` when no issuers table is configured).
+    pub issuers: Option<&'a dyn IssuerStore>,
     pub clock: &'a dyn Clock,
     pub rng: &'a mut dyn RngCore,
     pub console: &'a mut dyn Console,

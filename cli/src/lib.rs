@@ -6,6 +6,7 @@
 pub mod args;
 pub mod ctx;
 pub mod error;
+pub mod issuer;
 pub mod key;
 pub mod limits;
 pub mod output;
@@ -30,6 +31,7 @@ pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out
         args::Command::Policy(c) => policy::run(ctx, c).await,
         args::Command::Limits(c) => limits::run(ctx, c).await,
         args::Command::Usage(a) => limits::usage(ctx, a).await,
+        args::Command::Issuer(c) => issuer::run(ctx, c).await,
         args::Command::Scan(_) => Err(CliError::new(
             "internal: `scan` streams its output and runs through scan::run",
         )),

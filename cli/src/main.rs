@@ -7,19 +7,20 @@
 use std::io::Write;
 use std::process::ExitCode;
 use tollgate_aws::{
-    AwsAdapters, ENV_KEYS_TABLE, ENV_LIMITS_TABLE, ENV_PEPPER_SECRET_ID, ENV_POOL_TABLE,
-    ENV_TENANTS_TABLE,
+    AwsAdapters, ENV_ISSUERS_TABLE, ENV_KEYS_TABLE, ENV_LIMITS_TABLE, ENV_PEPPER_SECRET_ID,
+    ENV_POOL_TABLE, ENV_TENANTS_TABLE,
 };
 use tollgate_cli::ctx::DEFAULT_PEPPER_SECRET_ID;
 use tollgate_cli::{CliError, Ctx, Settings, StdConsole, args};
 use tollgate_core::clock::SystemClock;
 
 /// Defaults matching the local stack, so a sourced `.tollgate/dev.env` is enough.
-const DEFAULTS: [(&str, &str); 5] = [
+const DEFAULTS: [(&str, &str); 6] = [
     (ENV_TENANTS_TABLE, "tollgate-tenants"),
     (ENV_KEYS_TABLE, "tollgate-keys"),
     (ENV_POOL_TABLE, "tollgate-pool"),
     (ENV_LIMITS_TABLE, "tollgate-limits"),
+    (ENV_ISSUERS_TABLE, "tollgate-issuers"),
     (ENV_PEPPER_SECRET_ID, DEFAULT_PEPPER_SECRET_ID),
 ];
 
@@ -87,6 +88,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             .limits
             .as_deref()
             .map(|l| l as &dyn tollgate_core::ports::LimitStore),
+        issuers: aws
+            .issuers
+            .as_deref()
+            .map(|s| s as &dyn tollgate_core::ports::IssuerStore),
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,

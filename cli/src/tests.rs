@@ -85,6 +85,7 @@ impl<P: PoolStore> Harness<P> {
             pools: &self.pools,
             secrets: &self.store,
             limits: Some(&self.store),
+            issuers: Some(&self.store),
             clock: &self.clock,
             rng: &mut self.rng,
             console: &mut self.console,

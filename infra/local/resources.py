@@ -11,7 +11,7 @@ AWS_ENDPOINT_URL (moto's server):
   way Secrets Manager would: SecretStringTemplate plus GenerateStringKey = random string.
 
 `${AWS::StackName}` in names resolves to "tollgate" (override: TOLLGATE_STACK_NAME), so the
-tables are tollgate-tenants, tollgate-keys, tollgate-pool and tollgate-limits.
+tables are tollgate-tenants, tollgate-keys, tollgate-pool, tollgate-limits and tollgate-issuers.
 
 Idempotent: an existing table, key alias or secret is kept as it is (an existing pepper is
 never replaced: keys issued against it must keep verifying); missing settings are applied.
@@ -19,7 +19,7 @@ never replaced: keys issued against it must keep verifying); missing settings ar
 stdout: KEY=VALUE lines only, the environment the proxy and CLI read (the names come from the
 proxy function's environment in template.yaml):
   TOLLGATE_TENANTS_TABLE, TOLLGATE_KEYS_TABLE, TOLLGATE_POOL_TABLE, TOLLGATE_LIMITS_TABLE,
-  TOLLGATE_PEPPER_SECRET_ID, TOLLGATE_KMS_KEY_ID
+  TOLLGATE_ISSUERS_TABLE, TOLLGATE_PEPPER_SECRET_ID, TOLLGATE_KMS_KEY_ID
 Progress goes to stderr. Refuses to run without AWS_ENDPOINT_URL (it is for the emulator).
 """
 
@@ -347,6 +347,7 @@ def main() -> int:
         "TOLLGATE_KEYS_TABLE",
         "TOLLGATE_POOL_TABLE",
         "TOLLGATE_LIMITS_TABLE",
+        "TOLLGATE_ISSUERS_TABLE",
         "TOLLGATE_PEPPER_SECRET_ID",
         "TOLLGATE_KMS_KEY_ID",
     ]

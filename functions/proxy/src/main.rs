@@ -10,6 +10,11 @@
 //!
 //! Stores: DynamoDB + Secrets Manager (+ KMS) by default; `TOLLGATE_STORE=memory` with
 //! `TOLLGATE_MEMORY_SEED=<json>` serves from memory (benchmarks, demos; nothing persists).
+//!
+//! JWT callers: the trusted issuers come from `TOLLGATE_ISSUERS_TABLE` (or the memory seed's
+//! `issuers`); their JWK Sets and discovery documents are fetched over HTTPS by `HttpJwks`
+//! (timeout `TOLLGATE_JWKS_TIMEOUT_MS`). Without an issuers table no issuer is trusted and
+//! every JWT is refused as from an unknown issuer.
 
 mod seed;
 
@@ -17,40 +22,47 @@ use axum::extract::ConnectInfo;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tollgate_core::clock::SystemClock;
+use tollgate_core::ports::IssuerStore;
 use tollgate_gateway::{
-    Gateway, GatewayConfig, RequestId, SourceIp, StdoutAuditSink, Stores, router,
+    Gateway, GatewayConfig, HttpJwks, IdentityStores, RequestId, SourceIp, StdoutAuditSink, Stores,
+    router,
 };
 use tollgate_lambda_start::env;
 
-async fn build_stores() -> Result<Stores, String> {
+/// The stores, and the trusted-issuer store when one is configured.
+async fn build_stores() -> Result<(Stores, Option<Arc<dyn IssuerStore>>), String> {
     let store = env::optional("TOLLGATE_STORE").map_err(|e| e.to_string())?;
     match store.as_deref() {
         Some("memory") => {
             let path = env::required("TOLLGATE_MEMORY_SEED")
                 .map_err(|e| format!("TOLLGATE_STORE=memory: {e} (a seed JSON file)"))?;
             let store = Arc::new(seed::load(&path).await?);
-            Ok(Stores {
+            let stores = Stores {
                 tenants: store.clone(),
                 keys: store.clone(),
                 pools: store.clone(),
                 secrets: store.clone(),
                 decrypter: None,
-                limits: Some(store),
-            })
+                limits: Some(store.clone()),
+            };
+            Ok((stores, Some(store)))
         }
         Some("aws") | None => {
             let conf = tollgate_lambda_start::aws::sdk_config().await;
             let aws = tollgate_aws::AwsAdapters::from_config(&conf, |k| std::env::var(k).ok())
                 .map_err(|e| e.to_string())?;
-            Ok(Stores {
+            let issuers = aws.issuers.clone().map(|s| s as Arc<dyn IssuerStore>);
+            let stores = Stores {
                 limits: Some(aws.limit_store().map_err(|e| e.to_string())?),
                 tenants: aws.dynamo.clone(),
                 keys: aws.dynamo.clone(),
                 pools: aws.dynamo,
                 secrets: aws.secrets,
                 decrypter: Some(aws.kms),
-            })
+            };
+            Ok((stores, issuers))
         }
         Some(other) => Err(format!(
             "TOLLGATE_STORE must be aws or memory, not {other:?}"
@@ -80,10 +92,26 @@ async fn run() -> Result<(), String> {
     let cfg = GatewayConfig::from_env().map_err(|e| e.to_string())?;
     // Compile the sensitive-data patterns now: a defect stops the cold start, not a request.
     tollgate_dlp::init().map_err(|e| format!("sensitive-data scanner: {e}"))?;
-    let stores = build_stores().await?;
-    let gw = Gateway::new(
+    let (stores, issuers) = build_stores().await?;
+    let identity = match issuers {
+        Some(issuers) => Some(IdentityStores {
+            issuers,
+            jwks: Arc::new(
+                HttpJwks::new(Duration::from_millis(cfg.jwks_timeout_ms))
+                    .map_err(|e| format!("cannot build the JWKS HTTP client: {e}"))?,
+            ),
+        }),
+        None => {
+            tracing::info!(
+                "TOLLGATE_ISSUERS_TABLE is not set: no OIDC issuer is trusted, JWT callers are refused"
+            );
+            None
+        }
+    };
+    let gw = Gateway::with_identity(
         cfg,
         stores,
+        identity,
         Arc::new(SystemClock),
         Arc::new(StdoutAuditSink),
     )

@@ -2,11 +2,13 @@
 //! demos). The file holds records exactly as the stores do — key digests, never keys — plus
 //! the token values the pool's secrets would hold:
 //! `{"pepper": "{...pepper secret json...}", "tenants": [...], "keys": [...],
-//!   "tokens": [...], "secrets": {"tollgate/pool/<id>": "<value>"}}`.
+//!   "tokens": [...], "secrets": {"tollgate/pool/<id>": "<value>"}, "issuers": [...]}`
+//! (`issuers`: trusted OIDC issuer records, optional).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use tollgate_core::ports::{KeyStore, PoolStore, Secret, SecretStore, TenantStore};
+use tollgate_core::identity::IssuerRecord;
+use tollgate_core::ports::{IssuerStore, KeyStore, PoolStore, Secret, SecretStore, TenantStore};
 use tollgate_core::records::{ClientKeyRecord, Tenant, TokenRecord};
 use tollgate_memory::MemoryStore;
 
@@ -22,6 +24,8 @@ struct SeedFile {
     tokens: Vec<TokenRecord>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    issuers: Vec<IssuerRecord>,
 }
 
 pub async fn load(path: &str) -> Result<MemoryStore, String> {
@@ -52,6 +56,11 @@ pub async fn load(path: &str) -> Result<MemoryStore, String> {
         s.put_secret(id, &Secret::new(v.clone()))
             .await
             .map_err(err)?;
+    }
+    for i in &seed.issuers {
+        i.validate()
+            .map_err(|e| format!("TOLLGATE_MEMORY_SEED issuer {:?}: {e}", i.issuer))?;
+        s.put_issuer(i).await.map_err(err)?;
     }
     Ok(s)
 }

@@ -7,6 +7,7 @@
 //! - [`KmsEnvelope`] — [`Decrypter`] for tenant-owned provider keys, plus `encrypt` for the CLI.
 //! - [`DynamoLimitStore`] — [`LimitStore`] on the limits table (versioned counters, one
 //!   conditional write per decision).
+//! - [`DynamoIssuerStore`] — [`IssuerStore`] on the issuers table (trusted OIDC issuers).
 //!
 //! Every adapter counts its SDK calls in a public [`OpCounter`] (`ops`): reads are
 //! Get/Query/Scan pages/GetSecretValue/Decrypt, writes are Put/Update/Delete/CreateSecret/
@@ -26,6 +27,7 @@
 //! [`SecretStore`]: tollgate_core::ports::SecretStore
 //! [`Decrypter`]: tollgate_core::ports::Decrypter
 //! [`LimitStore`]: tollgate_core::ports::LimitStore
+//! [`IssuerStore`]: tollgate_core::ports::IssuerStore
 //! [`OpCounter`]: tollgate_core::ports::OpCounter
 //! [`StoreError::Unavailable`]: tollgate_core::ports::StoreError::Unavailable
 //! [`StoreError::Corrupt`]: tollgate_core::ports::StoreError::Corrupt
@@ -33,6 +35,7 @@
 mod audit_state;
 mod dynamo;
 mod error;
+mod issuers;
 mod kms;
 mod limits;
 mod secrets;
@@ -41,6 +44,7 @@ mod sns;
 pub use audit_state::{DynamoAuditState, ENV_AUDIT_STATE_TABLE};
 pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
 pub use error::ConfigError;
+pub use issuers::DynamoIssuerStore;
 pub use kms::KmsEnvelope;
 pub use limits::DynamoLimitStore;
 pub use secrets::SecretsManagerStore;
@@ -56,6 +60,8 @@ pub const ENV_KEYS_TABLE: &str = "TOLLGATE_KEYS_TABLE";
 pub const ENV_POOL_TABLE: &str = "TOLLGATE_POOL_TABLE";
 /// Environment variable naming the limit counters table.
 pub const ENV_LIMITS_TABLE: &str = "TOLLGATE_LIMITS_TABLE";
+/// Environment variable naming the trusted OIDC issuers table.
+pub const ENV_ISSUERS_TABLE: &str = "TOLLGATE_ISSUERS_TABLE";
 /// Environment variable naming the pepper secret (id or ARN).
 pub const ENV_PEPPER_SECRET_ID: &str = "TOLLGATE_PEPPER_SECRET_ID";
 /// Environment variable naming the customer managed KMS key (id, ARN or alias).
@@ -112,6 +118,9 @@ pub struct AwsAdapters {
     pub kms: std::sync::Arc<KmsEnvelope>,
     /// The limit counters, when `TOLLGATE_LIMITS_TABLE` is set (see [`AwsAdapters::limit_store`]).
     pub limits: Option<std::sync::Arc<DynamoLimitStore>>,
+    /// The trusted OIDC issuers, when `TOLLGATE_ISSUERS_TABLE` is set (see
+    /// [`AwsAdapters::issuer_store`]).
+    pub issuers: Option<std::sync::Arc<DynamoIssuerStore>>,
     /// `TOLLGATE_PEPPER_SECRET_ID`.
     pub pepper_secret_id: String,
     /// `TOLLGATE_KMS_KEY_ID`, when set (needed to encrypt, and to create secrets under the
@@ -148,6 +157,10 @@ impl AwsAdapters {
             limits: DynamoLimitStore::table_from_vars(&var)
                 .ok()
                 .map(|t| std::sync::Arc::new(DynamoLimitStore::new(conf, t))),
+            // Optional like the counters: without it the proxy trusts no issuer.
+            issuers: DynamoIssuerStore::table_from_vars(&var)
+                .ok()
+                .map(|t| std::sync::Arc::new(DynamoIssuerStore::new(conf, t))),
             pepper_secret_id,
             kms_key_id,
         })
@@ -160,6 +173,13 @@ impl AwsAdapters {
         self.limits
             .clone()
             .ok_or(ConfigError::MissingVar(ENV_LIMITS_TABLE))
+    }
+
+    /// The trusted issuers store; `MissingVar(TOLLGATE_ISSUERS_TABLE)` when not configured.
+    pub fn issuer_store(&self) -> Result<std::sync::Arc<DynamoIssuerStore>, ConfigError> {
+        self.issuers
+            .clone()
+            .ok_or(ConfigError::MissingVar(ENV_ISSUERS_TABLE))
     }
 }
 

@@ -7,12 +7,13 @@
 )]
 
 use async_trait::async_trait;
-use tollgate_aws::{DynamoStore, KmsEnvelope, SecretsManagerStore, Tables};
+use tollgate_aws::{DynamoIssuerStore, DynamoStore, KmsEnvelope, SecretsManagerStore, Tables};
 use tollgate_core::clock::EpochMs;
+use tollgate_core::identity::IssuerRecord;
 use tollgate_core::limits::Limits;
 use tollgate_core::pool::{FailureCount, TokenChange, apply};
 use tollgate_core::ports::{
-    Decrypter, KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore,
+    Decrypter, IssuerStore, KeyStore, PoolStore, Secret, SecretStore, StoreError, TenantStore,
 };
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
@@ -51,10 +52,35 @@ async fn adapters() -> Adapters {
     }
 }
 
-/// One value with all four store traits, as the contract suite wants.
+/// One value with all five store traits, as the contract suite wants.
 struct Combined {
     dynamo: DynamoStore,
     secrets: SecretsManagerStore,
+    issuers: DynamoIssuerStore,
+}
+
+async fn issuer_store() -> DynamoIssuerStore {
+    let emu = emulator();
+    let conf = emu.sdk_config().await;
+    let table = DynamoIssuerStore::table_from_vars(&|k| emu.resource(k).map(str::to_owned))
+        .expect("issuers table");
+    DynamoIssuerStore::new(&conf, table)
+}
+
+#[async_trait]
+impl IssuerStore for Combined {
+    async fn get_issuer(&self, iss: &str) -> Result<Option<IssuerRecord>, StoreError> {
+        self.issuers.get_issuer(iss).await
+    }
+    async fn put_issuer(&self, rec: &IssuerRecord) -> Result<(), StoreError> {
+        self.issuers.put_issuer(rec).await
+    }
+    async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        self.issuers.list_issuers().await
+    }
+    async fn delete_issuer(&self, iss: &str) -> Result<(), StoreError> {
+        self.issuers.delete_issuer(iss).await
+    }
 }
 
 #[async_trait]
@@ -176,8 +202,53 @@ async fn aws_adapters_pass_the_store_contract() {
     let combined = Combined {
         dynamo: a.dynamo,
         secrets: a.secrets,
+        issuers: issuer_store().await,
     };
     contract::run_all(&combined, &unique_ns("contract")).await;
+}
+
+/// The proxy's lookup of a token's issuer is one GetItem; an issuer item is stored attribute
+/// by attribute under its exact `iss` (hash key `issuer`).
+#[tokio::test]
+async fn an_issuer_lookup_is_one_read_and_items_are_plain_attributes() {
+    use tollgate_core::identity::{JwsAlg, TenantMapping};
+    let s = issuer_store().await;
+    let iss = format!("https://{}idp.example.test", unique_ns("iss"));
+    let rec = IssuerRecord::new(
+        iss.clone(),
+        vec!["tollgate".into()],
+        format!("{iss}/jwks"),
+        vec![JwsAlg::RS256],
+        TenantMapping::Fixed {
+            tenant_id: "acme".into(),
+        },
+        7,
+    );
+    s.put_issuer(&rec).await.expect("put");
+    let before = s.ops.snapshot();
+    assert_eq!(s.get_issuer(&iss).await.expect("get"), Some(rec));
+    assert_eq!(s.ops.snapshot().0 - before.0, 1);
+    let raw = s
+        .client()
+        .get_item()
+        .table_name(s.table())
+        .key(
+            "issuer",
+            aws_sdk_dynamodb::types::AttributeValue::S(iss.clone()),
+        )
+        .send()
+        .await
+        .expect("raw get")
+        .item
+        .expect("item");
+    assert_eq!(raw["issuer"].as_s().expect("S"), &iss);
+    assert_eq!(raw["audiences"].as_l().expect("L").len(), 1);
+    assert_eq!(
+        raw["jwks"].as_m().expect("M")["kind"].as_s().expect("S"),
+        "url"
+    );
+    assert_eq!(raw["created_at"].as_n().expect("N"), "7");
+    s.delete_issuer(&iss).await.expect("delete");
 }
 
 #[tokio::test]

@@ -72,16 +72,66 @@ impl JwsAlg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JwksLocation {
-    /// An explicit JWK Set URL (`jwks_uri`). Discovery documents are a later step.
+    /// An explicit JWK Set URL (`jwks_uri`).
     Url { url: String },
+    /// The issuer's OpenID discovery document ([`discovery_url`]): its `issuer` must equal the
+    /// record's exactly, and its `jwks_uri` names the JWK Set ([`jwks_uri_from_discovery`]).
+    Discovery,
 }
 
 impl JwksLocation {
-    pub fn url(&self) -> &str {
+    /// The first document the gateway fetches for `issuer`: the JWK Set itself, or the
+    /// discovery document that names it. Caches and refresh limits are keyed by it.
+    pub fn source_url(&self, issuer: &str) -> String {
         match self {
-            JwksLocation::Url { url } => url,
+            JwksLocation::Url { url } => url.clone(),
+            JwksLocation::Discovery => discovery_url(issuer),
         }
     }
+}
+
+/// `{issuer}/.well-known/openid-configuration`, the issuer's trailing `/` removed first
+/// (OpenID Connect Discovery 1.0, section 4).
+pub fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// Why a discovery document cannot be used. Each one fails the issuer's callers closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("the discovery document is not a JSON object")]
+    NotJson,
+    /// OpenID Connect Discovery requires the document's `issuer` to be exactly the issuer
+    /// it was fetched for; anything else could hand over another issuer's keys.
+    #[error("the discovery document names another issuer")]
+    IssuerMismatch,
+    #[error("the discovery document has no jwks_uri")]
+    NoJwksUri,
+    #[error("the discovery document's jwks_uri is not https (http only for localhost)")]
+    JwksUriNotAllowed,
+}
+
+/// The JWK Set URL a discovery document names, after checking that it is `issuer`'s own
+/// document and that the URL is one tollgate may fetch ([`is_acceptable_url`]).
+pub fn jwks_uri_from_discovery(issuer: &str, doc: &str) -> Result<String, DiscoveryError> {
+    let v: Value = serde_json::from_str(doc).map_err(|_| DiscoveryError::NotJson)?;
+    if !v.is_object() {
+        return Err(DiscoveryError::NotJson);
+    }
+    if v.get("issuer").and_then(Value::as_str) != Some(issuer) {
+        return Err(DiscoveryError::IssuerMismatch);
+    }
+    let uri = v
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or(DiscoveryError::NoJwksUri)?;
+    if !is_acceptable_url(uri) {
+        return Err(DiscoveryError::JwksUriNotAllowed);
+    }
+    Ok(uri.to_owned())
 }
 
 /// How a verified token names its tenant.
@@ -112,7 +162,8 @@ pub enum ClaimRule {
 }
 
 impl ClaimRule {
-    fn holds(&self, claims: &Value) -> bool {
+    /// Whether verified `claims` meet this rule.
+    pub fn holds(&self, claims: &Value) -> bool {
         match self {
             ClaimRule::Equals { claim, value } => {
                 claims.get(claim).and_then(Value::as_str) == Some(value.as_str())
@@ -166,6 +217,11 @@ pub struct IssuerRecord {
     pub required_claims: Vec<ClaimRule>,
     #[serde(default)]
     pub policy: IssuerPolicy,
+    /// The claim rule that makes a token of this issuer a tenant admin: allowed on the tenant
+    /// management API (`/tollgate/v1/…`) for the one tenant the token maps to. `None`: no
+    /// token of this issuer is ever an admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_admin: Option<ClaimRule>,
     pub created_at: EpochMs,
 }
 
@@ -187,7 +243,9 @@ pub enum IssuerRecordError {
     EmptyTenantMapping,
 }
 
-fn acceptable_url(u: &str) -> bool {
+/// A URL tollgate may fetch issuer documents from: `https://…`, or plain `http://` to
+/// localhost / loopback only (development and tests).
+pub fn is_acceptable_url(u: &str) -> bool {
     let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"];
     let rest = |p: &str| {
         u.strip_prefix(p)
@@ -219,17 +277,20 @@ impl IssuerRecord {
             principal_claim: default_principal_claim(),
             required_claims: Vec::new(),
             policy: IssuerPolicy::default(),
+            tenant_admin: None,
             created_at,
         }
     }
 
     /// What an operator tool checks before storing a record.
     pub fn validate(&self) -> Result<(), IssuerRecordError> {
-        if !acceptable_url(&self.issuer) {
+        if !is_acceptable_url(&self.issuer) {
             return Err(IssuerRecordError::IssuerUrl(self.issuer.clone()));
         }
-        if !acceptable_url(self.jwks.url()) {
-            return Err(IssuerRecordError::JwksUrl(self.jwks.url().to_owned()));
+        if let JwksLocation::Url { url } = &self.jwks
+            && !is_acceptable_url(url)
+        {
+            return Err(IssuerRecordError::JwksUrl(url.clone()));
         }
         if self.audiences.iter().all(|a| a.is_empty()) {
             return Err(IssuerRecordError::NoAudience);
@@ -445,6 +506,15 @@ pub fn validate_claims(
         tenant_id,
         expires_at: exp,
     })
+}
+
+/// Whether a verified token of `issuer` carries the issuer's tenant-admin role (for the one
+/// tenant the token maps to). Never true for an issuer without a `tenant_admin` rule.
+pub fn is_tenant_admin(issuer: &IssuerRecord, claims: &Value) -> bool {
+    issuer
+        .tenant_admin
+        .as_ref()
+        .is_some_and(|rule| rule.holds(claims))
 }
 
 /// The id a JWT principal's limits and audit lines are kept under: `jwt-` and 20 hex digits
@@ -786,6 +856,95 @@ mod tests {
         assert_eq!(
             bad(&|r| r.algorithms.clear()),
             Err(IssuerRecordError::NoAlgorithm)
+        );
+    }
+
+    #[test]
+    fn discovery_names_the_jwks_only_for_the_same_issuer() {
+        assert_eq!(
+            discovery_url("https://idp.example.test/"),
+            "https://idp.example.test/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            discovery_url("https://login.example.test/tenant-1/v2.0"),
+            "https://login.example.test/tenant-1/v2.0/.well-known/openid-configuration"
+        );
+        let doc = |v: Value| v.to_string();
+        assert_eq!(
+            jwks_uri_from_discovery(
+                ISS,
+                &doc(json!({"issuer": ISS, "jwks_uri": "https://keys.example.test/jwks"}))
+            ),
+            Ok("https://keys.example.test/jwks".to_owned())
+        );
+        assert_eq!(
+            jwks_uri_from_discovery(
+                ISS,
+                &doc(json!({"issuer": "https://evil.test", "jwks_uri": "https://evil.test/k"}))
+            ),
+            Err(DiscoveryError::IssuerMismatch)
+        );
+        // A trailing slash is another issuer (exact match, as for `iss`).
+        assert_eq!(
+            jwks_uri_from_discovery(
+                ISS,
+                &doc(json!({"issuer": format!("{ISS}/"), "jwks_uri": "https://k.test/j"}))
+            ),
+            Err(DiscoveryError::IssuerMismatch)
+        );
+        assert_eq!(
+            jwks_uri_from_discovery(ISS, &doc(json!({"issuer": ISS}))),
+            Err(DiscoveryError::NoJwksUri)
+        );
+        assert_eq!(
+            jwks_uri_from_discovery(
+                ISS,
+                &doc(json!({"issuer": ISS, "jwks_uri": "http://keys.example.test/jwks"}))
+            ),
+            Err(DiscoveryError::JwksUriNotAllowed)
+        );
+        assert_eq!(
+            jwks_uri_from_discovery(ISS, "[1]"),
+            Err(DiscoveryError::NotJson)
+        );
+        assert_eq!(
+            jwks_uri_from_discovery(ISS, "<html>"),
+            Err(DiscoveryError::NotJson)
+        );
+        // A discovery record validates without a JWKS URL and serializes as its kind alone.
+        let mut iss = issuer();
+        iss.jwks = JwksLocation::Discovery;
+        assert_eq!(iss.validate(), Ok(()));
+        let v = serde_json::to_value(&iss).unwrap();
+        assert_eq!(v["jwks"], json!({"kind": "discovery"}));
+        assert_eq!(serde_json::from_value::<IssuerRecord>(v).unwrap(), iss);
+        assert_eq!(
+            iss.jwks.source_url(ISS),
+            "https://idp.example.test/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn only_a_configured_rule_makes_a_tenant_admin() {
+        let mut c = claims();
+        c["groups"] = json!(["dev", "tollgate-admins"]);
+        let mut iss = issuer();
+        assert!(!is_tenant_admin(&iss, &c), "no rule, no admin");
+        iss.tenant_admin = Some(ClaimRule::Contains {
+            claim: "groups".into(),
+            value: "tollgate-admins".into(),
+        });
+        assert!(is_tenant_admin(&iss, &c));
+        c["groups"] = json!(["dev"]);
+        assert!(!is_tenant_admin(&iss, &c));
+        let v = serde_json::to_value(&iss).unwrap();
+        assert_eq!(v["tenant_admin"]["op"], "contains");
+        assert_eq!(serde_json::from_value::<IssuerRecord>(v).unwrap(), iss);
+        assert!(
+            serde_json::to_value(issuer())
+                .unwrap()
+                .get("tenant_admin")
+                .is_none()
         );
     }
 }

@@ -198,10 +198,13 @@ pub trait IssuerStore: Send + Sync {
     /// Creates or replaces the record for `rec.issuer` (an operator changing a policy).
     async fn put_issuer(&self, rec: &IssuerRecord) -> Result<(), StoreError>;
     async fn list_issuers(&self) -> Result<Vec<IssuerRecord>, StoreError>;
+    /// Stops trusting `issuer`. `NotFound` when no record has that exact value.
+    async fn delete_issuer(&self, issuer: &str) -> Result<(), StoreError>;
 }
 
-/// Fetches an issuer's JSON Web Key Set by URL: the raw JSON document. The gateway parses,
-/// caches and rate-limits it; an error here makes JWT callers of that issuer fail closed.
+/// Fetches an issuer's published JSON by URL: its JSON Web Key Set, or its OpenID discovery
+/// document (which names the key set). The raw document; the gateway parses, checks, caches
+/// and rate-limits it; an error here makes JWT callers of that issuer fail closed.
 #[async_trait]
 pub trait JwksSource: Send + Sync {
     async fn fetch_jwks(&self, url: &str) -> Result<String, StoreError>;

@@ -55,10 +55,18 @@ pub enum Reason {
     JwtClaimMismatch,
     JwtTenantClaimMissing,
     JwtTenantNotAllowed,
+    /// A tollgate key at the tenant management API: only OIDC identities may call it (the
+    /// same 401, with no store call).
+    ManagementNeedsIdentity,
 
     // Scopes (403, naming what is not allowed).
     RouteNotAllowed,
     ModelNotAllowed,
+    /// A verified identity without its issuer's tenant-admin role at the management API.
+    NotTenantAdmin,
+    /// A management request for a key that does not exist or belongs to another tenant
+    /// (one answer for both: no tenant learns another's key ids).
+    ManagedKeyNotFound,
 
     // The request itself (400 / 413).
     BodyTooLarge,
@@ -135,6 +143,9 @@ impl Reason {
             Reason::JwtClaimMismatch => "jwt_claim_mismatch",
             Reason::JwtTenantClaimMissing => "jwt_tenant_claim_missing",
             Reason::JwtTenantNotAllowed => "jwt_tenant_not_allowed",
+            Reason::ManagementNeedsIdentity => "management_needs_identity",
+            Reason::NotTenantAdmin => "not_tenant_admin",
+            Reason::ManagedKeyNotFound => "managed_key_not_found",
             Reason::RouteNotAllowed => "route_not_allowed",
             Reason::ModelNotAllowed => "model_not_allowed",
             Reason::BodyTooLarge => "body_too_large",
@@ -204,8 +215,12 @@ impl Reason {
             | Reason::JwtPrincipalMissing
             | Reason::JwtClaimMismatch
             | Reason::JwtTenantClaimMissing
-            | Reason::JwtTenantNotAllowed => ErrorClass::Unauthenticated,
-            Reason::RouteNotAllowed | Reason::ModelNotAllowed => ErrorClass::Forbidden,
+            | Reason::JwtTenantNotAllowed
+            | Reason::ManagementNeedsIdentity => ErrorClass::Unauthenticated,
+            Reason::RouteNotAllowed | Reason::ModelNotAllowed | Reason::NotTenantAdmin => {
+                ErrorClass::Forbidden
+            }
+            Reason::ManagedKeyNotFound => ErrorClass::NotFound,
             Reason::BodyTooLarge => ErrorClass::PayloadTooLarge,
             Reason::InvalidJson
             | Reason::BodyNotUtf8

@@ -24,6 +24,9 @@ use tollgate_core::records::{ClientKeyRecord, Tenant};
 pub struct Principal {
     pub rec: ClientKeyRecord,
     pub tenant: Tenant,
+    /// A JWT caller whose issuer's tenant-admin rule holds (the management API's only
+    /// callers). Always false for a key.
+    pub tenant_admin: bool,
 }
 
 /// The key from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
@@ -107,6 +110,7 @@ pub(crate) async fn authenticate(
         Some(tenant) => {
             ctx.audit.principal = Some(rec.owner.clone());
             Ok(Principal {
+                tenant_admin: false,
                 rec: rec.clone(),
                 tenant: tenant.clone(),
             })

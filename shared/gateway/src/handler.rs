@@ -10,7 +10,7 @@ use crate::relay::{Redactions, Relay, StreamReport};
 use crate::respond::{Refusal, classify, error_parts};
 use crate::settle::{count_redactions, settle};
 use crate::state::Gateway;
-use crate::{authenticate, forward, inspect, limit, relay, request};
+use crate::{authenticate, forward, inspect, limit, manage, relay, request};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -90,14 +90,24 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
     );
     let kind = Route::kind_for_path(req.uri().path());
     let mut pending = Unanswered::new(&gw, ctx, &span);
-    let result = stages(&gw, req, source_ip, &mut pending.ctx, &span)
-        .instrument(span.clone())
-        .await;
-    let ctx = pending.answered();
-
-    let mut resp = match result {
-        Ok(a) => answer_response(&gw, a, ctx, &span),
-        Err(refusal) => refusal_response(&gw, kind, &refusal, ctx, &span),
+    let mut resp = if manage::is_management(req.uri().path()) {
+        let result = manage::serve(&gw, req, source_ip, &mut pending.ctx)
+            .instrument(span.clone())
+            .await;
+        let ctx = pending.answered();
+        match result {
+            Ok(reply) => managed_response(&gw, reply, ctx, &span),
+            Err(refusal) => refusal_response(&gw, kind, &refusal, ctx, &span),
+        }
+    } else {
+        let result = stages(&gw, req, source_ip, &mut pending.ctx, &span)
+            .instrument(span.clone())
+            .await;
+        let ctx = pending.answered();
+        match result {
+            Ok(a) => answer_response(&gw, a, ctx, &span),
+            Err(refusal) => refusal_response(&gw, kind, &refusal, ctx, &span),
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-tollgate-request-id", v);
@@ -218,6 +228,22 @@ fn refusal_response(
     ctx.reason = refusal.reason;
     ctx.audit.status = status;
     ctx.audit.error_class = Some(classify(refusal).0.code().into());
+    with_settling_body(gw, head, Full::new(body), ctx, span)
+}
+
+/// A management API answer (JSON), settled like every response.
+fn managed_response(
+    gw: &Arc<Gateway>,
+    reply: manage::Reply,
+    mut ctx: RequestCtx,
+    span: &tracing::Span,
+) -> Response<Body> {
+    ctx.audit.status = reply.status;
+    let head = Response::builder()
+        .status(reply.status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store");
+    let body = axum::body::Bytes::from(reply.body.to_string());
     with_settling_body(gw, head, Full::new(body), ctx, span)
 }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use tollgate_core::audit::bounded;
 use tollgate_core::auth::{AuthFailure, verify_caller};
 use tollgate_core::identity::{
-    JwsAlg, JwtFailure, peek, principal_record, string_claim, validate_claims,
+    JwsAlg, JwtFailure, is_tenant_admin, peek, principal_record, string_claim, validate_claims,
 };
 use tollgate_core::reason::Reason;
 
@@ -69,6 +69,7 @@ pub(crate) async fn authenticate(
     ctx.audit.principal = string_claim(&claims, &issuer.principal_claim).map(bounded);
     let now = gw.now();
     let id = validate_claims(issuer, &claims, now).map_err(deny)?;
+    let tenant_admin = is_tenant_admin(issuer, &claims);
     let rec = principal_record(issuer, &id, now);
     ctx.audit.key_id = Some(rec.key_id.clone());
     let tenant = gw
@@ -83,6 +84,7 @@ pub(crate) async fn authenticate(
         Some(tenant) => Ok(Principal {
             tenant: tenant.clone(),
             rec,
+            tenant_admin,
         }),
         // verify_caller() already refused this; kept total rather than unwrapping.
         None => Err(auth_deny(AuthFailure::TenantMissing)),

@@ -16,7 +16,8 @@
 //! - [`settle`] — token health and usage to the store, and the audit line: run once, from the
 //!   response body's end hook ([`body`]).
 //!
-//! Beside them: [`respond`] maps every [`Reason`](tollgate_core::reason::Reason) to a
+//! Beside them: [`manage`] serves the tenant management API (`/tollgate/v1/…`, tenant
+//! admins only) instead of the provider stages, settled the same way; [`respond`] maps every [`Reason`](tollgate_core::reason::Reason) to a
 //! status and a provider-shaped body in one place; [`state`] holds what requests share
 //! (caches over the stores, the HTTP client); [`context`] is what one request carries.
 //! The crate has no AWS dependency: stores arrive as `tollgate_core::ports` trait objects.
@@ -32,6 +33,7 @@ pub mod handler;
 pub mod inspect;
 mod jwt;
 mod limit;
+pub mod manage;
 mod relay;
 pub mod request;
 pub mod respond;

@@ -551,3 +551,81 @@ async fn the_http_jwks_source_reads_a_key_set_served_on_loopback() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(h.last_audit().issuer.as_deref(), Some(ISS));
 }
+
+const DISCOVERY_URL: &str = "https://idp.example.test/.well-known/openid-configuration";
+
+fn discovery(issuer: &str, jwks_uri: &str) -> String {
+    json!({"issuer": issuer, "jwks_uri": jwks_uri, "id_token_signing_alg_values_supported": ["RS256"]})
+        .to_string()
+}
+
+#[tokio::test]
+async fn discovery_finds_the_key_set_and_is_cached_with_it() {
+    let old = SigningKey::rsa();
+    let new = SigningKey::rsa();
+    let mut iss = issuer(vec![JwsAlg::RS256]);
+    iss.jwks = tollgate_core::identity::JwksLocation::Discovery;
+    let h = setup(iss).await;
+    let keys_url = "https://keys.idp.example.test/v1/keys";
+    h.jwks.publish(DISCOVERY_URL, discovery(ISS, keys_url));
+    h.jwks.publish(keys_url, jwks(&[(&old, "a")]));
+    let (status, body) = h.post(&old.token("a", &claims()), "gpt-4o-mini").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.jwks.fetches(), 2, "discovery document, then the key set");
+    let (status, _) = h.post(&old.token("a", &claims()), "gpt-4o-mini").await;
+    assert_eq!(status, 200);
+    assert_eq!(h.jwks.fetches(), 2, "both cached");
+    // Rotation: an unknown kid refreshes both once.
+    h.jwks.publish(keys_url, jwks(&[(&old, "a"), (&new, "b")]));
+    let (status, _) = h.post(&new.token("b", &claims()), "gpt-4o-mini").await;
+    assert_eq!(status, 200);
+    assert_eq!(h.jwks.fetches(), 4);
+    // After the TTL both are read again.
+    h.clock
+        .advance_ms(GatewayConfig::default().jwks_cache_ttl_ms + 1);
+    let mut c = claims();
+    c["exp"] = json!(T0 / 1000 + 3600);
+    let (status, _) = h.post(&new.token("b", &c), "gpt-4o-mini").await;
+    assert_eq!(status, 200);
+    assert_eq!(h.jwks.fetches(), 6);
+    assert_eq!(h.upstream_calls().await, 4);
+}
+
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_or_with_plain_http_keys_fails_closed() {
+    let key = SigningKey::rsa();
+    let evil_keys = "https://evil.example.test/keys";
+    for (doc, why) in [
+        (
+            discovery("https://evil.example.test", evil_keys),
+            "names another issuer",
+        ),
+        (
+            discovery(&format!("{ISS}/"), evil_keys),
+            "issuer differs by a slash",
+        ),
+        (
+            discovery(ISS, "http://keys.example.test/k"),
+            "plain http jwks_uri",
+        ),
+        (json!({"issuer": ISS}).to_string(), "no jwks_uri"),
+        ("<html>".to_owned(), "not JSON"),
+    ] {
+        let mut iss = issuer(vec![JwsAlg::RS256]);
+        iss.jwks = tollgate_core::identity::JwksLocation::Discovery;
+        let h = setup(iss).await;
+        h.jwks.publish(DISCOVERY_URL, doc);
+        h.jwks.publish(evil_keys, jwks(&[(&key, "k1")]));
+        h.jwks
+            .publish("http://keys.example.test/k", jwks(&[(&key, "k1")]));
+        let (_, uniform) = h.post("tgk_test_nonsense", "gpt-4o-mini").await;
+        let (status, body) = h.post(&key.token("k1", &claims()), "gpt-4o-mini").await;
+        assert_eq!(status, 401, "{why}");
+        assert_eq!(body, uniform, "{why}");
+        let a = h.last_audit();
+        assert_eq!(a.reason, Reason::JwksUnavailable, "{why}");
+        assert_eq!(a.decision, Decision::Error, "{why}");
+        assert_eq!(h.jwks.fetches(), 1, "{why}: the key set was never fetched");
+        assert_eq!(h.upstream_calls().await, 0, "{why}");
+    }
+}

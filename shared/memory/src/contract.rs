@@ -12,9 +12,11 @@
 )]
 
 use tollgate_core::clock::EpochMs;
-use tollgate_core::identity::{IssuerRecord, JwsAlg, TenantMapping};
+use tollgate_core::identity::{
+    ClaimRule, IssuerPolicy, IssuerRecord, JwksLocation, JwsAlg, TenantMapping,
+};
 use tollgate_core::key::KeyEnv;
-use tollgate_core::limits::Counters;
+use tollgate_core::limits::{Counters, Limits};
 use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{
     CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, Secret, SecretStore, StoreError,
@@ -80,7 +82,7 @@ pub fn token(pool: &str, id: &str) -> TokenRecord {
 
 pub async fn run_all<S>(s: &S, ns: &str)
 where
-    S: TenantStore + KeyStore + PoolStore + SecretStore,
+    S: TenantStore + KeyStore + PoolStore + SecretStore + IssuerStore,
 {
     tenants_round_trip_and_refuse_overwrite(s, ns).await;
     keys_round_trip_list_by_tenant_and_revoke(s, ns).await;
@@ -91,6 +93,7 @@ where
     usage_adds_up(s, ns).await;
     operator_status_and_delete(s, ns).await;
     secrets_return_the_newest_version(s, ns).await;
+    issuers_round_trip_and_list(s, ns).await;
 }
 
 pub async fn tenants_round_trip_and_refuse_overwrite<S: TenantStore>(s: &S, ns: &str) {
@@ -130,7 +133,6 @@ pub async fn tenants_round_trip_and_refuse_overwrite<S: TenantStore>(s: &S, ns: 
 }
 
 pub async fn limits_round_trip_on_tenants_and_keys<S: TenantStore + KeyStore>(s: &S, ns: &str) {
-    use tollgate_core::limits::Limits;
     let t = tenant(&format!("{ns}limited"));
     s.put_tenant(&t).await.expect("put tenant");
     let whole = Limits {
@@ -643,8 +645,7 @@ fn assert_conflict_reports(out: &SwapOutcome, stale: &[(&String, &VersionedCount
     assert_eq!(subjects.len(), unique.len(), "each subject reported once");
 }
 
-/// Issuer records: get by exact `iss`, replace on put, list. Separate from [`run_all`] until
-/// every adapter implements [`IssuerStore`].
+/// Issuer records: get by exact `iss`, replace on put, list, delete (`NotFound` when absent).
 pub async fn issuers_round_trip_and_list<S: IssuerStore>(s: &S, ns: &str) {
     let url = format!("https://{ns}idp.example.test");
     let rec = IssuerRecord::new(
@@ -671,4 +672,57 @@ pub async fn issuers_round_trip_and_list<S: IssuerStore>(s: &S, ns: &str) {
     let listed = s.list_issuers().await.unwrap();
     assert_eq!(listed.iter().filter(|r| r.issuer == url).count(), 1);
     assert!(listed.contains(&changed));
+    // Every field survives the store: policy, claim rules, a claim mapping, discovery.
+    let full = IssuerRecord {
+        jwks: JwksLocation::Discovery,
+        principal_claim: "email".into(),
+        required_claims: vec![
+            ClaimRule::Equals {
+                claim: "repository".into(),
+                value: "acme/app".into(),
+            },
+            ClaimRule::Contains {
+                claim: "groups".into(),
+                value: "llm".into(),
+            },
+        ],
+        tenant: TenantMapping::Claim {
+            claim: "org".into(),
+            allowed: vec![format!("{ns}acme"), format!("{ns}globex")],
+        },
+        policy: IssuerPolicy {
+            allowed_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            allowed_models: vec!["gpt-4o*".into()],
+            allowed_routes: vec!["chat.completions".into()],
+            model_pools: [("*".to_owned(), "team".to_owned())].into(),
+            dlp_policy: None,
+            limits: Some(Limits {
+                rpm: Some(60),
+                budget_day_micros: Some(5_000_000),
+                ..Limits::default()
+            }),
+        },
+        ..IssuerRecord::new(
+            format!("https://{ns}full.example.test/tenant/"),
+            vec!["api://tollgate".into()],
+            "https://unused.example.test/jwks",
+            vec![JwsAlg::ES256, JwsAlg::EdDSA],
+            TenantMapping::Fixed {
+                tenant_id: "x".into(),
+            },
+            2,
+        )
+    };
+    s.put_issuer(&full).await.unwrap();
+    assert_eq!(
+        s.get_issuer(&full.issuer).await.unwrap(),
+        Some(full.clone())
+    );
+    s.delete_issuer(&url).await.unwrap();
+    assert_eq!(s.get_issuer(&url).await.unwrap(), None);
+    assert_eq!(s.delete_issuer(&url).await, Err(StoreError::NotFound));
+    let listed = s.list_issuers().await.unwrap();
+    assert!(listed.iter().all(|r| r.issuer != url));
+    assert!(listed.contains(&full));
+    s.delete_issuer(&full.issuer).await.unwrap();
 }

@@ -31,11 +31,12 @@ pub const ACCESS_KEY_ID: &str = "testing";
 pub const SECRET_ACCESS_KEY: &str = "testing";
 
 /// Resource variables `infra/local/resources.py` prints (and the stores read).
-pub const RESOURCE_VARS: [&str; 6] = [
+pub const RESOURCE_VARS: [&str; 7] = [
     "TOLLGATE_TENANTS_TABLE",
     "TOLLGATE_KEYS_TABLE",
     "TOLLGATE_POOL_TABLE",
     "TOLLGATE_LIMITS_TABLE",
+    "TOLLGATE_ISSUERS_TABLE",
     "TOLLGATE_PEPPER_SECRET_ID",
     "TOLLGATE_KMS_KEY_ID",
 ];

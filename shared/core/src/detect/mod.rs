@@ -71,7 +71,9 @@ pub fn signal(r: Reason) -> Signal {
         | Reason::JwtAlgNotAllowed
         | Reason::JwtUnknownKid
         | Reason::JwtBadSignature
-        | Reason::JwtWrongAudience => Signal::Scan,
+        | Reason::JwtWrongAudience
+        // A static key tried at the management API: probing an admin surface.
+        | Reason::ManagementNeedsIdentity => Signal::Scan,
         Reason::DigestMismatch => Signal::WrongSecret,
         Reason::SourceNotAllowed => Signal::OutsideSource,
         Reason::RouteNotAllowed | Reason::ModelNotAllowed => Signal::OutsideScope,
@@ -121,6 +123,11 @@ pub fn signal(r: Reason) -> Signal {
         | Reason::JwtClaimMismatch
         | Reason::JwtTenantClaimMissing
         | Reason::JwtTenantNotAllowed
+        // Management API refusals of a verified identity (no admin role, another tenant's
+        // key id): the principal is a JWT subject, not a key the auto-response could
+        // suspend, so no rule counts them yet.
+        | Reason::NotTenantAdmin
+        | Reason::ManagedKeyNotFound
         | Reason::Unrecognized => Signal::Other,
     }
 }

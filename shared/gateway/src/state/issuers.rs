@@ -1,6 +1,7 @@
 //! Trusted OIDC issuers and their signing keys, as JWT callers need them: issuer records by
 //! exact `iss` (cached for the key cache TTL, misses too), and each issuer's JWK Set (cached
-//! for the JWKS TTL). A token whose `kid` is not in the cached set causes at most one refresh
+//! for the JWKS TTL), fetched from its URL or through the issuer's OpenID discovery document
+//! (whose `issuer` must match exactly). A token whose `kid` is not in the cached set causes at most one refresh
 //! per JWKS URL per refresh interval (key rotation at the issuer is picked up; a flood of
 //! made-up `kid`s is not a flood of fetches). A set that cannot be fetched fails closed, and
 //! a failed fetch is not retried before the refresh interval has passed. Holds public keys
@@ -14,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate_core::clock::{Clock, EpochMs};
-use tollgate_core::identity::{IssuerRecord, JwsAlg, JwtFailure};
+use tollgate_core::identity::{
+    IssuerRecord, JwksLocation, JwsAlg, JwtFailure, jwks_uri_from_discovery,
+};
 use tollgate_core::ports::{IssuerStore, JwksSource, StoreError};
 
 /// The largest JWK Set document accepted (real ones are a few KB).
@@ -171,15 +174,15 @@ impl IssuerDirectory {
         kid: Option<&str>,
         calls: &mut StoreCalls,
     ) -> Result<DecodingKey, JwtFailure> {
-        let url = issuer.jwks.url();
-        let (set, fetched_now) = match self.jwks_cache.get(url) {
+        let source = issuer.jwks.source_url(&issuer.issuer);
+        let (set, fetched_now) = match self.jwks_cache.get(&source) {
             Some(set) => (set, false),
-            None => (self.fetch(url, calls).await?, true),
+            None => (self.fetch(issuer, &source, calls).await?, true),
         };
         let jwk = match set.find(kid, alg) {
             Some(k) => k.clone(),
-            None if !fetched_now && self.may_refresh(url) => {
-                let fresh = self.fetch(url, calls).await?;
+            None if !fetched_now && self.may_refresh(&source) => {
+                let fresh = self.fetch(issuer, &source, calls).await?;
                 fresh
                     .find(kid, alg)
                     .cloned()
@@ -224,7 +227,16 @@ impl IssuerDirectory {
         }
     }
 
-    async fn fetch(&self, url: &str, calls: &mut StoreCalls) -> Result<Arc<KeySet>, JwtFailure> {
+    /// The issuer's key set, fetched now: from its JWKS URL, or through its discovery
+    /// document (whose `issuer` must match and whose `jwks_uri` must be https). Cached under
+    /// `source` (the first URL fetched), so a discovery document is read as often as the
+    /// key set it names: once per TTL, plus the rate-limited refreshes.
+    async fn fetch(
+        &self,
+        issuer: &IssuerRecord,
+        source: &str,
+        calls: &mut StoreCalls,
+    ) -> Result<Arc<KeySet>, JwtFailure> {
         let Some(stores) = &self.stores else {
             return Err(JwtFailure::JwksUnavailable);
         };
@@ -232,29 +244,54 @@ impl IssuerDirectory {
         // refresh interval has passed.
         let now = self.now();
         let recent_failure = self.failed.lock().ok().is_some_and(|f| {
-            f.get(url)
+            f.get(source)
                 .is_some_and(|&at| now.saturating_sub(at) < self.refresh_min_ms)
         });
         if recent_failure {
             return Err(JwtFailure::JwksUnavailable);
         }
+        let fail = || {
+            self.record(source, false);
+            JwtFailure::JwksUnavailable
+        };
+        let jwks_url = match &issuer.jwks {
+            JwksLocation::Url { url } => url.clone(),
+            JwksLocation::Discovery => {
+                calls.reads += 1;
+                let doc = match stores.jwks.fetch_jwks(source).await {
+                    Ok(doc) => doc,
+                    Err(e) => {
+                        tracing::warn!(error = %e, url = source, "discovery document unavailable");
+                        return Err(fail());
+                    }
+                };
+                match jwks_uri_from_discovery(&issuer.issuer, &doc) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::warn!(error = %e, url = source, "discovery document unusable");
+                        return Err(fail());
+                    }
+                }
+            }
+        };
         calls.reads += 1;
-        let doc = match stores.jwks.fetch_jwks(url).await {
+        let doc = match stores.jwks.fetch_jwks(&jwks_url).await {
             Ok(doc) => doc,
             Err(e) => {
-                tracing::warn!(error = %e, url, "JWK Set unavailable");
-                self.record(url, false);
-                return Err(JwtFailure::JwksUnavailable);
+                tracing::warn!(error = %e, url = jwks_url, "JWK Set unavailable");
+                return Err(fail());
             }
         };
         let Some(set) = KeySet::parse(&doc) else {
-            tracing::warn!(url, "JWK Set is not a JSON object with a keys array");
-            self.record(url, false);
-            return Err(JwtFailure::JwksUnavailable);
+            tracing::warn!(
+                url = jwks_url,
+                "JWK Set is not a JSON object with a keys array"
+            );
+            return Err(fail());
         };
-        self.record(url, true);
+        self.record(source, true);
         let set = Arc::new(set);
-        self.jwks_cache.insert(url.to_owned(), set.clone());
+        self.jwks_cache.insert(source.to_owned(), set.clone());
         Ok(set)
     }
 }

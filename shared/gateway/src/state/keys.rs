@@ -33,6 +33,16 @@ impl KeyDirectory {
         }
     }
 
+    /// The key store itself, for the management API's uncached reads and its writes.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.keys
+    }
+
+    /// Drops `key_id` from this instance's cache (a key just revoked here).
+    pub fn forget(&self, key_id: &str) {
+        self.key_cache.remove(key_id);
+    }
+
     /// The key record for `key_id` (`None`: no such key): cache, else one store read.
     pub async fn key(
         &self,

@@ -1,0 +1,404 @@
+//! The tenant management API (`/tollgate/v1/…`) through the whole handler: in-memory stores,
+//! an in-memory JWK Set with a P-256 key generated when the test runs, a fake clock. Pins the
+//! isolation promises: an admin of one tenant sees and touches only that tenant's keys, by
+//! whatever path, id or body it sends; a static key never gets in; an identity without the
+//! admin role gets 403; every answer is audited.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Request;
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tollgate_core::audit::{AuditRecord, Decision};
+use tollgate_core::auth::Peppers;
+use tollgate_core::clock::FakeClock;
+use tollgate_core::identity::{ClaimRule, IssuerRecord, JwsAlg, TenantMapping};
+use tollgate_core::key::{ClientKey, KeyEnv};
+use tollgate_core::ports::{IssuerStore, KeyStore, Secret, SecretStore, TenantStore};
+use tollgate_core::reason::Reason;
+use tollgate_core::records::{ClientKeyRecord, KeyStatus, Tenant};
+use tollgate_gateway::{Gateway, GatewayConfig, IdentityStores, MemoryAuditSink, Stores, router};
+use tollgate_memory::{MemoryJwks, MemoryStore};
+use tower::ServiceExt;
+
+const T0: u64 = 1_800_000_000_000;
+const ISS: &str = "https://idp.example.test";
+const JWKS_URL: &str = "https://idp.example.test/jwks";
+const PEPPER: &str = r#"{"current":"1","v1":"unit-test-pepper-0123456789abcdefghijklmnop"}"#;
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+struct Signer(EcdsaKeyPair);
+
+impl Signer {
+    fn new() -> Self {
+        Signer(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    }
+    fn jwks(&self) -> String {
+        let p = self.0.public_key().as_ref();
+        json!({"keys": [{"kty": "EC", "kid": "k1", "crv": "P-256", "use": "sig",
+                         "x": b64(&p[1..33]), "y": b64(&p[33..65])}]})
+        .to_string()
+    }
+    fn token(&self, claims: Value) -> String {
+        let head = json!({"alg": "ES256", "typ": "JWT", "kid": "k1"});
+        let input = format!(
+            "{}.{}",
+            b64(head.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self.0.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+}
+
+/// A token for tenant `org`, an admin when `groups` holds `tg-admins`.
+fn claims(sub: &str, org: &str, groups: &[&str]) -> Value {
+    json!({"iss": ISS, "aud": "tollgate", "sub": sub, "org": org, "groups": groups,
+           "iat": T0 / 1000, "exp": T0 / 1000 + 600})
+}
+
+struct H {
+    app: axum::Router,
+    store: Arc<MemoryStore>,
+    audit: Arc<MemoryAuditSink>,
+    signer: Signer,
+    /// tenant → (key id, full key)
+    keys: Vec<(String, String, String)>,
+}
+
+async fn setup() -> H {
+    let store = Arc::new(MemoryStore::new());
+    store
+        .put_secret("tollgate/pepper", &Secret::new(PEPPER))
+        .await
+        .unwrap();
+    let peppers = Peppers::parse(PEPPER).unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut keys = Vec::new();
+    for t in ["acme", "globex"] {
+        store
+            .put_tenant(&Tenant::new(t, t, "plat@example.test", T0))
+            .await
+            .unwrap();
+        for n in 0..2 {
+            let k = ClientKey::generate(KeyEnv::Test, &mut rng);
+            let mut r = ClientKeyRecord::for_key(
+                &k,
+                t,
+                format!("dev{n}@{t}.test"),
+                peppers.digest_new(&k),
+                T0 + n,
+            );
+            r.name = format!("{t}-{n}");
+            store.put_key(&r).await.unwrap();
+            keys.push((t.to_owned(), k.key_id().to_owned(), k.expose().to_owned()));
+        }
+    }
+    let mut iss = IssuerRecord::new(
+        ISS,
+        vec!["tollgate".into()],
+        JWKS_URL,
+        vec![JwsAlg::ES256],
+        TenantMapping::Claim {
+            claim: "org".into(),
+            allowed: vec!["acme".into(), "globex".into()],
+        },
+        T0,
+    );
+    iss.tenant_admin = Some(ClaimRule::Contains {
+        claim: "groups".into(),
+        value: "tg-admins".into(),
+    });
+    store.put_issuer(&iss).await.unwrap();
+    let signer = Signer::new();
+    let jwks = Arc::new(MemoryJwks::new());
+    jwks.publish(JWKS_URL, signer.jwks());
+    let audit = Arc::new(MemoryAuditSink::default());
+    let gw = Gateway::with_identity(
+        GatewayConfig::default(),
+        Stores {
+            tenants: store.clone(),
+            keys: store.clone(),
+            pools: store.clone(),
+            secrets: store.clone(),
+            decrypter: None,
+            limits: Some(store.clone()),
+        },
+        Some(IdentityStores {
+            issuers: store.clone(),
+            jwks,
+        }),
+        Arc::new(FakeClock::new(T0)),
+        audit.clone(),
+    )
+    .unwrap();
+    H {
+        app: router(gw),
+        store,
+        audit,
+        signer,
+        keys,
+    }
+}
+
+impl H {
+    fn admin(&self, org: &str) -> String {
+        self.signer.token(claims(
+            &format!("admin@{org}"),
+            org,
+            &["staff", "tg-admins"],
+        ))
+    }
+
+    fn key_of(&self, tenant: &str, n: usize) -> (String, String) {
+        let (_, id, full) = self
+            .keys
+            .iter()
+            .filter(|(t, _, _)| t == tenant)
+            .nth(n)
+            .unwrap();
+        (id.clone(), full.clone())
+    }
+
+    async fn call(&self, method: &str, path: &str, bearer: &str, body: &str) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {bearer}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let r = self.app.clone().oneshot(req).await.unwrap();
+        let status = r.status().as_u16();
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    fn last_audit(&self) -> AuditRecord {
+        self.audit.records().last().cloned().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_admin_lists_and_reads_only_their_own_tenants_keys() {
+    let h = setup().await;
+    let (status, body) = h
+        .call("GET", "/tollgate/v1/keys", &h.admin("acme"), "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenant_id"], "acme");
+    let keys = body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    for k in keys {
+        assert!(k["name"].as_str().unwrap().starts_with("acme-"));
+        assert!(k.get("digest_hex").is_none() && k.get("pepper_version").is_none());
+    }
+    let text = body.to_string();
+    for (_, _, full) in &h.keys {
+        assert!(!text.contains(full.as_str()), "a full key in a listing");
+    }
+    let a = h.last_audit();
+    assert_eq!(a.route.as_deref(), Some("manage.keys.list"));
+    assert_eq!((a.decision, a.status), (Decision::Allow, 200));
+    assert_eq!(a.tenant.as_deref(), Some("acme"));
+    assert_eq!(a.issuer.as_deref(), Some(ISS));
+    assert_eq!(a.principal.as_deref(), Some("admin@acme"));
+
+    let (own, _) = h.key_of("acme", 0);
+    let (status, body) = h
+        .call(
+            "GET",
+            &format!("/tollgate/v1/keys/{own}"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!((status, body["key_id"].as_str()), (200, Some(own.as_str())));
+}
+
+#[tokio::test]
+async fn another_tenants_key_is_unreachable_by_id_path_or_body() {
+    let h = setup().await;
+    let acme = h.admin("acme");
+    let (theirs, theirs_full) = h.key_of("globex", 0);
+    let unknown = h
+        .call("GET", "/tollgate/v1/keys/ZZZZZZZZZZZZ", &acme, "")
+        .await;
+    let attempts = [
+        ("GET", format!("/tollgate/v1/keys/{theirs}"), String::new()),
+        (
+            "POST",
+            format!("/tollgate/v1/keys/{theirs}/revoke"),
+            json!({"tenant_id": "globex"}).to_string(),
+        ),
+        (
+            "GET",
+            format!("/tollgate/v1/keys/{theirs}?tenant=globex"),
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("/tollgate/v1/keys/%2e%2e/{theirs}"),
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("/tollgate/v1/keys/../keys/{theirs}"),
+            String::new(),
+        ),
+        (
+            "GET",
+            format!("/tollgate/v1/tenants/globex/keys/{theirs}"),
+            String::new(),
+        ),
+        ("GET", "/tollgate/v1/keys/globex".to_owned(), String::new()),
+    ];
+    for (method, path, body) in &attempts {
+        let (status, resp) = h.call(method, path, &acme, body).await;
+        assert!(
+            status == 404 || status == 405,
+            "{method} {path}: {status} {resp}"
+        );
+        assert!(!resp.to_string().contains(&theirs), "{method} {path}");
+    }
+    // Another tenant's key id answers exactly like an id nobody has.
+    let (status, body) = h
+        .call("GET", &format!("/tollgate/v1/keys/{theirs}"), &acme, "")
+        .await;
+    assert_eq!((status, &body), (unknown.0, &unknown.1));
+    assert_eq!(h.last_audit().reason, Reason::ManagedKeyNotFound);
+    // The listing is acme's alone, whatever the query says.
+    let (_, body) = h
+        .call("GET", "/tollgate/v1/keys?tenant=globex", &acme, "")
+        .await;
+    assert_eq!(body["tenant_id"], "acme");
+    // globex's key is untouched and still works on the provider routes' authentication.
+    let rec = h.store.get_key(&theirs).await.unwrap().unwrap();
+    assert_eq!(rec.status, KeyStatus::Active);
+    assert!(theirs_full.starts_with("tgk_test_"));
+    // Pools and issuers are not there at all.
+    for path in [
+        "/tollgate/v1/pools",
+        "/tollgate/v1/issuers",
+        "/tollgate/v1/tenants",
+    ] {
+        let (status, _) = h.call("GET", path, &acme, "").await;
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_revokes_their_own_key_and_it_stops_working_at_once() {
+    let h = setup().await;
+    let (id, full) = h.key_of("acme", 1);
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    // Before: the key authenticates (no pool configured, so it fails later, not with 401).
+    let (status, _) = h
+        .call("POST", "/v1/chat/completions", &full, &chat.to_string())
+        .await;
+    assert_ne!(status, 401);
+    let (status, body) = h
+        .call(
+            "POST",
+            &format!("/tollgate/v1/keys/{id}/revoke"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "revoked");
+    assert_eq!(h.last_audit().route.as_deref(), Some("manage.keys.revoke"));
+    assert_eq!(h.last_audit().store_writes, 1);
+    let rec = h.store.get_key(&id).await.unwrap().unwrap();
+    assert_eq!(rec.status, KeyStatus::Revoked);
+    let (status, _) = h
+        .call("POST", "/v1/chat/completions", &full, &chat.to_string())
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(h.last_audit().reason, Reason::Revoked);
+    // Revoking again changes nothing and writes nothing.
+    let (status, _) = h
+        .call(
+            "POST",
+            &format!("/tollgate/v1/keys/{id}/revoke"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h.last_audit().store_writes, 0);
+}
+
+#[tokio::test]
+async fn static_keys_and_non_admins_never_get_in() {
+    let h = setup().await;
+    let (_, full) = h.key_of("acme", 0);
+    let (status, body) = h.call("GET", "/tollgate/v1/keys", &full, "").await;
+    assert_eq!(status, 401);
+    let (_, uniform) = h
+        .call("GET", "/tollgate/v1/keys", "tgk_test_nonsense", "")
+        .await;
+    assert_eq!(
+        body, uniform,
+        "a valid key learns nothing more than an invalid one"
+    );
+    let a = h.last_audit();
+    assert_eq!(a.reason, Reason::ManagementNeedsIdentity);
+    assert_eq!((a.store_reads, a.store_writes), (0, 0));
+    let (status, _) = h.call("GET", "/tollgate/v1/keys", &full, "").await;
+    assert_eq!(status, 401);
+    assert_eq!(h.last_audit().reason, Reason::ManagementNeedsIdentity);
+
+    // A verified identity of the tenant without the admin group: 403, nothing read.
+    let dev = h.signer.token(claims("dev@acme", "acme", &["staff"]));
+    let (status, _) = h.call("GET", "/tollgate/v1/keys", &dev, "").await;
+    assert_eq!(status, 403);
+    assert_eq!(h.last_audit().reason, Reason::NotTenantAdmin);
+    let (id, _) = h.key_of("acme", 0);
+    let (status, _) = h
+        .call("POST", &format!("/tollgate/v1/keys/{id}/revoke"), &dev, "")
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        h.store.get_key(&id).await.unwrap().unwrap().status,
+        KeyStatus::Active
+    );
+    // A token naming a tenant outside the issuer's list is refused before any role check.
+    let other = h.admin("initech");
+    let (status, _) = h.call("GET", "/tollgate/v1/keys", &other, "").await;
+    assert_eq!(status, 401);
+    assert_eq!(h.last_audit().reason, Reason::JwtTenantNotAllowed);
+    // No bearer at all.
+    let (status, _) = h.call("GET", "/tollgate/v1/keys", "", "").await;
+    assert_eq!(status, 401);
+    let n = h.audit.records().len();
+    assert!(
+        h.audit
+            .records()
+            .iter()
+            .all(|a| a.decision != Decision::Allow)
+    );
+    assert!(n >= 6);
+}
+
+#[tokio::test]
+async fn the_tenant_reads_its_own_policy() {
+    let h = setup().await;
+    let (status, body) = h
+        .call("GET", "/tollgate/v1/tenant", &h.admin("globex"), "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenant_id"], "globex");
+    let (status, _) = h
+        .call("POST", "/tollgate/v1/tenant", &h.admin("globex"), "{}")
+        .await;
+    assert_eq!(status, 405);
+}
