@@ -317,6 +317,22 @@ def test_a_tenant_admin_manages_only_their_tenants_keys(stack, idp, unique):
     with pytest.raises(openai.AuthenticationError):
         oa(stack, victim["key"]).chat.completions.create(**CHAT)
 
+    # Issue a key for its own tenant: shown once, works with the stock SDK, not in the audit.
+    req = urllib.request.Request(f"{stack.url}/tollgate/v1/keys", method="POST",
+                                 data=json.dumps({"name": "from-admin", "env": "test"}).encode())
+    req.add_header("authorization", f"Bearer {admin}")
+    req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 201
+        new = json.loads(r.read())
+        rid = r.headers["x-tollgate-request-id"]
+    assert new["tenant_id"] == mine and new["owner"] == "admin"
+    assert new["key"] not in json.dumps(stack.audit_for(rid))
+    reply = oa(stack, new["key"]).chat.completions.create(**CHAT)
+    assert reply.choices[0].message.content.startswith("Hello from the mock provider.")
+    listed = stack.cli_json("key", "list", "--tenant", mine)["keys"]
+    assert any(k["key_id"] == new["key_id"] and k["name"] == "from-admin" for k in listed)
+
     status, _, headers = manage("GET", "/keys", issued[mine][0]["key"])
     assert status == 401
     assert stack.audit_for(headers["x-tollgate-request-id"])["reason"] == "management_needs_identity"
