@@ -67,6 +67,8 @@ pub enum Reason {
     /// A management request for a key that does not exist or belongs to another tenant
     /// (one answer for both: no tenant learns another's key ids).
     ManagedKeyNotFound,
+    /// A management request body the API does not accept (400, saying what is wrong).
+    ManagementBadRequest,
 
     // The request itself (400 / 413).
     BodyTooLarge,
@@ -146,6 +148,7 @@ impl Reason {
             Reason::ManagementNeedsIdentity => "management_needs_identity",
             Reason::NotTenantAdmin => "not_tenant_admin",
             Reason::ManagedKeyNotFound => "managed_key_not_found",
+            Reason::ManagementBadRequest => "management_bad_request",
             Reason::RouteNotAllowed => "route_not_allowed",
             Reason::ModelNotAllowed => "model_not_allowed",
             Reason::BodyTooLarge => "body_too_large",
@@ -221,6 +224,7 @@ impl Reason {
                 ErrorClass::Forbidden
             }
             Reason::ManagedKeyNotFound => ErrorClass::NotFound,
+            Reason::ManagementBadRequest => ErrorClass::BadRequest,
             Reason::BodyTooLarge => ErrorClass::PayloadTooLarge,
             Reason::InvalidJson
             | Reason::BodyNotUtf8

@@ -1,6 +1,6 @@
 //! The tenant management API, `/tollgate/v1/…` (a prefix no provider route uses), for the
-//! [`handler`](crate) only. First slice: a tenant admin lists and reads the tenant's keys,
-//! revokes one, and reads the tenant's policy. Design and what is left: `docs/management-api.md`.
+//! [`handler`](crate) only. First slice: a tenant admin lists, reads and issues the tenant's
+//! keys, revokes one, and reads the tenant's policy. Design and what is left: `docs/management-api.md`.
 //!
 //! Who may call it: only a verified OIDC identity (the same JWT checks as callers, in `jwt`)
 //! whose issuer's `tenant_admin` rule holds for the token. The tenant is always the one the
@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use tollgate_core::base62::is_base62;
 use tollgate_core::clock::rfc3339;
 use tollgate_core::identity::{CallerShape, caller_shape};
-use tollgate_core::key::KEY_ID_LEN;
+use tollgate_core::key::{ClientKey, KEY_ID_LEN, KeyEnv};
 use tollgate_core::ports::StoreError;
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{ClientKeyRecord, KeyStatus, Tenant};
@@ -45,6 +45,7 @@ pub(crate) struct Reply {
 /// What the path asks for, once the caller is known to be an admin.
 enum Op<'a> {
     ListKeys,
+    IssueKey,
     GetKey(&'a str),
     RevokeKey(&'a str),
     Tenant,
@@ -54,6 +55,7 @@ impl Op<'_> {
     fn name(&self) -> &'static str {
         match self {
             Op::ListKeys => "manage.keys.list",
+            Op::IssueKey => "manage.keys.issue",
             Op::GetKey(_) => "manage.keys.get",
             Op::RevokeKey(_) => "manage.keys.revoke",
             Op::Tenant => "manage.tenant",
@@ -70,6 +72,7 @@ fn op<'a>(method: &Method, path: &'a str) -> Result<Op<'a>, Reason> {
         return Err(Reason::UnknownRoute);
     }
     let (want, op) = match segs.as_slice() {
+        ["keys"] if *method == Method::POST => (Method::POST, Op::IssueKey),
         ["keys"] => (Method::GET, Op::ListKeys),
         ["keys", id] => (Method::GET, Op::GetKey(id)),
         ["keys", id, "revoke"] => (Method::POST, Op::RevokeKey(id)),
@@ -128,6 +131,128 @@ fn tenant_json(t: &Tenant) -> Value {
     })
 }
 
+/// Lifetime of a key issued through the API when the request names none, in days.
+pub const DEFAULT_KEY_DAYS: u64 = 90;
+/// The longest lifetime a tenant admin may give a key (operators may issue longer ones).
+pub const MAX_KEY_DAYS: u64 = 365;
+/// The largest request body the management API reads.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Key id collisions (12 base62 characters) are astronomically rare; a few tries is plenty.
+const ISSUE_ATTEMPTS: usize = 5;
+
+/// What an admin may choose for a new key. The tenant is the token's; scopes and limits
+/// follow the tenant's defaults (an operator narrows them with the CLI).
+struct IssueRequest {
+    owner: Option<String>,
+    name: String,
+    env: KeyEnv,
+    days: u64,
+}
+
+fn bad(msg: &str) -> Refusal {
+    Refusal::with_detail(Reason::ManagementBadRequest, msg)
+}
+
+fn text_field(v: &Value, field: &str, max: usize) -> Result<Option<String>, Refusal> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.trim().is_empty()
+                && s.chars().count() <= max
+                && !s.chars().any(char::is_control) =>
+        {
+            Ok(Some(s.trim().to_owned()))
+        }
+        Some(_) => Err(bad(
+            "owner and name must be non-empty strings without control characters (owner up to 256, name up to 128 characters)",
+        )),
+    }
+}
+
+/// The issue request body: `{}` or absent for the defaults; `owner`, `name`, `env`
+/// (`live`/`test`), `expires_in_days` (1..=365). Any other field — a `tenant_id` above all —
+/// is refused rather than ignored.
+fn issue_request(body: &[u8]) -> Result<IssueRequest, Refusal> {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|_| bad("the request body must be a JSON object"))?
+    };
+    let Some(obj) = v.as_object() else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    const FIELDS: [&str; 4] = ["owner", "name", "env", "expires_in_days"];
+    if obj.keys().any(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(
+            "unknown field: a new key takes only owner, name, env and expires_in_days (its tenant is your token's)",
+        ));
+    }
+    let env = match v.get("env") {
+        None | Some(Value::Null) => KeyEnv::Live,
+        Some(Value::String(e)) if e == "live" => KeyEnv::Live,
+        Some(Value::String(e)) if e == "test" => KeyEnv::Test,
+        Some(_) => return Err(bad("env must be \"live\" or \"test\"")),
+    };
+    let days = match v.get("expires_in_days") {
+        None | Some(Value::Null) => DEFAULT_KEY_DAYS,
+        Some(d) => match d.as_u64() {
+            Some(d) if (1..=MAX_KEY_DAYS).contains(&d) => d,
+            _ => return Err(bad("expires_in_days must be a whole number from 1 to 365")),
+        },
+    };
+    Ok(IssueRequest {
+        owner: text_field(&v, "owner", 256)?,
+        name: text_field(&v, "name", 128)?.unwrap_or_default(),
+        env,
+        days,
+    })
+}
+
+async fn issue(
+    gw: &Gateway,
+    principal: &crate::authenticate::Principal,
+    r: IssueRequest,
+    ctx: &mut RequestCtx,
+) -> Result<Value, Refusal> {
+    let now = gw.now();
+    let peppers = gw
+        .secrets
+        .peppers(false, &mut ctx.calls)
+        .await
+        .map_err(store_down)?;
+    let owner = r.owner.unwrap_or_else(|| principal.rec.owner.clone());
+    let expires_at = now.saturating_add(r.days.saturating_mul(86_400_000));
+    let mut rng = rand::rngs::OsRng;
+    for _ in 0..ISSUE_ATTEMPTS {
+        let key = ClientKey::generate(r.env, &mut rng);
+        let rec = ClientKeyRecord {
+            name: r.name.clone(),
+            expires_at: Some(expires_at),
+            ..ClientKeyRecord::for_key(
+                &key,
+                principal.tenant.tenant_id.clone(),
+                owner.clone(),
+                peppers.digest_new(&key),
+                now,
+            )
+        };
+        ctx.calls.writes += 1;
+        match gw.keys.store().put_key(&rec).await {
+            Ok(()) => {
+                tracing::info!(key_id = %rec.key_id, tenant = %rec.tenant_id, "key issued by a tenant admin");
+                let mut v = key_json(&rec, now);
+                v["tenant_id"] = json!(rec.tenant_id);
+                v["key"] = json!(key.expose());
+                v["warning"] = json!("store this key now: it will not be shown again");
+                return Ok(v);
+            }
+            Err(StoreError::AlreadyExists) => continue,
+            Err(e) => return Err(store_down(e)),
+        }
+    }
+    Err(Refusal::new(Reason::StoreUnavailable))
+}
+
 /// The tenant's own key `id`, or the one refusal for "absent" and "another tenant's".
 async fn own_key(
     gw: &Gateway,
@@ -153,9 +278,10 @@ pub(crate) async fn serve(
 ) -> Result<Reply, Refusal> {
     let path = req.uri().path().to_owned();
     let op = op(req.method(), &path).map_err(Refusal::new)?;
+    let (parts, body) = req.into_parts();
     ctx.audit.route = Some(op.name().into());
     // Static keys never reach the management API: refused by shape, no store call.
-    let raw = presented_key(req.headers()).unwrap_or("");
+    let raw = presented_key(&parts.headers).unwrap_or("");
     if caller_shape(raw) != CallerShape::Jwt {
         return Err(Refusal::new(Reason::ManagementNeedsIdentity));
     }
@@ -165,7 +291,19 @@ pub(crate) async fn serve(
     }
     let tenant = principal.tenant.tenant_id.clone();
     let now = gw.now();
+    if let Op::IssueKey = op {
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| bad("the request body must be a JSON object of at most 16 KB"))?;
+        let r = issue_request(&bytes)?;
+        let v = issue(gw, &principal, r, ctx).await?;
+        return Ok(Reply {
+            status: 201,
+            body: v,
+        });
+    }
     let body = match op {
+        Op::IssueKey => return Err(Refusal::new(Reason::UnknownRoute)),
         Op::ListKeys => {
             ctx.calls.reads += 1;
             let mut keys = gw
@@ -224,8 +362,13 @@ mod tests {
             Ok(Op::RevokeKey(_))
         ));
         assert!(matches!(op(&get, "/tollgate/v1/tenant"), Ok(Op::Tenant)));
+        assert!(matches!(op(&post, "/tollgate/v1/keys"), Ok(Op::IssueKey)));
         for (m, p, r) in [
-            (&post, "/tollgate/v1/keys", Reason::MethodNotAllowed),
+            (
+                &Method::DELETE,
+                "/tollgate/v1/keys",
+                Reason::MethodNotAllowed,
+            ),
             (&get, "/tollgate/v1/keys/x/revoke", Reason::MethodNotAllowed),
             (&get, "/tollgate/v1/keys/", Reason::UnknownRoute),
             (&get, "/tollgate/v1//keys", Reason::UnknownRoute),
@@ -245,5 +388,34 @@ mod tests {
         assert!(is_management("/tollgate/anything"));
         assert!(!is_management("/v1/chat/completions"));
         assert!(!is_management("/tollgatex"));
+    }
+
+    #[test]
+    fn issue_bodies_take_four_fields_and_never_a_tenant() {
+        let ok = issue_request(b"").unwrap();
+        assert_eq!((ok.env, ok.days, ok.name.as_str()), (KeyEnv::Live, 90, ""));
+        assert!(ok.owner.is_none());
+        let r = issue_request(
+            br#"{"owner":"ci@acme.test","name":"ci","env":"test","expires_in_days":30}"#,
+        )
+        .unwrap();
+        assert_eq!(r.owner.as_deref(), Some("ci@acme.test"));
+        assert_eq!((r.env, r.days, r.name.as_str()), (KeyEnv::Test, 30, "ci"));
+        for bad_body in [
+            r#"{"tenant_id":"globex"}"#,
+            r#"{"allowed_models":["*"]}"#,
+            r#"{"expires_in_days":0}"#,
+            r#"{"expires_in_days":366}"#,
+            r#"{"expires_in_days":"30"}"#,
+            r#"{"env":"prod"}"#,
+            r#"{"owner":""}"#,
+            r#"{"name":"ab"}"#,
+            r#"[]"#,
+            r#"not json"#,
+        ] {
+            let e = issue_request(bad_body.as_bytes()).err().unwrap();
+            assert_eq!(e.reason, Reason::ManagementBadRequest, "{bad_body}");
+            assert!(e.detail.is_some(), "{bad_body}");
+        }
     }
 }

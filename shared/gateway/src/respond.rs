@@ -81,6 +81,8 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
         Reason::ModelMissing => Some("The request must name a model.".into()),
         Reason::ModelInvalid => Some("The model name is not valid.".into()),
         Reason::StreamNotBoolean => Some("The stream parameter must be a boolean.".into()),
+        // Fixed texts chosen by the management API (never the caller's input).
+        Reason::ManagementBadRequest => Some(format!("{detail}.")),
         Reason::LimitRpm | Reason::LimitTpm | Reason::LimitConcurrency => Some(format!(
             "Rate limit of this key or tenant reached ({}). Retry after the time in the retry-after header.",
             limit_name(r)

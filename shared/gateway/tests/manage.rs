@@ -402,3 +402,72 @@ async fn the_tenant_reads_its_own_policy() {
         .await;
     assert_eq!(status, 405);
 }
+
+#[tokio::test]
+async fn an_admin_issues_a_key_for_their_own_tenant_only_and_it_works() {
+    let h = setup().await;
+    let body = json!({"name": "ci", "env": "test", "expires_in_days": 30}).to_string();
+    let (status, out) = h
+        .call("POST", "/tollgate/v1/keys", &h.admin("acme"), &body)
+        .await;
+    assert_eq!(status, 201, "{out}");
+    assert_eq!(out["tenant_id"], "acme");
+    assert_eq!(
+        out["owner"], "admin@acme",
+        "the admin's principal by default"
+    );
+    let full = out["key"].as_str().unwrap().to_owned();
+    assert!(full.starts_with("tgk_test_"));
+    let id = out["key_id"].as_str().unwrap();
+    let rec = h.store.get_key(id).await.unwrap().unwrap();
+    assert_eq!(rec.tenant_id, "acme");
+    assert_eq!(rec.expires_at, Some(T0 + 30 * 86_400_000));
+    assert!(!rec.digest_hex.is_empty() && !rec.digest_hex.contains(&full));
+    let a = h.last_audit();
+    assert_eq!(a.route.as_deref(), Some("manage.keys.issue"));
+    assert_eq!((a.status, a.store_writes), (201, 1));
+    assert!(
+        !a.to_line().contains(&full),
+        "the audit line never carries the key"
+    );
+    // The new key authenticates on the provider routes.
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    let (status, _) = h
+        .call("POST", "/v1/chat/completions", &full, &chat.to_string())
+        .await;
+    assert_ne!(status, 401);
+    // It is listed for acme and not for globex.
+    let (_, acme) = h
+        .call("GET", "/tollgate/v1/keys", &h.admin("acme"), "")
+        .await;
+    assert_eq!(acme["keys"].as_array().unwrap().len(), 3);
+    let (_, globex) = h
+        .call("GET", "/tollgate/v1/keys", &h.admin("globex"), "")
+        .await;
+    assert_eq!(globex["keys"].as_array().unwrap().len(), 2);
+
+    // A body naming another tenant is refused, not ignored; nothing is stored.
+    let before = h.store.list_keys(None).await.unwrap().len();
+    for body in [
+        json!({"tenant_id": "globex"}),
+        json!({"expires_in_days": 3650}),
+    ] {
+        let (status, out) = h
+            .call(
+                "POST",
+                "/tollgate/v1/keys",
+                &h.admin("acme"),
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(status, 400, "{out}");
+        assert_eq!(h.last_audit().reason, Reason::ManagementBadRequest);
+    }
+    let dev = h.signer.token(claims("dev@acme", "acme", &["staff"]));
+    let (status, _) = h.call("POST", "/tollgate/v1/keys", &dev, "{}").await;
+    assert_eq!(status, 403);
+    let (_, k) = h.key_of("acme", 0);
+    let (status, _) = h.call("POST", "/tollgate/v1/keys", &k, "{}").await;
+    assert_eq!(status, 401);
+    assert_eq!(h.store.list_keys(None).await.unwrap().len(), before);
+}

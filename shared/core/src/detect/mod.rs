@@ -128,6 +128,7 @@ pub fn signal(r: Reason) -> Signal {
         // suspend, so no rule counts them yet.
         | Reason::NotTenantAdmin
         | Reason::ManagedKeyNotFound
+        | Reason::ManagementBadRequest
         | Reason::Unrecognized => Signal::Other,
     }
 }
