@@ -6,7 +6,7 @@
 use rand::RngCore;
 use std::io::{self, BufRead, IsTerminal, Read};
 use tollgate_core::clock::Clock;
-use tollgate_core::ports::{KeyStore, LimitStore, PoolStore, SecretStore, TenantStore};
+use tollgate_core::ports::{KeyStore, LimitStore, PoolStore, PriceStore, SecretStore, TenantStore};
 
 /// Default secret id of the pepper (all versions in one JSON secret).
 pub const DEFAULT_PEPPER_SECRET_ID: &str = "tollgate/pepper";
@@ -100,6 +100,9 @@ pub struct Ctx<'a> {
     pub secrets: &'a dyn SecretStore,
     /// Limit counters (`None` when the deployment has no limits table configured).
     pub limits: Option<&'a dyn LimitStore>,
+    /// The model price table (`None` when the deployment has no limits table configured: it
+    /// lives there).
+    pub prices: Option<&'a dyn PriceStore>,
     pub clock: &'a dyn Clock,
     pub rng: &'a mut dyn RngCore,
     pub console: &'a mut dyn Console,

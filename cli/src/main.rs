@@ -87,6 +87,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             .limits
             .as_deref()
             .map(|l| l as &dyn tollgate_core::ports::LimitStore),
+        prices: aws
+            .limits
+            .as_deref()
+            .map(|l| l as &dyn tollgate_core::ports::PriceStore),
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,

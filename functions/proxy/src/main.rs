@@ -36,6 +36,7 @@ async fn build_stores() -> Result<Stores, String> {
                 pools: store.clone(),
                 secrets: store.clone(),
                 decrypter: None,
+                prices: Some(store.clone()),
                 limits: Some(store),
             })
         }
@@ -43,8 +44,11 @@ async fn build_stores() -> Result<Stores, String> {
             let conf = tollgate_lambda_start::aws::sdk_config().await;
             let aws = tollgate_aws::AwsAdapters::from_config(&conf, |k| std::env::var(k).ok())
                 .map_err(|e| e.to_string())?;
+            let limits = aws.limit_store().map_err(|e| e.to_string())?;
             Ok(Stores {
-                limits: Some(aws.limit_store().map_err(|e| e.to_string())?),
+                // The price table is an item of the limits table.
+                prices: Some(limits.clone()),
+                limits: Some(limits),
                 tenants: aws.dynamo.clone(),
                 keys: aws.dynamo.clone(),
                 pools: aws.dynamo,
