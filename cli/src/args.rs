@@ -60,6 +60,10 @@ pub enum Command {
     /// Trusted OIDC issuers: their JWTs are accepted as callers (see `issuer add --help`).
     #[command(subcommand)]
     Issuer(crate::issuer::IssuerCmd),
+    /// The model price table spend limits and the audit line's cost use (USD per million
+    /// tokens).
+    #[command(subcommand)]
+    Prices(PricesCmd),
     /// Scan stdin for sensitive data as the proxy would. Never prints a matched value.
     ///
     /// Needs no AWS access unless --tenant is given.
@@ -155,6 +159,51 @@ pub struct LimitsSet {
     /// Tokens per UTC month.
     #[arg(long, value_parser = parse_count)]
     pub tokens_month: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCmd {
+    /// Every price the proxy uses: the stored table, or the built-in defaults while nothing
+    /// is stored.
+    List,
+    /// Set one model's price (USD per million tokens). The first edit stores the built-in
+    /// defaults with it.
+    Set(PricesSet),
+    /// Remove one model's price (its requests then cost 0 USD: only token limits apply).
+    Remove(PricesRemove),
+    /// Load prices from a file: JSON {"model": {"input": 2.5, "output": 10, "cached_input":
+    /// 1.25}} or CSV with the header model,input,output[,cached_input] (USD per million
+    /// tokens). Merged into the current table unless --replace.
+    Import(PricesImport),
+}
+
+#[derive(Debug, Args)]
+pub struct PricesSet {
+    /// Model name as requests send it; dated snapshots and aliases (`<model>-…`) inherit it.
+    pub model: String,
+    /// Input price, USD per million tokens.
+    #[arg(long)]
+    pub input: f64,
+    /// Output price, USD per million tokens.
+    #[arg(long)]
+    pub output: f64,
+    /// Cached (prompt-cache read) input price, USD per million tokens.
+    #[arg(long)]
+    pub cached_input: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesRemove {
+    pub model: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesImport {
+    /// The JSON or CSV file.
+    pub file: PathBuf,
+    /// Store exactly the file's prices (models not in it lose their price) instead of merging.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// `600`, `200k`, `1.5m`, `2_000`: a whole count.
@@ -461,6 +510,29 @@ pub enum PoolCmd {
     Show(PoolShow),
     /// Set a pool's selection strategy.
     SetStrategy(PoolSetStrategy),
+    /// Cap how many requests one tenant may have in flight through the pool at once (its fair
+    /// share of the pool's provider capacity), across every proxy instance.
+    SetTenantShare(PoolSetTenantShare),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("share").required(true).args(["max_concurrency", "clear"])))]
+pub struct PoolSetTenantShare {
+    #[arg(value_parser = parse_id)]
+    pub pool: String,
+    /// Requests in flight per tenant through this pool (at least 1).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub max_concurrency: Option<u64>,
+    /// Remove the cap.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+fn parse_positive_count(s: &str) -> Result<u64, String> {
+    match parse_count(s)? {
+        0 => Err("must be at least 1 (use --clear to remove the cap)".into()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Debug, Args)]

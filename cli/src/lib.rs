@@ -12,6 +12,7 @@ pub mod limits;
 pub mod output;
 pub mod policy;
 pub mod pool;
+pub mod prices;
 pub mod scan;
 pub mod tenant;
 pub mod token;
@@ -30,6 +31,7 @@ pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out
         args::Command::Pool(c) => pool::run(ctx, c).await,
         args::Command::Policy(c) => policy::run(ctx, c).await,
         args::Command::Limits(c) => limits::run(ctx, c).await,
+        args::Command::Prices(c) => prices::run(ctx, c).await,
         args::Command::Usage(a) => limits::usage(ctx, a).await,
         args::Command::Issuer(c) => issuer::run(ctx, c).await,
         args::Command::Scan(_) => Err(CliError::new(

@@ -92,6 +92,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             .issuers
             .as_deref()
             .map(|s| s as &dyn tollgate_core::ports::IssuerStore),
+        prices: aws
+            .limits
+            .as_deref()
+            .map(|l| l as &dyn tollgate_core::ports::PriceStore),
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,

@@ -362,10 +362,10 @@ async fn warm_path_calls_are_one_read_and_one_write() {
         .await
         .expect("put");
     a.dynamo
-        .set_pool_config(&PoolConfig {
-            pool: pool.clone(),
-            strategy: tollgate_core::records::Strategy::LeastUsed,
-        })
+        .set_pool_config(&PoolConfig::new(
+            pool.clone(),
+            tollgate_core::records::Strategy::LeastUsed,
+        ))
         .await
         .expect("config");
 
@@ -540,10 +540,10 @@ async fn items_are_stored_attribute_by_attribute() {
     assert!(matches!(item.get("secret"), Some(AttributeValue::M(_))));
     // The settings item lives in the pool's partition and never shows up as a token.
     a.dynamo
-        .set_pool_config(&PoolConfig {
-            pool: pool.clone(),
-            strategy: tollgate_core::records::Strategy::Weighted,
-        })
+        .set_pool_config(&PoolConfig::new(
+            pool.clone(),
+            tollgate_core::records::Strategy::Weighted,
+        ))
         .await
         .expect("config");
     assert!(
@@ -719,4 +719,13 @@ async fn counter_items_carry_a_ttl_in_seconds() {
             .and_then(|d| d.attribute_name()),
         Some("expires_at")
     );
+}
+
+/// The price table as one item of the limits table, under a subject of this run's own.
+#[tokio::test]
+async fn dynamo_price_store_passes_the_price_contract() {
+    let s = limit_store()
+        .await
+        .with_prices_subject(format!("#prices-{}", unique_ns("prices")));
+    contract::run_prices(&s).await;
 }

@@ -393,12 +393,30 @@ impl std::str::FromStr for Strategy {
 pub struct PoolConfig {
     pub pool: String,
     pub strategy: Strategy,
+    /// Fair share of the pool: the most requests one tenant may have in flight through this
+    /// pool at once, counted across every proxy instance (a hard cap, enforced like a
+    /// concurrency limit). `None`: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_concurrency: Option<u64>,
+}
+
+impl PoolConfig {
+    /// Settings with `strategy` and no per-tenant cap.
+    pub fn new(pool: impl Into<String>, strategy: Strategy) -> Self {
+        Self {
+            pool: pool.into(),
+            strategy,
+            tenant_concurrency: None,
+        }
+    }
 }
 
 /// A pool as the proxy sees it: settings plus tokens.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolView {
     pub strategy: Strategy,
+    /// See [`PoolConfig::tenant_concurrency`].
+    pub tenant_concurrency: Option<u64>,
     pub tokens: Vec<TokenRecord>,
 }
 

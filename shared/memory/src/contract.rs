@@ -19,9 +19,10 @@ use tollgate_core::key::KeyEnv;
 use tollgate_core::limits::{Counters, Limits};
 use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{
-    CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, Secret, SecretStore, StoreError,
-    SwapOutcome, TenantStore, VersionedCounters,
+    CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, PriceStore, Secret, SecretStore,
+    StoreError, SwapOutcome, TenantStore, VersionedCounters,
 };
+use tollgate_core::pricing::{Price, PriceTable};
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
     ClientKeyRecord, KeyStatus, PoolConfig, ProviderKind, SecretRef, Strategy, Tenant, TokenRecord,
@@ -280,22 +281,24 @@ pub async fn pool_tokens_round_trip_with_strategy<S: PoolStore>(s: &S, ns: &str)
     ids.sort();
     assert_eq!(ids, ["t1", "t2"]);
     assert_eq!(v.tokens.iter().find(|t| t.token_id == "t1"), Some(&t1));
-    s.set_pool_config(&PoolConfig {
-        pool: pool.clone(),
-        strategy: Strategy::Priority,
-    })
-    .await
-    .expect("config");
+    let cfg = PoolConfig {
+        tenant_concurrency: Some(3),
+        ..PoolConfig::new(pool.clone(), Strategy::Priority)
+    };
+    s.set_pool_config(&cfg).await.expect("config");
+    let v = s.load_pool(&pool).await.expect("load");
     assert_eq!(
-        s.load_pool(&pool).await.expect("load").strategy,
-        Strategy::Priority
+        (v.strategy, v.tenant_concurrency),
+        (Strategy::Priority, Some(3))
     );
-    assert!(
-        s.list_pool_configs()
-            .await
-            .expect("configs")
-            .iter()
-            .any(|c| c.pool == pool)
+    assert!(s.list_pool_configs().await.expect("configs").contains(&cfg));
+    // Replacing the settings without a cap removes it.
+    s.set_pool_config(&PoolConfig::new(pool.clone(), Strategy::Priority))
+        .await
+        .expect("config");
+    assert_eq!(
+        s.load_pool(&pool).await.expect("load").tenant_concurrency,
+        None
     );
     assert!(s.list_tokens().await.expect("all").len() >= 3);
 }
@@ -725,4 +728,69 @@ pub async fn issuers_round_trip_and_list<S: IssuerStore>(s: &S, ns: &str) {
     assert!(listed.iter().all(|r| r.issuer != url));
     assert!(listed.contains(&full));
     s.delete_issuer(&full.issuer).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model prices (`PriceStore`). The store holds one table for the deployment, so this suite
+// needs a store of its own (the AWS test gives it its own price item).
+
+pub async fn run_prices<S: PriceStore>(s: &S) {
+    nothing_is_stored_until_the_first_write_and_the_table_round_trips(s).await;
+    a_price_write_on_a_stale_version_changes_nothing(s).await;
+}
+
+pub async fn nothing_is_stored_until_the_first_write_and_the_table_round_trips<S: PriceStore>(
+    s: &S,
+) {
+    assert_eq!(s.load_prices().await.expect("load"), None);
+    // A stale expectation on an empty store is refused too.
+    assert!(
+        !s.store_prices(&PriceTable::default(), 3)
+            .await
+            .expect("store")
+    );
+    let mut t = PriceTable::builtin();
+    t.prices.insert(
+        "anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+        Price {
+            input: 3_000_000,
+            output: 15_000_000,
+            cached_input: None,
+        },
+    );
+    t.prices.insert(
+        "free-model".into(),
+        Price {
+            input: 0,
+            output: 0,
+            cached_input: Some(0),
+        },
+    );
+    assert!(s.store_prices(&t, 0).await.expect("first store"));
+    let got = s.load_prices().await.expect("load").expect("stored");
+    assert_eq!(got.version, 1);
+    assert_eq!(got.table, t, "every model, every field, cached or not");
+}
+
+pub async fn a_price_write_on_a_stale_version_changes_nothing<S: PriceStore>(s: &S) {
+    let before = s.load_prices().await.expect("load").expect("stored");
+    let mut smaller = before.table.clone();
+    smaller.prices.retain(|m, _| m.starts_with("gpt-4o"));
+    // Someone else stored first: both version 0 and an old version are refused.
+    assert!(!s.store_prices(&smaller, 0).await.expect("store"));
+    assert!(
+        !s.store_prices(&smaller, before.version + 1)
+            .await
+            .expect("store")
+    );
+    assert_eq!(s.load_prices().await.expect("load"), Some(before.clone()));
+    // On the current version the table is replaced as a whole (removals included).
+    assert!(
+        s.store_prices(&smaller, before.version)
+            .await
+            .expect("store")
+    );
+    let after = s.load_prices().await.expect("load").expect("stored");
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(after.table, smaller);
 }

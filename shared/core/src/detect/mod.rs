@@ -100,6 +100,7 @@ pub fn signal(r: Reason) -> Signal {
         | Reason::LimitRpm
         | Reason::LimitTpm
         | Reason::LimitConcurrency
+        | Reason::LimitPoolShare
         | Reason::BudgetDay
         | Reason::BudgetMonth
         | Reason::TokenBudgetDay
