@@ -35,6 +35,7 @@ mod dynamo;
 mod error;
 mod kms;
 mod limits;
+mod logs;
 mod secrets;
 mod sns;
 
@@ -43,6 +44,7 @@ pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
 pub use error::ConfigError;
 pub use kms::KmsEnvelope;
 pub use limits::DynamoLimitStore;
+pub use logs::{CloudWatchAuditLog, ENV_PROXY_LOG_GROUP};
 pub use secrets::SecretsManagerStore;
 pub use sns::{ENV_ALERT_TOPIC_ARN, SnsAlertSink};
 
