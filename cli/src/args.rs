@@ -68,6 +68,98 @@ pub enum Command {
     ///
     /// Needs no AWS access unless --tenant is given.
     Scan(ScanArgs),
+    /// Alerts the audit function raised (kept in its state table, TOLLGATE_AUDIT_STATE_TABLE,
+    /// default tollgate-audit-state).
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
+    /// The proxy's audit lines in CloudWatch Logs.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCmd {
+    /// Recent alerts, newest first: the latest per (rule, subject), with how many later
+    /// occurrences were counted into it.
+    List(AlertsList),
+    /// One alert in full: counts, evidence request ids, networks, summary, runbook and what
+    /// the auto-response did.
+    Show(AlertsShow),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsList {
+    /// Alerts opened within this long (e.g. 1h, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration_ms)]
+    pub since: u64,
+    /// Only this rule (e.g. key_refused_outside).
+    #[arg(long, value_parser = parse_rule)]
+    pub rule: Option<tollgate_core::detect::Rule>,
+    /// Only alerts about this tenant.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
+    /// Only alerts about this key: key id, display form or full key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsShow {
+    /// The alert id as `alerts list` prints it: <rule>/<subject>, e.g.
+    /// key_refused_outside/key:AbCdEf123456.
+    #[arg(value_parser = parse_alert_id)]
+    pub id: (tollgate_core::detect::Rule, String),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Print the proxy's audit lines (FilterLogEvents), optionally only one tenant's or key's,
+    /// and with --follow keep printing new ones.
+    Tail(AuditTail),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTail {
+    /// The proxy's log group (template output ProxyLogGroupName).
+    #[arg(long, env = "TOLLGATE_PROXY_LOG_GROUP")]
+    pub log_group: String,
+    /// Only this tenant's requests.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
+    /// Only this key's requests: key id, display form or full key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Start this long ago (e.g. 10m, 2h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration_ms)]
+    pub since: u64,
+    /// Keep polling for new lines until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With --follow: time between polls (e.g. 2s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration_ms)]
+    pub interval: u64,
+}
+
+pub fn parse_rule(s: &str) -> Result<tollgate_core::detect::Rule, String> {
+    tollgate_core::detect::Rule::ALL
+        .iter()
+        .copied()
+        .find(|r| r.as_str() == s.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = tollgate_core::detect::Rule::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+            format!("unknown rule {s:?}; one of {}", names.join(", "))
+        })
+}
+
+pub fn parse_alert_id(s: &str) -> Result<(tollgate_core::detect::Rule, String), String> {
+    tollgate_core::detect::parse_alert_id(s)
+        .ok_or_else(|| format!("expected <rule>/<subject> as `alerts list` prints it, not {s:?}"))
 }
 
 #[derive(Debug, Args)]

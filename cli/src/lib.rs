@@ -3,7 +3,9 @@
 //! adapters (the binary) and on `MemoryStore` (the unit tests). `main.rs` only parses, builds
 //! the AWS-backed stores and dispatches through [`run`].
 
+pub mod alerts;
 pub mod args;
+pub mod audit;
 pub mod ctx;
 pub mod error;
 pub mod issuer;
@@ -36,6 +38,10 @@ pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out
         args::Command::Issuer(c) => issuer::run(ctx, c).await,
         args::Command::Scan(_) => Err(CliError::new(
             "internal: `scan` streams its output and runs through scan::run",
+        )),
+        args::Command::Alerts(_) | args::Command::Audit(_) => Err(CliError::new(
+            "internal: `alerts` and `audit` read the audit function's stores: run them through \
+             alerts::run and audit::tail",
         )),
     }
 }

@@ -38,6 +38,7 @@ mod error;
 mod issuers;
 mod kms;
 mod limits;
+mod logs;
 mod secrets;
 mod sns;
 
@@ -47,6 +48,7 @@ pub use error::ConfigError;
 pub use issuers::DynamoIssuerStore;
 pub use kms::KmsEnvelope;
 pub use limits::DynamoLimitStore;
+pub use logs::{CloudWatchAuditLog, ENV_PROXY_LOG_GROUP};
 pub use secrets::SecretsManagerStore;
 pub use sns::{ENV_ALERT_TOPIC_ARN, SnsAlertSink};
 
