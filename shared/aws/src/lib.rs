@@ -35,6 +35,7 @@ mod dynamo;
 mod error;
 mod kms;
 mod limits;
+mod rotation;
 mod secrets;
 mod sns;
 

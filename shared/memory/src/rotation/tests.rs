@@ -409,3 +409,17 @@ async fn an_unreachable_provider_or_store_is_retryable_and_changes_nothing() {
     w.all_steps(&token).await.unwrap();
     assert_eq!(w.current(), "fake-0");
 }
+
+#[tokio::test]
+async fn memory_rotation_ports_pass_the_contract() {
+    crate::contract::rotation_records_swap_only_over_the_expected_rev(&MemoryStore::new(), "")
+        .await;
+    let s = MemoryVersions::new();
+    s.create("c/secret", "v1").unwrap();
+    crate::contract::versioned_secrets_follow_staging_rules(
+        &s,
+        "c/secret",
+        "ffffffff-0000-4000-8000-000000000001",
+    )
+    .await;
+}
