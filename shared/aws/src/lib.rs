@@ -39,6 +39,7 @@ mod issuers;
 mod kms;
 mod limits;
 mod logs;
+mod rotation;
 mod secrets;
 mod sns;
 

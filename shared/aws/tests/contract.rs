@@ -252,6 +252,21 @@ async fn an_issuer_lookup_is_one_read_and_items_are_plain_attributes() {
 }
 
 #[tokio::test]
+async fn aws_rotation_ports_pass_the_rotation_contract() {
+    let a = adapters().await;
+    let ns = unique_ns("rot");
+    contract::rotation_records_swap_only_over_the_expected_rev(&a.dynamo, &ns).await;
+    let name = format!("tollgate/contract/{ns}versions");
+    a.secrets
+        .put_secret(&name, &Secret::new("v1"))
+        .await
+        .expect("create secret");
+    // Version ids only need to be unique within the secret.
+    let token = "ffffffff-0000-4000-8000-000000000001";
+    contract::versioned_secrets_follow_staging_rules(&a.secrets, &name, token).await;
+}
+
+#[tokio::test]
 async fn the_local_resources_exist() {
     let emu = emulator();
     let a = adapters().await;

@@ -298,9 +298,10 @@ pub struct TokenRecord {
     pub last_error: Option<String>,
     #[serde(default)]
     pub expires_at: Option<EpochMs>,
-    /// Rotation bookkeeping (the rotation function owns it).
-    #[serde(default)]
-    pub rotation_state: Option<String>,
+    /// How the token rotates and where its rotation stands (the rotation function owns it;
+    /// `None`: the token is not rotated by tollgate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::TokenRotation>,
     /// Bumped on every status change; conditional updates compare it.
     #[serde(default)]
     pub version: u64,
@@ -344,7 +345,7 @@ impl TokenRecord {
             last_used_at: None,
             last_error: None,
             expires_at: None,
-            rotation_state: None,
+            rotation: None,
             version: 0,
             created_at,
         }

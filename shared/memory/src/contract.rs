@@ -794,3 +794,107 @@ pub async fn a_price_write_on_a_stale_version_changes_nothing<S: PriceStore>(s: 
     assert_eq!(after.version, before.version + 1);
     assert_eq!(after.table, smaller);
 }
+
+/// Rotation records: written only over the `rev` the writer read (0: none stored yet), kept
+/// apart from the token's health fields, `NotFound` for an unknown token.
+pub async fn rotation_records_swap_only_over_the_expected_rev<S>(s: &S, ns: &str)
+where
+    S: PoolStore + tollgate_core::rotation::RotationRecords,
+{
+    use tollgate_core::rotation::{
+        RetireVia, RetiringKey, RotationMode, RotationState, TokenRotation,
+    };
+    let pool = format!("{ns}rot");
+    s.put_token(&token(&pool, "r1")).await.unwrap();
+    let mut r = TokenRotation::new(
+        RotationMode::Staged {
+            retire: RetireVia::AnthropicAdmin,
+        },
+        7,
+        Some("apikey_1".into()),
+        1_000,
+    );
+    r.rev = 1;
+    assert!(s.swap_rotation(&pool, "r1", 0, &r).await.unwrap());
+    assert!(
+        !s.swap_rotation(&pool, "r1", 0, &r).await.unwrap(),
+        "rev 0 is taken"
+    );
+    let mut next = r.clone();
+    next.rev = 2;
+    next.state = RotationState::Pending {
+        version_id: "v2".into(),
+        key_id: None,
+        started_at: 5,
+    };
+    next.retiring = vec![RetiringKey {
+        key_id: "apikey_0".into(),
+        after: 9,
+    }];
+    assert!(!s.swap_rotation(&pool, "r1", 7, &next).await.unwrap());
+    assert!(s.swap_rotation(&pool, "r1", 1, &next).await.unwrap());
+    let stored = s.load_pool(&pool).await.unwrap().tokens[0].clone();
+    assert_eq!(stored.rotation, Some(next));
+    assert_eq!(stored.status, TokenStatus::Active);
+    assert_eq!(stored.weight, 2, "the rest of the record is untouched");
+    assert_eq!(
+        s.swap_rotation(&pool, "missing", 0, &r).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+/// Versions and staging labels of a secret `name` the caller created with the value `v1` as
+/// its only (AWSCURRENT) version. `token` is a fresh version id (32 to 64 characters).
+pub async fn versioned_secrets_follow_staging_rules<S>(s: &S, name: &str, token: &str)
+where
+    S: tollgate_core::rotation::VersionedSecrets,
+{
+    use tollgate_core::rotation::{AWSCURRENT, AWSPENDING, STAGED};
+    let d = s.describe(name).await.unwrap();
+    assert_eq!(d.stages.len(), 1);
+    let first = d.version_with(AWSCURRENT).unwrap().to_owned();
+    assert!(d.is_named(name));
+    let v = |x: &str| Some(Secret::new(x));
+    assert_eq!(s.value(name, None, AWSCURRENT).await.unwrap(), v("v1"));
+    assert_eq!(s.value(name, None, AWSPENDING).await.unwrap(), None);
+    assert_eq!(s.value(name, Some(token), AWSPENDING).await.unwrap(), None);
+
+    let staged = s.put_staged(name, &Secret::new("v-staged")).await.unwrap();
+    assert_eq!(s.value(name, None, STAGED).await.unwrap(), v("v-staged"));
+    assert_eq!(
+        s.describe(name).await.unwrap().version_with(STAGED),
+        Some(staged.as_str())
+    );
+
+    s.put_pending(name, token, &Secret::new("v2"))
+        .await
+        .unwrap();
+    s.put_pending(name, token, &Secret::new("v2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.value(name, Some(token), AWSPENDING).await.unwrap(),
+        v("v2")
+    );
+    assert_eq!(s.value(name, Some(&first), AWSPENDING).await.unwrap(), None);
+    assert_eq!(s.value(name, None, AWSCURRENT).await.unwrap(), v("v1"));
+
+    s.move_stage(name, AWSCURRENT, Some(token), Some(&first))
+        .await
+        .unwrap();
+    s.move_stage(name, AWSPENDING, None, Some(token))
+        .await
+        .unwrap();
+    s.move_stage(name, STAGED, None, Some(&staged))
+        .await
+        .unwrap();
+    let d = s.describe(name).await.unwrap();
+    assert_eq!(d.version_with(AWSCURRENT), Some(token));
+    assert_eq!(d.version_with(AWSPENDING), None);
+    assert_eq!(d.version_with(STAGED), None);
+    assert_eq!(s.value(name, None, AWSCURRENT).await.unwrap(), v("v2"));
+    assert_eq!(
+        s.describe("tollgate/contract/no-such-secret").await,
+        Err(StoreError::NotFound)
+    );
+}
