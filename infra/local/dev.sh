@@ -149,7 +149,9 @@ PY
 done
 [ -n "$ready" ] || die "the proxy did not become ready (see $state/proxy.log)"
 
-cat >"$state/dev.env" <<ENV
+# Written to a temporary file and renamed: harnesses wait for dev.env to exist and read it at
+# once, so it must never be seen empty or half written.
+cat >"$state/dev.env.tmp" <<ENV
 # Written by make dev. Source it: . .tollgate/dev.env
 export TOLLGATE_URL=$url
 export TOLLGATE_KEY=$key
@@ -162,7 +164,8 @@ export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 $(sed 's/^/export /' "$state/resources.env")
 ENV
-chmod 600 "$state/dev.env"
+chmod 600 "$state/dev.env.tmp"
+mv "$state/dev.env.tmp" "$state/dev.env"
 
 cat >&2 <<MSG
 
