@@ -23,6 +23,7 @@ use tollgate_core::base62::is_base62;
 use tollgate_core::clock::rfc3339;
 use tollgate_core::identity::{CallerShape, caller_shape};
 use tollgate_core::key::{ClientKey, KEY_ID_LEN, KeyEnv};
+use tollgate_core::limits::{LimitKind, Limits, Windows};
 use tollgate_core::ports::StoreError;
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{ClientKeyRecord, KeyStatus, Tenant};
@@ -48,7 +49,9 @@ enum Op<'a> {
     IssueKey,
     GetKey(&'a str),
     RevokeKey(&'a str),
+    KeyUsage(&'a str),
     Tenant,
+    TenantUsage,
 }
 
 impl Op<'_> {
@@ -58,7 +61,9 @@ impl Op<'_> {
             Op::IssueKey => "manage.keys.issue",
             Op::GetKey(_) => "manage.keys.get",
             Op::RevokeKey(_) => "manage.keys.revoke",
+            Op::KeyUsage(_) => "manage.keys.usage",
             Op::Tenant => "manage.tenant",
+            Op::TenantUsage => "manage.usage",
         }
     }
 }
@@ -76,7 +81,9 @@ fn op<'a>(method: &Method, path: &'a str) -> Result<Op<'a>, Reason> {
         ["keys"] => (Method::GET, Op::ListKeys),
         ["keys", id] => (Method::GET, Op::GetKey(id)),
         ["keys", id, "revoke"] => (Method::POST, Op::RevokeKey(id)),
+        ["keys", id, "usage"] => (Method::GET, Op::KeyUsage(id)),
         ["tenant"] => (Method::GET, Op::Tenant),
+        ["usage"] => (Method::GET, Op::TenantUsage),
         _ => return Err(Reason::UnknownRoute),
     };
     if *method != want {
@@ -129,6 +136,51 @@ fn tenant_json(t: &Tenant) -> Value {
         "key_limits": t.key_limits,
         "dlp_policy": t.dlp_policy.is_some(),
     })
+}
+
+/// One subject's limit windows against its limits, as `tollgate usage` shows them: used,
+/// limit, remaining and reset per kind (spend in micro-USD). No limits, no counters read.
+async fn usage(
+    gw: &Gateway,
+    subject: String,
+    limits: Limits,
+    ctx: &mut RequestCtx,
+) -> Result<Value, Refusal> {
+    let now = gw.now();
+    let counters = match (&gw.limits, limits.is_empty()) {
+        (Some(l), false) => {
+            ctx.calls.reads += 1;
+            l.read(&subject).await.map_err(store_down)?.current(now)
+        }
+        _ => Default::default(),
+    };
+    let c = &counters;
+    let rows = [
+        (LimitKind::Rpm, c.requests, limits.rpm),
+        (LimitKind::Tpm, c.tokens_minute, limits.tpm),
+        (
+            LimitKind::Concurrency,
+            c.inflight.len() as u64,
+            limits.concurrency,
+        ),
+        (LimitKind::BudgetDay, c.spend_day, limits.budget_day_micros),
+        (
+            LimitKind::BudgetMonth,
+            c.spend_month,
+            limits.budget_month_micros,
+        ),
+        (LimitKind::TokensDay, c.tokens_day, limits.tokens_day),
+        (LimitKind::TokensMonth, c.tokens_month, limits.tokens_month),
+    ];
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|&(k, used, max)| {
+            let reset = (k != LimitKind::Concurrency).then(|| rfc3339(Windows::reset_at(k, now)));
+            json!({"limit": k.as_str(), "used": used, "max": max,
+                   "remaining": max.map(|m| m.saturating_sub(used)), "resets_at": reset})
+        })
+        .collect();
+    Ok(json!({"usage": rows}))
 }
 
 /// Lifetime of a key issued through the API when the request names none, in days.
@@ -339,7 +391,20 @@ pub(crate) async fn serve(
             v["revoked_at"] = json!(rfc3339(rec.revoked_at.unwrap_or(now)));
             v
         }
+        Op::KeyUsage(id) => {
+            let rec = own_key(gw, &tenant, id, ctx).await?;
+            let limits = rec.effective_limits(&principal.tenant);
+            let mut v = usage(gw, format!("key#{}", rec.key_id), limits, ctx).await?;
+            v["key_id"] = json!(rec.key_id);
+            v
+        }
         Op::Tenant => tenant_json(&principal.tenant),
+        Op::TenantUsage => {
+            let limits = principal.tenant.limits.clone().unwrap_or_default();
+            let mut v = usage(gw, format!("tenant#{tenant}"), limits, ctx).await?;
+            v["tenant_id"] = json!(tenant);
+            v
+        }
     };
     Ok(Reply { status: 200, body })
 }
@@ -362,6 +427,14 @@ mod tests {
             Ok(Op::RevokeKey(_))
         ));
         assert!(matches!(op(&get, "/tollgate/v1/tenant"), Ok(Op::Tenant)));
+        assert!(matches!(
+            op(&get, "/tollgate/v1/usage"),
+            Ok(Op::TenantUsage)
+        ));
+        assert!(matches!(
+            op(&get, "/tollgate/v1/keys/abcdefghijkl/usage"),
+            Ok(Op::KeyUsage(_))
+        ));
         assert!(matches!(op(&post, "/tollgate/v1/keys"), Ok(Op::IssueKey)));
         for (m, p, r) in [
             (

@@ -471,3 +471,77 @@ async fn an_admin_issues_a_key_for_their_own_tenant_only_and_it_works() {
     assert_eq!(status, 401);
     assert_eq!(h.store.list_keys(None).await.unwrap().len(), before);
 }
+
+#[tokio::test]
+async fn usage_is_read_for_the_own_tenant_and_its_keys_only() {
+    use tollgate_core::limits::Limits;
+    let h = setup().await;
+    h.store
+        .set_tenant_limits(
+            "acme",
+            Some(&Limits {
+                rpm: Some(100),
+                ..Limits::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let (own, own_full) = h.key_of("acme", 0);
+    h.store
+        .set_key_limits(
+            &own,
+            Some(&Limits {
+                rpm: Some(5),
+                ..Limits::default()
+            }),
+        )
+        .await
+        .unwrap();
+    // One request under the key counts against both (no pool: it fails after admission).
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    h.call("POST", "/v1/chat/completions", &own_full, &chat.to_string())
+        .await;
+    let (status, body) = h
+        .call("GET", "/tollgate/v1/usage", &h.admin("acme"), "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenant_id"], "acme");
+    let rpm = &body["usage"][0];
+    assert_eq!(
+        (rpm["limit"].as_str(), rpm["max"].as_u64()),
+        (Some("rpm"), Some(100))
+    );
+    let (status, body) = h
+        .call(
+            "GET",
+            &format!("/tollgate/v1/keys/{own}/usage"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"][0]["max"], 5);
+    assert_eq!(body["usage"][0]["used"], 1);
+    let (theirs, _) = h.key_of("globex", 0);
+    let (status, _) = h
+        .call(
+            "GET",
+            &format!("/tollgate/v1/keys/{theirs}/usage"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 404);
+    // globex sees its own (unlimited) tenant, not acme's numbers.
+    let (_, body) = h
+        .call("GET", "/tollgate/v1/usage", &h.admin("globex"), "")
+        .await;
+    assert_eq!(body["tenant_id"], "globex");
+    assert!(
+        body["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["max"].is_null())
+    );
+}
