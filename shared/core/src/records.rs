@@ -107,6 +107,13 @@ pub struct ClientKeyRecord {
     /// Overrides layered over the tenant's per-key limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// The key this one replaced (`key rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+    /// The key that replaced this one. While this key still works (its overlap), requests
+    /// under it say so in the audit line: the caller has not switched yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_to: Option<String>,
 }
 
 impl ClientKeyRecord {
@@ -146,6 +153,8 @@ impl ClientKeyRecord {
             model_pools: BTreeMap::new(),
             dlp_policy: None,
             limits: None,
+            rotated_from: None,
+            rotated_to: None,
         }
     }
 
