@@ -438,6 +438,18 @@ pub enum KeyCmd {
     Suspend(KeySuspend),
     /// Resume a suspended key.
     Resume(KeyRef),
+    /// Rotate a key: issue a successor (same tenant, owner, policy and limits), print it
+    /// once, and keep the old key working until --overlap ends.
+    Rotate(KeyRotate),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRotate {
+    /// Key id, display form or full key.
+    pub key: String,
+    /// How long the old key keeps working, e.g. 24h or 7d (its audit lines say so meanwhile).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub overlap: u64,
 }
 
 #[derive(Debug, Args)]

@@ -907,6 +907,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dlp_policy_file_is_validated_and_stored_on_the_issuer() {
+        let s = store().await;
+        let dir = std::env::temp_dir().join(format!("tg-issuer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(&good, r#"{"categories":{"contact":"redact"}}"#).unwrap();
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"categories":{"gossip":"block"}}"#).unwrap();
+        let base = [
+            "add",
+            ISS,
+            "--audience",
+            "tg",
+            "--discovery",
+            "--tenant",
+            "acme",
+        ];
+        let mut argv = base.to_vec();
+        let bad_path = bad.to_string_lossy().into_owned();
+        argv.extend(["--dlp-policy", bad_path.as_str()]);
+        let e = run_on(&s, None, &argv).await.unwrap_err();
+        assert!(e.0.contains("policy file"), "{e}");
+        assert!(s.get_issuer(ISS).await.unwrap().is_none());
+        let mut argv = base.to_vec();
+        let good_path = good.to_string_lossy().into_owned();
+        argv.extend(["--dlp-policy", good_path.as_str()]);
+        let out = run_on(&s, None, &argv).await.unwrap();
+        let rec = s.get_issuer(ISS).await.unwrap().unwrap();
+        assert!(rec.policy.dlp_policy.is_some());
+        assert_eq!(
+            out.json["policy"]["dlp_policy"]["categories"]["contact"],
+            "redact"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn without_an_issuers_table_the_command_says_which_variable() {
         let s = store().await;
         let cmd = parse(&["list"]).unwrap();

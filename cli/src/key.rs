@@ -1,9 +1,9 @@
-//! `tollgate key issue | list | show | revoke | suspend | resume`.
+//! `tollgate key issue | list | show | revoke | suspend | resume | rotate`.
 //!
 //! The plaintext key exists only inside `issue`, long enough to digest it and print it once.
 //! Every other output uses the display form (prefix + key id + `…` + last 4).
 
-use crate::args::{KeyCmd, KeyIssue, KeyList, KeyRef, KeyRevoke, KeySuspend};
+use crate::args::{KeyCmd, KeyIssue, KeyList, KeyRef, KeyRevoke, KeyRotate, KeySuspend};
 use crate::ctx::{Ctx, confirm};
 use crate::error::{CliError, Result, StoreContext};
 use crate::output::{Out, Table, fields, or_dash, time_or_dash};
@@ -26,6 +26,7 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: KeyCmd) -> Result<Out> {
         KeyCmd::Revoke(a) => revoke(ctx, a).await,
         KeyCmd::Suspend(a) => suspend(ctx, a).await,
         KeyCmd::Resume(a) => resume(ctx, a).await,
+        KeyCmd::Rotate(a) => rotate(ctx, a).await,
     }
 }
 
@@ -157,6 +158,8 @@ fn record_json(rec: &ClientKeyRecord, now: EpochMs) -> serde_json::Value {
         "allowed_models": rec.allowed_models,
         "allowed_routes": rec.allowed_routes,
         "model_pools": rec.model_pools,
+        "rotated_from": rec.rotated_from,
+        "rotated_to": rec.rotated_to,
     })
 }
 
@@ -433,4 +436,58 @@ pub async fn suspend(ctx: &mut Ctx<'_>, a: KeySuspend) -> Result<Out> {
 
 pub async fn resume(ctx: &mut Ctx<'_>, a: KeyRef) -> Result<Out> {
     set_suspended(ctx, &a.key, None).await
+}
+
+/// Issues the successor of a key and shortens the old key's life to the overlap, in one
+/// store write. The new key is printed once, like `issue`.
+pub async fn rotate(ctx: &mut Ctx<'_>, a: KeyRotate) -> Result<Out> {
+    let lookup = parse_lookup(&a.key)?;
+    let old = find(ctx, &lookup).await?;
+    let now = ctx.clock.now_ms();
+    if let Some(next) = &old.rotated_to {
+        return Err(CliError::new(format!(
+            "key {} was already rotated to {next}",
+            old.key_id
+        )));
+    }
+    if status(&old, now) != "active" {
+        return Err(CliError::new(format!(
+            "key {} is {}: only an active key can be rotated",
+            old.key_id,
+            status(&old, now)
+        )));
+    }
+    let peppers = load_peppers(ctx).await?;
+    for _ in 0..ISSUE_ATTEMPTS {
+        let key = ClientKey::generate(old.env, ctx.rng);
+        let (next, old_expires) = old.successor(&key, peppers.digest_new(&key), now, a.overlap);
+        match ctx.keys.rotate_key(&old.key_id, old_expires, &next).await {
+            Ok(true) => {
+                let mut out = issued(&key, &next);
+                out.human = format!(
+                    "Rotated key {old} to {new}. The old key works until {until}; requests \
+                     under it meanwhile are marked superseded_by={id} in the audit line.\n\n{rest}",
+                    old = old.display(),
+                    new = next.display(),
+                    until = rfc3339(old_expires),
+                    id = next.key_id,
+                    rest = out.human,
+                );
+                out.json["rotated_from"] = json!(old.key_id);
+                out.json["old_key_expires_at"] = json!(rfc3339(old_expires));
+                return Ok(out);
+            }
+            Ok(false) => {
+                return Err(CliError::new(format!(
+                    "key {} changed meanwhile (no longer active, or already rotated); nothing was issued",
+                    old.key_id
+                )));
+            }
+            Err(StoreError::AlreadyExists) => continue,
+            Err(e) => return Err(CliError::store(format!("rotating key {}", old.key_id), e)),
+        }
+    }
+    Err(CliError::new(format!(
+        "could not find a free key id after {ISSUE_ATTEMPTS} attempts; nothing was issued"
+    )))
 }

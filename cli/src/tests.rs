@@ -2050,4 +2050,57 @@ async fn pool_tenant_share_is_set_shown_kept_by_set_strategy_and_cleared() {
             .tenant_concurrency,
         None
     );
+
+#[tokio::test]
+async fn rotate_issues_a_successor_once_and_the_old_key_ends_with_the_overlap() {
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (old, _) = h
+        .issue(&[
+            "--name",
+            "ci",
+            "--expires-in",
+            "30d",
+            "--allow-model",
+            "gpt-4o*",
+        ])
+        .await;
+    let out = h
+        .ok(&["key", "rotate", old.key_id(), "--overlap", "24h"])
+        .await;
+    let new = ClientKey::parse(out.json["key"].as_str().unwrap()).unwrap();
+    assert!(out.human.contains(new.expose()), "shown once, like issue");
+    assert!(out.human.contains("superseded_by"), "{}", out.human);
+    let o = h.store.get_key(old.key_id()).await.unwrap().unwrap();
+    assert_eq!(o.rotated_to.as_deref(), Some(new.key_id()));
+    assert_eq!(o.expires_at, Some(T0 + 86_400_000));
+    let n = h.store.get_key(new.key_id()).await.unwrap().unwrap();
+    assert_eq!(n.rotated_from.as_deref(), Some(old.key_id()));
+    assert_eq!(
+        (n.tenant_id.as_str(), n.owner.as_str(), n.name.as_str()),
+        ("acme", "dev@acme.test", "ci")
+    );
+    assert_eq!(n.allowed_models, vec!["gpt-4o*".to_owned()]);
+    assert_eq!(n.expires_at, Some(T0 + 30 * 86_400_000));
+    // The new key verifies; the record never holds it.
+    let peppers = Peppers::parse(PEPPER).unwrap();
+    let tenant = h.store.get_tenant("acme").await.unwrap();
+    assert_eq!(
+        verify(&new, Some(&n), tenant.as_ref(), &peppers, T0, None),
+        Ok(())
+    );
+    assert!(!both(&h.ok(&["key", "show", new.key_id()]).await).contains(new.expose()));
+    // Only once, and never from a revoked key.
+    let e = h
+        .run(&["key", "rotate", old.key_id(), "--overlap", "1h"])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("already rotated"), "{e}");
+    h.ok(&["key", "revoke", new.key_id(), "--yes"]).await;
+    let e = h
+        .run(&["key", "rotate", new.key_id(), "--overlap", "1h"])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("revoked"), "{e}");
+    assert_eq!(h.store.list_keys(Some("acme")).await.unwrap().len(), 2);
 }

@@ -167,7 +167,10 @@ audit_invoke="http://127.0.0.1:$audit_port/2015-03-31/functions/audit/invocation
   --invoke-url "$audit_invoke" --interval "${TOLLGATE_DEV_AUDIT_INTERVAL:-1}" >>"$state/forwarder.log" 2>&1 &
 pids+=($!)
 
-cat >"$state/dev.env" <<ENV
+
+# Written to a temporary file and renamed: harnesses wait for dev.env to exist and read it at
+# once, so it must never be seen empty or half written.
+cat >"$state/dev.env.tmp" <<ENV
 # Written by make dev. Source it: . .tollgate/dev.env
 export TOLLGATE_URL=$url
 export TOLLGATE_KEY=$key
@@ -181,7 +184,8 @@ export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 $(sed 's/^/export /' "$state/resources.env")
 $(sed 's/^/export /' "$state/audit.env")
 ENV
-chmod 600 "$state/dev.env"
+chmod 600 "$state/dev.env.tmp"
+mv "$state/dev.env.tmp" "$state/dev.env"
 
 cat >&2 <<MSG
 

@@ -479,6 +479,84 @@ impl KeyStore for DynamoStore {
         set_attr(self, t, "key_id", key_id, "limits", limits, what).await
     }
 
+    async fn rotate_key(
+        &self,
+        old_key_id: &str,
+        old_expires_at: EpochMs,
+        successor: &ClientKeyRecord,
+    ) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        let corrupt = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Corrupt(format!("key rotation does not build: {e}"))
+        };
+        let put = Put::builder()
+            .table_name(&self.tables.keys)
+            .set_item(Some(to_item("client key", successor)?))
+            .condition_expression("attribute_not_exists(key_id)")
+            .build()
+            .map_err(corrupt)?;
+        let update = Update::builder()
+            .table_name(&self.tables.keys)
+            .key("key_id", s(old_key_id))
+            .update_expression("SET rotated_to = :new, expires_at = :exp")
+            .condition_expression(
+                "attribute_exists(key_id) AND #st = :active AND attribute_not_exists(rotated_to)",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":new", s(&successor.key_id))
+            .expression_attribute_values(":exp", n(old_expires_at))
+            .expression_attribute_values(":active", s("active"))
+            .build()
+            .map_err(corrupt)?;
+        self.ops.write();
+        let r = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        let reasons = match r {
+            Ok(_) => return Ok(true),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(
+                    ctx.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
+                match ctx.into_err() {
+                    TransactWriteItemsError::TransactionCanceledException(e) => {
+                        e.cancellation_reasons.unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            Err(e) => return Err(unavailable(SERVICE, "TransactWriteItems(keys rotate)", &e)),
+        };
+        let code = |i: usize| reasons.get(i).and_then(|r| r.code.as_deref());
+        // The old key's condition first (as the in-memory store decides): absent → NotFound,
+        // present but not active or already rotated → false; then a taken successor id.
+        if code(1) == Some("ConditionalCheckFailed") {
+            return match self.get_key(old_key_id).await? {
+                Some(_) => Ok(false),
+                None => Err(StoreError::NotFound),
+            };
+        }
+        if code(0) == Some("ConditionalCheckFailed") {
+            return Err(StoreError::AlreadyExists);
+        }
+        let kind = code(0)
+            .filter(|c| *c != "None")
+            .or(code(1))
+            .unwrap_or("TransactionCanceled")
+            .to_owned();
+        tracing::warn!(service = SERVICE, op = "TransactWriteItems(keys rotate)", error.kind = %kind, "AWS call failed");
+        Err(StoreError::Unavailable(format!(
+            "{SERVICE} TransactWriteItems(keys rotate): {kind}"
+        )))
+    }
+
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
         let items = match tenant_id {
             Some(t) => {

@@ -124,6 +124,14 @@ impl KeyStore for Combined {
     ) -> Result<bool, StoreError> {
         self.dynamo.set_key_suspended(id, reason, at).await
     }
+    async fn rotate_key(
+        &self,
+        old: &str,
+        exp: EpochMs,
+        successor: &ClientKeyRecord,
+    ) -> Result<bool, StoreError> {
+        self.dynamo.rotate_key(old, exp, successor).await
+    }
     async fn list_keys(&self, t: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
         self.dynamo.list_keys(t).await
     }

@@ -35,6 +35,10 @@ pub struct AuditRecord {
     /// written before JWT callers existed.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The key was rotated to this successor and is in its overlap: the caller has not
+    /// switched yet. Absent otherwise (and on lines written before rotation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub source_ip: Option<String>,
     pub route: Option<String>,
     pub model: Option<String>,
@@ -92,6 +96,7 @@ impl AuditRecord {
             key_id: None,
             principal: None,
             issuer: None,
+            superseded_by: None,
             source_ip: None,
             route: None,
             model: None,

@@ -92,6 +92,17 @@ pub trait KeyStore: Send + Sync {
         reason: Option<&str>,
         at: EpochMs,
     ) -> Result<bool, StoreError>;
+    /// Key rotation, in one write: stores `successor` (a new key id, `rotated_from` =
+    /// `old_key_id`) and sets the old key's `rotated_to` and `expires_at = old_expires_at`.
+    /// `AlreadyExists` when the successor's id is taken (nothing changed); `NotFound` for an
+    /// unknown old key; `Ok(false)` when the old key is not active or already rotated
+    /// (nothing changed).
+    async fn rotate_key(
+        &self,
+        old_key_id: &str,
+        old_expires_at: EpochMs,
+        successor: &ClientKeyRecord,
+    ) -> Result<bool, StoreError>;
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError>;
     /// Sets (or with `None` clears) a key's policy overrides. `NotFound` for an unknown key.
     async fn set_key_policy(&self, key_id: &str, policy: Option<&Policy>)

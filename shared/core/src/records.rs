@@ -107,6 +107,13 @@ pub struct ClientKeyRecord {
     /// Overrides layered over the tenant's per-key limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// The key this one replaced (`key rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+    /// The key that replaced this one. While this key still works (its overlap), requests
+    /// under it say so in the audit line: the caller has not switched yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_to: Option<String>,
 }
 
 impl ClientKeyRecord {
@@ -146,7 +153,41 @@ impl ClientKeyRecord {
             model_pools: BTreeMap::new(),
             dlp_policy: None,
             limits: None,
+            rotated_from: None,
+            rotated_to: None,
         }
+    }
+
+    /// The successor record for rotating this key at `now` to `key` (digested as `digest`)
+    /// with `overlap_ms` during which both work. The successor keeps tenant, owner, name,
+    /// scopes, pools, DLP policy and limits, and — when this key had an expiry — the same
+    /// lifetime counted from `now`. Returns it with this key's new expiry: the end of the
+    /// overlap, or its own expiry if that comes first.
+    pub fn successor(
+        &self,
+        key: &ClientKey,
+        digest: (String, u32),
+        now: EpochMs,
+        overlap_ms: u64,
+    ) -> (ClientKeyRecord, EpochMs) {
+        let lifetime = self
+            .expires_at
+            .map(|e| e.saturating_sub(self.created_at).max(overlap_ms));
+        let next = ClientKeyRecord {
+            name: self.name.clone(),
+            expires_at: lifetime.map(|l| now.saturating_add(l)),
+            allowed_cidrs: self.allowed_cidrs.clone(),
+            allowed_models: self.allowed_models.clone(),
+            allowed_routes: self.allowed_routes.clone(),
+            model_pools: self.model_pools.clone(),
+            dlp_policy: self.dlp_policy.clone(),
+            limits: self.limits.clone(),
+            rotated_from: Some(self.key_id.clone()),
+            ..ClientKeyRecord::for_key(key, self.tenant_id.clone(), self.owner.clone(), digest, now)
+        };
+        let end = now.saturating_add(overlap_ms);
+        let old_expires = self.expires_at.map_or(end, |e| e.min(end));
+        (next, old_expires)
     }
 
     /// [`ClientKeyRecord::new`] for a key in hand (at issue time): key id, environment and
@@ -490,5 +531,53 @@ mod tests {
             "owner": "ops", "status": "active", "created_at": 5
         }));
         assert_eq!(t, stored);
+    }
+
+    #[test]
+    fn a_successor_keeps_the_keys_policy_and_lifetime_and_the_old_key_ends_with_the_overlap() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let old_key = ClientKey::generate(KeyEnv::Live, &mut rng);
+        let day = 86_400_000;
+        let old = ClientKeyRecord {
+            name: "ci".into(),
+            expires_at: Some(1_000 + 90 * day),
+            allowed_models: vec!["gpt-4o*".into()],
+            limits: Some(Limits {
+                rpm: Some(10),
+                ..Limits::default()
+            }),
+            ..ClientKeyRecord::for_key(&old_key, "acme", "dev@acme.test", ("ab".into(), 1), 1_000)
+        };
+        let new_key = ClientKey::generate(KeyEnv::Live, &mut rng);
+        let now = 10 * day;
+        let (next, old_exp) = old.successor(&new_key, ("cd".into(), 2), now, day);
+        assert_eq!(next.key_id, new_key.key_id());
+        assert_eq!(next.rotated_from.as_deref(), Some(old.key_id.as_str()));
+        assert_eq!(
+            (next.tenant_id.as_str(), next.owner.as_str()),
+            ("acme", "dev@acme.test")
+        );
+        assert_eq!((next.name.as_str(), next.pepper_version), ("ci", 2));
+        assert_eq!(next.allowed_models, old.allowed_models);
+        assert_eq!(next.limits, old.limits);
+        assert_eq!(next.expires_at, Some(now + 90 * day - 1_000 + 1_000));
+        assert_eq!(old_exp, now + day);
+        // An old key expiring before the overlap ends keeps its own expiry.
+        let soon = ClientKeyRecord {
+            expires_at: Some(now + 3_600_000),
+            ..old.clone()
+        };
+        assert_eq!(
+            soon.successor(&new_key, ("cd".into(), 2), now, day).1,
+            now + 3_600_000
+        );
+        // Without an expiry the successor has none either.
+        let forever = ClientKeyRecord {
+            expires_at: None,
+            ..old
+        };
+        let (next, old_exp) = forever.successor(&new_key, ("cd".into(), 2), now, day);
+        assert_eq!((next.expires_at, old_exp), (None, now + day));
     }
 }

@@ -109,6 +109,9 @@ pub(crate) async fn authenticate(
     match tenant.as_ref() {
         Some(tenant) => {
             ctx.audit.principal = Some(rec.owner.clone());
+            // A rotated key still in its overlap: the audit line names the successor, so
+            // operators see who has not switched yet.
+            ctx.audit.superseded_by = rec.rotated_to.clone();
             Ok(Principal {
                 tenant_admin: false,
                 rec: rec.clone(),

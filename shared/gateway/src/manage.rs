@@ -23,6 +23,7 @@ use tollgate_core::base62::is_base62;
 use tollgate_core::clock::rfc3339;
 use tollgate_core::identity::{CallerShape, caller_shape};
 use tollgate_core::key::{ClientKey, KEY_ID_LEN, KeyEnv};
+use tollgate_core::limits::{LimitKind, Limits, Windows};
 use tollgate_core::ports::StoreError;
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{ClientKeyRecord, KeyStatus, Tenant};
@@ -48,7 +49,10 @@ enum Op<'a> {
     IssueKey,
     GetKey(&'a str),
     RevokeKey(&'a str),
+    RotateKey(&'a str),
+    KeyUsage(&'a str),
     Tenant,
+    TenantUsage,
 }
 
 impl Op<'_> {
@@ -58,7 +62,10 @@ impl Op<'_> {
             Op::IssueKey => "manage.keys.issue",
             Op::GetKey(_) => "manage.keys.get",
             Op::RevokeKey(_) => "manage.keys.revoke",
+            Op::RotateKey(_) => "manage.keys.rotate",
+            Op::KeyUsage(_) => "manage.keys.usage",
             Op::Tenant => "manage.tenant",
+            Op::TenantUsage => "manage.usage",
         }
     }
 }
@@ -76,7 +83,10 @@ fn op<'a>(method: &Method, path: &'a str) -> Result<Op<'a>, Reason> {
         ["keys"] => (Method::GET, Op::ListKeys),
         ["keys", id] => (Method::GET, Op::GetKey(id)),
         ["keys", id, "revoke"] => (Method::POST, Op::RevokeKey(id)),
+        ["keys", id, "rotate"] => (Method::POST, Op::RotateKey(id)),
+        ["keys", id, "usage"] => (Method::GET, Op::KeyUsage(id)),
         ["tenant"] => (Method::GET, Op::Tenant),
+        ["usage"] => (Method::GET, Op::TenantUsage),
         _ => return Err(Reason::UnknownRoute),
     };
     if *method != want {
@@ -129,6 +139,51 @@ fn tenant_json(t: &Tenant) -> Value {
         "key_limits": t.key_limits,
         "dlp_policy": t.dlp_policy.is_some(),
     })
+}
+
+/// One subject's limit windows against its limits, as `tollgate usage` shows them: used,
+/// limit, remaining and reset per kind (spend in micro-USD). No limits, no counters read.
+async fn usage(
+    gw: &Gateway,
+    subject: String,
+    limits: Limits,
+    ctx: &mut RequestCtx,
+) -> Result<Value, Refusal> {
+    let now = gw.now();
+    let counters = match (&gw.limits, limits.is_empty()) {
+        (Some(l), false) => {
+            ctx.calls.reads += 1;
+            l.read(&subject).await.map_err(store_down)?.current(now)
+        }
+        _ => Default::default(),
+    };
+    let c = &counters;
+    let rows = [
+        (LimitKind::Rpm, c.requests, limits.rpm),
+        (LimitKind::Tpm, c.tokens_minute, limits.tpm),
+        (
+            LimitKind::Concurrency,
+            c.inflight.len() as u64,
+            limits.concurrency,
+        ),
+        (LimitKind::BudgetDay, c.spend_day, limits.budget_day_micros),
+        (
+            LimitKind::BudgetMonth,
+            c.spend_month,
+            limits.budget_month_micros,
+        ),
+        (LimitKind::TokensDay, c.tokens_day, limits.tokens_day),
+        (LimitKind::TokensMonth, c.tokens_month, limits.tokens_month),
+    ];
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|&(k, used, max)| {
+            let reset = (k != LimitKind::Concurrency).then(|| rfc3339(Windows::reset_at(k, now)));
+            json!({"limit": k.as_str(), "used": used, "max": max,
+                   "remaining": max.map(|m| m.saturating_sub(used)), "resets_at": reset})
+        })
+        .collect();
+    Ok(json!({"usage": rows}))
 }
 
 /// Lifetime of a key issued through the API when the request names none, in days.
@@ -253,6 +308,88 @@ async fn issue(
     Err(Refusal::new(Reason::StoreUnavailable))
 }
 
+/// The longest overlap a tenant admin may give a rotation, in hours (a week).
+pub const MAX_OVERLAP_HOURS: u64 = 168;
+
+/// `{}` / absent (24 h) or `{"overlap_hours": 1..=168}`; nothing else.
+fn overlap_hours(body: &[u8]) -> Result<u64, Refusal> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(24);
+    }
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| bad("the request body must be a JSON object"))?;
+    let Some(obj) = v.as_object() else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    if obj.keys().any(|k| k != "overlap_hours") {
+        return Err(bad("unknown field: a rotation takes only overlap_hours"));
+    }
+    match obj.get("overlap_hours") {
+        None | Some(Value::Null) => Ok(24),
+        Some(h) => h
+            .as_u64()
+            .filter(|h| (1..=MAX_OVERLAP_HOURS).contains(h))
+            .ok_or_else(|| bad("overlap_hours must be a whole number from 1 to 168")),
+    }
+}
+
+/// Rotates the tenant's key `old`: a successor with its tenant, owner, policy and limits,
+/// shown once; the old key works until the overlap ends (its audit lines say so).
+async fn rotate(
+    gw: &Gateway,
+    old: ClientKeyRecord,
+    hours: u64,
+    ctx: &mut RequestCtx,
+) -> Result<Value, Refusal> {
+    let now = gw.now();
+    let usable = old.status == KeyStatus::Active
+        && old.rotated_to.is_none()
+        && old.expires_at.is_none_or(|e| e > now);
+    if !usable {
+        return Err(bad(
+            "only an active key that was not rotated before can be rotated",
+        ));
+    }
+    let peppers = gw
+        .secrets
+        .peppers(false, &mut ctx.calls)
+        .await
+        .map_err(store_down)?;
+    let mut rng = rand::rngs::OsRng;
+    for _ in 0..ISSUE_ATTEMPTS {
+        let key = ClientKey::generate(old.env, &mut rng);
+        let (next, old_expires) =
+            old.successor(&key, peppers.digest_new(&key), now, hours * 3_600_000);
+        ctx.calls.writes += 1;
+        match gw
+            .keys
+            .store()
+            .rotate_key(&old.key_id, old_expires, &next)
+            .await
+        {
+            Ok(true) => {
+                gw.keys.forget(&old.key_id);
+                tracing::info!(key_id = %next.key_id, rotated_from = %old.key_id, "key rotated by a tenant admin");
+                let mut v = key_json(&next, now);
+                v["tenant_id"] = json!(next.tenant_id);
+                v["key"] = json!(key.expose());
+                v["rotated_from"] = json!(old.key_id);
+                v["old_key_expires_at"] = json!(rfc3339(old_expires));
+                v["warning"] = json!("store this key now: it will not be shown again");
+                return Ok(v);
+            }
+            Ok(false) => {
+                return Err(bad(
+                    "only an active key that was not rotated before can be rotated",
+                ));
+            }
+            Err(StoreError::AlreadyExists) => continue,
+            Err(e) => return Err(store_down(e)),
+        }
+    }
+    Err(Refusal::new(Reason::StoreUnavailable))
+}
+
 /// The tenant's own key `id`, or the one refusal for "absent" and "another tenant's".
 async fn own_key(
     gw: &Gateway,
@@ -291,6 +428,18 @@ pub(crate) async fn serve(
     }
     let tenant = principal.tenant.tenant_id.clone();
     let now = gw.now();
+    if let Op::RotateKey(id) = op {
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| bad("the request body must be a JSON object of at most 16 KB"))?;
+        let hours = overlap_hours(&bytes)?;
+        let old = own_key(gw, &tenant, id, ctx).await?;
+        let v = rotate(gw, old, hours, ctx).await?;
+        return Ok(Reply {
+            status: 201,
+            body: v,
+        });
+    }
     if let Op::IssueKey = op {
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
@@ -303,7 +452,7 @@ pub(crate) async fn serve(
         });
     }
     let body = match op {
-        Op::IssueKey => return Err(Refusal::new(Reason::UnknownRoute)),
+        Op::IssueKey | Op::RotateKey(_) => return Err(Refusal::new(Reason::UnknownRoute)),
         Op::ListKeys => {
             ctx.calls.reads += 1;
             let mut keys = gw
@@ -339,7 +488,20 @@ pub(crate) async fn serve(
             v["revoked_at"] = json!(rfc3339(rec.revoked_at.unwrap_or(now)));
             v
         }
+        Op::KeyUsage(id) => {
+            let rec = own_key(gw, &tenant, id, ctx).await?;
+            let limits = rec.effective_limits(&principal.tenant);
+            let mut v = usage(gw, format!("key#{}", rec.key_id), limits, ctx).await?;
+            v["key_id"] = json!(rec.key_id);
+            v
+        }
         Op::Tenant => tenant_json(&principal.tenant),
+        Op::TenantUsage => {
+            let limits = principal.tenant.limits.clone().unwrap_or_default();
+            let mut v = usage(gw, format!("tenant#{tenant}"), limits, ctx).await?;
+            v["tenant_id"] = json!(tenant);
+            v
+        }
     };
     Ok(Reply { status: 200, body })
 }
@@ -362,6 +524,14 @@ mod tests {
             Ok(Op::RevokeKey(_))
         ));
         assert!(matches!(op(&get, "/tollgate/v1/tenant"), Ok(Op::Tenant)));
+        assert!(matches!(
+            op(&get, "/tollgate/v1/usage"),
+            Ok(Op::TenantUsage)
+        ));
+        assert!(matches!(
+            op(&get, "/tollgate/v1/keys/abcdefghijkl/usage"),
+            Ok(Op::KeyUsage(_))
+        ));
         assert!(matches!(op(&post, "/tollgate/v1/keys"), Ok(Op::IssueKey)));
         for (m, p, r) in [
             (

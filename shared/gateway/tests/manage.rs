@@ -472,3 +472,145 @@ async fn an_admin_issues_a_key_for_their_own_tenant_only_and_it_works() {
     assert_eq!(status, 401);
     assert_eq!(h.store.list_keys(None).await.unwrap().len(), before);
 }
+
+#[tokio::test]
+async fn usage_is_read_for_the_own_tenant_and_its_keys_only() {
+    use tollgate_core::limits::Limits;
+    let h = setup().await;
+    h.store
+        .set_tenant_limits(
+            "acme",
+            Some(&Limits {
+                rpm: Some(100),
+                ..Limits::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let (own, own_full) = h.key_of("acme", 0);
+    h.store
+        .set_key_limits(
+            &own,
+            Some(&Limits {
+                rpm: Some(5),
+                ..Limits::default()
+            }),
+        )
+        .await
+        .unwrap();
+    // One request under the key counts against both (no pool: it fails after admission).
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    h.call("POST", "/v1/chat/completions", &own_full, &chat.to_string())
+        .await;
+    let (status, body) = h
+        .call("GET", "/tollgate/v1/usage", &h.admin("acme"), "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenant_id"], "acme");
+    let rpm = &body["usage"][0];
+    assert_eq!(
+        (rpm["limit"].as_str(), rpm["max"].as_u64()),
+        (Some("rpm"), Some(100))
+    );
+    let (status, body) = h
+        .call(
+            "GET",
+            &format!("/tollgate/v1/keys/{own}/usage"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"][0]["max"], 5);
+    assert_eq!(body["usage"][0]["used"], 1);
+    let (theirs, _) = h.key_of("globex", 0);
+    let (status, _) = h
+        .call(
+            "GET",
+            &format!("/tollgate/v1/keys/{theirs}/usage"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 404);
+    // globex sees its own (unlimited) tenant, not acme's numbers.
+    let (_, body) = h
+        .call("GET", "/tollgate/v1/usage", &h.admin("globex"), "")
+        .await;
+    assert_eq!(body["tenant_id"], "globex");
+    assert!(
+        body["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["max"].is_null())
+    );
+}
+
+#[tokio::test]
+async fn an_admin_rotates_a_key_and_the_old_one_is_marked_during_the_overlap() {
+    let h = setup().await;
+    let (old, old_full) = h.key_of("acme", 0);
+    let (status, out) = h
+        .call(
+            "POST",
+            &format!("/tollgate/v1/keys/{old}/rotate"),
+            &h.admin("acme"),
+            r#"{"overlap_hours": 2}"#,
+        )
+        .await;
+    assert_eq!(status, 201, "{out}");
+    let new_full = out["key"].as_str().unwrap().to_owned();
+    let new_id = out["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(out["rotated_from"], old.as_str());
+    let o = h.store.get_key(&old).await.unwrap().unwrap();
+    assert_eq!(o.rotated_to.as_deref(), Some(new_id.as_str()));
+    assert_eq!(o.expires_at, Some(T0 + 2 * 3_600_000));
+    assert!(!h.last_audit().to_line().contains(&new_full));
+    // Both keys work; the old key's audit line names its successor.
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]});
+    let (status, _) = h
+        .call("POST", "/v1/chat/completions", &old_full, &chat.to_string())
+        .await;
+    assert_ne!(status, 401);
+    assert_eq!(
+        h.last_audit().superseded_by.as_deref(),
+        Some(new_id.as_str())
+    );
+    let (status, _) = h
+        .call("POST", "/v1/chat/completions", &new_full, &chat.to_string())
+        .await;
+    assert_ne!(status, 401);
+    assert_eq!(h.last_audit().superseded_by, None);
+    // Only once; another tenant's key is a 404; a bad overlap is a 400.
+    let path = format!("/tollgate/v1/keys/{old}/rotate");
+    let (status, _) = h.call("POST", &path, &h.admin("acme"), "").await;
+    assert_eq!(status, 400);
+    let (theirs, _) = h.key_of("globex", 0);
+    let (status, _) = h
+        .call(
+            "POST",
+            &format!("/tollgate/v1/keys/{theirs}/rotate"),
+            &h.admin("acme"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (other, _) = h.key_of("acme", 1);
+    for body in [
+        r#"{"overlap_hours": 0}"#,
+        r#"{"overlap_hours": 1000}"#,
+        r#"{"tenant_id":"globex"}"#,
+    ] {
+        let (status, _) = h
+            .call(
+                "POST",
+                &format!("/tollgate/v1/keys/{other}/rotate"),
+                &h.admin("acme"),
+                body,
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+    }
+    assert_eq!(h.store.list_keys(None).await.unwrap().len(), 5);
+}

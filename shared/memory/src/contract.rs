@@ -88,6 +88,7 @@ where
     tenants_round_trip_and_refuse_overwrite(s, ns).await;
     keys_round_trip_list_by_tenant_and_revoke(s, ns).await;
     keys_suspend_and_resume_but_revoked_keys_stay_revoked(s, ns).await;
+    keys_rotate_in_one_write_and_only_once(s, ns).await;
     limits_round_trip_on_tenants_and_keys(s, ns).await;
     pool_tokens_round_trip_with_strategy(s, ns).await;
     health_change_applies_only_on_expected_version(s, ns).await;
@@ -229,6 +230,59 @@ pub async fn keys_suspend_and_resume_but_revoked_keys_stay_revoked<S: KeyStore>(
     assert_eq!(got.status, KeyStatus::Revoked);
     assert_eq!(
         s.set_key_suspended(&format!("{ns}missing"), Some("x"), 1)
+            .await,
+        Err(StoreError::NotFound)
+    );
+}
+
+pub async fn keys_rotate_in_one_write_and_only_once<S: KeyStore>(s: &S, ns: &str) {
+    let old = key_record(&format!("{ns}rotOld00000"), &format!("{ns}acme"));
+    s.put_key(&old).await.expect("put old");
+    let successor = |id: &str| ClientKeyRecord {
+        rotated_from: Some(old.key_id.clone()),
+        ..key_record(id, &old.tenant_id)
+    };
+    let new = successor(&format!("{ns}rotNew00000"));
+    // A successor id that is taken changes nothing.
+    let taken = key_record(&format!("{ns}rotTaken000"), &old.tenant_id);
+    s.put_key(&taken).await.expect("put taken");
+    assert_eq!(
+        s.rotate_key(&old.key_id, 5_000, &successor(&taken.key_id))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    let o = s.get_key(&old.key_id).await.expect("get").expect("old");
+    assert_eq!(
+        (o.rotated_to.as_deref(), o.expires_at),
+        (None, old.expires_at)
+    );
+    assert_eq!(s.rotate_key(&old.key_id, 5_000, &new).await, Ok(true));
+    let o = s.get_key(&old.key_id).await.expect("get").expect("old");
+    assert_eq!(o.rotated_to.as_deref(), Some(new.key_id.as_str()));
+    assert_eq!(o.expires_at, Some(5_000));
+    assert_eq!(
+        o.status,
+        KeyStatus::Active,
+        "the old key works until its overlap ends"
+    );
+    let n = s.get_key(&new.key_id).await.expect("get").expect("new");
+    assert_eq!(n, new);
+    // Only once: a second rotation of the old key, or of a revoked key, changes nothing.
+    let again = successor(&format!("{ns}rotAgain000"));
+    assert_eq!(s.rotate_key(&old.key_id, 9_000, &again).await, Ok(false));
+    assert_eq!(s.get_key(&again.key_id).await.expect("get"), None);
+    s.revoke_key(&taken.key_id, 1).await.expect("revoke");
+    let from_revoked = ClientKeyRecord {
+        rotated_from: Some(taken.key_id.clone()),
+        ..key_record(&format!("{ns}rotRevoked0"), &old.tenant_id)
+    };
+    assert_eq!(
+        s.rotate_key(&taken.key_id, 9_000, &from_revoked).await,
+        Ok(false)
+    );
+    assert_eq!(s.get_key(&from_revoked.key_id).await.expect("get"), None);
+    assert_eq!(
+        s.rotate_key(&format!("{ns}rotNobody00"), 9_000, &from_revoked)
             .await,
         Err(StoreError::NotFound)
     );

@@ -182,6 +182,28 @@ impl KeyStore for MemoryStore {
             _ => Ok(false),
         }
     }
+    async fn rotate_key(
+        &self,
+        old_key_id: &str,
+        old_expires_at: EpochMs,
+        successor: &ClientKeyRecord,
+    ) -> Result<bool, StoreError> {
+        self.write()?;
+        let mut m = lock(&self.keys)?;
+        let old = m.get(old_key_id).ok_or(StoreError::NotFound)?;
+        if old.status != KeyStatus::Active || old.rotated_to.is_some() {
+            return Ok(false);
+        }
+        if m.contains_key(&successor.key_id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        m.insert(successor.key_id.clone(), successor.clone());
+        if let Some(old) = m.get_mut(old_key_id) {
+            old.rotated_to = Some(successor.key_id.clone());
+            old.expires_at = Some(old_expires_at);
+        }
+        Ok(true)
+    }
     async fn list_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ClientKeyRecord>, StoreError> {
         self.read()?;
         Ok(lock(&self.keys)?
