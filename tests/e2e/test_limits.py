@@ -277,6 +277,36 @@ def test_concurrency_never_exceeds_the_limit_at_the_provider(stack, proxies, cou
     print(f"concurrency: limit {limit}, max in flight at the provider over {RUNS} runs: {max(maxima)}")
 
 
+def test_a_tenants_share_of_a_pool_holds_across_three_processes(stack, proxies, counters, unique):
+    """Pool fairness: the pool caps one tenant's requests in flight through it, whichever of
+    its keys and whichever proxy they use; the keys themselves have no limits."""
+    share = 3
+    tenant, pool = setup_tenant(stack, unique, [f"mock-slow300-{unique}"])
+    stack.cli("pool", "set-tenant-share", pool, "--max-concurrency", str(share))
+    maxima = []
+    for run in range(RUNS):
+        keys = [issue(stack, tenant)[0] for _ in range(3)]
+        reset_mock(stack)
+        jobs = [lambda url, k=keys[i % 3]: (chat(url, k), chat(url, k)) for i in range(CLIENTS)]
+        results = burst(proxies, jobs)
+        statuses = [s for pair in results for s, _ in pair]
+        stats = mock_stats(stack)
+        maxima.append(stats["max_in_flight"])
+        accepted = statuses.count(200)
+        refused = [b for pair in results for s, b in pair if s == 429]
+        print(
+            f"pool share run {run}: {share} in flight per tenant, {len(statuses)} requests from "
+            f"{CLIENTS} clients (3 keys) over {PROCESSES} processes: accepted {accepted}, refused "
+            f"{len(refused)}, max in flight at the provider {stats['max_in_flight']}"
+        )
+        assert set(statuses) <= {200, 429}, sorted(set(statuses))
+        assert accepted >= share and stats["requests"] == accepted
+        assert stats["max_in_flight"] <= share
+        assert all("share of the provider pool" in (b or "") for b in refused), refused[:1]
+        settled(counters, f"pool#{pool}#tenant#{tenant}")
+    print(f"pool share: {share} per tenant, max in flight at the provider over {RUNS} runs: {max(maxima)}")
+
+
 def test_daily_budget_holds_and_every_reservation_is_released(stack, proxies, counters, unique):
     """A tenant budget shared by three keys: one answered normally, one whose upstream fails
     (500), one whose streams break mid-way; and clients that give up before the answer

@@ -130,3 +130,58 @@ def test_a_stream_is_settled_to_the_usage_it_reported(stack, unique):
     assert audit["tokens_in"] == usage.prompt_tokens
     assert audit["tokens_out"] == usage.completion_tokens
 
+
+
+def test_prices_edited_with_the_cli_price_requests_without_a_restart(stack, unique, tmp_path):
+    """`tollgate prices set|import` store the table in DynamoDB; the proxy picks it up within
+    its key cache TTL, reserves and settles with it, and the audit line's cost follows."""
+    model = f"e2e-priced-{unique}"
+    key, key_id, tenant = new_key(stack, unique, "--budget-day", "1usd")
+    c = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0, timeout=30)
+    msgs = [{"role": "user", "content": "price me"}]
+
+    def cost_of_one():
+        r = c.chat.completions.with_raw_response.create(model=model, messages=msgs, max_tokens=20)
+        a = stack.audit_for(r.headers["x-tollgate-request-id"])
+        return a.get("cost_usd"), a["tokens_in"], a["tokens_out"]
+
+    # No price: the request costs nothing (only token limits could apply).
+    cost, _, _ = cost_of_one()
+    assert cost in (None, 0)
+
+    stack.cli("prices", "set", model, "--input", "1000", "--output", "2000")
+    listed = stack.cli_json("prices", "list")
+    assert listed["source"] == "stored" and listed["prices"][model] == {"input": 1000.0, "output": 2000.0}
+
+    def wait_for_price(pin, pout):
+        deadline = time.time() + 30
+        while True:
+            cost, tin, tout = cost_of_one()
+            # Prices in micro-dollars per million tokens; the cost is rounded up to a micro-dollar.
+            want = -(-(tin * pin + tout * pout) // 1_000_000)
+            if cost is not None and round(cost * 1_000_000) == want:
+                return cost
+            assert time.time() < deadline, f"the stored price never applied (cost {cost})"
+            time.sleep(0.5)
+
+    wait_for_price(1000 * 1_000_000, 2000 * 1_000_000)
+    # The key's stored spend is what the audit lines said (settled with the same table).
+    spent = sum(
+        round(a["cost_usd"] * 1_000_000)
+        for a in stack.audit_lines()
+        if a.get("key_id") == key_id and a.get("cost_usd")
+    )
+    assert counters(stack, f"key#{key_id}")["spend_day"] == spent
+
+    # A CSV import changes it again; a bad file is refused whole, with the line named.
+    good = tmp_path / "p.csv"
+    good.write_text(f"model,input,output,cached_input\n{model},10,20,\n")
+    stack.cli("prices", "import", str(good))
+    wait_for_price(10 * 1_000_000, 20 * 1_000_000)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"model,input,output\n{model},1,1\nother-{unique},-3,1\n")
+    r = stack.cli("prices", "import", str(bad), check=False)
+    assert r.returncode == 1 and "input price -3" in r.stderr and "nothing was stored" in r.stderr, r.stderr
+    assert stack.cli_json("prices", "list")["prices"][model] == {"input": 10.0, "output": 20.0}
+    r = stack.cli("prices", "set", model, "--input", "nan", "--output", "1", check=False)
+    assert r.returncode == 1 and "input price NaN" in r.stderr, r.stderr
