@@ -8,3 +8,6 @@ cargo build --release -p tollgate-dlp --example bench
 echo
 echo "sensitive-data filter (cargo run --release -p tollgate-dlp --example bench):"
 cargo run --release -q -p tollgate-dlp --example bench
+echo
+echo "audit function (cargo run --release -p tollgate-audit --example bench):"
+cargo run --release -q -p tollgate-audit --example bench

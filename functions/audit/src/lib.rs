@@ -33,7 +33,7 @@ use tollgate_core::audit::AuditRecord;
 use tollgate_core::clock::{EpochMs, parse_rfc3339};
 use tollgate_core::detect::port::{AlertSink, AuditStateStore, SaveOutcome};
 use tollgate_core::detect::{
-    AuditState, EntryId, Observed, Params, Rule, entries_for, observe, subject_key_id,
+    AuditState, EntryId, Observed, Params, Rule, entries_for, grouping_ids, observe, subject_key_id,
 };
 use tollgate_core::ports::{KeyStore, StoreError};
 
@@ -216,7 +216,8 @@ impl Processor {
         if lines.is_empty() {
             return Ok(report);
         }
-        lines.sort_by_key(|(at, _, _)| *at);
+        // Time order, ties by event id: the rate state counts "through" (time, id).
+        lines.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let now = lines.last().map_or(0, |(at, _, _)| *at);
 
         let mut state = AuditState::new();
@@ -239,15 +240,18 @@ impl Processor {
         }
         report.findings = findings.len() as u64;
 
-        let sup: BTreeSet<EntryId> = findings
-            .iter()
-            .map(|f| EntryId::Suppression(f.rule, f.subject.clone()))
-            .collect();
+        // Every rule's open alert about a key the findings are about (grouping).
+        let sup: BTreeSet<EntryId> = findings.iter().flat_map(grouping_ids).collect();
         self.load(&mut state, &mut versions, sup, now, &mut report)
             .await?;
         let mut alerts = Vec::new();
+        let standalone = self
+            .suspend
+            .as_ref()
+            .map(|(_, rules)| rules.clone())
+            .unwrap_or_default();
         for f in &findings {
-            match state.suppress(&self.params, f) {
+            match state.suppress_related(&self.params, f, &standalone) {
                 Some(a) => alerts.push(a),
                 None => report.suppressed += 1,
             }

@@ -14,6 +14,7 @@ use common::{Batch, Event, logs_event};
 use std::sync::Arc;
 use tollgate_audit::Processor;
 use tollgate_aws::{DynamoAuditState, SnsAlertSink};
+use tollgate_core::detect::port::AlertHistory;
 use tollgate_core::detect::{Alert, Params, Rule};
 use tollgate_core::reason::Reason;
 use tollgate_testkit::unique_ns;
@@ -28,6 +29,7 @@ const T0: u64 = 1_767_571_200_000;
 struct Stack {
     processor: Processor,
     keys: Arc<tollgate_aws::DynamoStore>,
+    state: Arc<DynamoAuditState>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
 }
@@ -100,8 +102,9 @@ async fn stack(tag: &str) -> Stack {
 
     let tables = tollgate_aws::Tables::from_vars(&|k| emu.resource(k).map(str::to_owned)).unwrap();
     let keys = Arc::new(tollgate_aws::DynamoStore::new(&conf, tables));
+    let state = Arc::new(DynamoAuditState::new(&conf, table));
     let processor = Processor::new(
-        Arc::new(DynamoAuditState::new(&conf, table)),
+        state.clone(),
         Arc::new(SnsAlertSink::new(&conf, topic_arn)),
         Params::default(),
     )
@@ -112,6 +115,7 @@ async fn stack(tag: &str) -> Stack {
     Stack {
         processor,
         keys,
+        state,
         sqs,
         queue_url,
     }
@@ -376,4 +380,94 @@ async fn a_valid_key_refused_for_its_network_raises_one_alert_and_is_suspended()
         got.suspended_reason.as_deref(),
         Some("audit rule key_refused_outside")
     );
+}
+
+/// Three days of `per_hour` requests an hour of `key` from its office and VPN networks.
+fn busy_history(b: &mut Batch, key: &str, start: u64, per_hour: u64) {
+    for h in 0..72u64 {
+        for i in 0..per_hour {
+            let ip = if i % 2 == 0 {
+                "10.1.2.3"
+            } else {
+                "2001:db8:42:7::5"
+            };
+            b.line(
+                start + h * HOUR + i * (HOUR / per_hour),
+                Reason::Ok,
+                Some(key),
+                ip,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_leaked_key_at_20x_its_baseline_from_a_new_network_raises_one_grouped_alert() {
+    let s = stack("leak20x").await;
+    let start = (T0 / HOUR + 1) * HOUR;
+    let mut b = Batch::default();
+    busy_history(&mut b, "LEAKED000001", start, 30);
+    s.replay(&b.take(), 500).await;
+    assert!(s.alerts().await.is_empty(), "three ordinary days");
+    // Day four, one hour: 600 requests (20×) from a network the key never used.
+    let spike = start + 3 * DAY + 2 * HOUR;
+    for i in 0..600u64 {
+        b.line(
+            spike + i * 5_000,
+            Reason::Ok,
+            Some("LEAKED000001"),
+            "45.33.12.99",
+        );
+    }
+    s.replay(&b.take(), 100).await;
+    let alerts = s.alerts().await;
+    // Both rules fire (new network after 5 requests, rate past 200/h); one alert.
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyNewNetwork, "key:LEAKED000001".to_owned())]
+    );
+    let kept = s
+        .state
+        .recent_alerts(0, spike + HOUR)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.subject == "key:LEAKED000001")
+        .unwrap();
+    assert!(
+        kept.related
+            .get(&Rule::KeyRateSpike)
+            .is_some_and(|n| *n >= 1),
+        "the rate spike was grouped into it: {:?}",
+        kept.related
+    );
+}
+
+#[tokio::test]
+async fn a_key_at_ten_times_its_baseline_from_its_own_network_raises_one_rate_alert() {
+    let s = stack("rate10x").await;
+    let start = (T0 / HOUR + 1) * HOUR;
+    let mut b = Batch::default();
+    busy_history(&mut b, "BUSYKEY00001", start, 30);
+    s.replay(&b.take(), 500).await;
+    let spike = start + 3 * DAY + 2 * HOUR;
+    for i in 0..300u64 {
+        let ip = if i % 2 == 0 {
+            "10.1.2.3"
+        } else {
+            "2001:db8:42:7::5"
+        };
+        b.line(spike + i * 10_000, Reason::Ok, Some("BUSYKEY00001"), ip);
+    }
+    s.replay(&b.take(), 100).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyRateSpike, "key:BUSYKEY00001".to_owned())]
+    );
+    // 30 an hour, less the two idle hours before the spike folded in as zeros.
+    let baseline = alerts[0].counts["requests_baseline_per_hour"];
+    assert!((25..=30).contains(&baseline), "{baseline}");
+    assert_eq!(alerts[0].counts["requests_this_hour"], 201);
+    assert_eq!(alerts[0].response, None, "not a suspending rule by default");
 }

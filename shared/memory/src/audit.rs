@@ -245,6 +245,7 @@ pub mod contract {
                 evidence: vec!["req-1".into(), "req-2".into()],
                 tenant: Some("acme".into()),
                 alert: None,
+                related: Default::default(),
             }),
         ];
         for (id, e) in ids.iter().zip(&entries) {

@@ -18,12 +18,14 @@
 //! Parameters, defaults, false positives and runbooks: `README.md` beside this file.
 
 pub mod port;
+mod rate;
 mod rules;
 mod suppress;
 mod window;
 
+pub use rate::{Ewm, RateState};
 pub use rules::{Params, Rule, Severity};
-pub use suppress::{ALERT_SCHEMA, Alert, Suppression, alert_id, parse_alert_id};
+pub use suppress::{ALERT_SCHEMA, Alert, Suppression, alert_id, grouping_ids, parse_alert_id};
 pub use window::{Hit, Window};
 
 use crate::audit::{AuditRecord, Decision};
@@ -221,6 +223,9 @@ pub struct KeyState {
     pub refusals: Window,
     #[serde(default)]
     pub dlp_blocks: Window,
+    /// Requests, tokens and spend per hour against the key's baselines.
+    #[serde(default)]
+    pub rate: RateState,
 }
 
 /// A stored entry.
@@ -557,6 +562,12 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
             if let (Some(k), Some(n)) = (rec.key_id.as_deref(), net)
                 && rec.decision == Decision::Allow
                 && let Some(f) = served(state.key(k), p, &ev, k, n)
+            {
+                out.push(f);
+            }
+            if let Some(k) = rec.key_id.as_deref()
+                && rec.decision == Decision::Allow
+                && let Some(f) = rate::observe(&mut state.key(k).rate, p, &ev, k)
             {
                 out.push(f);
             }

@@ -20,6 +20,8 @@ pub enum Rule {
     DlpBlockBurst,
     /// A pool with no usable token: every token failed, or none was eligible.
     PoolTokensFailing,
+    /// A key's requests, tokens or spend this hour far above its own baseline.
+    KeyRateSpike,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -43,7 +45,7 @@ impl Severity {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::AuthScanNetwork,
         Rule::AuthStuffing,
         Rule::AuthTargetedKey,
@@ -51,6 +53,7 @@ impl Rule {
         Rule::KeyRefusedOutside,
         Rule::DlpBlockBurst,
         Rule::PoolTokensFailing,
+        Rule::KeyRateSpike,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,13 +65,14 @@ impl Rule {
             Rule::KeyRefusedOutside => "key_refused_outside",
             Rule::DlpBlockBurst => "dlp_block_burst",
             Rule::PoolTokensFailing => "pool_tokens_failing",
+            Rule::KeyRateSpike => "key_rate_spike",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             Rule::AuthScanNetwork | Rule::DlpBlockBurst => Severity::Medium,
-            Rule::KeyNewNetwork => Severity::Medium,
+            Rule::KeyNewNetwork | Rule::KeyRateSpike => Severity::Medium,
             Rule::AuthStuffing
             | Rule::AuthTargetedKey
             | Rule::KeyRefusedOutside
@@ -96,6 +100,9 @@ impl Rule {
             }
             Rule::DlpBlockBurst => {
                 "Many requests of one key were blocked for sensitive data. Contact the key's owner: a user pasting secrets, a misbehaving integration, or exfiltration through prompts."
+            }
+            Rule::KeyRateSpike => {
+                "A key is far above its own usual rate for this hour of the week. Ask the owner about a new job or load test; if nobody knows, `tollgate key suspend <id>` (reversible), look up the evidence request ids, and set limits (`tollgate limits set`)."
             }
             Rule::PoolTokensFailing => {
                 "No provider token of the pool is usable: requests are failing. Run `tollgate pool health <pool>`; replace invalid tokens (`tollgate token add`) or wait for cooling ones."
@@ -156,6 +163,22 @@ pub struct Params {
     pub key_retention_ms: u64,
     /// How long an alert stays listable (`tollgate alerts list`) after it opened.
     pub alert_retention_ms: u64,
+    /// [`Rule::KeyRateSpike`]: EWM weights (hour-of-week slots, all hours), samples a slot
+    /// needs before it is used, hours of history before the rule fires, how many standard
+    /// deviations and how many times the mean a spike is, and absolute floors per hour.
+    pub rate_slot_alpha: f64,
+    pub rate_alpha: f64,
+    pub rate_min_slot_samples: u32,
+    pub rate_min_history_hours: u32,
+    pub rate_k_sigma: f64,
+    pub rate_min_ratio: f64,
+    pub rate_floor_requests: f64,
+    pub rate_floor_tokens: f64,
+    pub rate_floor_cost_usd: f64,
+    /// Grouping: a finding about a key while another rule's alert about the same key is open
+    /// is counted into that alert (as a related rule) instead of sent, unless it is more
+    /// severe or its rule responds on its own (auto-suspend).
+    pub group_related: bool,
 }
 
 impl Default for Params {
@@ -185,6 +208,16 @@ impl Default for Params {
             evidence_max: 20,
             key_retention_ms: 90 * DAY,
             alert_retention_ms: 7 * DAY,
+            rate_slot_alpha: 0.3,
+            rate_alpha: 0.05,
+            rate_min_slot_samples: 2,
+            rate_min_history_hours: 24,
+            rate_k_sigma: 6.0,
+            rate_min_ratio: 5.0,
+            rate_floor_requests: 200.0,
+            rate_floor_tokens: 200_000.0,
+            rate_floor_cost_usd: 5.0,
+            group_related: true,
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Suppression {
     /// auto-response did. Absent in entries written before alerts were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<Box<Alert>>,
+    /// Findings of other rules about the same subject counted into this alert (grouping).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub related: BTreeMap<Rule, u64>,
 }
 
 impl Suppression {
@@ -166,9 +169,55 @@ impl AuditState {
                 evidence: f.evidence.clone(),
                 tenant: f.tenant.clone(),
                 alert: None,
+                related: BTreeMap::new(),
             },
         );
         Some(Alert::from_finding(f, until))
+    }
+
+    /// Like [`Self::suppress`], but first groups: a finding about a key while an alert of
+    /// another rule about the same key is open (and at least as severe) is counted into that
+    /// alert as a related rule, unless its rule is in `standalone` (rules that respond on
+    /// their own, e.g. auto-suspend). The suppression entries of every rule for the subject
+    /// must be loaded ([`grouping_ids`]).
+    pub fn suppress_related(
+        &mut self,
+        p: &Params,
+        f: &Finding,
+        standalone: &std::collections::BTreeSet<Rule>,
+    ) -> Option<Alert> {
+        let own_open = self
+            .suppressions
+            .get(&(f.rule, f.subject.clone()))
+            .is_some_and(|s| f.at < s.until);
+        if p.group_related
+            && !own_open
+            && !standalone.contains(&f.rule)
+            && super::subject_key_id(&f.subject).is_some()
+        {
+            let host = self
+                .suppressions
+                .iter_mut()
+                .filter(|((r, subj), s)| {
+                    *r != f.rule && *subj == f.subject && f.at < s.until && s.severity >= f.severity
+                })
+                .max_by_key(|(_, s)| (s.severity, s.opened_at));
+            if let Some(((r, subj), s)) = host {
+                *s.related.entry(f.rule).or_insert(0) += 1;
+                s.last_seen = s.last_seen.max(f.at);
+                for id in &f.evidence {
+                    if !s.evidence.contains(id) {
+                        s.evidence.push(id.clone());
+                    }
+                }
+                let extra = s.evidence.len().saturating_sub(p.evidence_max);
+                s.evidence.drain(..extra);
+                let id = EntryId::Suppression(*r, subj.clone());
+                self.dirty.insert(id);
+                return None;
+            }
+        }
+        self.suppress(p, f)
     }
 
     /// Keeps `alert` (as published, auto-response included) in its open suppression entry,
@@ -181,5 +230,18 @@ impl AuditState {
             self.dirty
                 .insert(EntryId::Suppression(alert.rule, alert.subject.clone()));
         }
+    }
+}
+
+/// The suppression entries [`AuditState::suppress_related`] needs for `f`: every rule's for a
+/// key subject (grouping), only its own otherwise.
+pub fn grouping_ids(f: &Finding) -> Vec<EntryId> {
+    if super::subject_key_id(&f.subject).is_some() {
+        Rule::ALL
+            .iter()
+            .map(|r| EntryId::Suppression(*r, f.subject.clone()))
+            .collect()
+    } else {
+        vec![EntryId::Suppression(f.rule, f.subject.clone())]
     }
 }

@@ -416,3 +416,171 @@ fn observe_changes_only_the_entries_entries_for_names() {
         }
     }
 }
+
+/// An hour boundary (rate rules count clock hours).
+const H0: u64 = (T0 / HOUR + 1) * HOUR;
+
+/// `per_hour` served requests an hour for `hours` hours from one network, spread evenly.
+fn steady(feed: &mut Feed, key: &str, start: u64, hours: u64, per_hour: u64) {
+    for h in 0..hours {
+        for i in 0..per_hour {
+            feed.send(
+                start + h * HOUR + i * (HOUR / per_hour),
+                Reason::Ok,
+                Some(key),
+                "10.1.2.3",
+            );
+        }
+    }
+}
+
+fn of_rule(feed: &Feed, rule: Rule) -> Vec<&Finding> {
+    feed.findings.iter().filter(|f| f.rule == rule).collect()
+}
+
+#[test]
+fn a_key_far_above_its_hourly_baseline_is_a_rate_spike() {
+    let mut feed = Feed::new();
+    steady(&mut feed, "RATEKEY00001", H0, 48, 40);
+    assert!(of_rule(&feed, Rule::KeyRateSpike).is_empty(), "steady use");
+    // The next hour: 10× the usual rate from the usual network.
+    let start = H0 + 48 * HOUR;
+    for i in 0..400 {
+        feed.send(
+            start + i * 8_000,
+            Reason::Ok,
+            Some("RATEKEY00001"),
+            "10.1.2.3",
+        );
+    }
+    let spikes = of_rule(&feed, Rule::KeyRateSpike);
+    assert!(!spikes.is_empty());
+    let first = spikes[0];
+    assert_eq!(first.subject, "key:RATEKEY00001");
+    // Fires just past max(floor 200, 5 × 40), not before.
+    assert_eq!(
+        first.counts["requests_this_hour"], 201,
+        "{:?}",
+        first.counts
+    );
+    assert_eq!(first.counts["requests_baseline_per_hour"], 40);
+}
+
+#[test]
+fn quiet_keys_new_keys_and_replays_do_not_make_rate_spikes() {
+    let mut feed = Feed::new();
+    // A quiet key jumping from 2 to 150 an hour: 75× but under the 200/h floor.
+    steady(&mut feed, "QUIETKEY0001", H0, 48, 2);
+    for i in 0..150 {
+        feed.send(
+            H0 + 48 * HOUR + i * 20_000,
+            Reason::Ok,
+            Some("QUIETKEY0001"),
+            "10.1.2.3",
+        );
+    }
+    // A brand-new key busy from its first hour: no history, no baseline to judge by.
+    for i in 0..1000 {
+        feed.send(H0 + i * 3_000, Reason::Ok, Some("NEWKEY000001"), "10.1.2.3");
+    }
+    assert!(of_rule(&feed, Rule::KeyRateSpike).is_empty());
+    // A retried batch counts nothing twice: replay the last 150 lines of the quiet key.
+    let before = feed.state.keys["QUIETKEY0001"].rate.clone();
+    let mut r = AuditRecord::new("req-replayed".into(), H0 + 48 * HOUR);
+    r.reason = Reason::Ok;
+    r.decision = Reason::Ok.decision();
+    r.key_id = Some("QUIETKEY0001".into());
+    r.source_ip = Some("10.1.2.3".into());
+    feed.replay("ev-97", H0 + 48 * HOUR, &r);
+    assert_eq!(feed.state.keys["QUIETKEY0001"].rate, before);
+}
+
+#[test]
+fn spend_far_above_a_keys_baseline_is_a_rate_spike() {
+    let mut feed = Feed::new();
+    let key = "SPENDKEY0001";
+    // Two days of 20 requests an hour at 1 cent each ($0.20/h), then requests at $0.50 each.
+    let send = |feed: &mut Feed, at: u64, cost: f64| {
+        feed.n += 1;
+        let mut r = AuditRecord::new(format!("req-{}", feed.n), at);
+        r.reason = Reason::Ok;
+        r.decision = Reason::Ok.decision();
+        r.key_id = Some(key.into());
+        r.source_ip = Some("10.1.2.3".into());
+        r.cost_usd = Some(cost);
+        r.tokens_in = Some(100);
+        feed.replay(&format!("ev-{}", feed.n), at, &r);
+    };
+    for h in 0..48 {
+        for i in 0..20 {
+            send(&mut feed, H0 + h * HOUR + i * 180_000, 0.01);
+        }
+    }
+    assert!(of_rule(&feed, Rule::KeyRateSpike).is_empty());
+    for i in 0..20 {
+        send(&mut feed, H0 + 48 * HOUR + i * 180_000, 0.5);
+    }
+    let spikes = of_rule(&feed, Rule::KeyRateSpike);
+    assert!(!spikes.is_empty());
+    // Past the $5/h floor at the 11th request ($5.50), requests still normal.
+    assert_eq!(spikes[0].counts["cost_micros_this_hour"], 5_500_000);
+    assert_eq!(spikes[0].counts["requests_this_hour"], 11);
+}
+
+#[test]
+fn related_findings_about_a_key_join_its_open_alert() {
+    let p = Params::default();
+    let mut st = AuditState::new();
+    let f = |rule: Rule, at: u64| Finding {
+        rule,
+        subject: "key:GROUPKEY0001".into(),
+        severity: rule.severity(),
+        at,
+        first_seen: at,
+        counts: BTreeMap::new(),
+        evidence: vec![format!("req-{at}")],
+        networks: vec![],
+        tenant: None,
+    };
+    let none = BTreeSet::new();
+    assert!(
+        st.suppress_related(&p, &f(Rule::KeyNewNetwork, T0), &none)
+            .is_some()
+    );
+    // Same key, same severity, another rule: counted into the open alert.
+    assert!(
+        st.suppress_related(&p, &f(Rule::KeyRateSpike, H0 + MIN), &none)
+            .is_none()
+    );
+    assert!(
+        st.suppress_related(&p, &f(Rule::KeyRateSpike, H0 + 2 * MIN), &none)
+            .is_none()
+    );
+    let host = &st.suppressions[&(Rule::KeyNewNetwork, "key:GROUPKEY0001".to_owned())];
+    assert_eq!(host.related.get(&Rule::KeyRateSpike), Some(&2));
+    assert!(host.evidence.contains(&format!("req-{}", H0 + MIN)));
+    assert!(
+        !st.suppressions
+            .contains_key(&(Rule::KeyRateSpike, "key:GROUPKEY0001".to_owned()))
+    );
+    // More severe: its own alert.
+    assert!(
+        st.suppress_related(&p, &f(Rule::AuthTargetedKey, H0 + 3 * MIN), &none)
+            .is_some()
+    );
+    // A rule that responds on its own (auto-suspend) always gets its own alert.
+    let suspends: BTreeSet<Rule> = [Rule::DlpBlockBurst].into();
+    assert!(
+        st.suppress_related(&p, &f(Rule::DlpBlockBurst, H0 + 4 * MIN), &suspends)
+            .is_some()
+    );
+    // After the window, a new alert.
+    assert!(
+        st.suppress_related(&p, &f(Rule::KeyRateSpike, H0 + 2 * HOUR), &none)
+            .is_some()
+    );
+    // Other subjects are never grouped.
+    let mut g = f(Rule::AuthScanNetwork, H0 + 5 * MIN);
+    g.subject = "net:198.51.100.0/24".into();
+    assert!(st.suppress_related(&p, &g, &none).is_some());
+}
