@@ -11,6 +11,7 @@ pub mod limits;
 pub mod output;
 pub mod policy;
 pub mod pool;
+pub mod rotate;
 pub mod scan;
 pub mod tenant;
 pub mod token;

@@ -89,6 +89,7 @@ impl<P: PoolStore> Harness<P> {
             rng: &mut self.rng,
             console: &mut self.console,
             settings: Settings::default(),
+            rotation: None,
         };
         crate::run(&mut ctx, cli.command).await
     }
