@@ -531,6 +531,100 @@ pub enum TokenCmd {
     Remove(TokenRemove),
     /// Store a new value for a token (stdin or --value-env).
     SetValue(TokenSetValue),
+    /// Configure how the rotation function rotates a token.
+    SetRotation(TokenSetRotation),
+    /// Stage a token's next value (stdin or --value-env) for a staged-mode rotation.
+    Stage(TokenStage),
+    /// Rotate a token now (createSecret, setSecret, testSecret, finishSecret).
+    Rotate(TokenRotate),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RotationModeArg {
+    /// Mint a new key for an OpenAI project service account through the Admin API.
+    OpenaiAdmin,
+    /// An operator stages each next value (`token stage`).
+    Staged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetireArg {
+    /// Leave the replaced key alone (revoke it yourself).
+    None,
+    /// Deactivate the replaced key through the Anthropic Admin API.
+    AnthropicAdmin,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenSetRotation {
+    #[command(flatten)]
+    pub token: TokenRef,
+    #[arg(long, value_enum)]
+    pub mode: RotationModeArg,
+    /// OpenAI project id (openai-admin).
+    #[arg(long, value_parser = parse_id, required_if_eq("mode", "openai-admin"))]
+    pub project_id: Option<String>,
+    /// OpenAI service account id whose keys are minted (openai-admin).
+    #[arg(long, value_parser = parse_id, required_if_eq("mode", "openai-admin"))]
+    pub service_account_id: Option<String>,
+    /// Expiry the provider puts on each minted key, in days (openai-admin).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub key_ttl_days: Option<u64>,
+    /// What happens to a replaced staged key after the grace period (staged).
+    #[arg(long, value_enum, default_value = "none")]
+    pub retire: RetireArg,
+    /// The provider's id of the key the token holds now (retired after the next rotation).
+    #[arg(long, value_parser = parse_id)]
+    pub key_id: Option<String>,
+    /// Days between rotations (the next due date).
+    #[arg(long, default_value_t = tollgate_core::rotation::DEFAULT_INTERVAL_DAYS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub interval_days: u32,
+}
+
+impl TokenSetRotation {
+    pub fn mode(&self) -> Result<tollgate_core::rotation::RotationMode, crate::CliError> {
+        use tollgate_core::rotation::{RetireVia, RotationMode};
+        Ok(match self.mode {
+            RotationModeArg::OpenaiAdmin => RotationMode::OpenaiAdmin {
+                project_id: self
+                    .project_id
+                    .clone()
+                    .ok_or_else(|| crate::CliError::new("--project-id is required"))?,
+                service_account_id: self
+                    .service_account_id
+                    .clone()
+                    .ok_or_else(|| crate::CliError::new("--service-account-id is required"))?,
+                key_ttl_secs: self.key_ttl_days.map(|d| d * 86_400),
+            },
+            RotationModeArg::Staged => RotationMode::Staged {
+                retire: match self.retire {
+                    RetireArg::None => RetireVia::None,
+                    RetireArg::AnthropicAdmin => RetireVia::AnthropicAdmin,
+                },
+            },
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TokenStage {
+    #[command(flatten)]
+    pub token: TokenRef,
+    /// The provider's id of the staged key (needed to retire it after the next rotation).
+    #[arg(long, value_parser = parse_id)]
+    pub key_id: Option<String>,
+    /// Read the value from this environment variable instead of stdin.
+    #[arg(long, value_name = "VAR", value_parser = parse_env_var_name)]
+    pub value_env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRotate {
+    #[command(flatten)]
+    pub token: TokenRef,
+    /// On AWS: how long to wait for Secrets Manager to finish.
+    #[arg(long, default_value_t = 300)]
+    pub wait_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -111,6 +111,8 @@ pub struct Ctx<'a> {
     pub rng: &'a mut dyn RngCore,
     pub console: &'a mut dyn Console,
     pub settings: Settings,
+    /// The rotation commands' ports (`None`: rotation commands refuse).
+    pub rotation: Option<crate::rotate::RotationPorts<'a>>,
 }
 
 /// Where the operator's confirmation comes from for destructive commands.

@@ -15,6 +15,7 @@ pub mod output;
 pub mod policy;
 pub mod pool;
 pub mod prices;
+pub mod rotate;
 pub mod scan;
 pub mod tenant;
 pub mod token;

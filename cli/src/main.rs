@@ -11,6 +11,9 @@ use tollgate_aws::{
     ENV_POOL_TABLE, ENV_TENANTS_TABLE,
 };
 use tollgate_cli::ctx::DEFAULT_PEPPER_SECRET_ID;
+use tollgate_cli::rotate::{
+    ENV_FUNCTION_ARN, ENV_INVOKE_URL, HttpInvoker, RotationPorts, StepInvoker,
+};
 use tollgate_cli::{CliError, Ctx, Settings, StdConsole, args};
 use tollgate_core::clock::{Clock, SystemClock};
 
@@ -113,6 +116,7 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
         command => args::Cli { command, ..cli },
     };
     let aws = aws().await?;
+    let invoker = var(ENV_INVOKE_URL).map(HttpInvoker::new).transpose()?;
     let mut rng = rand::rngs::OsRng;
     let mut console = StdConsole;
     let mut ctx = Ctx {
@@ -138,6 +142,13 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
         settings: Settings {
             pepper_secret_id: aws.pepper_secret_id.clone(),
         },
+        rotation: Some(RotationPorts {
+            versions: aws.secrets.as_ref(),
+            records: aws.dynamo.as_ref(),
+            starter: aws.secrets.as_ref(),
+            invoker: invoker.as_ref().map(|i| i as &dyn StepInvoker),
+            function_arn: var(ENV_FUNCTION_ARN),
+        }),
     };
     let out = tollgate_cli::run(&mut ctx, cli.command).await?;
     Ok(Done::Print(out.render(cli.json)))

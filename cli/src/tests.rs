@@ -91,6 +91,7 @@ impl<P: PoolStore> Harness<P> {
             rng: &mut self.rng,
             console: &mut self.console,
             settings: Settings::default(),
+            rotation: None,
         };
         crate::run(&mut ctx, cli.command).await
     }
@@ -2050,6 +2051,7 @@ async fn pool_tenant_share_is_set_shown_kept_by_set_strategy_and_cleared() {
             .tenant_concurrency,
         None
     );
+}
 
 #[tokio::test]
 async fn rotate_issues_a_successor_once_and_the_old_key_ends_with_the_overlap() {

@@ -20,6 +20,9 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: TokenCmd) -> Result<Out> {
         TokenCmd::Disable(a) => set_status(ctx, a, TokenStatus::Disabled).await,
         TokenCmd::Remove(a) => remove(ctx, a).await,
         TokenCmd::SetValue(a) => set_value(ctx, a).await,
+        TokenCmd::SetRotation(a) => crate::rotate::set_rotation(ctx, a).await,
+        TokenCmd::Stage(a) => crate::rotate::stage(ctx, a).await,
+        TokenCmd::Rotate(a) => crate::rotate::rotate(ctx, a).await,
     }
 }
 
@@ -37,7 +40,7 @@ fn generate_id(ctx: &mut Ctx<'_>) -> String {
 
 /// Reads a token value from the named environment variable or from stdin. The value is
 /// checked but never quoted in an error.
-fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<Secret> {
+pub(crate) fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<Secret> {
     let (raw, source) = match value_env {
         Some(var) => (
             ctx.console

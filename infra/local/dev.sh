@@ -5,7 +5,11 @@
 #   OPENAI_API_KEY / ANTHROPIC_API_KEY are set) -> proxy under `cargo lambda watch`.
 # Writes .tollgate/dev.env and prints how to call it. Ctrl-C stops everything it started.
 #
-# Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate),
+# Also serves the rotation function under a second `cargo lambda watch` (its Invoke API on
+# TOLLGATE_DEV_ROTATION_PORT); `tollgate token rotate` drives it (TOLLGATE_ROTATION_INVOKE_URL).
+#
+# Knobs (environment): TOLLGATE_DEV_PORT (9000), TOLLGATE_DEV_ROTATION_PORT (9001),
+# TOLLGATE_ROTATION_GRACE_MS (60000: how long a replaced key stays valid), TOLLGATE_MOTO_PORT (4599), TOLLGATE_DEV_STATE (.tollgate),
 # TOLLGATE_DEV_POLLERS (128 Lambda runtime loops per proxy process; infra/local/README.md says
 # why this bounds the stack's supported concurrency),
 # TOLLGATE_DEV_NO_RELOAD=1 (do not rebuild the proxy when sources change; the test harness sets it
@@ -17,6 +21,7 @@ cd "$root"
 state=${TOLLGATE_DEV_STATE:-$root/.tollgate}
 mkdir -p "$state"
 port=${TOLLGATE_DEV_PORT:-9000}
+rotation_port=${TOLLGATE_DEV_ROTATION_PORT:-9001}
 moto_port=${TOLLGATE_MOTO_PORT:-4599}
 venv=$root/.venv
 cli=$root/target/debug/tollgate
@@ -34,6 +39,7 @@ port_free() {
 }
 port_free "$port" || die "port $port is in use: set TOLLGATE_DEV_PORT to a free port"
 port_free "$moto_port" || die "port $moto_port is in use: set TOLLGATE_MOTO_PORT to a free port"
+port_free "$rotation_port" || die "port $rotation_port is in use: set TOLLGATE_DEV_ROTATION_PORT to a free port"
 
 pids=()
 cleanup() {
@@ -149,6 +155,46 @@ PY
 done
 [ -n "$ready" ] || die "the proxy did not become ready (see $state/proxy.log)"
 
+# The rotation function: same resources; the admin API key of the mock provider (a real admin
+# key is never read from the environment here).
+admin_secret=""
+if [ -n "$mock_url" ]; then
+  admin_secret=tollgate/admin/mock
+  "$venv/bin/python" - "$admin_secret" <<'PY'
+import sys, boto3, botocore
+sm = boto3.client("secretsmanager")
+try:
+    sm.create_secret(Name=sys.argv[1], SecretString="mock-admin-local")
+except botocore.exceptions.ClientError as e:
+    if e.response["Error"]["Code"] != "ResourceExistsException":
+        raise
+PY
+fi
+{
+  grep -v '^TOLLGATE_LAMBDA_POLLERS=' "$state/proxy.env"
+  echo "TOLLGATE_ROTATION_GRACE_MS=${TOLLGATE_ROTATION_GRACE_MS:-60000}"
+  echo "TOLLGATE_OPENAI_ADMIN_KEY_SECRET_ID=$admin_secret"
+  echo "TOLLGATE_ANTHROPIC_ADMIN_KEY_SECRET_ID=$admin_secret"
+} >"$state/rotation.env"
+say "starting the rotation function with cargo lambda watch on 127.0.0.1:$rotation_port"
+"$venv/bin/cargo-lambda" lambda watch -p tollgate-rotation --bin rotation -A 127.0.0.1 -P "$rotation_port" \
+  --env-file "$state/rotation.env" "${reload[@]}" >"$state/rotation.log" 2>&1 &
+pids+=($!)
+rotation_url="http://127.0.0.1:$rotation_port/2015-03-31/functions/rotation/invocations"
+ready=""
+for _ in $(seq 1 600); do
+  if "$venv/bin/python" - "$rotation_url" <<'PY' 2>/dev/null; then ready=1; break; fi
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=json.dumps({"action": "retire_due"}).encode(),
+                             headers={"content-type": "application/json"})
+body = json.load(urllib.request.urlopen(req, timeout=30))
+sys.exit(0 if "retired" in body else 1)
+PY
+  kill -0 "${pids[-1]}" 2>/dev/null || die "cargo lambda watch (rotation) exited (see $state/rotation.log)"
+  sleep 0.5
+done
+[ -n "$ready" ] || die "the rotation function did not become ready (see $state/rotation.log)"
+
 # The audit path: alert topic (+ a local SQS queue on it), the proxy's log group, the audit
 # function under its own `cargo lambda watch`, and the forwarder that plays the CloudWatch Logs
 # subscription (infra/local/audit_forwarder.py). TOLLGATE_DEV_AUDIT_PORT: its port (default free).
@@ -167,7 +213,6 @@ audit_invoke="http://127.0.0.1:$audit_port/2015-03-31/functions/audit/invocation
   --invoke-url "$audit_invoke" --interval "${TOLLGATE_DEV_AUDIT_INTERVAL:-1}" >>"$state/forwarder.log" 2>&1 &
 pids+=($!)
 
-
 # Written to a temporary file and renamed: harnesses wait for dev.env to exist and read it at
 # once, so it must never be seen empty or half written.
 cat >"$state/dev.env.tmp" <<ENV
@@ -176,6 +221,7 @@ export TOLLGATE_URL=$url
 export TOLLGATE_KEY=$key
 export TOLLGATE_CLI=$cli
 export TOLLGATE_MOCK_URL=$mock_url
+export TOLLGATE_ROTATION_INVOKE_URL=$rotation_url
 export AWS_REGION=$AWS_REGION
 export AWS_DEFAULT_REGION=$AWS_REGION
 export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
@@ -200,9 +246,10 @@ tollgate is running.
                     -H 'content-type: application/json' \\
                     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
   operator CLI:   . $state/dev.env && "\$TOLLGATE_CLI" pool show
+  rotate a token: . $state/dev.env && "\$TOLLGATE_CLI" token rotate POOL TOKEN_ID
   alerts:         . $state/dev.env && "\$TOLLGATE_CLI" alerts list   (and: audit tail --follow)
   logs:           $state/proxy.log (audit lines), $state/audit.log, $state/forwarder.log,
-                  $state/moto.log, $state/mock.log
+                  $state/rotation.log, $state/moto.log, $state/mock.log
 
 Ctrl-C stops everything.
 MSG

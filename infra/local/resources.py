@@ -25,6 +25,7 @@ Progress goes to stderr. Refuses to run without AWS_ENDPOINT_URL (it is for the 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import secrets
 import string
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -312,6 +314,47 @@ def ensure_secret(sm, lid: str, props: dict, key_arn: str) -> str:
 
 
 # --------------------------------------------------------------------------------------
+# The rotation function's stand-in
+# --------------------------------------------------------------------------------------
+
+ROTATION_FUNCTION = "tollgate-rotation"
+
+
+def ensure_rotation_stand_in(session, endpoint: str) -> str:
+    """A placeholder Lambda function named like the rotation function, so RotateSecret can be
+    called with its ARN. The emulator never runs it (that needs Docker): the local driver
+    (`tollgate token rotate`) invokes the real function under `cargo lambda watch` instead."""
+    iam = session.client("iam", endpoint_url=endpoint)
+    lam = session.client("lambda", endpoint_url=endpoint)
+    try:
+        return lam.get_function(FunctionName=ROTATION_FUNCTION)["Configuration"]["FunctionArn"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    try:
+        role = iam.create_role(
+            RoleName="tollgate-rotation-local", AssumeRolePolicyDocument="{}"
+        )["Role"]["Arn"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "EntityAlreadyExists":
+            raise
+        role = iam.get_role(RoleName="tollgate-rotation-local")["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n# stand-in: the local stack runs the real function\n")
+    arn = lam.create_function(
+        FunctionName=ROTATION_FUNCTION,
+        Runtime="provided.al2023",
+        Role=role,
+        Handler="bootstrap",
+        Architectures=["arm64"],
+        Code={"ZipFile": buf.getvalue()},
+    )["FunctionArn"]
+    log(f"rotation function stand-in {arn} created")
+    return arn
+
+
+# --------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -359,6 +402,7 @@ def main() -> int:
         )
     for var in wanted:
         print(f"{var}={created[env_refs[var]]}")
+    print(f"TOLLGATE_ROTATION_FUNCTION_ARN={ensure_rotation_stand_in(session, endpoint)}")
     return 0
 
 

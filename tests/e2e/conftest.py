@@ -123,6 +123,9 @@ def stack(tmp_path_factory):
         "TOLLGATE_SECRET_CACHE_TTL_MS": "1000",
         "TOLLGATE_UPSTREAM_TIMEOUT_MS": "3000",
         "TOLLGATE_DEV_NO_RELOAD": "1",
+        # Short so the rotation test sees a retired key (must exceed the secret cache TTL).
+        "TOLLGATE_ROTATION_GRACE_MS": "4000",
+        "TOLLGATE_DEV_ROTATION_PORT": str(free_port()),
     }
     # The real providers are never used by tests, whatever the caller's environment holds.
     env.pop("OPENAI_API_KEY", None)

@@ -17,8 +17,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// File-name prefixes with a check in this file.
-/// (`audit-*.json` is checked by functions/audit/tests/events.rs.)
-const KNOWN_PREFIXES: &[&str] = &["proxy-", "audit-"];
+/// (`audit-*.json` is checked by functions/audit/tests/events.rs, `rotation-*.json` by
+/// functions/rotation/tests/events.rs.)
+const KNOWN_PREFIXES: &[&str] = &["proxy-", "audit-", "rotation-"];
 
 fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,6 +3,8 @@
 //! Behaviour is chosen by the (fake) API token the caller sends, see `README.md`.
 //! Every request is appended to an in-memory call log exposed at `/_mock/calls`.
 
+mod admin;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,6 +76,8 @@ struct AppState {
     max_in_flight: AtomicU64,
     /// Provider requests received since the last reset (with or without the call log).
     requests: AtomicU64,
+    /// Keys created, deleted and deactivated through the admin routes.
+    admin: Mutex<admin::AdminState>,
 }
 
 /// Counts one provider request as in flight until it is dropped (answered, or the client
@@ -164,6 +168,7 @@ pub fn router(cfg: Config) -> Router {
         in_flight: AtomicU64::new(0),
         max_in_flight: AtomicU64::new(0),
         requests: AtomicU64::new(0),
+        admin: Mutex::new(admin::AdminState::default()),
     });
     macro_rules! ep {
         ($ep:expr) => {
@@ -183,6 +188,20 @@ pub fn router(cfg: Config) -> Router {
             "/v1/messages/count_tokens",
             post(ep!(Endpoint::CountTokens)),
         )
+        .route(
+            "/v1/organization/projects/{project}/service_accounts/{sa}/api_keys",
+            post(admin::openai_create),
+        )
+        .route(
+            "/v1/organization/projects/{project}/api_keys/{key}",
+            axum::routing::delete(admin::openai_delete),
+        )
+        .route(
+            "/v1/organizations/api_keys/{key}",
+            post(admin::anthropic_update),
+        )
+        .route("/_mock/admin", get(admin::show))
+        .route("/_mock/admin/keys", post(admin::register))
         .route("/_mock/calls", get(list_calls).delete(clear_calls))
         .route("/_mock/stats", get(stats))
         .route("/_mock/health", get(|| async { "ok" }))
@@ -252,7 +271,12 @@ async fn handle(
             Err(_) => (Value::Null, true),
         }
     };
-    let token = extract_token(provider, &headers);
+    // `GET /v1/models` serves both providers' SDKs: a key in `x-api-key` counts too.
+    let token = if ep == Endpoint::Models {
+        extract_token(Provider::Anthropic, &headers)
+    } else {
+        extract_token(provider, &headers)
+    };
     let outcome = decide(&st, provider, ep, &headers, token, bad_json);
     let status = match &outcome {
         Ok(_) => 200,
@@ -418,6 +442,14 @@ fn decide(
     let Some(behaviour) = token.strip_prefix("mock-") else {
         return Err(err(StatusCode::UNAUTHORIZED, "Incorrect API key provided."));
     };
+    if st
+        .admin
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_revoked(token)
+    {
+        return Err(err(StatusCode::UNAUTHORIZED, "Incorrect API key provided."));
+    }
     if provider == Provider::Anthropic && !headers.contains_key("anthropic-version") {
         return Err(err(
             StatusCode::BAD_REQUEST,

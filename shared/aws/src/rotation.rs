@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use std::collections::HashMap;
 use tollgate_core::ports::{Secret, StoreError};
 use tollgate_core::rotation::{
-    AWSPENDING, RotationRecords, STAGED, SecretVersions, TokenRotation, VersionedSecrets,
+    AWSPENDING, RotationRecords, RotationStarter, STAGED, SecretVersions, TokenRotation,
+    VersionedSecrets,
 };
 
 const SM: &str = "secretsmanager";
@@ -136,6 +137,41 @@ impl VersionedSecrets for SecretsManagerStore {
             .map_err(|e| match e.as_service_error() {
                 Some(se) if se.is_resource_not_found_exception() => StoreError::NotFound,
                 _ => unavailable(SM, "UpdateSecretVersionStage", &e),
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RotationStarter for SecretsManagerStore {
+    async fn start_rotation(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        function_arn: Option<&str>,
+        interval_days: u32,
+        immediately: bool,
+    ) -> Result<(), StoreError> {
+        self.ops.write();
+        let rules = aws_sdk_secretsmanager::types::RotationRulesType::builder()
+            .automatically_after_days(i64::from(interval_days.clamp(1, 1000)))
+            .build();
+        self.client()
+            .rotate_secret()
+            .secret_id(secret_id)
+            .client_request_token(version_id)
+            .set_rotation_lambda_arn(function_arn.map(str::to_owned))
+            .rotation_rules(rules)
+            .rotate_immediately(immediately)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_resource_not_found_exception() => StoreError::NotFound,
+                // A rotation still in progress, or a function Secrets Manager cannot invoke.
+                Some(se) if se.is_invalid_request_exception() => {
+                    StoreError::Unavailable("secretsmanager RotateSecret: InvalidRequestException (a rotation in progress?)".into())
+                }
+                _ => unavailable(SM, "RotateSecret", &e),
             })?;
         Ok(())
     }

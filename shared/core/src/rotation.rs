@@ -377,6 +377,23 @@ pub trait VersionedSecrets: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Starts a rotation as an operator would (Secrets Manager's RotateSecret).
+#[async_trait]
+pub trait RotationStarter: Send + Sync {
+    /// Labels a new version `version_id` AWSPENDING, enables rotation with `function_arn` (when
+    /// given) every `interval_days`, and with `immediately` lets Secrets Manager run the four
+    /// steps; without it only the function's testSecret runs on AWS (the local driver then
+    /// runs the steps itself).
+    async fn start_rotation(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+        function_arn: Option<&str>,
+        interval_days: u32,
+        immediately: bool,
+    ) -> Result<(), StoreError>;
+}
+
 /// The rotation record on a token's pool record.
 #[async_trait]
 pub trait RotationRecords: Send + Sync {

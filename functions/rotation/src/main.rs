@@ -1,0 +1,88 @@
+//! The rotation function. Wiring only: configuration from the environment, the Secrets
+//! Manager and DynamoDB adapters, the HTTP minter, then the Lambda runtime with
+//! [`Handler::handle_json`] (see the library for what an invocation does).
+//!
+//! Environment: `TOLLGATE_TENANTS_TABLE`, `TOLLGATE_KEYS_TABLE`, `TOLLGATE_POOL_TABLE`
+//! (only the pool table is read and written); `TOLLGATE_ROTATION_GRACE_MS` (default 600000:
+//! how long a replaced key stays valid; must exceed `TOLLGATE_SECRET_CACHE_TTL_MS`, the
+//! proxies' value cache, when that is set); `TOLLGATE_OPENAI_ADMIN_KEY_SECRET_ID` and
+//! `TOLLGATE_ANTHROPIC_ADMIN_KEY_SECRET_ID` (optional: the admin keys' secrets).
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tollgate_aws::{DynamoStore, SecretsManagerStore, Tables};
+use tollgate_core::clock::SystemClock;
+use tollgate_core::rotation::RotationSettings;
+use tollgate_lambda_start::env::{self, EnvError};
+use tollgate_rotation::provider::{
+    ENV_ANTHROPIC_ADMIN_SECRET, ENV_OPENAI_ADMIN_SECRET, HttpMinter,
+};
+use tollgate_rotation::{DEFAULT_GRACE_MS, ENV_GRACE_MS, Handler};
+
+const ENV_SECRET_CACHE_TTL_MS: &str = "TOLLGATE_SECRET_CACHE_TTL_MS";
+
+async fn run() -> Result<(), String> {
+    let grace_ms: u64 = env::parse_or(
+        ENV_GRACE_MS,
+        DEFAULT_GRACE_MS,
+        "a whole number of milliseconds",
+    )
+    .map_err(|e| e.to_string())?;
+    let cache_ms: Option<u64> = env::optional(ENV_SECRET_CACHE_TTL_MS)
+        .map_err(|e| e.to_string())?
+        .map(|v| v.trim().parse())
+        .transpose()
+        .map_err(|_| {
+            EnvError::Invalid {
+                name: ENV_SECRET_CACHE_TTL_MS.into(),
+                expected: "a whole number of milliseconds",
+            }
+            .to_string()
+        })?;
+    if let Some(c) = cache_ms
+        && grace_ms <= c
+    {
+        return Err(EnvError::Invalid {
+            name: ENV_GRACE_MS.into(),
+            expected: "longer than TOLLGATE_SECRET_CACHE_TTL_MS (the proxies' value cache)",
+        }
+        .to_string());
+    }
+    let openai_admin = env::optional(ENV_OPENAI_ADMIN_SECRET).map_err(|e| e.to_string())?;
+    let anthropic_admin = env::optional(ENV_ANTHROPIC_ADMIN_SECRET).map_err(|e| e.to_string())?;
+    let tables = Tables::from_env().map_err(|e| e.to_string())?;
+    let conf = tollgate_lambda_start::aws::sdk_config().await;
+    let secrets = Arc::new(SecretsManagerStore::new(&conf));
+    let dynamo = Arc::new(DynamoStore::new(&conf, tables));
+    let minter = HttpMinter::new(secrets.clone(), openai_admin, anthropic_admin)
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let handler = Arc::new(Handler {
+        secrets,
+        pools: dynamo.clone(),
+        records: dynamo,
+        minter: Arc::new(minter),
+        clock: Arc::new(SystemClock),
+        settings: RotationSettings { grace_ms },
+    });
+    tracing::info!(grace_ms, "rotation function ready");
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
+        let h = handler.clone();
+        async move { h.handle_json(ev.payload).await }
+    }))
+    .await
+    .map_err(|e| format!("lambda runtime: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tollgate_lambda_start::logging::init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "rotation function stopped");
+            eprintln!("rotation: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
