@@ -28,12 +28,12 @@ STAGES = [
     ("  of which reqwest/hyper client", ["reqwest::async_impl::client::Client::execute_request", "<reqwest::async_impl::client::PendingRequest as core::future::future::Future>::poll"]),
     ("response filter and head (answer_response)", ["tollgate_gateway::handler::answer_response"]),
     ("  of which response DLP (walk + scan)", ["tollgate_gateway::inspect::redact_response_body"]),
-    ("  of which response policy", ["tollgate_gateway::inspect::response_policy"]),
+    ("response policy (derived from the caller's DLP policy)", ["tollgate_gateway::inspect::response_policy"]),
     ("usage/settle (pool health, usage, limits, audit)", ["tollgate_gateway::settle::settle::{{closure}}"]),
     ("  of which audit + EMF lines (format, write)", ["<tollgate_gateway::audit_sink::StdoutAuditSink as tollgate_gateway::audit_sink::AuditSink>::emit"]),
     ("    EMF line", ["tollgate_core::audit::AuditRecord::to_emf_line"]),
     ("    audit line", ["tollgate_core::audit::AuditRecord::to_line"]),
-    ("logging (tracing subscriber: spans and events)", ["<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::new_span", "<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event"]),
+    ("logging: request span created, tenant/key id recorded (0 below RUST_LOG=info)", ["tracing::span::Span::new", "tracing::span::Span::record_all"]),
     ("malloc + free (everywhere)", ["malloc.c:malloc ", "malloc.c:free "]),
 ]
 
