@@ -154,6 +154,9 @@ enum Mode {
     /// Holds the request this many milliseconds, then answers normally.
     Slow(usize),
     Break(usize),
+    /// Streams: every SSE event in its own write, this many milliseconds apart (on a fixed
+    /// schedule from the first event). Non-stream requests answer normally.
+    Pace(u64),
     /// Non-stream: 200 and headers, then half a body and an aborted connection.
     Cut,
 }
@@ -316,7 +319,7 @@ async fn handle(
             model: model.unwrap_or_else(|| "mock-model".to_owned()),
             json: &json,
             stream,
-            break_after: None,
+            shape: Shape::Whole,
         };
         let mut resp = match ep {
             Endpoint::Models => models(Some(token)),
@@ -355,16 +358,17 @@ async fn handle(
         set_json_headers(provider, resp.headers_mut(), seq);
         return resp;
     }
-    let break_after = match mode {
-        Mode::Break(n) if stream => Some(n),
-        _ => None,
+    let shape = match mode {
+        Mode::Break(n) if stream => Shape::Break(n),
+        Mode::Pace(ms) if stream => Shape::Pace(ms),
+        _ => Shape::Whole,
     };
     let req = Req {
         seq,
         model: model.unwrap_or_else(|| "mock-model".to_owned()),
         json: &json,
         stream,
-        break_after,
+        shape,
     };
     answer(ep, &req)
 }
@@ -504,6 +508,8 @@ fn decide(
         Ok(Mode::Slow(leading_number(rest).unwrap_or(100)))
     } else if let Some(rest) = behaviour.strip_prefix("break") {
         Ok(Mode::Break(leading_number(rest).unwrap_or(1)))
+    } else if let Some(rest) = behaviour.strip_prefix("pace") {
+        Ok(Mode::Pace(leading_number(rest).unwrap_or(5) as u64))
     } else if behaviour.starts_with("cut") {
         Ok(Mode::Cut)
     } else if let Some(rest) = behaviour.strip_prefix("flaky") {
@@ -593,7 +599,18 @@ struct Req<'a> {
     model: String,
     json: &'a Value,
     stream: bool,
-    break_after: Option<usize>,
+    shape: Shape,
+}
+
+/// How an SSE answer goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// The whole stream in one write.
+    Whole,
+    /// The first `n` events, then an aborted connection.
+    Break(usize),
+    /// One write per event, this many milliseconds apart.
+    Pace(u64),
 }
 
 fn now_secs() -> u64 {
@@ -757,22 +774,18 @@ fn sse_event(out: &mut Vec<Bytes>, v: &Value) {
 }
 
 /// An SSE response. Normally the whole stream goes out as one chunk (one write);
-/// with `break_after = Some(n)` only the first `n` events are sent, then the
-/// body fails so the connection is aborted mid-stream (no terminating chunk).
-fn sse_response(
-    provider: Provider,
-    seq: u64,
-    events: Vec<Bytes>,
-    break_after: Option<usize>,
-) -> Response {
-    let body = match break_after {
-        None => {
+/// [`Shape::Break`] sends only the first `n` events, then fails the body so the connection is
+/// aborted mid-stream (no terminating chunk); [`Shape::Pace`] sends one event per write on a
+/// fixed schedule (event `i` at start + `i` × pace), so a client can time each event's relay.
+fn sse_response(provider: Provider, seq: u64, events: Vec<Bytes>, shape: Shape) -> Response {
+    let body = match shape {
+        Shape::Whole => {
             let all: Vec<u8> = events.concat();
             Body::from_stream(stream::once(async move {
                 Ok::<_, std::io::Error>(Bytes::from(all))
             }))
         }
-        Some(n) => {
+        Shape::Break(n) => {
             let head = stream::iter(events.into_iter().take(n).map(Ok::<_, std::io::Error>));
             let tail = stream::once(async {
                 // Let the server flush what was sent before failing the body.
@@ -783,6 +796,17 @@ fn sse_response(
                 ))
             });
             Body::from_stream(head.chain(tail))
+        }
+        Shape::Pace(ms) => {
+            let start = tokio::time::Instant::now();
+            let pace = Duration::from_millis(ms);
+            Body::from_stream(stream::iter(events.into_iter().enumerate()).then(
+                move |(i, ev)| async move {
+                    let i = u32::try_from(i).unwrap_or(u32::MAX);
+                    tokio::time::sleep_until(start + pace * i).await;
+                    Ok::<_, std::io::Error>(ev)
+                },
+            ))
         }
     };
     let mut resp = Response::new(body);
@@ -881,7 +905,7 @@ fn chat(req: &Req) -> Response {
         );
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    sse_response(Provider::OpenAi, req.seq, events, req.break_after)
+    sse_response(Provider::OpenAi, req.seq, events, req.shape)
 }
 
 fn completions(req: &Req) -> Response {
@@ -921,7 +945,7 @@ fn completions(req: &Req) -> Response {
         sse_data(&mut events, &u);
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    sse_response(Provider::OpenAi, req.seq, events, req.break_after)
+    sse_response(Provider::OpenAi, req.seq, events, req.shape)
 }
 
 /// Standard base64 (with padding).
@@ -1093,7 +1117,7 @@ fn responses(req: &Req) -> Response {
         ev["sequence_number"] = json!(n);
         sse_event(&mut events, &ev);
     }
-    sse_response(Provider::OpenAi, req.seq, events, req.break_after)
+    sse_response(Provider::OpenAi, req.seq, events, req.shape)
 }
 
 // ---------------------------------------------------------------- Anthropic
@@ -1161,7 +1185,7 @@ fn messages(req: &Req) -> Response {
         }),
     );
     sse_event(&mut events, &json!({ "type": "message_stop" }));
-    sse_response(Provider::Anthropic, req.seq, events, req.break_after)
+    sse_response(Provider::Anthropic, req.seq, events, req.shape)
 }
 
 #[cfg(test)]

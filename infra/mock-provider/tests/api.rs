@@ -534,6 +534,37 @@ async fn break3_stream_sends_three_chunks_then_aborts_without_done() {
 }
 
 #[tokio::test]
+async fn pace_stream_spreads_the_events_over_time_and_keeps_them_whole() {
+    let addr = start(Config::default()).await;
+    let whole = post_openai(addr, "/v1/chat/completions", "mock-ok", chat_body(true)).await;
+    let t0 = Instant::now();
+    let r = post_openai(
+        addr,
+        "/v1/chat/completions",
+        "mock-pace20-x",
+        chat_body(true),
+    )
+    .await;
+    let took = t0.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(r.body_error.is_none());
+    let data = sse_data(&r.text());
+    assert_eq!(data.len(), sse_data(&whole.text()).len());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    // n events, the last one (n - 1) x 20 ms after the first.
+    let floor = Duration::from_millis(20 * (data.len() as u64 - 1));
+    assert!(took >= floor, "{took:?} < {floor:?}");
+    let r = post_openai(
+        addr,
+        "/v1/chat/completions",
+        "mock-pace20",
+        chat_body(false),
+    )
+    .await;
+    assert_eq!(r.json()["object"], "chat.completion");
+}
+
+#[tokio::test]
 async fn break_token_without_stream_answers_normally() {
     let addr = start(Config::default()).await;
     let r = post_openai(

@@ -3,10 +3,12 @@
 //! check maps to the same 401; the [`AuthFailure`] variant only reaches the audit line.
 
 use crate::clock::EpochMs;
-use crate::key::{ClientKey, KeyFormatError, digest_eq, hmac_sha256};
+use crate::key::{ClientKey, KeyFormatError, digest_eq};
 use crate::provider::Route;
 use crate::reason::Reason;
 use crate::records::{ClientKeyRecord, KeyStatus, Tenant};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -48,11 +50,22 @@ impl ScopeFailure {
 
 /// The pepper secret: every version, and which one new keys use.
 /// Stored as JSON `{"current": "2", "v1": "...", "v2": "..."}`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Peppers {
     pub current: u32,
     versions: BTreeMap<u32, Vec<u8>>,
+    /// HMAC-SHA256 keyed with each version, ready to clone: the key's two pad blocks are
+    /// hashed once per pepper instead of once per request.
+    keyed: BTreeMap<u32, Hmac<Sha256>>,
 }
+
+impl PartialEq for Peppers {
+    fn eq(&self, other: &Self) -> bool {
+        self.current == other.current && self.versions == other.versions
+    }
+}
+
+impl Eq for Peppers {}
 
 impl std::fmt::Debug for Peppers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,8 +108,16 @@ impl Peppers {
                 versions.insert(n, s.as_bytes().to_vec());
             }
         }
+        let keyed = versions
+            .iter()
+            .filter_map(|(v, p)| Some((*v, <Hmac<Sha256> as Mac>::new_from_slice(p).ok()?)))
+            .collect();
         match versions.get(&current) {
-            Some(p) if p.len() >= 32 => Ok(Self { current, versions }),
+            Some(p) if p.len() >= 32 => Ok(Self {
+                current,
+                versions,
+                keyed,
+            }),
             _ => Err(PepperError::CurrentMissing(current)),
         }
     }
@@ -107,6 +128,14 @@ impl Peppers {
 
     pub fn current_pepper(&self) -> &[u8] {
         self.get(self.current).unwrap_or_default()
+    }
+
+    /// `HMAC-SHA256(pepper[version], key)`, the same as [`ClientKey::digest`], from the
+    /// pre-keyed state; `None` for an unknown version.
+    pub fn digest(&self, version: u32, key: &ClientKey) -> Option<[u8; 32]> {
+        let mut mac = self.keyed.get(&version)?.clone();
+        mac.update(key.expose().as_bytes());
+        Some(mac.finalize().into_bytes().into())
     }
 
     /// The digest a new key is stored under, with its pepper version.
@@ -160,15 +189,14 @@ pub fn verify_key<'r>(
     now: EpochMs,
 ) -> Result<&'r ClientKeyRecord, AuthFailure> {
     let Some(rec) = rec else {
-        let dummy = key.digest(peppers.current_pepper());
+        let dummy = peppers.digest(peppers.current, key).unwrap_or_default();
         let _ = digest_eq(&dummy, &[0u8; 32]);
         return Err(AuthFailure::UnknownKey);
     };
-    let Some(pepper) = peppers.get(rec.pepper_version) else {
-        let _ = hmac_sha256(peppers.current_pepper(), key.expose().as_bytes());
+    let Some(presented) = peppers.digest(rec.pepper_version, key) else {
+        let _ = peppers.digest(peppers.current, key);
         return Err(AuthFailure::UnknownPepperVersion);
     };
-    let presented = key.digest(pepper);
     let stored = unhex(&rec.digest_hex).unwrap_or_default();
     if !digest_eq(&presented, &stored) || rec.key_id != key.key_id() {
         return Err(AuthFailure::DigestMismatch);
@@ -265,6 +293,14 @@ mod tests {
 
     const P1: &str = "test-pepper-version-one-0123456789abcdef";
     const P2: &str = "test-pepper-version-two-0123456789abcdef";
+
+    #[test]
+    fn the_pre_keyed_digest_is_the_plain_hmac() {
+        let p = peppers();
+        let k = ClientKey::generate(crate::key::KeyEnv::Test, &mut rand::thread_rng());
+        assert_eq!(p.digest(p.current, &k), Some(k.digest(p.current_pepper())));
+        assert_eq!(p.digest(p.current + 100, &k), None);
+    }
 
     fn peppers() -> Peppers {
         Peppers::parse(&format!(r#"{{"current":"2","v1":"{P1}","v2":"{P2}"}}"#)).unwrap()

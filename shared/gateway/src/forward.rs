@@ -253,7 +253,11 @@ async fn send(
     } else {
         reqwest::Method::POST
     };
-    let mut rb = gw.http.request(method, url);
+    let mut rb = match gw.parsed_url(&url) {
+        Some(u) => gw.http.request(method, u),
+        // Not a URL: reqwest reports it as a failed request, as before.
+        None => gw.http.request(method, url),
+    };
     for (k, v) in &parsed.headers {
         rb = rb.header(k, v);
     }

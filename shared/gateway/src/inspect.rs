@@ -67,6 +67,16 @@ pub(crate) fn inspect(
 /// The policy applied to provider responses: only secrets, redacted unless the caller's
 /// policy turned that secret type off. Personal data in answers is the caller's own business.
 pub fn response_policy(request_policy: &Policy) -> Policy {
+    // Most callers run the defaults: their response policy is built once per process.
+    static FOR_DEFAULTS: std::sync::LazyLock<Policy> =
+        std::sync::LazyLock::new(|| build_response_policy(&Policy::default()));
+    if request_policy.categories.is_empty() && request_policy.entities.is_empty() {
+        return FOR_DEFAULTS.clone();
+    }
+    build_response_policy(request_policy)
+}
+
+fn build_response_policy(request_policy: &Policy) -> Policy {
     let mut p = Policy::default();
     for c in [
         Category::Financial,

@@ -15,7 +15,8 @@ pub mod secrets;
 use crate::audit_sink::AuditSink;
 use crate::config::GatewayConfig;
 pub use issuers::{HttpJwks, IdentityStores};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate_core::clock::{Clock, EpochMs};
 use tollgate_core::ports::{
@@ -48,7 +49,13 @@ pub struct Gateway {
     pub(crate) secrets: secrets::SecretCache,
     pub(crate) limits: Option<Arc<limits::LimitCounters>>,
     pub(crate) prices: prices::PriceBook,
+    /// Upstream URLs already parsed (a few per token: one per route). Parsing one costs more
+    /// than the rest of the upstream call's set-up.
+    upstream_urls: Mutex<HashMap<String, reqwest::Url>>,
 }
+
+/// Most parsed upstream URLs kept; the map starts over when full.
+const MAX_UPSTREAM_URLS: usize = 1024;
 
 impl Gateway {
     /// A gateway that trusts no OIDC issuer: JWT callers are refused (unknown issuer).
@@ -107,6 +114,7 @@ impl Gateway {
                 ))
             }),
             prices: prices::PriceBook::new(stores.prices, cfg.key_cache_ttl_ms, clock.clone()),
+            upstream_urls: Mutex::new(HashMap::new()),
             cfg,
             clock,
             http,
@@ -116,5 +124,22 @@ impl Gateway {
 
     pub(crate) fn now(&self) -> EpochMs {
         self.clock.now_ms()
+    }
+
+    /// `url` parsed, from the cache when it was parsed before; `None` when it does not parse.
+    pub(crate) fn parsed_url(&self, url: &str) -> Option<reqwest::Url> {
+        if let Ok(m) = self.upstream_urls.lock()
+            && let Some(u) = m.get(url)
+        {
+            return Some(u.clone());
+        }
+        let parsed = reqwest::Url::parse(url).ok()?;
+        if let Ok(mut m) = self.upstream_urls.lock() {
+            if m.len() >= MAX_UPSTREAM_URLS {
+                m.clear();
+            }
+            m.insert(url.to_owned(), parsed.clone());
+        }
+        Some(parsed)
     }
 }
