@@ -295,6 +295,8 @@ def main():
           + (f"{init[0]:.1f} / {init[1]:.1f} ms" if init else "did not poll") + " | < 50 ms |")
     print(f"| store (AWS) calls per warm request, emulator | {calls} | 0 reads, ≤ 2 writes |")
     print(f"| same, key with limits (rpm + daily budget, strict mode) | {limited_calls} | 0 reads, admit + settle writes |")
+    for row in limit_stage_latency(seed, key):
+        print(row)
 
 
 def lambda_init(runs=7):
@@ -414,7 +416,56 @@ def warm_calls(n=50):
     def audit_lines():
         return [json.loads(l) for l in (TMP / "proxy-aws.out").read_text().splitlines() if '"tollgate_audit"' in l]
 
+    LIMIT_BENCH["emulator"] = (url, key, limited["key"])
     return measure(key), measure(limited["key"])
+
+
+# The emulator proxy and its two keys (no limits / rpm + daily budget), left by warm_calls for
+# limit_stage_latency.
+LIMIT_BENCH = {}
+
+
+def limit_stage_latency(seed, key):
+    """Added latency of the limit stage (strict mode): the same load through a proxy whose key
+    has no limits and through one whose key has an RPM limit and a daily budget, alternating
+    rounds, with in-memory stores and against the emulator. Returns table rows."""
+    data = json.loads(seed.read_text())
+    data["keys"][0]["limits"] = {"rpm": 1_000_000_000, "budget_day_micros": 1_000_000_000_000}
+    limited_seed = TMP / "seed-limited.json"
+    limited_seed.write_text(json.dumps(data))
+    memory = {}
+    for name, path in (("unlimited", seed), ("limited", limited_seed)):
+        spawn([str(REL / "proxy"), "--http", "127.0.0.1:0"],
+              env={"TOLLGATE_STORE": "memory", "TOLLGATE_MEMORY_SEED": str(path), "RUST_LOG": "warn"},
+              name=f"proxy-{name}")
+        memory[name] = listening(f"proxy-{name}")
+    rows = []
+
+    def compare(label, urls, keys, rate, seconds, rounds):
+        merged = {"unlimited": [], "limited": []}
+        errors = {"unlimited": 0, "limited": 0}
+        for i in range(rounds):
+            for mode in ("unlimited", "limited"):
+                f = TMP / f"limit-{label}-{mode}-{i}.txt"
+                r = load(f"{urls[mode]}/v1/chat/completions", keys[mode], rate, seconds, f)
+                errors[mode] += r["errors"]
+                merged[mode] += [float(x) for x in f.read_text().split()]
+        for v in merged.values():
+            v.sort()
+        u, l = merged["unlimited"], merged["limited"]
+        rows.append(f"| limit stage added latency, {label}, {rate} req/s | "
+                    f"p50 {pct(l, 50) - pct(u, 50):.3f} ms, p99 {pct(l, 99) - pct(u, 99):.3f} ms "
+                    f"(limited {pct(l, 50):.3f} / {pct(l, 99):.3f}, unlimited {pct(u, 50):.3f} / {pct(u, 99):.3f}; "
+                    f"errors {errors['limited']} / {errors['unlimited']}; samples {len(l)} / {len(u)}) | |")
+
+    # The same key in both seeds: with limits in one, without in the other.
+    keys = {"unlimited": key, "limited": key}
+    compare("in-memory stores", memory, keys, 200, max(1, SECONDS // 2), 2)
+    if "emulator" in LIMIT_BENCH:
+        url, plain, limited = LIMIT_BENCH["emulator"]
+        compare("AWS emulator", {"unlimited": url, "limited": url}, {"unlimited": plain, "limited": limited},
+                20, max(2, SECONDS // 2), 2)
+    return rows
 
 if __name__ == "__main__":
     try:
