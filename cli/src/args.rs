@@ -60,10 +60,106 @@ pub enum Command {
     /// Trusted OIDC issuers: their JWTs are accepted as callers (see `issuer add --help`).
     #[command(subcommand)]
     Issuer(crate::issuer::IssuerCmd),
+    /// The model price table spend limits and the audit line's cost use (USD per million
+    /// tokens).
+    #[command(subcommand)]
+    Prices(PricesCmd),
     /// Scan stdin for sensitive data as the proxy would. Never prints a matched value.
     ///
     /// Needs no AWS access unless --tenant is given.
     Scan(ScanArgs),
+    /// Alerts the audit function raised (kept in its state table, TOLLGATE_AUDIT_STATE_TABLE,
+    /// default tollgate-audit-state).
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
+    /// The proxy's audit lines in CloudWatch Logs.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCmd {
+    /// Recent alerts, newest first: the latest per (rule, subject), with how many later
+    /// occurrences were counted into it.
+    List(AlertsList),
+    /// One alert in full: counts, evidence request ids, networks, summary, runbook and what
+    /// the auto-response did.
+    Show(AlertsShow),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsList {
+    /// Alerts opened within this long (e.g. 1h, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration_ms)]
+    pub since: u64,
+    /// Only this rule (e.g. key_refused_outside).
+    #[arg(long, value_parser = parse_rule)]
+    pub rule: Option<tollgate_core::detect::Rule>,
+    /// Only alerts about this tenant.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
+    /// Only alerts about this key: key id, display form or full key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsShow {
+    /// The alert id as `alerts list` prints it: <rule>/<subject>, e.g.
+    /// key_refused_outside/key:AbCdEf123456.
+    #[arg(value_parser = parse_alert_id)]
+    pub id: (tollgate_core::detect::Rule, String),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Print the proxy's audit lines (FilterLogEvents), optionally only one tenant's or key's,
+    /// and with --follow keep printing new ones.
+    Tail(AuditTail),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTail {
+    /// The proxy's log group (template output ProxyLogGroupName).
+    #[arg(long, env = "TOLLGATE_PROXY_LOG_GROUP")]
+    pub log_group: String,
+    /// Only this tenant's requests.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
+    /// Only this key's requests: key id, display form or full key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Start this long ago (e.g. 10m, 2h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration_ms)]
+    pub since: u64,
+    /// Keep polling for new lines until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With --follow: time between polls (e.g. 2s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration_ms)]
+    pub interval: u64,
+}
+
+pub fn parse_rule(s: &str) -> Result<tollgate_core::detect::Rule, String> {
+    tollgate_core::detect::Rule::ALL
+        .iter()
+        .copied()
+        .find(|r| r.as_str() == s.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = tollgate_core::detect::Rule::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+            format!("unknown rule {s:?}; one of {}", names.join(", "))
+        })
+}
+
+pub fn parse_alert_id(s: &str) -> Result<(tollgate_core::detect::Rule, String), String> {
+    tollgate_core::detect::parse_alert_id(s)
+        .ok_or_else(|| format!("expected <rule>/<subject> as `alerts list` prints it, not {s:?}"))
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +251,51 @@ pub struct LimitsSet {
     /// Tokens per UTC month.
     #[arg(long, value_parser = parse_count)]
     pub tokens_month: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCmd {
+    /// Every price the proxy uses: the stored table, or the built-in defaults while nothing
+    /// is stored.
+    List,
+    /// Set one model's price (USD per million tokens). The first edit stores the built-in
+    /// defaults with it.
+    Set(PricesSet),
+    /// Remove one model's price (its requests then cost 0 USD: only token limits apply).
+    Remove(PricesRemove),
+    /// Load prices from a file: JSON {"model": {"input": 2.5, "output": 10, "cached_input":
+    /// 1.25}} or CSV with the header model,input,output[,cached_input] (USD per million
+    /// tokens). Merged into the current table unless --replace.
+    Import(PricesImport),
+}
+
+#[derive(Debug, Args)]
+pub struct PricesSet {
+    /// Model name as requests send it; dated snapshots and aliases (`<model>-…`) inherit it.
+    pub model: String,
+    /// Input price, USD per million tokens.
+    #[arg(long)]
+    pub input: f64,
+    /// Output price, USD per million tokens.
+    #[arg(long)]
+    pub output: f64,
+    /// Cached (prompt-cache read) input price, USD per million tokens.
+    #[arg(long)]
+    pub cached_input: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesRemove {
+    pub model: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesImport {
+    /// The JSON or CSV file.
+    pub file: PathBuf,
+    /// Store exactly the file's prices (models not in it lose their price) instead of merging.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// `600`, `200k`, `1.5m`, `2_000`: a whole count.
@@ -473,6 +614,29 @@ pub enum PoolCmd {
     Show(PoolShow),
     /// Set a pool's selection strategy.
     SetStrategy(PoolSetStrategy),
+    /// Cap how many requests one tenant may have in flight through the pool at once (its fair
+    /// share of the pool's provider capacity), across every proxy instance.
+    SetTenantShare(PoolSetTenantShare),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("share").required(true).args(["max_concurrency", "clear"])))]
+pub struct PoolSetTenantShare {
+    #[arg(value_parser = parse_id)]
+    pub pool: String,
+    /// Requests in flight per tenant through this pool (at least 1).
+    #[arg(long, value_parser = parse_positive_count)]
+    pub max_concurrency: Option<u64>,
+    /// Remove the cap.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+fn parse_positive_count(s: &str) -> Result<u64, String> {
+    match parse_count(s)? {
+        0 => Err("must be at least 1 (use --clear to remove the cap)".into()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use rand::RngCore;
 use std::io::{self, BufRead, IsTerminal, Read};
 use tollgate_core::clock::Clock;
 use tollgate_core::ports::{
-    IssuerStore, KeyStore, LimitStore, PoolStore, SecretStore, TenantStore,
+    IssuerStore, KeyStore, LimitStore, PoolStore, PriceStore, SecretStore, TenantStore,
 };
 
 /// Default secret id of the pepper (all versions in one JSON secret).
@@ -104,6 +104,9 @@ pub struct Ctx<'a> {
     pub limits: Option<&'a dyn LimitStore>,
     /// Trusted OIDC issuers (`None` when no issuers table is configured).
     pub issuers: Option<&'a dyn IssuerStore>,
+    /// The model price table (`None` when the deployment has no limits table configured: it
+    /// lives there).
+    pub prices: Option<&'a dyn PriceStore>,
     pub clock: &'a dyn Clock,
     pub rng: &'a mut dyn RngCore,
     pub console: &'a mut dyn Console,

@@ -3,7 +3,9 @@
 //! adapters (the binary) and on `MemoryStore` (the unit tests). `main.rs` only parses, builds
 //! the AWS-backed stores and dispatches through [`run`].
 
+pub mod alerts;
 pub mod args;
+pub mod audit;
 pub mod ctx;
 pub mod error;
 pub mod issuer;
@@ -12,6 +14,7 @@ pub mod limits;
 pub mod output;
 pub mod policy;
 pub mod pool;
+pub mod prices;
 pub mod scan;
 pub mod tenant;
 pub mod token;
@@ -30,10 +33,15 @@ pub async fn run(ctx: &mut Ctx<'_>, command: args::Command) -> error::Result<Out
         args::Command::Pool(c) => pool::run(ctx, c).await,
         args::Command::Policy(c) => policy::run(ctx, c).await,
         args::Command::Limits(c) => limits::run(ctx, c).await,
+        args::Command::Prices(c) => prices::run(ctx, c).await,
         args::Command::Usage(a) => limits::usage(ctx, a).await,
         args::Command::Issuer(c) => issuer::run(ctx, c).await,
         args::Command::Scan(_) => Err(CliError::new(
             "internal: `scan` streams its output and runs through scan::run",
+        )),
+        args::Command::Alerts(_) | args::Command::Audit(_) => Err(CliError::new(
+            "internal: `alerts` and `audit` read the audit function's stores: run them through \
+             alerts::run and audit::tail",
         )),
     }
 }

@@ -12,7 +12,7 @@ use tollgate_aws::{
 };
 use tollgate_cli::ctx::DEFAULT_PEPPER_SECRET_ID;
 use tollgate_cli::{CliError, Ctx, Settings, StdConsole, args};
-use tollgate_core::clock::SystemClock;
+use tollgate_core::clock::{Clock, SystemClock};
 
 /// Defaults matching the local stack, so a sourced `.tollgate/dev.env` is enough.
 const DEFAULTS: [(&str, &str); 6] = [
@@ -72,10 +72,46 @@ async fn scan(a: &args::ScanArgs, json: bool) -> Result<Done, CliError> {
     Ok(Done::Exit(code))
 }
 
+/// The AWS configuration alone (for commands that need none of the core tables).
+async fn sdk() -> Result<aws_config::SdkConfig, CliError> {
+    let conf = tollgate_aws::sdk_config().await;
+    if conf.region().is_none() {
+        return Err(CliError::new(
+            "no AWS region configured: set AWS_REGION (or a region in your AWS profile)",
+        ));
+    }
+    Ok(conf)
+}
+
+/// `alerts` reads the audit state table only (default: the local stack's name).
+async fn alerts(c: args::AlertsCmd, json: bool) -> Result<Done, CliError> {
+    let conf = sdk().await?;
+    let table = var(tollgate_aws::ENV_AUDIT_STATE_TABLE)
+        .unwrap_or_else(|| "tollgate-audit-state".to_owned());
+    let store = tollgate_aws::DynamoAuditState::new(&conf, table);
+    let out = tollgate_cli::alerts::run(&store, SystemClock.now_ms(), c).await?;
+    Ok(Done::Print(out.render(json)))
+}
+
+/// `audit tail` reads the proxy's log group only; it writes as it goes.
+async fn audit(c: args::AuditCmd, json: bool) -> Result<Done, CliError> {
+    let args::AuditCmd::Tail(a) = c;
+    let conf = sdk().await?;
+    let src = tollgate_aws::CloudWatchAuditLog::new(&conf, a.log_group.clone());
+    let mut out = std::io::stdout().lock();
+    tollgate_cli::audit::tail(&src, &a, SystemClock.now_ms(), json, &mut out).await?;
+    Ok(Done::Exit(0))
+}
+
 async fn run(cli: args::Cli) -> Result<Done, CliError> {
     if let args::Command::Scan(a) = &cli.command {
         return scan(a, cli.json).await;
     }
+    let cli = match cli.command {
+        args::Command::Alerts(c) => return alerts(c, cli.json).await,
+        args::Command::Audit(c) => return audit(c, cli.json).await,
+        command => args::Cli { command, ..cli },
+    };
     let aws = aws().await?;
     let mut rng = rand::rngs::OsRng;
     let mut console = StdConsole;
@@ -92,6 +128,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             .issuers
             .as_deref()
             .map(|s| s as &dyn tollgate_core::ports::IssuerStore),
+        prices: aws
+            .limits
+            .as_deref()
+            .map(|l| l as &dyn tollgate_core::ports::PriceStore),
         clock: &SystemClock,
         rng: &mut rng,
         console: &mut console,

@@ -1,6 +1,10 @@
-//! `tollgate pool show | set-strategy`.
+//! `tollgate pool show | set-strategy | set-tenant-share`.
+//!
+//! A pool's tenant share (`set-tenant-share POOL --max-concurrency N`) caps how many requests
+//! one tenant may have in flight through the pool at once, across every proxy instance, so one
+//! tenant cannot take all of the pool's provider capacity.
 
-use crate::args::{PoolCmd, PoolSetStrategy, PoolShow};
+use crate::args::{PoolCmd, PoolSetStrategy, PoolSetTenantShare, PoolShow};
 use crate::ctx::Ctx;
 use crate::error::{CliError, Result, StoreContext};
 use crate::output::{Out, Table, or_dash, remaining, time_or_dash, truncate};
@@ -14,6 +18,7 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: PoolCmd) -> Result<Out> {
     match cmd {
         PoolCmd::Show(a) => show(ctx, a).await,
         PoolCmd::SetStrategy(a) => set_strategy(ctx, a).await,
+        PoolCmd::SetTenantShare(a) => set_tenant_share(ctx, a).await,
     }
 }
 
@@ -35,7 +40,9 @@ pub async fn show(ctx: &mut Ctx<'_>, a: PoolShow) -> Result<Out> {
                 .await
                 .ctx("listing pool settings")?
             {
-                m.entry(cfg.pool).or_default().strategy = cfg.strategy;
+                let v = m.entry(cfg.pool).or_default();
+                v.strategy = cfg.strategy;
+                v.tenant_concurrency = cfg.tenant_concurrency;
             }
             for t in ctx.pools.list_tokens().await.ctx("listing tokens")? {
                 m.entry(t.pool.clone()).or_default().tokens.push(t);
@@ -64,8 +71,12 @@ pub fn render(pools: &BTreeMap<String, PoolView>, now: EpochMs) -> Out {
         if !human.is_empty() {
             human.push('\n');
         }
+        let share = view
+            .tenant_concurrency
+            .map(|n| format!("  per-tenant in flight {n}"))
+            .unwrap_or_default();
         human.push_str(&format!(
-            "pool {name}  strategy {}  tokens {}  usable now {usable}\n",
+            "pool {name}  strategy {}{share}  tokens {}  usable now {usable}\n",
             view.strategy.as_str(),
             tokens.len()
         ));
@@ -77,6 +88,7 @@ pub fn render(pools: &BTreeMap<String, PoolView>, now: EpochMs) -> Out {
         json_pools.push(json!({
             "pool": name,
             "strategy": view.strategy,
+            "tenant_concurrency": view.tenant_concurrency,
             "usable": usable,
             "tokens": tokens.iter().map(|t| token_json(t, now)).collect::<Vec<_>>(),
         }));
@@ -193,8 +205,9 @@ pub async fn set_strategy(ctx: &mut Ctx<'_>, a: PoolSetStrategy) -> Result<Out> 
         .await);
     }
     let cfg = PoolConfig {
-        pool: a.pool.clone(),
-        strategy: a.strategy,
+        // The rest of the settings stay as they are.
+        tenant_concurrency: view.tenant_concurrency,
+        ..PoolConfig::new(a.pool.clone(), a.strategy)
     };
     ctx.pools
         .set_pool_config(&cfg)
@@ -207,5 +220,44 @@ pub async fn set_strategy(ctx: &mut Ctx<'_>, a: PoolSetStrategy) -> Result<Out> 
             a.strategy.as_str()
         ),
         json!({ "pool": a.pool, "strategy": a.strategy }),
+    ))
+}
+
+pub async fn set_tenant_share(ctx: &mut Ctx<'_>, a: PoolSetTenantShare) -> Result<Out> {
+    let view = ctx
+        .pools
+        .load_pool(&a.pool)
+        .await
+        .ctx(format!("reading pool {}", a.pool))?;
+    if !pool_exists(ctx, &a.pool, &view).await? {
+        return Err(missing_pool(
+            ctx,
+            &a.pool,
+            &format!(
+                "a pool comes into being with its first token: `tollgate token add --pool {} --new-pool ...`",
+                a.pool
+            ),
+        )
+        .await);
+    }
+    let cap = if a.clear { None } else { a.max_concurrency };
+    let cfg = PoolConfig {
+        tenant_concurrency: cap,
+        ..PoolConfig::new(a.pool.clone(), view.strategy)
+    };
+    ctx.pools
+        .set_pool_config(&cfg)
+        .await
+        .ctx(format!("setting the tenant share of pool {}", a.pool))?;
+    let what = match cap {
+        Some(n) => format!(
+            "each tenant may have at most {n} requests in flight through pool {}",
+            a.pool
+        ),
+        None => format!("pool {} has no per-tenant cap", a.pool),
+    };
+    Ok(Out::new(
+        format!("{what}; proxies pick this up within their pool cache TTL."),
+        json!({ "pool": a.pool, "tenant_concurrency": cap }),
     ))
 }

@@ -86,6 +86,7 @@ impl<P: PoolStore> Harness<P> {
             secrets: &self.store,
             limits: Some(&self.store),
             issuers: Some(&self.store),
+            prices: Some(&self.store),
             clock: &self.clock,
             rng: &mut self.rng,
             console: &mut self.console,
@@ -621,10 +622,7 @@ async fn token_add_to_a_pool_that_does_not_exist_needs_new_pool() {
     // A typo: refused, existing pools listed, nothing read or written.
     h.ok(&["pool", "set-strategy", "openai", "weighted"]).await;
     h.pools
-        .set_pool_config(&PoolConfig {
-            pool: "anthropic".into(),
-            strategy: Strategy::Priority,
-        })
+        .set_pool_config(&PoolConfig::new("anthropic", Strategy::Priority))
         .await
         .unwrap();
     h.console.stdin = Some(TOKEN_VALUE.into());
@@ -1808,6 +1806,250 @@ async fn usage_shows_each_window_with_remaining_and_reset() {
     // The tenant as a whole has no counters yet: all zero.
     let out = h.ok(&["usage", "--tenant", "acme"]).await;
     assert_eq!(out.json["usage"][0]["used"], 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// prices
+
+#[tokio::test]
+async fn prices_list_shows_the_builtin_defaults_until_the_first_edit_stores_them() {
+    use tollgate_core::ports::PriceStore;
+    let mut h = Harness::new().await;
+    let out = h.ok(&["prices", "list"]).await;
+    assert_eq!(out.json["source"], "builtin");
+    assert_eq!(out.json["prices"]["gpt-4o-mini"]["input"], 0.15);
+    assert!(out.human.contains("built-in defaults"), "{}", out.human);
+    assert_eq!(
+        h.store.load_prices().await.unwrap(),
+        None,
+        "listing stores nothing"
+    );
+
+    let out = h
+        .ok(&[
+            "prices", "set", "my-llama", "--input", "0.2", "--output", "0.8",
+        ])
+        .await;
+    assert_eq!(out.json["added"], true);
+    let stored = h.store.load_prices().await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    // The defaults were stored along with the new model.
+    assert_eq!(
+        stored.table.prices.len(),
+        tollgate_core::pricing::PriceTable::builtin().prices.len() + 1
+    );
+    assert_eq!(stored.table.prices["my-llama"].output, 800_000);
+
+    let out = h
+        .ok(&[
+            "prices",
+            "set",
+            "gpt-4o",
+            "--input",
+            "2",
+            "--output",
+            "8",
+            "--cached-input",
+            "1",
+        ])
+        .await;
+    assert_eq!(out.json["updated"], true);
+    let out = h.ok(&["--json", "prices", "list"]).await;
+    assert_eq!(out.json["source"], "stored");
+    assert_eq!(out.json["version"], 2);
+    assert_eq!(out.json["prices"]["gpt-4o"]["cached_input"], 1.0);
+
+    h.ok(&["prices", "remove", "my-llama"]).await;
+    let e = h.run(&["prices", "remove", "my-llama"]).await.unwrap_err();
+    assert!(e.0.contains("no price of its own"), "{e}");
+}
+
+#[tokio::test]
+async fn prices_set_refuses_bad_values_and_names_and_stores_nothing() {
+    use tollgate_core::ports::PriceStore;
+    let mut h = Harness::new().await;
+    for (argv, needle) in [
+        (
+            vec!["prices", "set", "m", "--input=-1", "--output", "1"],
+            "input price -1",
+        ),
+        (
+            vec!["prices", "set", "m", "--input", "NaN", "--output", "1"],
+            "input price NaN",
+        ),
+        (
+            vec!["prices", "set", "m", "--input", "1", "--output", "inf"],
+            "output price inf",
+        ),
+        (
+            vec![
+                "prices",
+                "set",
+                "m",
+                "--input",
+                "1",
+                "--output",
+                "1",
+                "--cached-input",
+                "20000",
+            ],
+            "cached_input price",
+        ),
+        (
+            vec!["prices", "set", "bad name", "--input", "1", "--output", "1"],
+            "model name",
+        ),
+        (vec!["prices", "remove", "a/../../b c"], "model name"),
+    ] {
+        let e = h.run(&argv).await.unwrap_err();
+        assert!(e.0.contains(needle), "{argv:?}: {e}");
+    }
+    let long = "m".repeat(200);
+    let e = h
+        .run(&["prices", "set", &long, "--input", "1", "--output", "1"])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("1 to 128 characters"), "{e}");
+    assert_eq!(h.store.load_prices().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn prices_import_merges_or_replaces_and_a_bad_file_changes_nothing() {
+    use tollgate_core::ports::PriceStore;
+    let dir = std::env::temp_dir().join(format!("tollgate-prices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("p.csv");
+    std::fs::write(
+        &csv,
+        "model,input,output,cached_input\ngpt-4o,2,8,\nnew-model,1,2,0.5\n",
+    )
+    .unwrap();
+    let mut h = Harness::new().await;
+    let out = h.ok(&["prices", "import", csv.to_str().unwrap()]).await;
+    assert_eq!(
+        (out.json["added"].as_u64(), out.json["changed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let n_builtin = tollgate_core::pricing::PriceTable::builtin().prices.len() as u64;
+    assert_eq!(out.json["total"].as_u64(), Some(n_builtin + 1));
+
+    let json = dir.join("p.json");
+    std::fs::write(
+        &json,
+        r#"{"prices": {"only-model": {"input": 1, "output": 1}}}"#,
+    )
+    .unwrap();
+    let out = h
+        .ok(&["prices", "import", json.to_str().unwrap(), "--replace"])
+        .await;
+    assert_eq!(out.json["total"].as_u64(), Some(1));
+    assert_eq!(out.json["removed"].as_u64(), Some(n_builtin + 1));
+    let before = h.store.load_prices().await.unwrap();
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "model,input,output\nok,1,1\nneg,-0.5,1\n").unwrap();
+    let e = h
+        .run(&["prices", "import", bad.to_str().unwrap()])
+        .await
+        .unwrap_err();
+    assert!(
+        e.0.contains("neg: input price -0.5") && e.0.contains("nothing was stored"),
+        "{e}"
+    );
+    let e = h
+        .run(&[
+            "prices",
+            "import",
+            dir.join("missing.json").to_str().unwrap(),
+        ])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("missing.json"), "{e}");
+    assert_eq!(h.store.load_prices().await.unwrap(), before);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn prices_fail_with_a_clear_error_when_the_store_is_down() {
+    let mut h = Harness::new().await;
+    h.store.set_failing(true);
+    let e = h.run(&["prices", "list"]).await.unwrap_err();
+    assert!(
+        e.0.contains("reading the price table: the store is unavailable"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn pool_tenant_share_is_set_shown_kept_by_set_strategy_and_cleared() {
+    let mut h = Harness::new().await;
+    let e = h
+        .run(&[
+            "pool",
+            "set-tenant-share",
+            "openai",
+            "--max-concurrency",
+            "5",
+        ])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("pool openai does not exist"), "{e}");
+    h.pools
+        .set_pool_config(&PoolConfig::new("openai", Strategy::Weighted))
+        .await
+        .unwrap();
+    let out = h
+        .ok(&[
+            "pool",
+            "set-tenant-share",
+            "openai",
+            "--max-concurrency",
+            "5",
+        ])
+        .await;
+    assert_eq!(out.json["tenant_concurrency"], 5);
+    let v = h.pools.load_pool("openai").await.unwrap();
+    assert_eq!(
+        (v.strategy, v.tenant_concurrency),
+        (Strategy::Weighted, Some(5))
+    );
+    // Changing the strategy keeps the share.
+    h.ok(&["pool", "set-strategy", "openai", "priority"]).await;
+    let v = h.pools.load_pool("openai").await.unwrap();
+    assert_eq!(
+        (v.strategy, v.tenant_concurrency),
+        (Strategy::Priority, Some(5))
+    );
+    let shown = h.ok(&["pool", "show"]).await;
+    assert!(
+        shown.human.contains("per-tenant in flight 5"),
+        "{}",
+        shown.human
+    );
+    assert_eq!(shown.json["pools"][0]["tenant_concurrency"], 5);
+    // Zero and a missing value are usage errors; --clear removes it.
+    assert!(
+        args::parse_from([
+            "tollgate",
+            "pool",
+            "set-tenant-share",
+            "openai",
+            "--max-concurrency",
+            "0"
+        ])
+        .is_err()
+    );
+    assert!(args::parse_from(["tollgate", "pool", "set-tenant-share", "openai"]).is_err());
+    h.ok(&["pool", "set-tenant-share", "openai", "--clear"])
+        .await;
+    assert_eq!(
+        h.pools
+            .load_pool("openai")
+            .await
+            .unwrap()
+            .tenant_concurrency,
+        None
+    );
 }
 
 #[tokio::test]

@@ -150,7 +150,7 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         last_used_at: None,
         last_error: None,
         expires_at: a.expires_at,
-        rotation_state: None,
+        rotation: None,
         version: 0,
         created_at: now,
     };
@@ -224,7 +224,7 @@ pub fn token_json(t: &TokenRecord, now: EpochMs) -> serde_json::Value {
         "last_used_at": t.last_used_at.map(rfc3339),
         "last_error": t.last_error,
         "expires_at": t.expires_at.map(rfc3339),
-        "rotation_state": t.rotation_state,
+        "rotation": t.rotation,
         "created_at": rfc3339(t.created_at),
     })
 }

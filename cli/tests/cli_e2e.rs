@@ -808,3 +808,226 @@ fn limits_and_usage_round_trip_through_dynamodb() {
     );
     assert_eq!(r.json()["key"], Value::Null);
 }
+
+/// A key id of 12 base62 characters, unique to this call.
+fn fresh_key_id(tag: char) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 10u128.pow(10);
+    format!("{tag}Z{n:010}")
+}
+
+#[tokio::test]
+async fn alerts_list_and_show_read_what_the_audit_function_kept() {
+    use tollgate_core::clock::Clock;
+    use tollgate_core::detect::port::AuditStateStore;
+    use tollgate_core::detect::{AuditState, Finding, Params, Rule};
+    let emu = emulator();
+    let conf = emu.sdk_config().await;
+    // The local stack's table (resources.py creates every table of template.yaml).
+    let store = tollgate_aws::DynamoAuditState::new(&conf, "tollgate-audit-state");
+    let key = fresh_key_id('A');
+    let now = tollgate_core::clock::SystemClock.now_ms();
+    let finding = Finding {
+        rule: Rule::KeyRefusedOutside,
+        subject: format!("key:{key}"),
+        severity: Rule::KeyRefusedOutside.severity(),
+        at: now - 60_000,
+        first_seen: now - 120_000,
+        counts: [("source_refusals".to_owned(), 3u64)].into_iter().collect(),
+        evidence: vec!["req-e2e-1".into(), "req-e2e-2".into()],
+        networks: vec!["198.51.100.0/24".into()],
+        tenant: Some("acme".into()),
+    };
+    let p = Params::default();
+    let mut st = AuditState::new();
+    let mut alert = st.suppress(&p, &finding).expect("a new alert");
+    alert.response = Some(format!("suspended key {key}"));
+    st.record_alert(&alert);
+    for (id, e, exp) in st.changed(&p) {
+        store.save(&id, &e, 0, exp).await.expect("save the alert");
+    }
+    let id = format!("key_refused_outside/key:{key}");
+
+    let list = ok(emu, &["--json", "alerts", "list", "--key", &key], None).json();
+    let alerts = list["alerts"].as_array().expect("alerts array");
+    assert_eq!(alerts.len(), 1, "{list}");
+    assert_eq!(alerts[0]["id"], id.as_str());
+    assert_eq!(alerts[0]["severity"], "high");
+    assert_eq!(alerts[0]["occurrences"], 1);
+    assert_eq!(
+        alerts[0]["response"],
+        format!("suspended key {key}").as_str()
+    );
+
+    let human = ok(emu, &["alerts", "list", "--since", "1h"], None).stdout;
+    assert!(
+        human.contains("key_refused_outside") && human.contains(&key),
+        "{human}"
+    );
+    let other = ok(
+        emu,
+        &[
+            "--json",
+            "alerts",
+            "list",
+            "--rule",
+            "dlp_block_burst",
+            "--key",
+            &key,
+        ],
+        None,
+    )
+    .json();
+    assert_eq!(other["alerts"].as_array().map(Vec::len), Some(0), "{other}");
+
+    let shown = ok(emu, &["alerts", "show", &id], None).stdout;
+    for want in [
+        "req-e2e-1",
+        "source_refusals=3",
+        "198.51.100.0/24",
+        "runbook",
+        "suspended key",
+    ] {
+        assert!(shown.contains(want), "{want} missing from {shown}");
+    }
+    let j = ok(emu, &["--json", "alerts", "show", &id], None).json();
+    assert_eq!(j["alert"]["tollgate_alert"], 1);
+    let missing = tollgate(
+        Some(emu),
+        &["alerts", "show", "dlp_block_burst/key:NOPE"],
+        None,
+    );
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(missing.stderr.contains("no alert"), "{missing:?}");
+    let bad = tollgate(Some(emu), &["alerts", "show", "not-a-rule/x"], None);
+    assert_eq!(bad.code, 2, "{bad:?}");
+}
+
+#[tokio::test]
+async fn audit_tail_prints_a_tenants_or_keys_audit_lines_from_cloudwatch_logs() {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    use tollgate_core::audit::AuditRecord;
+    use tollgate_core::clock::Clock;
+    let emu = emulator();
+    let conf = emu.sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
+    let group = format!("/aws/lambda/{}proxy", unique_ns("tail"));
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("log group");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("s1")
+        .send()
+        .await
+        .expect("log stream");
+    let now = tollgate_core::clock::SystemClock.now_ms();
+    let (k1, k2) = (fresh_key_id('B'), fresh_key_id('C'));
+    let line = |rid: &str, tenant: &str, key: &str, at: u64| {
+        let mut r = AuditRecord::new(rid.to_owned(), at);
+        r.tenant = Some(tenant.into());
+        r.key_id = Some(key.into());
+        r.source_ip = Some("203.0.113.7".into());
+        r.status = 200;
+        r.decision = tollgate_core::audit::Decision::Allow;
+        r.to_line()
+    };
+    let messages = [
+        line("req-tail-1", "acme", &k1, now - 3_000),
+        "{\"_aws\":{\"Timestamp\":1},\"requests\":1}".to_owned(),
+        line("req-tail-2", "acme", &k2, now - 2_000),
+        line("req-tail-3", "globex", &k1, now - 1_000),
+        "START RequestId: 1234 Version: $LATEST".to_owned(),
+    ];
+    let events: Vec<InputLogEvent> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            InputLogEvent::builder()
+                .timestamp((now - 3_000 + i as u64 * 500) as i64)
+                .message(m)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("s1")
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("put log events");
+
+    let ids = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .map(|v| v["request_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ok(
+        emu,
+        &[
+            "--json",
+            "audit",
+            "tail",
+            "--log-group",
+            &group,
+            "--since",
+            "5m",
+        ],
+        None,
+    );
+    assert_eq!(ids(&all.stdout), ["req-tail-1", "req-tail-2", "req-tail-3"]);
+    let acme = ok(
+        emu,
+        &[
+            "--json",
+            "audit",
+            "tail",
+            "--log-group",
+            &group,
+            "--tenant",
+            "acme",
+        ],
+        None,
+    );
+    assert_eq!(ids(&acme.stdout), ["req-tail-1", "req-tail-2"]);
+    let key = ok(
+        emu,
+        &[
+            "--json",
+            "audit",
+            "tail",
+            "--log-group",
+            &group,
+            "--key",
+            &k1,
+        ],
+        None,
+    );
+    assert_eq!(ids(&key.stdout), ["req-tail-1", "req-tail-3"]);
+    let human = ok(
+        emu,
+        &["audit", "tail", "--log-group", &group, "--key", &k2],
+        None,
+    )
+    .stdout;
+    let rows: Vec<&str> = human.lines().collect();
+    assert_eq!(rows.len(), 2, "{human}");
+    assert!(
+        rows[0].starts_with("TIME") && rows[1].contains("req-tail-2"),
+        "{human}"
+    );
+    assert!(
+        rows[1].contains("allow/ok") && rows[1].contains(&k2),
+        "{human}"
+    );
+    // The log group from the environment, as the template's output names it.
+    let r = tollgate(Some(emu), &["audit", "tail"], None);
+    assert_eq!(r.code, 2, "the log group is required: {r:?}");
+}

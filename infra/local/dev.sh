@@ -149,6 +149,24 @@ PY
 done
 [ -n "$ready" ] || die "the proxy did not become ready (see $state/proxy.log)"
 
+# The audit path: alert topic (+ a local SQS queue on it), the proxy's log group, the audit
+# function under its own `cargo lambda watch`, and the forwarder that plays the CloudWatch Logs
+# subscription (infra/local/audit_forwarder.py). TOLLGATE_DEV_AUDIT_PORT: its port (default free).
+say "starting the audit function and the audit-line forwarder"
+"$venv/bin/python" infra/local/audit_forwarder.py setup >"$state/audit.env" 2>>"$state/forwarder.log"
+audit_port=${TOLLGATE_DEV_AUDIT_PORT:-$("$venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
+port_free "$audit_port" || die "port $audit_port is in use: set TOLLGATE_DEV_AUDIT_PORT to a free port"
+cat "$state/proxy.env" "$state/audit.env" >"$state/audit-fn.env"
+"$venv/bin/cargo-lambda" lambda watch -p tollgate-audit --bin audit -A 127.0.0.1 -P "$audit_port" \
+  --env-file "$state/audit-fn.env" "${reload[@]}" >"$state/audit.log" 2>&1 &
+pids+=($!)
+audit_invoke="http://127.0.0.1:$audit_port/2015-03-31/functions/audit/invocations"
+"$venv/bin/python" infra/local/audit_forwarder.py probe --invoke-url "$audit_invoke" 2>>"$state/forwarder.log" \
+  || die "the audit function did not become ready (see $state/audit.log)"
+"$venv/bin/python" infra/local/audit_forwarder.py run --log "$state/proxy.log" \
+  --invoke-url "$audit_invoke" --interval "${TOLLGATE_DEV_AUDIT_INTERVAL:-1}" >>"$state/forwarder.log" 2>&1 &
+pids+=($!)
+
 # Written to a temporary file and renamed: harnesses wait for dev.env to exist and read it at
 # once, so it must never be seen empty or half written.
 cat >"$state/dev.env.tmp" <<ENV
@@ -163,6 +181,7 @@ export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 $(sed 's/^/export /' "$state/resources.env")
+$(sed 's/^/export /' "$state/audit.env")
 ENV
 chmod 600 "$state/dev.env.tmp"
 mv "$state/dev.env.tmp" "$state/dev.env"
@@ -180,7 +199,9 @@ tollgate is running.
                     -H 'content-type: application/json' \\
                     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
   operator CLI:   . $state/dev.env && "\$TOLLGATE_CLI" pool show
-  logs:           $state/proxy.log (audit lines), $state/moto.log, $state/mock.log
+  alerts:         . $state/dev.env && "\$TOLLGATE_CLI" alerts list   (and: audit tail --follow)
+  logs:           $state/proxy.log (audit lines), $state/audit.log, $state/forwarder.log,
+                  $state/moto.log, $state/mock.log
 
 Ctrl-C stops everything.
 MSG

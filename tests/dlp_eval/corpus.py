@@ -441,6 +441,18 @@ def street_address(rng, fake_en, fake_ja):
     """Japanese (Faker ja_JP: prefecture, municipality, town, chome/ban/go, building and
     room, sometimes hyphenated `1-2-3`) or English with a unit or a City, ST ZIP line."""
     if rng.random() < 0.6:
+        if rng.random() < 0.25:
+            # no prefecture: a city (`我孫子市`, `あきる野市`) or a district's town first, then
+            # a full block number, sometimes after a space
+            city = fake_ja.city()
+            while not (city.endswith("市") or "郡" in city):
+                city = fake_ja.city()
+            sep = " " if rng.random() < 0.3 else ""
+            a = city + fake_ja.town() + sep + fake_ja.chome() + fake_ja.ban() + fake_ja.gou()
+            if rng.random() < 0.3:
+                import re
+                a = re.sub(r"(\d+)丁目(\d+)番(\d+)号", r"\1-\2-\3", a)
+            return a
         a = fake_ja.address()
         if rng.random() < 0.3:  # `N丁目N番N号` written `N-N-N`
             import re
@@ -880,6 +892,9 @@ def negatives(seed: int = 7, n: int = 40):
         add("prose", f"{fake_ja.prefecture()}{fake_ja.city()}に住んでいます。人口は{rng.randint(10000, 9999999)}人です。", "ja")
         add("place", f"{fake_ja.prefecture()}では{fake_ja.date()}に開催、{fake_ja.prefecture()}{fake_ja.city()}の{rng.randint(1, 12)}月の売上は{rng.randint(1, 40)}%増", "ja")
         add("place", f"{fake_ja.city()}の第{rng.randint(1, 4)}四半期、{rng.randint(1, 9)}-{rng.randint(1, 9)}月は好調", "ja")
+        # a city with no prefecture before it, then a score, a version or a date range
+        add("place", f"{fake_ja.city()}民の{rng.randint(1, 19)}-{rng.randint(0, 9)}で勝利、{fake_ja.city()}のバージョン{rng.randint(1, 9)}-{rng.randint(0, 9)}-{rng.randint(0, 9)}を使う", "ja")
+        add("place", f"{fake_ja.city()}で{rng.randint(1, 12)}-{rng.randint(1, 28)}に開催、都市伝説は{rng.randint(2, 9)}-{rng.randint(2, 9)}回", "ja")
         add("place", f"use the {rng.randint(2, 9)} Way handshake; we bought {rng.randint(10, 99)} {fake_en.last_name()} Street shares; build {rng.randint(2019, 2026)} Green Park notes")
     return docs
 

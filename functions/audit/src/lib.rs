@@ -254,6 +254,7 @@ impl Processor {
         }
         for a in &mut alerts {
             self.respond(a, now, &mut report).await?;
+            state.record_alert(a);
         }
         for a in &alerts {
             self.sink.publish(a).await.map_err(BatchError::Publish)?;

@@ -262,3 +262,43 @@ async fn a_leaked_key_alert_suspends_the_key_and_says_so() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_published_alert_is_kept_for_tollgate_alerts_with_its_later_occurrences() {
+    use tollgate_core::detect::port::AlertHistory;
+    let (p, state, sink) = processor();
+    p.handle(&batch(targeting(3))).await.unwrap();
+    // Two more wrong secrets later: counted into the open alert, not sent.
+    let later: Vec<LogEntry> = (3..5)
+        .map(|i| {
+            entry(
+                &format!("ev-{i}"),
+                T0 + i * 1000,
+                line(i, Reason::DigestMismatch, "KEY000000001", "192.0.2.9"),
+            )
+        })
+        .collect();
+    p.handle(&batch(later)).await.unwrap();
+    assert_eq!(sink.alerts().len(), 1);
+    let kept = state.recent_alerts(0, T0 + 10_000).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].alert_id(), "auth_targeted_key/key:KEY000000001");
+    assert_eq!(
+        kept[0].occurrences, 3,
+        "the first finding and two later ones"
+    );
+    assert_eq!(kept[0].alert.as_deref(), Some(&sink.alerts()[0]));
+    // Kept for alert_retention_ms (7 days), not just the suppression window.
+    let week = Params::default().alert_retention_ms;
+    assert_eq!(
+        state.recent_alerts(0, T0 + week - 1).await.unwrap().len(),
+        1
+    );
+    assert!(
+        state
+            .recent_alerts(0, T0 + week + 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

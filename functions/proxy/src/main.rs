@@ -45,6 +45,7 @@ async fn build_stores() -> Result<(Stores, Option<Arc<dyn IssuerStore>>), String
                 pools: store.clone(),
                 secrets: store.clone(),
                 decrypter: None,
+                prices: Some(store.clone()),
                 limits: Some(store.clone()),
             };
             Ok((stores, Some(store)))
@@ -54,8 +55,11 @@ async fn build_stores() -> Result<(Stores, Option<Arc<dyn IssuerStore>>), String
             let aws = tollgate_aws::AwsAdapters::from_config(&conf, |k| std::env::var(k).ok())
                 .map_err(|e| e.to_string())?;
             let issuers = aws.issuers.clone().map(|s| s as Arc<dyn IssuerStore>);
+            let limits = aws.limit_store().map_err(|e| e.to_string())?;
             let stores = Stores {
-                limits: Some(aws.limit_store().map_err(|e| e.to_string())?),
+                // The price table is an item of the limits table.
+                prices: Some(limits.clone()),
+                limits: Some(limits),
                 tenants: aws.dynamo.clone(),
                 keys: aws.dynamo.clone(),
                 pools: aws.dynamo,

@@ -6,6 +6,10 @@
 //! items only eventually (the local emulator never does), so reads filter on `expires_at`.
 //! Loads are eventually consistent BatchGetItem pages of up to 100 ids: a stale read only
 //! costs a conditional-save conflict, which the batch retry resolves.
+//!
+//! [`AlertHistory`] (the operator's `tollgate alerts`) is a Scan filtered to `sup#` items:
+//! an operator command, never on the function's path; the table holds one item per active
+//! key, network and open alert, so it stays small.
 
 use crate::error::unavailable;
 use async_trait::async_trait;
@@ -13,8 +17,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use std::collections::{BTreeSet, HashMap};
 use tollgate_core::clock::EpochMs;
-use tollgate_core::detect::port::{AuditStateStore, SaveOutcome, Stored};
-use tollgate_core::detect::{Entry, EntryId};
+use tollgate_core::detect::port::{AlertHistory, AuditStateStore, SaveOutcome, Stored};
+use tollgate_core::detect::{Entry, EntryId, Suppression};
 use tollgate_core::ports::{OpCounter, StoreError};
 
 const SERVICE: &str = "dynamodb";
@@ -183,5 +187,55 @@ impl AuditStateStore for DynamoAuditState {
             }
             Err(e) => Err(unavailable(SERVICE, "PutItem", &e)),
         }
+    }
+}
+
+/// Most Scan pages read for one listing (1 MB each), so a runaway table cannot hang the CLI.
+const MAX_SCAN_PAGES: usize = 200;
+
+#[async_trait]
+impl AlertHistory for DynamoAuditState {
+    async fn recent_alerts(
+        &self,
+        since: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        for _ in 0..MAX_SCAN_PAGES {
+            self.ops.read();
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(id, :p) AND expires_at > :now")
+                .expression_attribute_values(":p", AttributeValue::S("sup#".into()))
+                .expression_attribute_values(":now", AttributeValue::N((now / 1000).to_string()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable(SERVICE, "Scan", &e))?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(Entry::Suppression(s)) = decode(&item, now)?.entry
+                    && s.opened_at >= since
+                {
+                    out.push(s);
+                }
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => {
+                    out.sort_by(|a, b| {
+                        b.opened_at
+                            .cmp(&a.opened_at)
+                            .then_with(|| a.alert_id().cmp(&b.alert_id()))
+                    });
+                    return Ok(out);
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "dynamodb Scan: the audit state table has too many pages to list".into(),
+        ))
     }
 }

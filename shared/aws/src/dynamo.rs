@@ -125,6 +125,8 @@ struct ConfigItem {
     pool: String,
     token_id: String,
     strategy: Strategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_concurrency: Option<u64>,
 }
 
 impl DynamoStore {
@@ -594,6 +596,7 @@ impl PoolStore for DynamoStore {
             if is_config(&item) {
                 let cfg: ConfigItem = from_item("pool settings", item)?;
                 view.strategy = cfg.strategy;
+                view.tenant_concurrency = cfg.tenant_concurrency;
             } else {
                 view.tokens.push(from_item("token", item)?);
             }
@@ -631,6 +634,7 @@ impl PoolStore for DynamoStore {
             from_item::<ConfigItem>("pool settings", i).map(|c| PoolConfig {
                 pool: c.pool,
                 strategy: c.strategy,
+                tenant_concurrency: c.tenant_concurrency,
             })
         })
         .collect::<Result<Vec<PoolConfig>, _>>()
@@ -647,6 +651,7 @@ impl PoolStore for DynamoStore {
                 pool: cfg.pool.clone(),
                 token_id: CONFIG_SORT_KEY.to_owned(),
                 strategy: cfg.strategy,
+                tenant_concurrency: cfg.tenant_concurrency,
             },
         )?;
         self.ops.write();

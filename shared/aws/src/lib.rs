@@ -38,6 +38,8 @@ mod error;
 mod issuers;
 mod kms;
 mod limits;
+mod logs;
+mod rotation;
 mod secrets;
 mod sns;
 
@@ -47,6 +49,7 @@ pub use error::ConfigError;
 pub use issuers::DynamoIssuerStore;
 pub use kms::KmsEnvelope;
 pub use limits::DynamoLimitStore;
+pub use logs::{CloudWatchAuditLog, ENV_PROXY_LOG_GROUP};
 pub use secrets::SecretsManagerStore;
 pub use sns::{ENV_ALERT_TOPIC_ARN, SnsAlertSink};
 

@@ -15,6 +15,13 @@
 //!   whose item DynamoDB did not return (its own condition passed, or another transaction held
 //!   it) is left out of the conflict, and the gateway reads it again.
 //!
+//! The model price table lives in the same table as one item, `subject = "#prices"` (no key or
+//! tenant subject starts with `#`): the table as a map `prices` (model → `input`, `output`,
+//! `cached_input` in micro-dollars per million tokens), a numeric `version`, no `expires_at`.
+//! It is replaced as a whole with a PutItem conditional on the version ([`PriceStore`]); the
+//! proxy reads it with one GetItem per cache period. One item bounds the table at DynamoDB's
+//! 400 KB item size, some thousands of models — far more than any deployment prices.
+//!
 //! Reads are GetItem with ConsistentRead: a decision must start from the latest write.
 //! TTL deletion can lag by days and the emulator never deletes at all, so an item past its
 //! `expires_at` is still read as it is: that is harmless, because [`Counters::current`]
@@ -34,14 +41,19 @@ use std::collections::HashMap;
 use tollgate_core::clock::EpochMs;
 use tollgate_core::limits::Counters;
 use tollgate_core::ports::{
-    CounterWrite, LimitStore, OpCounter, StoreError, SwapOutcome, VersionedCounters,
+    CounterWrite, LimitStore, OpCounter, PriceStore, StoreError, StoredPrices, SwapOutcome,
+    VersionedCounters,
 };
+use tollgate_core::pricing::PriceTable;
 
 const SERVICE: &str = "dynamodb";
 /// Attributes the store owns; every other attribute of the item is a counter.
 const SUBJECT: &str = "subject";
 const VERSION: &str = "version";
 const EXPIRES_AT: &str = "expires_at";
+/// The price table's item.
+pub const PRICES_SUBJECT: &str = "#prices";
+const PRICES: &str = "prices";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -79,6 +91,7 @@ impl Condition {
 pub struct DynamoLimitStore {
     client: Client,
     table: String,
+    prices_subject: String,
     pub ops: std::sync::Arc<OpCounter>,
 }
 
@@ -92,8 +105,15 @@ impl DynamoLimitStore {
         Self {
             client,
             table: table.into(),
+            prices_subject: PRICES_SUBJECT.to_owned(),
             ops: Default::default(),
         }
+    }
+
+    /// Keeps the price table under another subject (tests sharing one emulator table).
+    pub fn with_prices_subject(mut self, subject: impl Into<String>) -> Self {
+        self.prices_subject = subject.into();
+        self
     }
 
     /// Reads `TOLLGATE_LIMITS_TABLE` through `var`.
@@ -318,6 +338,77 @@ impl LimitStore for DynamoLimitStore {
             [] => Ok(SwapOutcome::Applied),
             [one] => self.put_one(one, expires_at_s).await,
             many => self.put_all(many, expires_at_s).await,
+        }
+    }
+}
+
+#[async_trait]
+impl PriceStore for DynamoLimitStore {
+    async fn load_prices(&self) -> Result<Option<StoredPrices>, StoreError> {
+        self.ops.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(SUBJECT, AttributeValue::S(self.prices_subject.clone()))
+            .send()
+            .await
+            .map_err(|e| unavailable(SERVICE, "GetItem(prices)", &e))?;
+        let Some(mut item) = out.item else {
+            return Ok(None);
+        };
+        let version = match item.remove(VERSION) {
+            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| StoreError::Corrupt("price table: no numeric version".into()))?;
+        let prices = item
+            .remove(PRICES)
+            .ok_or_else(|| StoreError::Corrupt("price table: no prices".into()))?;
+        let table: PriceTable = serde_dynamo::from_item(Item::from([(PRICES.to_owned(), prices)]))
+            .map_err(|e| StoreError::Corrupt(format!("price table does not decode: {e}")))?;
+        Ok(Some(StoredPrices { table, version }))
+    }
+
+    async fn store_prices(
+        &self,
+        table: &PriceTable,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(table)
+            .map_err(|e| StoreError::Corrupt(format!("price table does not encode: {e}")))?;
+        item.insert(
+            SUBJECT.to_owned(),
+            AttributeValue::S(self.prices_subject.clone()),
+        );
+        item.insert(
+            VERSION.to_owned(),
+            AttributeValue::N((expected_version + 1).to_string()),
+        );
+        let c = Condition::of(&CounterWrite {
+            subject: self.prices_subject.clone(),
+            expected_version,
+            counters: Counters::default(),
+        });
+        self.ops.write();
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(c.expression)
+            .set_expression_attribute_names(Some(c.names))
+            .set_expression_attribute_values(c.values)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(ctx.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(SERVICE, "PutItem(prices)", &e)),
         }
     }
 }

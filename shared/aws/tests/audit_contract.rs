@@ -47,5 +47,6 @@ async fn dynamo_audit_state_passes_the_contract() {
     contract::every_entry_kind_round_trips_in_order(&s, &ns).await;
     contract::expired_entries_load_absent_but_can_be_replaced(&s, &ns).await;
     contract::large_loads_keep_order(&s, &ns).await;
+    contract::alert_history_lists_recent_alerts_newest_first(&s, &ns).await;
     assert!(s.ops.snapshot().1 > 0);
 }

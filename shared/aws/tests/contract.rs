@@ -260,6 +260,21 @@ async fn an_issuer_lookup_is_one_read_and_items_are_plain_attributes() {
 }
 
 #[tokio::test]
+async fn aws_rotation_ports_pass_the_rotation_contract() {
+    let a = adapters().await;
+    let ns = unique_ns("rot");
+    contract::rotation_records_swap_only_over_the_expected_rev(&a.dynamo, &ns).await;
+    let name = format!("tollgate/contract/{ns}versions");
+    a.secrets
+        .put_secret(&name, &Secret::new("v1"))
+        .await
+        .expect("create secret");
+    // Version ids only need to be unique within the secret.
+    let token = "ffffffff-0000-4000-8000-000000000001";
+    contract::versioned_secrets_follow_staging_rules(&a.secrets, &name, token).await;
+}
+
+#[tokio::test]
 async fn the_local_resources_exist() {
     let emu = emulator();
     let a = adapters().await;
@@ -370,10 +385,10 @@ async fn warm_path_calls_are_one_read_and_one_write() {
         .await
         .expect("put");
     a.dynamo
-        .set_pool_config(&PoolConfig {
-            pool: pool.clone(),
-            strategy: tollgate_core::records::Strategy::LeastUsed,
-        })
+        .set_pool_config(&PoolConfig::new(
+            pool.clone(),
+            tollgate_core::records::Strategy::LeastUsed,
+        ))
         .await
         .expect("config");
 
@@ -548,10 +563,10 @@ async fn items_are_stored_attribute_by_attribute() {
     assert!(matches!(item.get("secret"), Some(AttributeValue::M(_))));
     // The settings item lives in the pool's partition and never shows up as a token.
     a.dynamo
-        .set_pool_config(&PoolConfig {
-            pool: pool.clone(),
-            strategy: tollgate_core::records::Strategy::Weighted,
-        })
+        .set_pool_config(&PoolConfig::new(
+            pool.clone(),
+            tollgate_core::records::Strategy::Weighted,
+        ))
         .await
         .expect("config");
     assert!(
@@ -727,4 +742,13 @@ async fn counter_items_carry_a_ttl_in_seconds() {
             .and_then(|d| d.attribute_name()),
         Some("expires_at")
     );
+}
+
+/// The price table as one item of the limits table, under a subject of this run's own.
+#[tokio::test]
+async fn dynamo_price_store_passes_the_price_contract() {
+    let s = limit_store()
+        .await
+        .with_prices_subject(format!("#prices-{}", unique_ns("prices")));
+    contract::run_prices(&s).await;
 }

@@ -26,6 +26,7 @@ pub mod provider;
 pub mod reason;
 pub mod records;
 pub mod retry;
+pub mod rotation;
 pub mod scrub;
 pub mod sse;
 

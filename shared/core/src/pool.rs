@@ -235,7 +235,11 @@ mod tests {
     }
 
     fn view(strategy: Strategy, tokens: Vec<TokenRecord>) -> PoolView {
-        PoolView { strategy, tokens }
+        PoolView {
+            strategy,
+            tokens,
+            tenant_concurrency: None,
+        }
     }
 
     fn rng() -> StdRng {

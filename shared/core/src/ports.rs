@@ -6,6 +6,7 @@ use crate::clock::EpochMs;
 use crate::identity::IssuerRecord;
 use crate::limits::{Counters, Limits};
 use crate::pool::TokenChange;
+use crate::pricing::PriceTable;
 use crate::provider::Usage;
 use crate::records::{
     ClientKeyRecord, Policy, PoolConfig, PoolView, Tenant, TokenRecord, TokenStatus,
@@ -199,6 +200,29 @@ pub trait LimitStore: Send + Sync {
         writes: &[CounterWrite],
         expires_at: EpochMs,
     ) -> Result<SwapOutcome, StoreError>;
+}
+
+/// The model price table as stored, and the version it was stored under (≥ 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPrices {
+    pub table: PriceTable,
+    pub version: u64,
+}
+
+/// The model price table operators edit (`tollgate prices`). One table for the deployment,
+/// replaced as a whole: what is stored is every price there is (seeded from the built-in
+/// defaults by the first edit); nothing stored means the built-in table applies.
+#[async_trait]
+pub trait PriceStore: Send + Sync {
+    /// `None`: no table has been stored yet.
+    async fn load_prices(&self) -> Result<Option<StoredPrices>, StoreError>;
+    /// Stores `table` if the stored version is still `expected_version` (0: nothing stored).
+    /// `Ok(false)`: another writer stored first; nothing changed.
+    async fn store_prices(
+        &self,
+        table: &PriceTable,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The OIDC issuers the operator trusts, by exact `iss` value.

@@ -1,11 +1,11 @@
 //! Model prices and the worst-case estimate a request is reserved at before it is forwarded.
 //!
 //! Prices are integers: micro-dollars per million tokens, so a cost is exact and sums in the
-//! store never drift. The built-in table holds the providers' published list prices for
-//! common models (OpenAI <https://openai.com/api/pricing>, Anthropic
-//! <https://docs.anthropic.com/en/docs/about-claude/pricing>) as of November 2025; operators
-//! replace or extend it in the store (`tollgate prices set|import`), which wins over the
-//! built-in entries.
+//! store never drift. The built-in table ([`PriceTable::builtin`], source and date in
+//! [`BUILTIN_SOURCE`] / [`BUILTIN_AS_OF`]) holds list prices for common models; it is the
+//! shipped default. Operators keep the table in the store (`tollgate prices set|import`): a
+//! stored table replaces the built-in one as a whole, and the built-in table applies only
+//! while nothing is stored.
 //!
 //! The prompt estimate is a heuristic with no tokenizer and no network: about four ASCII
 //! characters per token, one token per other character (CJK text runs close to one token per
@@ -43,8 +43,21 @@ const fn usd(dollars_per_mtok_x1000: u64) -> Micros {
     dollars_per_mtok_x1000 * 1_000
 }
 
+/// Where the built-in prices come from. Entries were checked against the providers' own
+/// pricing pages where a copy of the page could be read (docs/limits.md, "Prices", says which).
+pub const BUILTIN_SOURCE: &str = "OpenAI https://developers.openai.com/api/docs/pricing, \
+Anthropic https://platform.claude.com/docs/en/about-claude/pricing (standard tier, USD per \
+million tokens)";
+/// The day the built-in prices were last checked.
+pub const BUILTIN_AS_OF: &str = "2026-11-26";
+
 /// (model, input, output, cached input) in thousandths of a dollar per million tokens.
 const BUILTIN: &[(&str, u64, u64, Option<u64>)] = &[
+    ("gpt-5.5", 5_000, 30_000, Some(500)),
+    ("gpt-5.4", 2_500, 15_000, Some(250)),
+    ("gpt-5.4-mini", 750, 4_500, Some(75)),
+    ("gpt-5.4-nano", 200, 1_250, Some(20)),
+    ("gpt-5.1", 1_250, 10_000, Some(125)),
     ("gpt-5", 1_250, 10_000, Some(125)),
     ("gpt-5-mini", 250, 2_000, Some(25)),
     ("gpt-5-nano", 50, 400, Some(5)),
@@ -57,9 +70,12 @@ const BUILTIN: &[(&str, u64, u64, Option<u64>)] = &[
     ("o4-mini", 1_100, 4_400, Some(275)),
     ("text-embedding-3-small", 20, 0, None),
     ("text-embedding-3-large", 130, 0, None),
+    ("claude-opus-4-7", 5_000, 25_000, Some(500)),
+    ("claude-opus-4-6", 5_000, 25_000, Some(500)),
     ("claude-opus-4-5", 5_000, 25_000, Some(500)),
     ("claude-opus-4-1", 15_000, 75_000, Some(1_500)),
     ("claude-opus-4", 15_000, 75_000, Some(1_500)),
+    ("claude-sonnet-4-6", 3_000, 15_000, Some(300)),
     ("claude-sonnet-4-5", 3_000, 15_000, Some(300)),
     ("claude-sonnet-4", 3_000, 15_000, Some(300)),
     ("claude-3-7-sonnet", 3_000, 15_000, Some(300)),
@@ -117,6 +133,223 @@ impl PriceTable {
             .max_by_key(|(name, _)| name.len())
             .map(|(_, p)| p)
     }
+}
+
+/// Longest model name a price may be stored under.
+pub const MAX_MODEL_NAME: usize = 128;
+/// Highest price accepted, in USD per million tokens (a typo guard: the dearest list price
+/// today is two orders of magnitude below it).
+pub const MAX_USD_PER_MTOK: f64 = 10_000.0;
+/// Most entries one price table may hold (it is stored as one item).
+pub const MAX_PRICES: usize = 2_000;
+
+/// Why a price or a price file was refused. Messages name the model and the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PriceError {
+    #[error(
+        "model name {0:?} is not valid: 1 to 128 characters, letters, digits and . _ - : / @, starting with a letter or digit"
+    )]
+    ModelName(String),
+    #[error(
+        "{model}: {field} price {value} is not a finite number between 0 and {MAX_USD_PER_MTOK} USD per million tokens"
+    )]
+    Value {
+        model: String,
+        field: &'static str,
+        value: String,
+    },
+    #[error("model {0:?} appears more than once")]
+    Duplicate(String),
+    #[error("too many prices: {0} (at most {MAX_PRICES})")]
+    TooMany(usize),
+    #[error("price file: {0}")]
+    Format(String),
+}
+
+/// Checks a model name a price is stored under: 1..=128 characters from
+/// `A-Za-z0-9._-:/@`, starting with a letter or digit.
+pub fn validate_model_name(name: &str) -> Result<(), PriceError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_MODEL_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-:/@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(PriceError::ModelName(
+            name.chars().take(MAX_MODEL_NAME + 8).collect(),
+        ))
+    }
+}
+
+/// USD per million tokens → micro-dollars per million tokens, refusing negative, non-finite
+/// and absurd values. Rounds to the nearest micro-dollar per million tokens.
+pub fn usd_per_mtok(model: &str, field: &'static str, usd: f64) -> Result<Micros, PriceError> {
+    if !usd.is_finite() || !(0.0..=MAX_USD_PER_MTOK).contains(&usd) {
+        return Err(PriceError::Value {
+            model: model.to_owned(),
+            field,
+            value: usd.to_string(),
+        });
+    }
+    // In range: at most 1e10 micro-dollars, exact in f64 and in u64.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked finite and within 0..=1e4 above"
+    )]
+    Ok((usd * 1_000_000.0).round() as u64)
+}
+
+/// Micro-dollars per million tokens as USD per million tokens (for display).
+pub fn to_usd_per_mtok(m: Micros) -> f64 {
+    m as f64 / 1_000_000.0
+}
+
+/// One price as written in a price file or on the command line: USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsdPrice {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<f64>,
+}
+
+impl UsdPrice {
+    /// Validated and converted to micro-dollars, for `model`.
+    pub fn to_price(&self, model: &str) -> Result<Price, PriceError> {
+        validate_model_name(model)?;
+        Ok(Price {
+            input: usd_per_mtok(model, "input", self.input)?,
+            output: usd_per_mtok(model, "output", self.output)?,
+            cached_input: self
+                .cached_input
+                .map(|c| usd_per_mtok(model, "cached_input", c))
+                .transpose()?,
+        })
+    }
+
+    pub fn of(p: &Price) -> Self {
+        Self {
+            input: to_usd_per_mtok(p.input),
+            output: to_usd_per_mtok(p.output),
+            cached_input: p.cached_input.map(to_usd_per_mtok),
+        }
+    }
+}
+
+/// Parses a price file: JSON (`{"gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25}}`,
+/// optionally wrapped as `{"prices": {...}}`) or CSV with the header
+/// `model,input,output,cached_input` (cached_input may be empty). Prices in USD per million
+/// tokens. Every entry is validated; the first bad one is the error, nothing is returned.
+pub fn parse_price_file(text: &str) -> Result<PriceTable, PriceError> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    let entries: Vec<(String, UsdPrice)> = if trimmed.starts_with('{') {
+        parse_json_prices(trimmed)?
+    } else {
+        parse_csv_prices(trimmed)?
+    };
+    if entries.len() > MAX_PRICES {
+        return Err(PriceError::TooMany(entries.len()));
+    }
+    let mut out = PriceTable::default();
+    for (model, p) in entries {
+        let price = p.to_price(&model)?;
+        if out.prices.insert(model.clone(), price).is_some() {
+            return Err(PriceError::Duplicate(model));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_json_prices(text: &str) -> Result<Vec<(String, UsdPrice)>, PriceError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| PriceError::Format(format!("not valid JSON: {e}")))?;
+    let map = match v.get("prices") {
+        Some(inner) if v.as_object().is_some_and(|o| o.len() == 1) => inner.clone(),
+        _ => v,
+    };
+    let Value::Object(o) = map else {
+        return Err(PriceError::Format(
+            "expected an object of model → {input, output, cached_input}".into(),
+        ));
+    };
+    // serde_json's map keeps one entry per key: a duplicate key cannot be detected here.
+    o.into_iter()
+        .map(|(model, p)| {
+            let price: UsdPrice = serde_json::from_value(p).map_err(|e| {
+                PriceError::Format(format!(
+                    "{}: expected {{\"input\": number, \"output\": number, \"cached_input\": number (optional)}}: {e}",
+                    model.chars().take(MAX_MODEL_NAME).collect::<String>()
+                ))
+            })?;
+            Ok((model, price))
+        })
+        .collect()
+}
+
+fn parse_csv_prices(text: &str) -> Result<Vec<(String, UsdPrice)>, PriceError> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header: Vec<String> = match lines.next() {
+        Some((_, h)) => h
+            .split(',')
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect(),
+        None => return Err(PriceError::Format("the file is empty".into())),
+    };
+    let want = ["model", "input", "output", "cached_input"];
+    if header != want && header != want[..3] {
+        return Err(PriceError::Format(
+            "CSV must start with the header model,input,output[,cached_input] (USD per million tokens), or be JSON".into(),
+        ));
+    }
+    let num = |line: usize, model: &str, field: &'static str, s: &str| -> Result<f64, PriceError> {
+        s.trim().parse::<f64>().map_err(|_| {
+            PriceError::Format(format!(
+                "line {line}: {model}: {field} {:?} is not a number",
+                s.trim().chars().take(32).collect::<String>()
+            ))
+        })
+    };
+    lines
+        .map(|(i, l)| {
+            let line = i + 1;
+            if l.contains('"') {
+                return Err(PriceError::Format(format!(
+                    "line {line}: quoted fields are not supported"
+                )));
+            }
+            let f: Vec<&str> = l.split(',').collect();
+            let (true, [model, input, output, rest @ ..]) = (f.len() == header.len(), f.as_slice())
+            else {
+                return Err(PriceError::Format(format!(
+                    "line {line}: {} fields, the header has {}",
+                    f.len(),
+                    header.len()
+                )));
+            };
+            let model = model.trim().to_owned();
+            validate_model_name(&model)?;
+            let cached = match rest.first().map(|c| c.trim()) {
+                None | Some("") => None,
+                Some(c) => Some(num(line, &model, "cached_input", c)?),
+            };
+            Ok((
+                model.clone(),
+                UsdPrice {
+                    input: num(line, &model, "input", input)?,
+                    output: num(line, &model, "output", output)?,
+                    cached_input: cached,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Tokens a prompt is estimated at: see the module comment for the rule.
@@ -215,6 +448,78 @@ mod tests {
         );
         let t = PriceTable::builtin().with(&over);
         assert_eq!(t.lookup("gpt-4o-2024-11-20").map(|p| p.output), Some(2));
+    }
+
+    #[test]
+    fn price_files_in_json_and_csv_give_the_same_table() {
+        let json = r#"{"prices": {"gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25},
+            "my-model": {"input": 0, "output": 0.4}}}"#;
+        let csv = "model,input,output,cached_input\ngpt-4o,2.5,10,1.25\nmy-model,0,0.4,\n";
+        let a = parse_price_file(json).unwrap();
+        assert_eq!(a, parse_price_file(csv).unwrap());
+        assert_eq!(
+            a.prices.get("gpt-4o"),
+            Some(&Price {
+                input: 2_500_000,
+                output: 10_000_000,
+                cached_input: Some(1_250_000)
+            })
+        );
+        assert_eq!(a.prices.get("my-model").map(|p| p.output), Some(400_000));
+        // Bare object without the "prices" wrapper.
+        let bare = parse_price_file(r#"{"x-1": {"input": 1, "output": 2}}"#).unwrap();
+        assert_eq!(bare.prices.len(), 1);
+    }
+
+    #[test]
+    fn bad_prices_are_refused_with_the_model_and_field_named() {
+        for (file, needle) in [
+            (
+                r#"{"gpt-4o": {"input": -1, "output": 1}}"#,
+                "input price -1",
+            ),
+            (
+                r#"{"gpt-4o": {"input": 1, "output": 1e308}}"#,
+                "output price",
+            ),
+            (r#"{"gpt-4o": {"input": 1}}"#, "gpt-4o: expected"),
+            (
+                r#"{"gpt-4o": {"input": 1, "output": 1, "extra": 2}}"#,
+                "gpt-4o: expected",
+            ),
+            (r#"{"": {"input": 1, "output": 1}}"#, "model name"),
+            (r#"{"bad name": {"input": 1, "output": 1}}"#, "model name"),
+            ("model,input,output\ngpt-4o,NaN,1\n", "input price NaN"),
+            ("model,input,output\ngpt-4o,inf,1\n", "input price inf"),
+            (
+                "model,input,output\ngpt-4o,abc,1\n",
+                "line 2: gpt-4o: input \"abc\" is not a number",
+            ),
+            ("model,input,output\ngpt-4o,1\n", "line 2: 2 fields"),
+            ("model,input,output\na,1,1\na,2,2\n", "more than once"),
+            ("name,in,out\n", "header"),
+            ("", "empty"),
+            ("{not json", "not valid JSON"),
+        ] {
+            let e = parse_price_file(file).expect_err(file).to_string();
+            assert!(
+                e.contains(needle),
+                "{file:?}: {e:?} should contain {needle:?}"
+            );
+        }
+        let long = "m".repeat(MAX_MODEL_NAME + 1);
+        assert!(validate_model_name(&long).is_err());
+        assert!(validate_model_name(&"m".repeat(MAX_MODEL_NAME)).is_ok());
+        assert!(validate_model_name("anthropic.claude-sonnet-4-5-20250929-v1:0").is_ok());
+        assert!(validate_model_name("-x").is_err());
+    }
+
+    #[test]
+    fn builtin_prices_survive_the_usd_round_trip() {
+        let t = PriceTable::builtin();
+        for (m, p) in &t.prices {
+            assert_eq!(UsdPrice::of(p).to_price(m).as_ref(), Ok(p), "{m}");
+        }
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub enum Reason {
     LimitRpm,
     LimitTpm,
     LimitConcurrency,
+    /// The tenant's share of the pool (its cap on requests in flight through the pool).
+    LimitPoolShare,
     BudgetDay,
     BudgetMonth,
     TokenBudgetDay,
@@ -164,6 +166,7 @@ impl Reason {
             Reason::LimitRpm => "limit_rpm",
             Reason::LimitTpm => "limit_tpm",
             Reason::LimitConcurrency => "limit_concurrency",
+            Reason::LimitPoolShare => "limit_pool_share",
             Reason::BudgetDay => "budget_day",
             Reason::BudgetMonth => "budget_month",
             Reason::TokenBudgetDay => "token_budget_day",
@@ -238,6 +241,7 @@ impl Reason {
             Reason::LimitRpm
             | Reason::LimitTpm
             | Reason::LimitConcurrency
+            | Reason::LimitPoolShare
             | Reason::BudgetDay
             | Reason::BudgetMonth
             | Reason::TokenBudgetDay
@@ -354,7 +358,7 @@ impl From<JwtFailure> for Reason {
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 61] = [
+    const ALL: [Reason; 62] = [
         Reason::Ok,
         Reason::ClientDisconnected,
         Reason::UnknownRoute,
@@ -402,6 +406,7 @@ mod tests {
         Reason::LimitRpm,
         Reason::LimitTpm,
         Reason::LimitConcurrency,
+        Reason::LimitPoolShare,
         Reason::BudgetDay,
         Reason::BudgetMonth,
         Reason::TokenBudgetDay,

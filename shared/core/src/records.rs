@@ -339,9 +339,10 @@ pub struct TokenRecord {
     pub last_error: Option<String>,
     #[serde(default)]
     pub expires_at: Option<EpochMs>,
-    /// Rotation bookkeeping (the rotation function owns it).
-    #[serde(default)]
-    pub rotation_state: Option<String>,
+    /// How the token rotates and where its rotation stands (the rotation function owns it;
+    /// `None`: the token is not rotated by tollgate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::TokenRotation>,
     /// Bumped on every status change; conditional updates compare it.
     #[serde(default)]
     pub version: u64,
@@ -385,7 +386,7 @@ impl TokenRecord {
             last_used_at: None,
             last_error: None,
             expires_at: None,
-            rotation_state: None,
+            rotation: None,
             version: 0,
             created_at,
         }
@@ -434,12 +435,30 @@ impl std::str::FromStr for Strategy {
 pub struct PoolConfig {
     pub pool: String,
     pub strategy: Strategy,
+    /// Fair share of the pool: the most requests one tenant may have in flight through this
+    /// pool at once, counted across every proxy instance (a hard cap, enforced like a
+    /// concurrency limit). `None`: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_concurrency: Option<u64>,
+}
+
+impl PoolConfig {
+    /// Settings with `strategy` and no per-tenant cap.
+    pub fn new(pool: impl Into<String>, strategy: Strategy) -> Self {
+        Self {
+            pool: pool.into(),
+            strategy,
+            tenant_concurrency: None,
+        }
+    }
 }
 
 /// A pool as the proxy sees it: settings plus tokens.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PoolView {
     pub strategy: Strategy,
+    /// See [`PoolConfig::tenant_concurrency`].
+    pub tenant_concurrency: Option<u64>,
     pub tokens: Vec<TokenRecord>,
 }
 

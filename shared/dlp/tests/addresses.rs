@@ -32,6 +32,14 @@ fn japanese_addresses_in_every_form() {
         "長野県小笠原村轟18丁目16番20号",
         "京都府京都市左京区吉田本町36番地1",
         "渋谷区神南1-2-3 コーポ神南101号室",
+        // neither a prefecture nor a designated city first: a full block number is needed
+        "町田市原町田4丁目1番17号",
+        "八王子市元本郷町3-24-1",
+        "いわき市平字田町1丁目2番3号",
+        "西多摩郡瑞穂町箱根ケ崎2335番地2号",
+        // a space before the block number
+        "東京都町田市原町田 4-1-17",
+        "町田市森野 2丁目2-22 ハイツ森野203号室",
     ] {
         for text in [
             format!("住所は{addr}です。"),
@@ -64,6 +72,11 @@ fn japanese_places_without_a_block_number_are_not_addresses() {
         "神奈川県の3月の売上は前年比12%増でした。",
         "北海道札幌市で5月1日-3日に雪まつり",
         "京都府京都市の人口は約146万人です",
+        // a city name with a block-number-like run that is not a full block number
+        "町田市で2-3の試合がありました",
+        "都市伝説は3-4回聞いた",
+        "横浜市民の12-5で勝利",
+        "新市場のバージョン1-2-3を使う",
     ] {
         assert!(ents(text).is_empty(), "{text}: {:?}", ents(text));
     }

@@ -42,6 +42,8 @@ pub(crate) struct RequestCtx {
     pub delivering: Option<Delivering>,
     /// The limits this request was admitted under, settled when it ends.
     pub admission: Option<Admission>,
+    /// The price table the request was admitted with; settlement prices its usage with it.
+    pub prices: Option<std::sync::Arc<tollgate_core::pricing::PriceTable>>,
 }
 
 impl RequestCtx {
@@ -53,6 +55,7 @@ impl RequestCtx {
             reason: Reason::Ok,
             delivering: None,
             admission: None,
+            prices: None,
         }
     }
 }

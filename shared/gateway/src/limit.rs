@@ -14,6 +14,11 @@ use tollgate_core::limits::{Ask, Limits};
 use tollgate_core::pricing::worst_case;
 use tollgate_core::reason::Reason;
 
+/// The subject holding a tenant's requests in flight through a pool (its fair share).
+fn pool_share_subject(pool: &str, tenant_id: &str) -> String {
+    format!("pool#{pool}#tenant#{tenant_id}")
+}
+
 /// The subjects a request counts against, with their limits (only those that have any).
 pub(crate) fn subjects(p: &Principal) -> Vec<(String, Limits)> {
     let mut out = Vec::with_capacity(2);
@@ -27,13 +32,55 @@ pub(crate) fn subjects(p: &Principal) -> Vec<(String, Limits)> {
     out
 }
 
+/// Whether any subject has a spend budget (those need the operators' price table).
+fn priced(subjects: &[(String, Limits)]) -> bool {
+    subjects
+        .iter()
+        .any(|(_, l)| l.budget_day_micros.is_some() || l.budget_month_micros.is_some())
+}
+
 pub(crate) async fn admit(
     gw: &Gateway,
     principal: &Principal,
     parsed: &Parsed,
     ctx: &mut RequestCtx,
 ) -> Result<(), Refusal> {
-    let subjects = subjects(principal);
+    let mut subjects = subjects(principal);
+    // Pool fairness: the tenant's cap on requests in flight through the pool this request
+    // goes to (from the pool's settings, cached with the pool view). Unreadable: fail closed,
+    // as choosing a token would.
+    let share = match gw
+        .pools
+        .tenant_concurrency(&parsed.pool, &mut ctx.calls)
+        .await
+    {
+        Ok(cap) => cap,
+        Err(e) => {
+            tracing::warn!(error = %e, "pool settings unavailable during admission");
+            return Err(Refusal::new(Reason::StoreUnavailable));
+        }
+    };
+    let share_subject = pool_share_subject(&parsed.pool, &principal.tenant.tenant_id);
+    if let Some(cap) = share {
+        subjects.push((
+            share_subject.clone(),
+            Limits {
+                concurrency: Some(cap),
+                ..Limits::default()
+            },
+        ));
+    }
+    // The price table (cached for the key cache TTL) prices the reservation and, at the end,
+    // the usage in the audit line. A spend budget cannot be checked without it: fail closed.
+    let prices = match gw.prices.current(&mut ctx.calls).await {
+        Ok(t) => t,
+        Err(e) if priced(&subjects) => {
+            tracing::warn!(error = %e, "price table unavailable for a request with a spend budget");
+            return Err(Refusal::new(Reason::StoreUnavailable));
+        }
+        Err(_) => gw.prices.last_known(),
+    };
+    ctx.prices = Some(prices.clone());
     if subjects.is_empty() {
         return Ok(());
     }
@@ -43,7 +90,7 @@ pub(crate) async fn admit(
     };
     let ask = match (&parsed.json, &parsed.model) {
         (Some(body), Some(model)) => {
-            worst_case(body, model, &gw.prices, gw.cfg.default_max_output_tokens)
+            worst_case(body, model, &prices, gw.cfg.default_max_output_tokens)
         }
         _ => Ask::default(),
     };
@@ -56,15 +103,19 @@ pub(crate) async fn admit(
             ctx.admission = Some(a);
             Ok(())
         }
-        Err(LimitError::Refused(r)) => {
+        Err(LimitError::Refused(r, subject)) => {
             let now = gw.now();
-            Err(Refusal::limited(LimitHeaders {
+            let mut refusal = Refusal::limited(LimitHeaders {
                 kind: r.kind,
                 limit: r.limit,
                 remaining: r.remaining,
                 retry_after_s: r.reset_at.saturating_sub(now).div_ceil(1_000).max(1),
                 reset_at_ms: r.reset_at,
-            }))
+            });
+            if subject == share_subject {
+                refusal.reason = Reason::LimitPoolShare;
+            }
+            Err(refusal)
         }
         Err(LimitError::Store(e)) => {
             tracing::warn!(error = %e, "limit store unavailable during admission");

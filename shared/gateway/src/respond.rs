@@ -87,6 +87,9 @@ pub fn classify(r: &Refusal) -> (ErrorClass, String) {
             "Rate limit of this key or tenant reached ({}). Retry after the time in the retry-after header.",
             limit_name(r)
         )),
+        Reason::LimitPoolShare => Some(
+            "This tenant's share of the provider pool is in use (concurrent requests). Retry after the time in the retry-after header.".into(),
+        ),
         Reason::BudgetDay
         | Reason::BudgetMonth
         | Reason::TokenBudgetDay

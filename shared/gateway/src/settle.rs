@@ -61,7 +61,8 @@ pub(crate) async fn settle(
         if answered {
             ctx.audit.tokens_in = Some(d.usage.input);
             ctx.audit.tokens_out = Some(d.usage.output);
-            let price = ctx.audit.model.as_deref().and_then(|m| gw.prices.lookup(m));
+            let table = ctx.prices.clone().unwrap_or_else(|| gw.prices.last_known());
+            let price = ctx.audit.model.as_deref().and_then(|m| table.lookup(m));
             actual = Ask {
                 tokens: d.usage.input.saturating_add(d.usage.output),
                 spend: price

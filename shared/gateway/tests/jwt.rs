@@ -198,6 +198,7 @@ async fn setup_with(
             secrets: store.clone(),
             decrypter: None,
             limits: Some(store.clone()),
+            prices: Some(store.clone()),
         },
         Some(IdentityStores {
             issuers: store.clone(),
@@ -513,6 +514,7 @@ async fn a_gateway_without_issuers_refuses_jwts_without_a_store_call() {
             secrets: store.clone(),
             decrypter: None,
             limits: None,
+            prices: None,
         },
         h.clock.clone(),
         h.audit.clone(),

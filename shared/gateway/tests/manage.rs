@@ -131,6 +131,7 @@ async fn setup() -> H {
             secrets: store.clone(),
             decrypter: None,
             limits: Some(store.clone()),
+            prices: Some(store.clone()),
         },
         Some(IdentityStores {
             issuers: store.clone(),

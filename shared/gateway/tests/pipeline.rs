@@ -26,6 +26,8 @@ const T0: u64 = 1_800_000_000_000;
 struct H {
     app: axum::Router,
     store: Arc<MemoryStore>,
+    /// The price table's store, apart so a test can fail it alone.
+    prices: Arc<MemoryStore>,
     audit: Arc<MemoryAuditSink>,
     clock: Arc<FakeClock>,
     key: String,
@@ -110,6 +112,7 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
     tweak(&mut cfg);
     let clock = Arc::new(FakeClock::new(T0));
     let audit = Arc::new(MemoryAuditSink::default());
+    let prices = Arc::new(MemoryStore::new());
     let gw = Gateway::new(
         cfg,
         Stores {
@@ -119,6 +122,7 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
             secrets: store.clone(),
             decrypter: None,
             limits: Some(store.clone()),
+            prices: Some(prices.clone()),
         },
         clock.clone(),
         audit.clone(),
@@ -127,6 +131,7 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
     H {
         app: router(gw),
         store,
+        prices,
         audit,
         clock,
         key: k.expose().to_owned(),
@@ -1260,4 +1265,198 @@ async fn a_stream_cut_off_before_its_usage_is_charged_at_its_reservation() {
         .spend_day;
     assert!(spent > 0, "not zero: the provider billed what it streamed");
     assert_eq!(spent, (charged * 1_000_000.0).round() as u64);
+}
+
+#[tokio::test]
+async fn stored_prices_apply_within_the_cache_ttl_and_price_the_audit_line() {
+    use tollgate_core::ports::PriceStore;
+    use tollgate_core::pricing::{Price, PriceTable};
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            budget_day_micros: Some(1_000_000),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let a = h.last_audit();
+    let (tin, tout) = (a.tokens_in.unwrap(), a.tokens_out.unwrap());
+    let builtin = PriceTable::builtin()
+        .lookup("gpt-4o-mini")
+        .copied()
+        .unwrap();
+    assert_eq!(a.cost_usd, Some(builtin.cost(tin, tout) as f64 / 1e6));
+
+    // An operator stores a table where gpt-4o-mini costs 100 times more.
+    let mut t = PriceTable::builtin();
+    let dear = Price {
+        input: builtin.input * 100,
+        output: builtin.output * 100,
+        cached_input: None,
+    };
+    t.prices.insert("gpt-4o-mini".into(), dear);
+    assert!(h.prices.store_prices(&t, 0).await.unwrap());
+    // Within the TTL the cached table still applies...
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    assert_eq!(
+        h.last_audit().cost_usd,
+        Some(builtin.cost(tin, tout) as f64 / 1e6)
+    );
+    // ...after it, the stored one, read once and cached again.
+    h.clock
+        .advance_ms(GatewayConfig::default().key_cache_ttl_ms);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let a = h.last_audit();
+    assert_eq!(a.cost_usd, Some(dear.cost(tin, tout) as f64 / 1e6));
+    let reads = h.prices.ops.snapshot().0;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    assert_eq!(
+        h.prices.ops.snapshot().0,
+        reads,
+        "a warm request reads no prices"
+    );
+}
+
+#[tokio::test]
+async fn a_spend_budget_fails_closed_when_the_price_table_cannot_be_read() {
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            budget_day_micros: Some(1_000_000),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    h.prices.set_failing(true);
+    let (status, _) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 503);
+    assert_eq!(h.last_audit().reason.as_str(), "store_unavailable");
+    assert!(h.calls().await.is_empty(), "nothing reached the provider");
+    h.prices.set_failing(false);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+}
+
+#[tokio::test]
+async fn requests_without_a_spend_budget_go_through_when_the_price_table_is_down() {
+    // A token-only limit, and no limit at all: neither needs the operators' prices.
+    let h = with_limits(
+        &[("openai", "t1", "mock-ok-one")],
+        Limits {
+            tokens_day: Some(1_000_000),
+            ..Limits::default()
+        },
+        None,
+    )
+    .await;
+    h.prices.set_failing(true);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let a = h.last_audit();
+    assert!(
+        a.cost_usd.is_some(),
+        "priced with the built-in table for the audit line"
+    );
+    h.store.set_key_limits(&h.key_id, None).await.unwrap();
+    h.clock
+        .advance_ms(GatewayConfig::default().key_cache_ttl_ms);
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+}
+
+/// A second tenant with one key in the harness's store: the key.
+async fn other_tenant_key(h: &H) -> String {
+    h.store
+        .put_tenant(&Tenant::new("globex", "Globex", "platform@globex.test", T0))
+        .await
+        .unwrap();
+    let k = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(43));
+    let mut r = ClientKeyRecord::for_key(
+        &k,
+        "globex",
+        "dev@globex.test",
+        Peppers::parse(PEPPER).unwrap().digest_new(&k),
+        T0,
+    );
+    r.expires_at = Some(T0 + 86_400_000);
+    h.store.put_key(&r).await.unwrap();
+    k.expose().to_owned()
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_take_more_than_its_share_of_a_pool() {
+    use tollgate_core::records::{PoolConfig, Strategy};
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    h.store
+        .set_pool_config(&PoolConfig {
+            tenant_concurrency: Some(1),
+            ..PoolConfig::new("openai", Strategy::RoundRobin)
+        })
+        .await
+        .unwrap();
+    let other = other_tenant_key(&h).await;
+    // acme's stream holds acme's one slot in the pool until its body ends.
+    let r = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(chat(true).to_string()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let refused = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&h.key),
+            Body::from(chat(false).to_string()),
+        )
+        .await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-ratelimit-limit-concurrency"], "1");
+    let (_, body) = read(refused).await;
+    assert!(body.contains("share of the provider pool"), "{body}");
+    assert_eq!(h.last_audit().reason.as_str(), "limit_pool_share");
+    // Another tenant still gets through the same pool.
+    let r2 = h
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&other),
+            Body::from(chat(false).to_string()),
+        )
+        .await;
+    assert_eq!(r2.status(), 200);
+    let _ = read(r2).await;
+    // The slot comes back when acme's stream ends.
+    let _ = read(r).await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let c = h
+        .store
+        .load_counters("pool#openai#tenant#acme")
+        .await
+        .unwrap();
+    assert!(c.counters.inflight.is_empty(), "every slot released");
+    // Without a cap, nothing is counted for the pool.
+    h.store
+        .set_pool_config(&PoolConfig::new("openai", Strategy::RoundRobin))
+        .await
+        .unwrap();
+    h.clock
+        .advance_ms(GatewayConfig::default().pool_cache_ttl_ms);
+    let before = h
+        .store
+        .load_counters("pool#openai#tenant#acme")
+        .await
+        .unwrap();
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    assert_eq!(
+        h.store
+            .load_counters("pool#openai#tenant#acme")
+            .await
+            .unwrap()
+            .version,
+        before.version
+    );
 }

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tollgate_core::clock::EpochMs;
-use tollgate_core::detect::port::{AlertSink, AuditStateStore, SaveOutcome, Stored};
-use tollgate_core::detect::{Alert, Entry, EntryId};
+use tollgate_core::detect::port::{AlertHistory, AlertSink, AuditStateStore, SaveOutcome, Stored};
+use tollgate_core::detect::{Alert, Entry, EntryId, Suppression};
 use tollgate_core::ports::{OpCounter, StoreError};
 
 /// [`AuditStateStore`] in a map: entry, version, expiry.
@@ -82,6 +82,38 @@ impl AuditStateStore for MemoryAuditState {
         items.insert(key, (entry.clone(), expected + 1, expires_at));
         Ok(SaveOutcome::Saved)
     }
+}
+
+#[async_trait]
+impl AlertHistory for MemoryAuditState {
+    async fn recent_alerts(
+        &self,
+        since: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        self.check()?;
+        self.ops.read();
+        let items = lock(&self.items)?;
+        let mut out: Vec<Suppression> = items
+            .values()
+            .filter(|(_, _, exp)| *exp > now)
+            .filter_map(|(e, _, _)| match e {
+                Entry::Suppression(s) if s.opened_at >= since => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        sort_newest_first(&mut out);
+        Ok(out)
+    }
+}
+
+/// Newest alert first; ties by id, so listings are stable.
+pub fn sort_newest_first(v: &mut [Suppression]) {
+    v.sort_by(|a, b| {
+        b.opened_at
+            .cmp(&a.opened_at)
+            .then_with(|| a.alert_id().cmp(&b.alert_id()))
+    });
 }
 
 /// [`AlertSink`] that keeps what it was given.
@@ -212,6 +244,7 @@ pub mod contract {
                 occurrences: 3,
                 evidence: vec!["req-1".into(), "req-2".into()],
                 tenant: Some("acme".into()),
+                alert: None,
             }),
         ];
         for (id, e) in ids.iter().zip(&entries) {
@@ -292,6 +325,84 @@ pub mod contract {
         }
     }
 
+    fn suppression(
+        ns: &str,
+        rule: tollgate_core::detect::Rule,
+        opened_at: EpochMs,
+    ) -> (EntryId, Entry) {
+        use tollgate_core::detect::{Finding, Params};
+        let subject = format!("key:{ns}hist");
+        let f = Finding {
+            rule,
+            subject: subject.clone(),
+            severity: rule.severity(),
+            at: opened_at,
+            first_seen: opened_at - 10,
+            counts: [("events".to_owned(), 4u64)].into_iter().collect(),
+            evidence: vec!["req-h1".into()],
+            networks: vec!["198.51.100.0/24".into()],
+            tenant: Some("acme".into()),
+        };
+        let mut st = tollgate_core::detect::AuditState::new();
+        let a = st.suppress(&Params::default(), &f).expect("a new alert");
+        st.record_alert(&a);
+        let id = EntryId::Suppression(rule, subject);
+        let e = st.get(&id).expect("suppression entry");
+        (id, e)
+    }
+
+    /// Kept alerts: suppression entries only, opened since `since`, unexpired, newest first,
+    /// with the alert as published.
+    pub async fn alert_history_lists_recent_alerts_newest_first(
+        s: &(impl AuditStateStore + AlertHistory),
+        ns: &str,
+    ) {
+        use tollgate_core::detect::Rule;
+        // Far in the future, so other runs sharing a table do not interfere with `since`.
+        let base = NOW * 2 + 1_000_000;
+        let (old_id, old) = suppression(ns, Rule::DlpBlockBurst, base - 10_000);
+        let (new_id, new) = suppression(ns, Rule::KeyRefusedOutside, base);
+        let (gone_id, gone) = suppression(ns, Rule::AuthTargetedKey, base + 5);
+        s.save(&old_id, &old, 0, base + 60_000).await.expect("save");
+        s.save(&new_id, &new, 0, base + 60_000).await.expect("save");
+        s.save(&gone_id, &gone, 0, base + 2_000)
+            .await
+            .expect("save");
+        s.save(
+            &EntryId::Key(format!("{ns}hist")),
+            &key_entry(base),
+            0,
+            base + 60_000,
+        )
+        .await
+        .expect("save");
+        let got = s
+            .recent_alerts(base - 20_000, base + 10_000)
+            .await
+            .expect("recent");
+        let mine: Vec<_> = got
+            .iter()
+            .filter(|x| x.subject == format!("key:{ns}hist"))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            2,
+            "expired and non-alert entries left out: {mine:?}"
+        );
+        assert_eq!(mine[0].rule, Rule::KeyRefusedOutside, "newest first");
+        assert_eq!(mine[1].rule, Rule::DlpBlockBurst);
+        let alert = mine[0].alert.as_ref().expect("the alert as published");
+        assert_eq!(alert.counts.get("events"), Some(&4));
+        let got = s
+            .recent_alerts(base - 1, base + 10_000)
+            .await
+            .expect("recent");
+        assert!(
+            got.iter().all(|x| x.opened_at >= base - 1),
+            "since is respected"
+        );
+    }
+
     struct Feeder;
 
     impl Feeder {
@@ -328,6 +439,7 @@ mod tests {
         contract::every_entry_kind_round_trips_in_order(&s, "m-").await;
         contract::expired_entries_load_absent_but_can_be_replaced(&s, "m-").await;
         contract::large_loads_keep_order(&s, "m-").await;
+        contract::alert_history_lists_recent_alerts_newest_first(&s, "m-").await;
     }
 
     #[tokio::test]

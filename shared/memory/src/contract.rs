@@ -19,9 +19,10 @@ use tollgate_core::key::KeyEnv;
 use tollgate_core::limits::{Counters, Limits};
 use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{
-    CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, Secret, SecretStore, StoreError,
-    SwapOutcome, TenantStore, VersionedCounters,
+    CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, PriceStore, Secret, SecretStore,
+    StoreError, SwapOutcome, TenantStore, VersionedCounters,
 };
+use tollgate_core::pricing::{Price, PriceTable};
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
     ClientKeyRecord, KeyStatus, PoolConfig, ProviderKind, SecretRef, Strategy, Tenant, TokenRecord,
@@ -334,22 +335,24 @@ pub async fn pool_tokens_round_trip_with_strategy<S: PoolStore>(s: &S, ns: &str)
     ids.sort();
     assert_eq!(ids, ["t1", "t2"]);
     assert_eq!(v.tokens.iter().find(|t| t.token_id == "t1"), Some(&t1));
-    s.set_pool_config(&PoolConfig {
-        pool: pool.clone(),
-        strategy: Strategy::Priority,
-    })
-    .await
-    .expect("config");
+    let cfg = PoolConfig {
+        tenant_concurrency: Some(3),
+        ..PoolConfig::new(pool.clone(), Strategy::Priority)
+    };
+    s.set_pool_config(&cfg).await.expect("config");
+    let v = s.load_pool(&pool).await.expect("load");
     assert_eq!(
-        s.load_pool(&pool).await.expect("load").strategy,
-        Strategy::Priority
+        (v.strategy, v.tenant_concurrency),
+        (Strategy::Priority, Some(3))
     );
-    assert!(
-        s.list_pool_configs()
-            .await
-            .expect("configs")
-            .iter()
-            .any(|c| c.pool == pool)
+    assert!(s.list_pool_configs().await.expect("configs").contains(&cfg));
+    // Replacing the settings without a cap removes it.
+    s.set_pool_config(&PoolConfig::new(pool.clone(), Strategy::Priority))
+        .await
+        .expect("config");
+    assert_eq!(
+        s.load_pool(&pool).await.expect("load").tenant_concurrency,
+        None
     );
     assert!(s.list_tokens().await.expect("all").len() >= 3);
 }
@@ -779,4 +782,173 @@ pub async fn issuers_round_trip_and_list<S: IssuerStore>(s: &S, ns: &str) {
     assert!(listed.iter().all(|r| r.issuer != url));
     assert!(listed.contains(&full));
     s.delete_issuer(&full.issuer).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model prices (`PriceStore`). The store holds one table for the deployment, so this suite
+// needs a store of its own (the AWS test gives it its own price item).
+
+pub async fn run_prices<S: PriceStore>(s: &S) {
+    nothing_is_stored_until_the_first_write_and_the_table_round_trips(s).await;
+    a_price_write_on_a_stale_version_changes_nothing(s).await;
+}
+
+pub async fn nothing_is_stored_until_the_first_write_and_the_table_round_trips<S: PriceStore>(
+    s: &S,
+) {
+    assert_eq!(s.load_prices().await.expect("load"), None);
+    // A stale expectation on an empty store is refused too.
+    assert!(
+        !s.store_prices(&PriceTable::default(), 3)
+            .await
+            .expect("store")
+    );
+    let mut t = PriceTable::builtin();
+    t.prices.insert(
+        "anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+        Price {
+            input: 3_000_000,
+            output: 15_000_000,
+            cached_input: None,
+        },
+    );
+    t.prices.insert(
+        "free-model".into(),
+        Price {
+            input: 0,
+            output: 0,
+            cached_input: Some(0),
+        },
+    );
+    assert!(s.store_prices(&t, 0).await.expect("first store"));
+    let got = s.load_prices().await.expect("load").expect("stored");
+    assert_eq!(got.version, 1);
+    assert_eq!(got.table, t, "every model, every field, cached or not");
+}
+
+pub async fn a_price_write_on_a_stale_version_changes_nothing<S: PriceStore>(s: &S) {
+    let before = s.load_prices().await.expect("load").expect("stored");
+    let mut smaller = before.table.clone();
+    smaller.prices.retain(|m, _| m.starts_with("gpt-4o"));
+    // Someone else stored first: both version 0 and an old version are refused.
+    assert!(!s.store_prices(&smaller, 0).await.expect("store"));
+    assert!(
+        !s.store_prices(&smaller, before.version + 1)
+            .await
+            .expect("store")
+    );
+    assert_eq!(s.load_prices().await.expect("load"), Some(before.clone()));
+    // On the current version the table is replaced as a whole (removals included).
+    assert!(
+        s.store_prices(&smaller, before.version)
+            .await
+            .expect("store")
+    );
+    let after = s.load_prices().await.expect("load").expect("stored");
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(after.table, smaller);
+}
+
+/// Rotation records: written only over the `rev` the writer read (0: none stored yet), kept
+/// apart from the token's health fields, `NotFound` for an unknown token.
+pub async fn rotation_records_swap_only_over_the_expected_rev<S>(s: &S, ns: &str)
+where
+    S: PoolStore + tollgate_core::rotation::RotationRecords,
+{
+    use tollgate_core::rotation::{
+        RetireVia, RetiringKey, RotationMode, RotationState, TokenRotation,
+    };
+    let pool = format!("{ns}rot");
+    s.put_token(&token(&pool, "r1")).await.unwrap();
+    let mut r = TokenRotation::new(
+        RotationMode::Staged {
+            retire: RetireVia::AnthropicAdmin,
+        },
+        7,
+        Some("apikey_1".into()),
+        1_000,
+    );
+    r.rev = 1;
+    assert!(s.swap_rotation(&pool, "r1", 0, &r).await.unwrap());
+    assert!(
+        !s.swap_rotation(&pool, "r1", 0, &r).await.unwrap(),
+        "rev 0 is taken"
+    );
+    let mut next = r.clone();
+    next.rev = 2;
+    next.state = RotationState::Pending {
+        version_id: "v2".into(),
+        key_id: None,
+        started_at: 5,
+    };
+    next.retiring = vec![RetiringKey {
+        key_id: "apikey_0".into(),
+        after: 9,
+    }];
+    assert!(!s.swap_rotation(&pool, "r1", 7, &next).await.unwrap());
+    assert!(s.swap_rotation(&pool, "r1", 1, &next).await.unwrap());
+    let stored = s.load_pool(&pool).await.unwrap().tokens[0].clone();
+    assert_eq!(stored.rotation, Some(next));
+    assert_eq!(stored.status, TokenStatus::Active);
+    assert_eq!(stored.weight, 2, "the rest of the record is untouched");
+    assert_eq!(
+        s.swap_rotation(&pool, "missing", 0, &r).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+/// Versions and staging labels of a secret `name` the caller created with the value `v1` as
+/// its only (AWSCURRENT) version. `token` is a fresh version id (32 to 64 characters).
+pub async fn versioned_secrets_follow_staging_rules<S>(s: &S, name: &str, token: &str)
+where
+    S: tollgate_core::rotation::VersionedSecrets,
+{
+    use tollgate_core::rotation::{AWSCURRENT, AWSPENDING, STAGED};
+    let d = s.describe(name).await.unwrap();
+    assert_eq!(d.stages.len(), 1);
+    let first = d.version_with(AWSCURRENT).unwrap().to_owned();
+    assert!(d.is_named(name));
+    let v = |x: &str| Some(Secret::new(x));
+    assert_eq!(s.value(name, None, AWSCURRENT).await.unwrap(), v("v1"));
+    assert_eq!(s.value(name, None, AWSPENDING).await.unwrap(), None);
+    assert_eq!(s.value(name, Some(token), AWSPENDING).await.unwrap(), None);
+
+    let staged = s.put_staged(name, &Secret::new("v-staged")).await.unwrap();
+    assert_eq!(s.value(name, None, STAGED).await.unwrap(), v("v-staged"));
+    assert_eq!(
+        s.describe(name).await.unwrap().version_with(STAGED),
+        Some(staged.as_str())
+    );
+
+    s.put_pending(name, token, &Secret::new("v2"))
+        .await
+        .unwrap();
+    s.put_pending(name, token, &Secret::new("v2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.value(name, Some(token), AWSPENDING).await.unwrap(),
+        v("v2")
+    );
+    assert_eq!(s.value(name, Some(&first), AWSPENDING).await.unwrap(), None);
+    assert_eq!(s.value(name, None, AWSCURRENT).await.unwrap(), v("v1"));
+
+    s.move_stage(name, AWSCURRENT, Some(token), Some(&first))
+        .await
+        .unwrap();
+    s.move_stage(name, AWSPENDING, None, Some(token))
+        .await
+        .unwrap();
+    s.move_stage(name, STAGED, None, Some(&staged))
+        .await
+        .unwrap();
+    let d = s.describe(name).await.unwrap();
+    assert_eq!(d.version_with(AWSCURRENT), Some(token));
+    assert_eq!(d.version_with(AWSPENDING), None);
+    assert_eq!(d.version_with(STAGED), None);
+    assert_eq!(s.value(name, None, AWSCURRENT).await.unwrap(), v("v2"));
+    assert_eq!(
+        s.describe("tollgate/contract/no-such-secret").await,
+        Err(StoreError::NotFound)
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod contract;
+pub mod rotation;
 
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -13,9 +14,10 @@ use tollgate_core::identity::IssuerRecord;
 use tollgate_core::limits::Limits;
 use tollgate_core::pool::{TokenChange, apply};
 use tollgate_core::ports::{
-    CounterWrite, IssuerStore, JwksSource, KeyStore, LimitStore, OpCounter, PoolStore, Secret,
-    SecretStore, StoreError, SwapOutcome, TenantStore, VersionedCounters,
+    CounterWrite, IssuerStore, JwksSource, KeyStore, LimitStore, OpCounter, PoolStore, PriceStore,
+    Secret, SecretStore, StoreError, StoredPrices, SwapOutcome, TenantStore, VersionedCounters,
 };
+use tollgate_core::pricing::PriceTable;
 use tollgate_core::provider::Usage;
 use tollgate_core::records::{
     ClientKeyRecord, KeyStatus, Policy, PoolConfig, PoolView, Strategy, Tenant, TokenRecord,
@@ -37,6 +39,7 @@ pub struct MemoryStore {
     secrets: Mutex<HashMap<String, Vec<Secret>>>,
     counters: Mutex<HashMap<String, VersionedCounters>>,
     issuers: Mutex<BTreeMap<String, IssuerRecord>>,
+    prices: Mutex<Option<StoredPrices>>,
     /// When set, every call fails as an unreachable service would (fail-closed tests).
     failing: std::sync::atomic::AtomicBool,
     pub ops: OpCounter,
@@ -229,16 +232,20 @@ impl KeyStore for MemoryStore {
 impl PoolStore for MemoryStore {
     async fn load_pool(&self, pool: &str) -> Result<PoolView, StoreError> {
         self.read()?;
-        let strategy = lock(&self.pools)?
+        let (strategy, tenant_concurrency) = lock(&self.pools)?
             .get(pool)
-            .map(|c| c.strategy)
-            .unwrap_or(Strategy::RoundRobin);
+            .map(|c| (c.strategy, c.tenant_concurrency))
+            .unwrap_or((Strategy::RoundRobin, None));
         let tokens = lock(&self.tokens)?
             .values()
             .filter(|t| t.pool == pool)
             .cloned()
             .collect();
-        Ok(PoolView { strategy, tokens })
+        Ok(PoolView {
+            strategy,
+            tenant_concurrency,
+            tokens,
+        })
     }
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.read()?;
@@ -394,6 +401,32 @@ impl LimitStore for MemoryStore {
 }
 
 #[async_trait]
+impl PriceStore for MemoryStore {
+    async fn load_prices(&self) -> Result<Option<StoredPrices>, StoreError> {
+        self.read()?;
+        Ok(lock(&self.prices)?.clone())
+    }
+
+    async fn store_prices(
+        &self,
+        table: &PriceTable,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        self.write()?;
+        let mut stored = lock(&self.prices)?;
+        let current = stored.as_ref().map_or(0, |p| p.version);
+        if current != expected_version {
+            return Ok(false);
+        }
+        *stored = Some(StoredPrices {
+            table: table.clone(),
+            version: expected_version + 1,
+        });
+        Ok(true)
+    }
+}
+
+#[async_trait]
 impl IssuerStore for MemoryStore {
     async fn get_issuer(&self, issuer: &str) -> Result<Option<IssuerRecord>, StoreError> {
         self.read()?;
@@ -489,6 +522,11 @@ mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_limit_counter_contract() {
         contract::run_limits(&MemoryStore::new(), "").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_passes_the_price_contract() {
+        contract::run_prices(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

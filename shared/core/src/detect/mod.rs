@@ -23,7 +23,7 @@ mod suppress;
 mod window;
 
 pub use rules::{Params, Rule, Severity};
-pub use suppress::{ALERT_SCHEMA, Alert, Suppression};
+pub use suppress::{ALERT_SCHEMA, Alert, Suppression, alert_id, parse_alert_id};
 pub use window::{Hit, Window};
 
 use crate::audit::{AuditRecord, Decision};
@@ -100,6 +100,7 @@ pub fn signal(r: Reason) -> Signal {
         | Reason::LimitRpm
         | Reason::LimitTpm
         | Reason::LimitConcurrency
+        | Reason::LimitPoolShare
         | Reason::BudgetDay
         | Reason::BudgetMonth
         | Reason::TokenBudgetDay
@@ -355,7 +356,8 @@ impl AuditState {
                 let expires = match &e {
                     Entry::Window(w) => w.newest().unwrap_or(0) + p.longest_window_ms(),
                     Entry::Key(k) => k.last_seen + p.key_retention_ms,
-                    Entry::Suppression(s) => s.until + p.suppression_ms,
+                    Entry::Suppression(s) => (s.until + p.suppression_ms)
+                        .max(s.opened_at.saturating_add(p.alert_retention_ms)),
                 };
                 Some((id.clone(), e, expires))
             })

@@ -1,7 +1,7 @@
 //! The audit function's two ports: where detector state lives (DynamoDB, memory) and where
 //! alerts go (SNS, memory). Both small; both held to one contract test per implementation.
 
-use super::{Alert, Entry, EntryId};
+use super::{Alert, Entry, EntryId, Suppression};
 use crate::clock::EpochMs;
 use crate::ports::StoreError;
 use async_trait::async_trait;
@@ -46,4 +46,45 @@ pub trait AuditStateStore: Send + Sync {
 #[async_trait]
 pub trait AlertSink: Send + Sync {
     async fn publish(&self, alert: &Alert) -> Result<(), StoreError>;
+}
+
+/// The alerts kept in the state table (one per (rule, subject): the latest), for operators.
+#[async_trait]
+pub trait AlertHistory: Send + Sync {
+    /// Every kept alert opened at or after `since` and not expired at `now`, newest first.
+    async fn recent_alerts(
+        &self,
+        since: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<Suppression>, StoreError>;
+}
+
+/// One log event as CloudWatch Logs returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// The event id (unique within the log group).
+    pub id: String,
+    pub timestamp: EpochMs,
+    pub message: String,
+}
+
+/// One page of a log query; `next` continues it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogPage {
+    pub events: Vec<LogEvent>,
+    pub next: Option<String>,
+}
+
+/// The proxy's log group, read by time (`tollgate audit tail`).
+#[async_trait]
+pub trait AuditLogSource: Send + Sync {
+    /// Events at or after `start`, oldest first within a page. `pattern` is a CloudWatch
+    /// Logs filter pattern the source may apply (a source that cannot may return more:
+    /// callers filter again).
+    async fn page(
+        &self,
+        start: EpochMs,
+        pattern: Option<&str>,
+        next: Option<String>,
+    ) -> Result<LogPage, StoreError>;
 }

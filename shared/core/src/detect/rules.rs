@@ -154,6 +154,8 @@ pub struct Params {
     pub evidence_max: usize,
     /// How long a key's learned networks live after its last use.
     pub key_retention_ms: u64,
+    /// How long an alert stays listable (`tollgate alerts list`) after it opened.
+    pub alert_retention_ms: u64,
 }
 
 impl Default for Params {
@@ -182,6 +184,7 @@ impl Default for Params {
             window_cap: 256,
             evidence_max: 20,
             key_retention_ms: 90 * DAY,
+            alert_retention_ms: 7 * DAY,
         }
     }
 }

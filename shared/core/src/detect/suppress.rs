@@ -28,6 +28,29 @@ pub struct Suppression {
     pub evidence: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The alert as it was published (what `tollgate alerts show` prints), with what the
+    /// auto-response did. Absent in entries written before alerts were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Box<Alert>>,
+}
+
+impl Suppression {
+    /// The id operators use for this alert: `<rule>/<subject>` (one open alert per pair).
+    pub fn alert_id(&self) -> String {
+        alert_id(self.rule, &self.subject)
+    }
+}
+
+/// `<rule>/<subject>`: names the latest alert of one (rule, subject).
+pub fn alert_id(rule: Rule, subject: &str) -> String {
+    format!("{}/{subject}", rule.as_str())
+}
+
+/// The (rule, subject) an [`alert_id`] names.
+pub fn parse_alert_id(id: &str) -> Option<(Rule, String)> {
+    let (rule, subject) = id.trim().split_once('/')?;
+    let rule = Rule::ALL.iter().copied().find(|r| r.as_str() == rule)?;
+    (!subject.is_empty()).then(|| (rule, subject.to_owned()))
 }
 
 /// The message published to SNS. Ids and counts only: never a key value or prompt text.
@@ -142,8 +165,21 @@ impl AuditState {
                 occurrences: 1,
                 evidence: f.evidence.clone(),
                 tenant: f.tenant.clone(),
+                alert: None,
             },
         );
         Some(Alert::from_finding(f, until))
+    }
+
+    /// Keeps `alert` (as published, auto-response included) in its open suppression entry,
+    /// so operators can list and show it (`tollgate alerts`). Call after [`Self::suppress`]
+    /// returned it; no extra write (the entry is saved anyway).
+    pub fn record_alert(&mut self, alert: &Alert) {
+        let slot = (alert.rule, alert.subject.clone());
+        if let Some(s) = self.suppressions.get_mut(&slot) {
+            s.alert = Some(Box::new(alert.clone()));
+            self.dirty
+                .insert(EntryId::Suppression(alert.rule, alert.subject.clone()));
+        }
     }
 }

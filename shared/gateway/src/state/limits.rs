@@ -46,7 +46,8 @@ pub struct Admission {
 
 #[derive(Debug)]
 pub enum LimitError {
-    Refused(LimitRefusal),
+    /// A limit refused; the subject whose limit it was.
+    Refused(LimitRefusal, String),
     Store(StoreError),
 }
 
@@ -126,13 +127,13 @@ impl LimitCounters {
         &self,
         subjects: &[(String, Limits)],
         now: EpochMs,
-    ) -> Option<LimitRefusal> {
+    ) -> Option<LimitError> {
         subjects.iter().find_map(|(s, limits)| {
             self.refused_until
                 .get(s.as_str())
                 // A limit raised since the refusal may admit again: ask the store.
                 .filter(|r| r.reset_at > now && limits.rpm.is_some_and(|l| l <= r.limit))
-                .map(|r| LimitRefusal { remaining: 0, ..r })
+                .map(|r| LimitError::Refused(LimitRefusal { remaining: 0, ..r }, s.clone()))
         })
     }
 
@@ -249,14 +250,14 @@ impl LimitCounters {
     ) -> Result<Admission, LimitError> {
         let now = self.clock.now_ms();
         if let Some(r) = self.remembered_refusal(subjects, now) {
-            return Err(LimitError::Refused(r));
+            return Err(r);
         }
         let _turn = self.turn(subjects.iter().map(|(s, _)| s.as_str())).await;
         // Decide at the time of the decision, not of the arrival: the turn may have taken a
         // while, and the window may have filled meanwhile.
         let now = self.clock.now_ms();
         if let Some(r) = self.remembered_refusal(subjects, now) {
-            return Err(LimitError::Refused(r));
+            return Err(r);
         }
         // Subjects whose state this admission has read from the store itself.
         let mut read_here: Vec<&str> = Vec::new();
@@ -296,7 +297,7 @@ impl LimitCounters {
                             self.known.remove(subject.as_str());
                             continue 'rounds;
                         }
-                        return Err(LimitError::Refused(r));
+                        return Err(LimitError::Refused(r, subject.clone()));
                     }
                 }
             }

@@ -9,6 +9,7 @@ pub mod issuers;
 pub mod keys;
 pub mod limits;
 pub mod pools;
+pub mod prices;
 pub mod secrets;
 
 use crate::audit_sink::AuditSink;
@@ -17,8 +18,9 @@ pub use issuers::{HttpJwks, IdentityStores};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate_core::clock::{Clock, EpochMs};
-use tollgate_core::ports::{Decrypter, KeyStore, LimitStore, PoolStore, SecretStore, TenantStore};
-use tollgate_core::pricing::PriceTable;
+use tollgate_core::ports::{
+    Decrypter, KeyStore, LimitStore, PoolStore, PriceStore, SecretStore, TenantStore,
+};
 
 pub struct Stores {
     pub tenants: Arc<dyn TenantStore>,
@@ -29,6 +31,10 @@ pub struct Stores {
     /// Limit counters. `None`: no store for them — a request that has limits is refused
     /// (503, fail closed) rather than let through unlimited.
     pub limits: Option<Arc<dyn LimitStore>>,
+    /// The model price table. `None`: the built-in prices, and a request with a spend budget
+    /// is refused (503, fail closed) since its cost cannot be checked against the operators'
+    /// table.
+    pub prices: Option<Arc<dyn PriceStore>>,
 }
 
 pub struct Gateway {
@@ -41,7 +47,7 @@ pub struct Gateway {
     pub(crate) pools: pools::PoolCache,
     pub(crate) secrets: secrets::SecretCache,
     pub(crate) limits: Option<Arc<limits::LimitCounters>>,
-    pub(crate) prices: PriceTable,
+    pub(crate) prices: prices::PriceBook,
 }
 
 impl Gateway {
@@ -100,7 +106,7 @@ impl Gateway {
                     cfg.limit_lease_ms,
                 ))
             }),
-            prices: PriceTable::builtin(),
+            prices: prices::PriceBook::new(stores.prices, cfg.key_cache_ttl_ms, clock.clone()),
             cfg,
             clock,
             http,

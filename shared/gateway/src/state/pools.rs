@@ -59,6 +59,24 @@ impl PoolCache {
         Ok(chosen)
     }
 
+    /// The pool's per-tenant cap on requests in flight ([`PoolView::tenant_concurrency`]).
+    /// Reads the pool when the cached view is older than its TTL (the read token selection
+    /// would make next anyway).
+    pub async fn tenant_concurrency(
+        &self,
+        pool: &str,
+        calls: &mut StoreCalls,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(cap) = self.views.with_fresh(pool, |v| v.tenant_concurrency) {
+            return Ok(cap);
+        }
+        calls.reads += 1;
+        let view = self.store.load_pool(pool).await?;
+        let cap = view.tenant_concurrency;
+        self.views.insert(pool.to_owned(), view);
+        Ok(cap)
+    }
+
     /// The token ids of `pool` in this instance's view (fresh or not).
     pub fn token_ids(&self, pool: &str) -> Vec<String> {
         self.views
