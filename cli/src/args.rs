@@ -230,6 +230,14 @@ pub struct LimitsTarget {
 pub struct LimitsSet {
     #[command(flatten)]
     pub target: LimitsTarget,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+}
+
+/// The limit flags, one set for `limits set` and `issuer add` (for an issuer's callers each
+/// limit applies per principal: issuer + subject).
+#[derive(Debug, Args, Default)]
+pub struct LimitFlags {
     /// Requests per minute (e.g. 600, 1.2k).
     #[arg(long, value_parser = parse_count)]
     pub rpm: Option<u64>,
@@ -251,6 +259,21 @@ pub struct LimitsSet {
     /// Tokens per UTC month.
     #[arg(long, value_parser = parse_count)]
     pub tokens_month: Option<u64>,
+}
+
+impl LimitFlags {
+    /// The limits these flags give (unset flags stay unset).
+    pub fn limits(&self) -> tollgate_core::limits::Limits {
+        tollgate_core::limits::Limits {
+            rpm: self.rpm,
+            tpm: self.tpm,
+            concurrency: self.concurrency,
+            budget_day_micros: self.budget_day,
+            budget_month_micros: self.budget_month,
+            tokens_day: self.tokens_day,
+            tokens_month: self.tokens_month,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

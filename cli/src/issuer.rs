@@ -9,10 +9,7 @@
 //! they are this command's alone. Values are validated by the parsers below, so a malformed
 //! URL, algorithm or claim rule is a usage error (exit 2) before anything touches AWS.
 
-use crate::args::{
-    parse_cidr, parse_count, parse_id, parse_model_pattern, parse_model_pool, parse_route,
-    parse_usd,
-};
+use crate::args::{parse_cidr, parse_id, parse_model_pattern, parse_model_pool, parse_route};
 use crate::ctx::{Ctx, confirm};
 use crate::error::{CliError, Result, StoreContext};
 use crate::output::{Out, Table, fields};
@@ -113,27 +110,9 @@ pub struct IssuerAdd {
     /// takes (default: the tenant's).
     #[arg(long, value_name = "FILE")]
     pub dlp_policy: Option<PathBuf>,
-    /// Requests per minute, per principal (issuer + subject), e.g. 600, 1.2k.
-    #[arg(long, value_parser = parse_count)]
-    pub rpm: Option<u64>,
-    /// Tokens per minute, per principal.
-    #[arg(long, value_parser = parse_count)]
-    pub tpm: Option<u64>,
-    /// Requests in flight at once, per principal.
-    #[arg(long, value_parser = parse_count)]
-    pub concurrency: Option<u64>,
-    /// Spend per UTC day in US dollars, per principal (e.g. 5usd).
-    #[arg(long, value_parser = parse_usd)]
-    pub budget_day: Option<u64>,
-    /// Spend per UTC month in US dollars, per principal.
-    #[arg(long, value_parser = parse_usd)]
-    pub budget_month: Option<u64>,
-    /// Tokens per UTC day, per principal.
-    #[arg(long, value_parser = parse_count)]
-    pub tokens_day: Option<u64>,
-    /// Tokens per UTC month, per principal.
-    #[arg(long, value_parser = parse_count)]
-    pub tokens_month: Option<u64>,
+    /// Limits per principal (issuer + subject), as `limits set` takes them.
+    #[command(flatten)]
+    pub limits: crate::args::LimitFlags,
     /// Replace the record if the issuer is already trusted (otherwise that is an error).
     #[arg(long)]
     pub replace: bool,
@@ -264,15 +243,7 @@ async fn check_tenant(ctx: &Ctx<'_>, id: &str) -> Result<()> {
 }
 
 fn limits(a: &IssuerAdd) -> Option<Limits> {
-    let l = Limits {
-        rpm: a.rpm,
-        tpm: a.tpm,
-        concurrency: a.concurrency,
-        budget_day_micros: a.budget_day,
-        budget_month_micros: a.budget_month,
-        tokens_day: a.tokens_day,
-        tokens_month: a.tokens_month,
-    };
+    let l = a.limits.limits();
     (!l.is_empty()).then_some(l)
 }
 

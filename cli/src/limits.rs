@@ -150,15 +150,7 @@ pub async fn set(ctx: &mut Ctx<'_>, a: LimitsSet) -> Result<Out> {
         a.target.key.as_deref(),
     )
     .await?;
-    let given = Limits {
-        rpm: a.rpm,
-        tpm: a.tpm,
-        concurrency: a.concurrency,
-        budget_day_micros: a.budget_day,
-        budget_month_micros: a.budget_month,
-        tokens_day: a.tokens_day,
-        tokens_month: a.tokens_month,
-    };
+    let given = a.limits.limits();
     if given.concurrency == Some(0) || given.rpm == Some(0) {
         return Err(CliError::new(
             "a limit of 0 refuses every request; to stop a key, revoke it (tollgate key revoke)",
