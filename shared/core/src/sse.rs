@@ -12,6 +12,9 @@ pub struct SseReader {
     data: Vec<u8>,
     event: Option<String>,
     overflow: bool,
+    /// The last byte ended a line with CR: an LF right after it (even in the next chunk) is
+    /// the same line ending.
+    after_cr: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +31,15 @@ impl SseReader {
     /// Feeds a chunk, calling `on_event` for every event it completes.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent)) {
         for &b in chunk {
-            if b == b'\n' {
-                let mut line = std::mem::take(&mut self.line);
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
+            // Lines end with CRLF, LF or a lone CR (the SSE spec): a CR never reaches a field
+            // value, so every event read can be written back as the same event.
+            let after_cr = std::mem::take(&mut self.after_cr);
+            if b == b'\n' && after_cr {
+                continue;
+            }
+            if b == b'\n' || b == b'\r' {
+                self.after_cr = b == b'\r';
+                let line = std::mem::take(&mut self.line);
                 if !std::mem::take(&mut self.overflow) {
                     self.line_done(&line, &mut on_event);
                 }
@@ -116,6 +123,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_cr_ends_a_line_even_split_from_its_lf() {
+        // found by the sse_reframe fuzz target: `data:\r\r\n` used to give the value "\r",
+        // which, written back, read as an empty event and was lost
+        assert!(collect(&[b"data:\r\r\n\n"]).is_empty());
+        let want = vec![SseEvent {
+            event: Some("a".into()),
+            data: "x\ny".into(),
+        }];
+        assert_eq!(collect(&[b"event: a\rdata: x\rdata: y\r\r"]), want);
+        assert_eq!(
+            collect(&[b"event: a\r", b"\ndata: x\r\ndata: y\r", b"\n\r\n"]),
+            want
+        );
+    }
+
+    #[test]
     fn incomplete_trailing_event_is_not_emitted() {
         assert!(collect(&[b"data: partial"]).is_empty());
     }
@@ -123,7 +146,7 @@ mod tests {
     proptest! {
         #[test]
         fn chunking_never_changes_the_events(split in 0usize..60) {
-            let whole: &[u8] = b"event: a\ndata: one\n\ndata: two\ndata: three\n\n";
+            let whole: &[u8] = b"event: a\r\ndata: one\n\ndata: two\rdata: three\r\n\r\n";
             let split = split.min(whole.len());
             let one = collect(&[whole]);
             let two = collect(&[&whole[..split], &whole[split..]]);
