@@ -5,8 +5,9 @@
 
 use crate::cache::TtlCache;
 use crate::context::StoreCalls;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tollgate_core::clock::Clock;
 use tollgate_core::pool::{HealthPolicy, Outcome, apply, next_state};
 use tollgate_core::ports::{PoolStore, StoreError};
@@ -18,6 +19,10 @@ pub struct PoolCache {
     views: TtlCache<String, PoolView>,
     clock: Arc<dyn Clock>,
     rr: AtomicU64,
+    /// One turn per pool for reading it: requests that miss the cache together wait for one
+    /// read instead of each sending their own (a cold instance under load would otherwise
+    /// send every request's read to the store at the same moment).
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl PoolCache {
@@ -27,7 +32,38 @@ impl PoolCache {
             views: TtlCache::new(1_000, ttl_ms, clock.clone()),
             clock,
             rr: AtomicU64::new(0),
+            loading: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs `f` on the pool's view: the cached one while fresh, else one read shared by every
+    /// request that missed at the same time.
+    async fn with_view<R>(
+        &self,
+        pool: &str,
+        calls: &mut StoreCalls,
+        f: impl Fn(&mut PoolView) -> R,
+    ) -> Result<R, StoreError> {
+        if let Some(r) = self.views.with_fresh(pool, &f) {
+            return Ok(r);
+        }
+        let turn = self
+            .loading
+            .lock()
+            .ok()
+            .map(|mut g| g.entry(pool.to_owned()).or_default().clone());
+        let _turn = match &turn {
+            Some(t) => Some(t.lock().await),
+            None => None,
+        };
+        if let Some(r) = self.views.with_fresh(pool, &f) {
+            return Ok(r);
+        }
+        calls.reads += 1;
+        let mut view = self.store.load_pool(pool).await?;
+        let r = f(&mut view);
+        self.views.insert(pool.to_owned(), view);
+        Ok(r)
     }
 
     /// Chooses a token for `pool` by the pool's strategy, skipping `exclude`. Reads the pool
@@ -49,14 +85,7 @@ impl PoolCache {
             )
             .cloned()
         };
-        if let Some(t) = self.views.with_fresh(pool, pick) {
-            return Ok(t);
-        }
-        calls.reads += 1;
-        let mut view = self.store.load_pool(pool).await?;
-        let chosen = pick(&mut view);
-        self.views.insert(pool.to_owned(), view);
-        Ok(chosen)
+        self.with_view(pool, calls, pick).await
     }
 
     /// The pool's per-tenant cap on requests in flight ([`PoolView::tenant_concurrency`]).
@@ -67,14 +96,7 @@ impl PoolCache {
         pool: &str,
         calls: &mut StoreCalls,
     ) -> Result<Option<u64>, StoreError> {
-        if let Some(cap) = self.views.with_fresh(pool, |v| v.tenant_concurrency) {
-            return Ok(cap);
-        }
-        calls.reads += 1;
-        let view = self.store.load_pool(pool).await?;
-        let cap = view.tenant_concurrency;
-        self.views.insert(pool.to_owned(), view);
-        Ok(cap)
+        self.with_view(pool, calls, |v| v.tenant_concurrency).await
     }
 
     /// The token ids of `pool` in this instance's view (fresh or not).
@@ -166,5 +188,104 @@ impl PoolCache {
     /// Drops the cached view of `pool` so the next request re-reads it.
     pub fn forget(&self, pool: &str) {
         self.views.remove(pool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::AtomicUsize;
+    use tollgate_core::clock::{EpochMs, FakeClock};
+    use tollgate_core::pool::TokenChange;
+    use tollgate_core::records::{PoolConfig, TokenStatus};
+
+    /// A pool store whose reads take a while, counting them.
+    #[derive(Default)]
+    struct SlowPools {
+        loads: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl PoolStore for SlowPools {
+        async fn load_pool(&self, _pool: &str) -> Result<PoolView, StoreError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(PoolView {
+                tenant_concurrency: Some(3),
+                ..PoolView::default()
+            })
+        }
+        async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+            Ok(vec![])
+        }
+        async fn list_pool_configs(&self) -> Result<Vec<PoolConfig>, StoreError> {
+            Ok(vec![])
+        }
+        async fn set_pool_config(&self, _: &PoolConfig) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn put_token(&self, _: &TokenRecord) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn set_token_status(
+            &self,
+            _: &str,
+            _: &str,
+            _: TokenStatus,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn delete_token(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn apply_change(
+            &self,
+            _: &str,
+            _: &str,
+            _: u64,
+            _: &TokenChange,
+        ) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn record_usage(
+            &self,
+            _: &str,
+            _: &str,
+            _: Usage,
+            _: EpochMs,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn requests_that_miss_together_share_one_read() {
+        let store = Arc::new(SlowPools::default());
+        let cache = Arc::new(PoolCache::new(
+            store.clone(),
+            2_000,
+            Arc::new(FakeClock::new(1_000_000)),
+        ));
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let mut calls = StoreCalls::default();
+                    let pool = if i % 2 == 0 { "a" } else { "b" };
+                    let cap = cache.tenant_concurrency(pool, &mut calls).await;
+                    (cap, calls.reads)
+                })
+            })
+            .collect();
+        let mut reads = 0;
+        for t in tasks {
+            let (cap, r) = t.await.unwrap();
+            assert_eq!(cap, Ok(Some(3)));
+            reads += r;
+        }
+        // one read per pool, however many requests missed at once
+        assert_eq!(store.loads.load(Ordering::SeqCst), 2);
+        assert_eq!(reads, 2);
     }
 }
