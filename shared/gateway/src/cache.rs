@@ -1,9 +1,16 @@
 //! One TTL cache type for everything the gateway keeps between requests (key records,
 //! tenants, pool views, secret values). Freshness is judged by the injected clock, so tests
 //! move time instead of sleeping. A TTL of 0 disables caching: `insert` keeps nothing.
+//!
+//! Reads through the cache ([`TtlCache::read_through`]) are shared: requests that miss one key
+//! at the same moment take turns, the first reads the store and the rest find its value. A cold
+//! instance under load would otherwise send every request's read to the store at once (seen as
+//! a 5 s DynamoDB timeout on the emulator at 200 concurrent requests).
 
+use crate::context::StoreCalls;
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use tollgate_core::clock::{Clock, EpochMs};
@@ -18,6 +25,9 @@ pub struct TtlCache<K, V> {
     ttl_ms: u64,
     capacity: usize,
     clock: Arc<dyn Clock>,
+    /// One turn per key being read through the cache; removed when its last holder is done,
+    /// so a flood of distinct keys leaves nothing behind.
+    turns: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
@@ -27,6 +37,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
             ttl_ms,
             capacity: capacity.max(1),
             clock,
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,6 +110,83 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         );
     }
 
+    /// Runs `f` on the fresh cached value, else on the value `load` reads (counted in
+    /// `calls.reads`), which is cached. Requests that miss `key` together share one `load`;
+    /// a failed load is not cached and the next request in line tries its own. With a TTL of
+    /// 0 nothing is kept, so nothing is shared either: every call loads.
+    pub async fn read_through<Q, R, E, Fut>(
+        &self,
+        key: &Q,
+        calls: &mut StoreCalls,
+        f: impl Fn(&mut V) -> R,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<R, E>
+    where
+        K: Borrow<Q> + Clone,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        if let Some(r) = self.with_fresh(key, &f) {
+            return Ok(r);
+        }
+        let turn = if self.ttl_ms == 0 {
+            None
+        } else {
+            self.turns
+                .lock()
+                .ok()
+                .map(|mut g| g.entry(key.to_owned()).or_default().clone())
+        };
+        let result = match &turn {
+            Some(t) => {
+                let _held = t.lock().await;
+                match self.with_fresh(key, &f) {
+                    Some(r) => Ok(r),
+                    None => self.load_into(key, calls, &f, load).await,
+                }
+            }
+            None => self.load_into(key, calls, &f, load).await,
+        };
+        if let Some(t) = turn {
+            self.end_turn(key, t);
+        }
+        result
+    }
+
+    async fn load_into<Q, R, E, Fut>(
+        &self,
+        key: &Q,
+        calls: &mut StoreCalls,
+        f: &impl Fn(&mut V) -> R,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<R, E>
+    where
+        Q: ToOwned<Owned = K> + ?Sized,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        calls.reads += 1;
+        let mut value = load().await?;
+        let r = f(&mut value);
+        self.insert(key.to_owned(), value);
+        Ok(r)
+    }
+
+    /// Drops the key's turn when no other request holds or waits for it.
+    fn end_turn<Q>(&self, key: &Q, turn: Arc<tokio::sync::Mutex<()>>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Ok(mut g) = self.turns.lock()
+            && let Some(current) = g.get(key)
+            && Arc::ptr_eq(current, &turn)
+            // The map's reference and ours: nobody else is waiting.
+            && Arc::strong_count(&turn) == 2
+        {
+            g.remove(key);
+        }
+    }
+
     pub fn remove<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
@@ -127,6 +215,76 @@ mod tests {
         assert_eq!(c.get("a"), None);
         // A stale view can still take this instance's own observations.
         assert_eq!(c.with_any("a", |v| *v), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn misses_at_the_same_moment_share_one_read() {
+        let clock = Arc::new(FakeClock::new(0));
+        let c: Arc<TtlCache<String, u32>> = Arc::new(TtlCache::new(10, 1_000, clock));
+        let loads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let (c, loads) = (c.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut calls = StoreCalls::default();
+                let key = if i % 2 == 0 { "a" } else { "b" };
+                let v = c
+                    .read_through(
+                        key,
+                        &mut calls,
+                        |v| *v,
+                        || async {
+                            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            Ok::<u32, ()>(7)
+                        },
+                    )
+                    .await;
+                (v, calls.reads)
+            }));
+        }
+        let mut reads = 0;
+        for t in tasks {
+            let (v, r) = t.await.unwrap();
+            assert_eq!(v, Ok(7));
+            reads += r;
+        }
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(reads, 2);
+        assert!(
+            c.turns.lock().unwrap().is_empty(),
+            "turns are dropped when done"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_cached_and_ttl_zero_shares_nothing() {
+        let clock = Arc::new(FakeClock::new(0));
+        let c: TtlCache<String, u32> = TtlCache::new(10, 1_000, clock.clone());
+        let mut calls = StoreCalls::default();
+        let r = c
+            .read_through(
+                "a",
+                &mut calls,
+                |v| *v,
+                || async { Err::<u32, &str>("down") },
+            )
+            .await;
+        assert_eq!(r, Err("down"));
+        let r = c
+            .read_through("a", &mut calls, |v| *v, || async { Ok::<u32, &str>(3) })
+            .await;
+        assert_eq!(r, Ok(3));
+        assert_eq!(calls.reads, 2);
+        let z: TtlCache<String, u32> = TtlCache::new(10, 0, clock);
+        for _ in 0..3 {
+            let r = z
+                .read_through("a", &mut calls, |v| *v, || async { Ok::<u32, &str>(1) })
+                .await;
+            assert_eq!(r, Ok(1));
+        }
+        assert_eq!(calls.reads, 5);
+        assert!(z.turns.lock().unwrap().is_empty());
     }
 
     #[test]

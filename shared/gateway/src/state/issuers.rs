@@ -157,13 +157,14 @@ impl IssuerDirectory {
         let Some(stores) = &self.stores else {
             return Ok(Arc::new(None));
         };
-        if let Some(rec) = self.issuer_cache.get(iss) {
-            return Ok(rec);
-        }
-        calls.reads += 1;
-        let rec = Arc::new(stores.issuers.get_issuer(iss).await?);
-        self.issuer_cache.insert(iss.to_owned(), rec.clone());
-        Ok(rec)
+        self.issuer_cache
+            .read_through(
+                iss,
+                calls,
+                |r| r.clone(),
+                || async { Ok(Arc::new(stores.issuers.get_issuer(iss).await?)) },
+            )
+            .await
     }
 
     /// The issuer's key for a token with header `alg` and `kid`.

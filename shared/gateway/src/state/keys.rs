@@ -49,13 +49,14 @@ impl KeyDirectory {
         key_id: &str,
         calls: &mut StoreCalls,
     ) -> Result<Arc<Option<ClientKeyRecord>>, StoreError> {
-        if let Some(e) = self.key_cache.get(key_id) {
-            return Ok(e);
-        }
-        calls.reads += 1;
-        let rec = Arc::new(self.keys.get_key(key_id).await?);
-        self.key_cache.insert(key_id.to_owned(), rec.clone());
-        Ok(rec)
+        self.key_cache
+            .read_through(
+                key_id,
+                calls,
+                |e| e.clone(),
+                || async { Ok(Arc::new(self.keys.get_key(key_id).await?)) },
+            )
+            .await
     }
 
     /// The tenant `tenant_id` (`None`: no such tenant): cache, else one store read.
@@ -64,12 +65,13 @@ impl KeyDirectory {
         tenant_id: &str,
         calls: &mut StoreCalls,
     ) -> Result<Arc<Option<Tenant>>, StoreError> {
-        if let Some(t) = self.tenant_cache.get(tenant_id) {
-            return Ok(t);
-        }
-        calls.reads += 1;
-        let t = Arc::new(self.tenants.get_tenant(tenant_id).await?);
-        self.tenant_cache.insert(tenant_id.to_owned(), t.clone());
-        Ok(t)
+        self.tenant_cache
+            .read_through(
+                tenant_id,
+                calls,
+                |t| t.clone(),
+                || async { Ok(Arc::new(self.tenants.get_tenant(tenant_id).await?)) },
+            )
+            .await
     }
 }

@@ -5,9 +5,8 @@
 
 use crate::cache::TtlCache;
 use crate::context::StoreCalls;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tollgate_core::clock::Clock;
 use tollgate_core::pool::{HealthPolicy, Outcome, apply, next_state};
 use tollgate_core::ports::{PoolStore, StoreError};
@@ -19,10 +18,6 @@ pub struct PoolCache {
     views: TtlCache<String, PoolView>,
     clock: Arc<dyn Clock>,
     rr: AtomicU64,
-    /// One turn per pool for reading it: requests that miss the cache together wait for one
-    /// read instead of each sending their own (a cold instance under load would otherwise
-    /// send every request's read to the store at the same moment).
-    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl PoolCache {
@@ -32,38 +27,20 @@ impl PoolCache {
             views: TtlCache::new(1_000, ttl_ms, clock.clone()),
             clock,
             rr: AtomicU64::new(0),
-            loading: Mutex::new(HashMap::new()),
         }
     }
 
     /// Runs `f` on the pool's view: the cached one while fresh, else one read shared by every
-    /// request that missed at the same time.
+    /// request that missed at the same time ([`TtlCache::read_through`]).
     async fn with_view<R>(
         &self,
         pool: &str,
         calls: &mut StoreCalls,
         f: impl Fn(&mut PoolView) -> R,
     ) -> Result<R, StoreError> {
-        if let Some(r) = self.views.with_fresh(pool, &f) {
-            return Ok(r);
-        }
-        let turn = self
-            .loading
-            .lock()
-            .ok()
-            .map(|mut g| g.entry(pool.to_owned()).or_default().clone());
-        let _turn = match &turn {
-            Some(t) => Some(t.lock().await),
-            None => None,
-        };
-        if let Some(r) = self.views.with_fresh(pool, &f) {
-            return Ok(r);
-        }
-        calls.reads += 1;
-        let mut view = self.store.load_pool(pool).await?;
-        let r = f(&mut view);
-        self.views.insert(pool.to_owned(), view);
-        Ok(r)
+        self.views
+            .read_through(pool, calls, f, || self.store.load_pool(pool))
+            .await
     }
 
     /// Chooses a token for `pool` by the pool's strategy, skipping `exclude`. Reads the pool

@@ -32,16 +32,19 @@ impl PriceBook {
         let Some(store) = &self.store else {
             return Err(StoreError::Unavailable("no price store configured".into()));
         };
-        if let Some(t) = self.cache.get(&()) {
-            return Ok(t);
-        }
-        calls.reads += 1;
-        let table = match store.load_prices().await? {
-            Some(stored) => Arc::new(stored.table),
-            None => self.builtin.clone(),
-        };
-        self.cache.insert((), table.clone());
-        Ok(table)
+        self.cache
+            .read_through(
+                &(),
+                calls,
+                |t| t.clone(),
+                || async {
+                    Ok(match store.load_prices().await? {
+                        Some(stored) => Arc::new(stored.table),
+                        None => self.builtin.clone(),
+                    })
+                },
+            )
+            .await
     }
 
     /// The last table read (of any age), else the built-in one. No I/O.

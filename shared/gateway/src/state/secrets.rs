@@ -48,15 +48,22 @@ impl SecretCache {
         force: bool,
         calls: &mut StoreCalls,
     ) -> Result<Arc<Peppers>, StoreError> {
-        if !force && let Some(p) = self.peppers.get(&()) {
-            return Ok(p);
+        if force {
+            self.peppers.remove(&());
         }
-        calls.reads += 1;
-        let raw = self.store.get_secret(&self.pepper_secret_id).await?;
-        let p =
-            Arc::new(Peppers::parse(raw.expose()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-        self.peppers.insert((), p.clone());
-        Ok(p)
+        self.peppers
+            .read_through(
+                &(),
+                calls,
+                |p| p.clone(),
+                || async {
+                    let raw = self.store.get_secret(&self.pepper_secret_id).await?;
+                    Peppers::parse(raw.expose())
+                        .map(Arc::new)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))
+                },
+            )
+            .await
     }
 
     /// A token's value, cached. `force` re-reads it (after a 401, in case the secret was
@@ -67,26 +74,32 @@ impl SecretCache {
         force: bool,
         calls: &mut StoreCalls,
     ) -> Result<Secret, StoreError> {
-        if !force && let Some(v) = self.token_values.get(t.token_id.as_str()) {
-            return Ok(v);
+        if force {
+            self.token_values.remove(t.token_id.as_str());
         }
-        calls.reads += 1;
-        let value = match &t.secret {
-            SecretRef::SecretsManager { secret_id } => self.store.get_secret(secret_id).await?,
-            SecretRef::KmsBlob {
-                ciphertext_b64,
-                tenant_id,
-            } => match &self.decrypter {
-                Some(d) => d.decrypt(ciphertext_b64, tenant_id).await?,
-                None => {
-                    return Err(StoreError::Unavailable(
-                        "no KMS decrypter configured".into(),
-                    ));
-                }
-            },
-        };
-        self.token_values.insert(t.token_id.clone(), value.clone());
-        Ok(value)
+        self.token_values
+            .read_through(
+                t.token_id.as_str(),
+                calls,
+                |v| v.clone(),
+                || async {
+                    match &t.secret {
+                        SecretRef::SecretsManager { secret_id } => {
+                            self.store.get_secret(secret_id).await
+                        }
+                        SecretRef::KmsBlob {
+                            ciphertext_b64,
+                            tenant_id,
+                        } => match &self.decrypter {
+                            Some(d) => d.decrypt(ciphertext_b64, tenant_id).await,
+                            None => Err(StoreError::Unavailable(
+                                "no KMS decrypter configured".into(),
+                            )),
+                        },
+                    }
+                },
+            )
+            .await
     }
 
     /// A scrubber for every value this instance holds (fresh or not) for the given token
