@@ -36,34 +36,7 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         pace_ms: u64,
     },
-    Load {
-        /// Full URL to POST to.
-        #[arg(long)]
-        url: String,
-        /// Requests per second (open loop). Ignored with `--closed`.
-        #[arg(long, default_value_t = 0)]
-        rate: u32,
-        /// Closed loop: keep this many requests in flight instead of a fixed rate.
-        #[arg(long)]
-        closed: Option<u32>,
-        /// Stream, against an upstream pacing its events this many ms apart.
-        #[arg(long)]
-        stream_pace_ms: Option<u64>,
-        /// With `--stream-pace-ms`: write every later event's relay latency (ms) here.
-        #[arg(long)]
-        event_samples: Option<String>,
-        #[arg(long, default_value_t = 10)]
-        seconds: u32,
-        /// Bearer token to send (the tollgate key, or a mock token for direct runs).
-        #[arg(long)]
-        key: String,
-        /// Requests sent first and not measured.
-        #[arg(long, default_value_t = 200)]
-        warmup: u32,
-        /// Also write every latency (ms, one per line) to this file.
-        #[arg(long)]
-        samples: Option<String>,
-    },
+    Load(LoadArgs),
 }
 
 fn random_pepper() -> String {
@@ -113,15 +86,33 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+#[derive(clap::Args)]
 struct LoadArgs {
+    /// Full URL to POST to.
+    #[arg(long)]
     url: String,
+    /// Requests per second (open loop). Ignored with `--closed`.
+    #[arg(long, default_value_t = 0)]
     rate: u32,
+    /// Closed loop: keep this many requests in flight instead of a fixed rate.
+    #[arg(long)]
     closed: Option<u32>,
+    /// Stream, against an upstream pacing its events this many ms apart.
+    #[arg(long)]
     stream_pace_ms: Option<u64>,
+    /// With `--stream-pace-ms`: write every later event's relay latency (ms) here.
+    #[arg(long)]
     event_samples: Option<String>,
+    #[arg(long, default_value_t = 10)]
     seconds: u32,
+    /// Bearer token to send (the tollgate key, or a mock token for direct runs).
+    #[arg(long)]
     key: String,
+    /// Requests sent first and not measured.
+    #[arg(long, default_value_t = 200)]
     warmup: u32,
+    /// Also write every latency (ms, one per line) to this file.
+    #[arg(long)]
     samples: Option<String>,
 }
 
@@ -308,30 +299,7 @@ async fn main() -> std::process::ExitCode {
             out,
             pace_ms,
         } => seed(&upstream, &out, pace_ms),
-        Cmd::Load {
-            url,
-            rate,
-            closed,
-            stream_pace_ms,
-            event_samples,
-            seconds,
-            key,
-            warmup,
-            samples,
-        } => {
-            load(LoadArgs {
-                url,
-                rate,
-                closed,
-                stream_pace_ms,
-                event_samples,
-                seconds,
-                key,
-                warmup,
-                samples,
-            })
-            .await
-        }
+        Cmd::Load(args) => load(args).await,
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
