@@ -54,7 +54,11 @@ impl Policy {
         if let Some(a) = self.entities.get(&entity) {
             return *a;
         }
-        let cat = entity.category();
+        self.action_for_category(entity.category())
+    }
+
+    /// The action of a category's entities that have no entity entry.
+    pub fn action_for_category(&self, cat: Category) -> Action {
         self.categories
             .get(&cat)
             .copied()
