@@ -84,6 +84,12 @@ impl SecretCache {
                     ));
                 }
             },
+            // Never stored: `Gateway::upstream_credential` exchanges for these.
+            SecretRef::Federated { .. } => {
+                return Err(StoreError::Unavailable(
+                    "a federated token has no stored value".into(),
+                ));
+            }
         };
         self.token_values.insert(t.token_id.clone(), value.clone());
         Ok(value)
