@@ -32,7 +32,7 @@ pub fn secret_id_for(pool: &str, token_id: &str) -> String {
     format!("{POOL_SECRET_PREFIX}{pool}/{token_id}")
 }
 
-fn generate_id(ctx: &mut Ctx<'_>) -> String {
+pub(crate) fn generate_id(ctx: &mut Ctx<'_>) -> String {
     let mut id = String::from("tok_");
     tollgate_core::base62::push_random(&mut id, 10, |b| ctx.rng.fill_bytes(b));
     id
@@ -75,6 +75,9 @@ pub(crate) fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<S
 }
 
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
+    if a.federation.federated {
+        return crate::federated::add(ctx, a).await;
+    }
     let now = ctx.clock.now_ms();
     if let Some(t) = a.expires_at.filter(|t| *t <= now) {
         return Err(CliError::new(format!(
