@@ -69,16 +69,9 @@ fn openai_federated(pool: &str, id: &str, mock: &str, account: &str, prio: u32) 
     t
 }
 
-/// A gateway whose proxy identity is a P-384 key made now; the mock trusts its public half
-/// and issues access tokens living `expires_in` seconds.
-async fn setup(
-    tokens: impl FnOnce(&str) -> Vec<TokenRecord>,
-    secrets: &[(&str, &str)],
-    expires_in: u64,
-) -> H {
-    let mock = start_mock().await;
-    let tokens = tokens(&mock);
-    let http = reqwest::Client::new();
+/// A P-384 key made now; the mock trusts its public half (kid `local-1`) and issues access
+/// tokens living `expires_in` seconds. Returns the private key, PKCS#8 DER.
+async fn trust_new_key(http: &reqwest::Client, mock: &str, expires_in: u64) -> Vec<u8> {
     let pkcs8 =
         EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
             .unwrap();
@@ -104,8 +97,22 @@ async fn setup(
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
+    pkcs8.as_ref().to_vec()
+}
+
+/// A gateway whose proxy identity is a P-384 key made now; the mock trusts its public half
+/// and issues access tokens living `expires_in` seconds.
+async fn setup(
+    tokens: impl FnOnce(&str) -> Vec<TokenRecord>,
+    secrets: &[(&str, &str)],
+    expires_in: u64,
+) -> H {
+    let mock = start_mock().await;
+    let tokens = tokens(&mock);
+    let http = reqwest::Client::new();
+    let pkcs8 = trust_new_key(&http, &mock, expires_in).await;
     let signer = LocalIdentitySigner::from_pkcs8_der(
-        pkcs8.as_ref(),
+        &pkcs8,
         "local-1",
         ISSUER,
         "tollgate-proxy-test",
@@ -412,4 +419,82 @@ async fn an_anthropic_federated_token_sends_a_bearer_access_token_with_the_oauth
             .iter()
             .all(|h| h != "x-api-key")
     );
+}
+
+#[tokio::test]
+async fn the_mock_verifies_the_assertion_it_receives() {
+    use tollgate_core::clock::FakeClock;
+    use tollgate_core::ports::IdentityTokenSource;
+    let mock = start_mock().await;
+    let http = reqwest::Client::new();
+    let trusted = trust_new_key(&http, &mock, 60).await;
+    let signer = |der: &[u8], clock: Arc<dyn Clock>| {
+        LocalIdentitySigner::from_pkcs8_der(der, "local-1", ISSUER, "proxy", clock).unwrap()
+    };
+    let now: Arc<dyn Clock> = Arc::new(SystemClock);
+    let exchange = |jwt: Secret| {
+        let http = http.clone();
+        let url = format!("{mock}/oauth/token");
+        async move {
+            let body = Exchange::OpenaiTokenExchange {
+                token_url: url.clone(),
+                identity_provider_id: "idp".into(),
+                service_account_id: "svc_acct_ok".into(),
+            }
+            .request_body(&jwt);
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, v)
+        }
+    };
+    let good = signer(&trusted, now.clone());
+    let (status, v) = exchange(good.identity_token(AUDIENCE).await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["access_token"].as_str().unwrap().starts_with("mock-oat-"));
+    assert_eq!(v["expires_in"], 60);
+    // Wrong audience.
+    let (status, v) = exchange(good.identity_token("https://elsewhere.test").await.unwrap()).await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_grant")));
+    // Expired: signed as of an hour ago (lifetime 300 s).
+    let past = signer(
+        &trusted,
+        Arc::new(FakeClock::new(SystemClock.now_ms() - 3_600_000)),
+    );
+    let (status, _) = exchange(past.identity_token(AUDIENCE).await.unwrap()).await;
+    assert_eq!(status, 401);
+    // Signed by a key the mock was never given (same kid).
+    let other =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    let (status, _) = exchange(
+        signer(other.as_ref(), now.clone())
+            .identity_token(AUDIENCE)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Not a JWT at all.
+    let (status, _) = exchange(Secret::new("not-a-jwt")).await;
+    assert_eq!(status, 401);
+    let c: Value = serde_json::from_str(
+        &http
+            .get(format!("{mock}/_mock/federation"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["counters"]["exchanges_openai"], 1);
+    assert_eq!(c["counters"]["rejected"], 4);
 }
