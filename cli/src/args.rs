@@ -691,6 +691,40 @@ pub struct TokenAdd {
     /// Read the value from this environment variable instead of stdin.
     #[arg(long, value_name = "VAR", value_parser = parse_env_var_name)]
     pub value_env: Option<String>,
+    #[command(flatten)]
+    pub federation: FederatedFlags,
+}
+
+/// `token add --federated`: a token with no stored secret; the proxy exchanges an identity
+/// token for its own AWS role (STS GetWebIdentityToken) for a short-lived access token.
+#[derive(Debug, Args, Default)]
+pub struct FederatedFlags {
+    /// Add a keyless (federated) token: nothing is read from stdin, nothing is stored in
+    /// Secrets Manager.
+    #[arg(long, conflicts_with = "value_env")]
+    pub federated: bool,
+    /// The identity token's audience (`aud`), as configured at the provider.
+    #[arg(long, requires = "federated")]
+    pub audience: Option<String>,
+    /// The token endpoint (default: https://auth.openai.com/oauth/token for openai,
+    /// {base URL origin}/v1/oauth/token for anthropic).
+    #[arg(long, requires = "federated")]
+    pub token_url: Option<String>,
+    /// openai: the Workload Identity Provider id.
+    #[arg(long, requires = "federated")]
+    pub identity_provider_id: Option<String>,
+    /// The provider's service account id (openai and anthropic).
+    #[arg(long, requires = "federated")]
+    pub service_account_id: Option<String>,
+    /// anthropic: the federation rule id (fdrl_…).
+    #[arg(long, requires = "federated")]
+    pub federation_rule_id: Option<String>,
+    /// anthropic: the organization id (UUID).
+    #[arg(long, requires = "federated")]
+    pub organization_id: Option<String>,
+    /// anthropic: the workspace id (wrkspc_… or `default`), when the rule covers several.
+    #[arg(long, requires = "federated")]
+    pub workspace_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod args;
 pub mod audit;
 pub mod ctx;
 pub mod error;
+pub mod federated;
 pub mod issuer;
 pub mod key;
 pub mod limits;

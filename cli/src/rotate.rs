@@ -138,6 +138,10 @@ fn secret_id(t: &TokenRecord) -> Result<String> {
             "token {} is a tenant-owned (KMS) key: it is rotated by `token set-value`, not by the rotation function",
             t.token_id
         ))),
+        SecretRef::Federated { .. } => Err(CliError::new(format!(
+            "token {} is federated: it holds no secret, so there is nothing to rotate",
+            t.token_id
+        ))),
     }
 }
 

@@ -461,6 +461,123 @@ async fn token_add_reads_the_value_from_stdin_and_never_puts_it_in_the_record() 
 }
 
 #[tokio::test]
+async fn token_add_federated_reads_nothing_and_stores_no_secret() {
+    let mut h = Harness::new().await;
+    // No stdin: a federated token must not ask for a value.
+    let out = h
+        .ok(&[
+            "token",
+            "add",
+            "--pool",
+            "openai",
+            "--new-pool",
+            "--provider",
+            "openai",
+            "--id",
+            "fed-1",
+            "--federated",
+            "--audience",
+            "https://api.openai.com/v1",
+            "--identity-provider-id",
+            "idp_123",
+            "--service-account-id",
+            "svc_acct_456",
+        ])
+        .await;
+    assert_eq!(out.json["secret"]["kind"], "federated");
+    let rec = h.pools.load_pool("openai").await.unwrap().tokens.remove(0);
+    assert_eq!(
+        rec.secret,
+        SecretRef::Federated {
+            audience: "https://api.openai.com/v1".into(),
+            exchange: tollgate_core::federation::Exchange::OpenaiTokenExchange {
+                token_url: "https://auth.openai.com/oauth/token".into(),
+                identity_provider_id: "idp_123".into(),
+                service_account_id: "svc_acct_456".into(),
+            },
+        }
+    );
+    assert_eq!(
+        h.store.get_secret("tollgate/pool/openai/fed-1").await,
+        Err(StoreError::NotFound)
+    );
+    // Anthropic: the token endpoint follows the base URL; missing fields are named.
+    h.ok(&[
+        "token",
+        "add",
+        "--pool",
+        "anthropic",
+        "--new-pool",
+        "--provider",
+        "anthropic",
+        "--id",
+        "fed-a",
+        "--federated",
+        "--audience",
+        "https://api.anthropic.com",
+        "--federation-rule-id",
+        "fdrl_1",
+        "--organization-id",
+        "00000000-0000-4000-8000-000000000000",
+        "--service-account-id",
+        "svac_1",
+    ])
+    .await;
+    let rec = h
+        .pools
+        .load_pool("anthropic")
+        .await
+        .unwrap()
+        .tokens
+        .remove(0);
+    let SecretRef::Federated { exchange, .. } = rec.secret else {
+        panic!("not federated")
+    };
+    assert_eq!(
+        exchange.token_url(),
+        "https://api.anthropic.com/v1/oauth/token"
+    );
+    let e = h
+        .run(&[
+            "token",
+            "add",
+            "--pool",
+            "anthropic",
+            "--provider",
+            "anthropic",
+            "--federated",
+            "--audience",
+            "x",
+            "--service-account-id",
+            "svac_1",
+        ])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("--federation-rule-id"), "{e}");
+    let e = h
+        .run(&[
+            "token",
+            "add",
+            "--pool",
+            "openai",
+            "--provider",
+            "openai",
+            "--federated",
+            "--audience",
+            "x",
+            "--identity-provider-id",
+            "i",
+            "--service-account-id",
+            "s",
+            "--token-url",
+            "http://auth.example.test/oauth/token",
+        ])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("https"), "{e}");
+}
+
+#[tokio::test]
 async fn token_add_from_env_and_refusals() {
     let mut h = Harness::new().await;
     h.console

@@ -32,7 +32,7 @@ pub fn secret_id_for(pool: &str, token_id: &str) -> String {
     format!("{POOL_SECRET_PREFIX}{pool}/{token_id}")
 }
 
-fn generate_id(ctx: &mut Ctx<'_>) -> String {
+pub(crate) fn generate_id(ctx: &mut Ctx<'_>) -> String {
     let mut id = String::from("tok_");
     tollgate_core::base62::push_random(&mut id, 10, |b| ctx.rng.fill_bytes(b));
     id
@@ -75,6 +75,9 @@ pub(crate) fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<S
 }
 
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
+    if a.federation.federated {
+        return crate::federated::add(ctx, a).await;
+    }
     let now = ctx.clock.now_ms();
     if let Some(t) = a.expires_at.filter(|t| *t <= now) {
         return Err(CliError::new(format!(
@@ -194,6 +197,7 @@ pub fn secret_location(s: &SecretRef) -> String {
     match s {
         SecretRef::SecretsManager { secret_id } => format!("secretsmanager:{secret_id}"),
         SecretRef::KmsBlob { tenant_id, .. } => format!("kms-blob (tenant {tenant_id})"),
+        SecretRef::Federated { audience, .. } => format!("federated (audience {audience})"),
     }
 }
 
@@ -205,6 +209,9 @@ pub fn token_json(t: &TokenRecord, now: EpochMs) -> serde_json::Value {
         }
         SecretRef::KmsBlob { tenant_id, .. } => {
             json!({ "kind": "kms_blob", "tenant_id": tenant_id })
+        }
+        SecretRef::Federated { audience, exchange } => {
+            json!({ "kind": "federated", "audience": audience, "exchange": exchange })
         }
     };
     json!({
@@ -366,10 +373,18 @@ pub async fn remove(ctx: &mut Ctx<'_>, a: TokenRemove) -> Result<Out> {
 pub async fn set_value(ctx: &mut Ctx<'_>, a: TokenSetValue) -> Result<Out> {
     let TokenRef { pool, token_id } = a.token;
     let rec = find(ctx, &pool, &token_id).await?;
-    let SecretRef::SecretsManager { secret_id } = &rec.secret else {
-        return Err(CliError::new(format!(
-            "token {token_id} is a tenant-owned KMS-encrypted key; its value is not in Secrets Manager"
-        )));
+    let secret_id = match &rec.secret {
+        SecretRef::SecretsManager { secret_id } => secret_id,
+        SecretRef::KmsBlob { .. } => {
+            return Err(CliError::new(format!(
+                "token {token_id} is a tenant-owned KMS-encrypted key; its value is not in Secrets Manager"
+            )));
+        }
+        SecretRef::Federated { .. } => {
+            return Err(CliError::new(format!(
+                "token {token_id} is federated: it holds no value (the proxy exchanges an identity token for one)"
+            )));
+        }
     };
     let value = read_value(ctx, a.value_env.as_deref())?;
     ctx.secrets

@@ -92,6 +92,10 @@ if [ -z "${OPENAI_API_KEY:-}" ] || [ -z "${ANTHROPIC_API_KEY:-}" ]; then
     sleep 0.1
   done
   [ -n "$mock_url" ] || die "the mock provider did not start (see $state/mock.log)"
+  # Federated (keyless) pool tokens locally: a key made now signs the proxy's identity
+  # tokens; the mock trusts its public half (docs/rotation.md, "Federated tokens").
+  "$venv/bin/python" infra/local/identity_key.py "$state/identity-key.der" "$mock_url" \
+    "https://identity.tollgate.local" || die "could not set up the local identity key"
 fi
 
 say "seeding the demo tenant, key and pool tokens"
@@ -129,6 +133,11 @@ fi
   # cargo lambda watch 1.9.2 deadlocks once ~100 invocations queue for one function
   # (infra/local/README.md): keep its queue short with many runtime loops per process.
   echo "TOLLGATE_LAMBDA_POLLERS=${TOLLGATE_DEV_POLLERS:-128}"
+  if [ -n "$mock_url" ]; then
+    echo "TOLLGATE_FEDERATION=local"
+    echo "TOLLGATE_LOCAL_IDENTITY_KEY_FILE=$state/identity-key.der"
+    echo "TOLLGATE_LOCAL_IDENTITY_ISSUER=https://identity.tollgate.local"
+  fi
 } >"$state/proxy.env"
 
 say "starting the proxy with cargo lambda watch on 127.0.0.1:$port (first build takes a while)"

@@ -4,6 +4,7 @@
 //! Every request is appended to an in-memory call log exposed at `/_mock/calls`.
 
 mod admin;
+mod federation;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +79,8 @@ struct AppState {
     requests: AtomicU64,
     /// Keys created, deleted and deactivated through the admin routes.
     admin: Mutex<admin::AdminState>,
+    /// Workload identity federation: trusted key, counters, issued access tokens.
+    federation: Mutex<federation::FederationState>,
 }
 
 /// Counts one provider request as in flight until it is dropped (answered, or the client
@@ -172,6 +175,7 @@ pub fn router(cfg: Config) -> Router {
         max_in_flight: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         admin: Mutex::new(admin::AdminState::default()),
+        federation: Mutex::new(federation::FederationState::default()),
     });
     macro_rules! ep {
         ($ep:expr) => {
@@ -202,6 +206,12 @@ pub fn router(cfg: Config) -> Router {
         .route(
             "/v1/organizations/api_keys/{key}",
             post(admin::anthropic_update),
+        )
+        .route("/oauth/token", post(federation::openai_token))
+        .route("/v1/oauth/token", post(federation::anthropic_token))
+        .route(
+            "/_mock/federation",
+            get(federation::show).post(federation::configure),
         )
         .route("/_mock/admin", get(admin::show))
         .route("/_mock/admin/keys", post(admin::register))
@@ -453,6 +463,33 @@ fn decide(
         .is_revoked(token)
     {
         return Err(err(StatusCode::UNAUTHORIZED, "Incorrect API key provided."));
+    }
+    if token.starts_with(federation::ISSUED_PREFIX) {
+        // A federated access token: only as issued and until it expires; Anthropic also
+        // wants the OAuth beta header with it.
+        if !st
+            .federation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .accepts(token)
+        {
+            return Err(err(
+                StatusCode::UNAUTHORIZED,
+                "Invalid or expired access token.",
+            ));
+        }
+        let oauth_beta = headers
+            .get_all("anthropic-beta")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|b| b.trim() == "oauth-2025-04-20");
+        if provider == Provider::Anthropic && !oauth_beta {
+            return Err(err(
+                StatusCode::UNAUTHORIZED,
+                "OAuth authentication is currently not supported.",
+            ));
+        }
     }
     if provider == Provider::Anthropic && !headers.contains_key("anthropic-version") {
         return Err(err(

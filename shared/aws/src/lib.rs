@@ -42,6 +42,7 @@ mod logs;
 mod rotation;
 mod secrets;
 mod sns;
+mod sts;
 
 pub use audit_state::{DynamoAuditState, ENV_AUDIT_STATE_TABLE};
 pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
@@ -52,6 +53,7 @@ pub use limits::DynamoLimitStore;
 pub use logs::{CloudWatchAuditLog, ENV_PROXY_LOG_GROUP};
 pub use secrets::SecretsManagerStore;
 pub use sns::{ENV_ALERT_TOPIC_ARN, SnsAlertSink};
+pub use sts::StsIdentityTokens;
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod detect;
+pub mod federation;
 pub mod identity;
 pub mod json;
 pub mod key;

@@ -245,6 +245,24 @@ pub trait JwksSource: Send + Sync {
     async fn fetch_jwks(&self, url: &str) -> Result<String, StoreError>;
 }
 
+/// Signed identity tokens for this proxy's own identity (STS `GetWebIdentityToken` on AWS; a
+/// locally generated signing key in local runs and tests), for federated pool tokens.
+#[async_trait]
+pub trait IdentityTokenSource: Send + Sync {
+    /// A fresh JWT whose `aud` is `audience`.
+    async fn identity_token(&self, audience: &str) -> Result<Secret, StoreError>;
+}
+
+/// Exchanges an identity token at a provider's token endpoint for a short-lived access token.
+#[async_trait]
+pub trait TokenExchange: Send + Sync {
+    async fn exchange(
+        &self,
+        exchange: &crate::federation::Exchange,
+        identity_token: &Secret,
+    ) -> Result<crate::federation::AccessGrant, crate::federation::ExchangeError>;
+}
+
 /// Decrypts a tenant-owned provider key (KMS envelope, encryption context = tenant).
 #[async_trait]
 pub trait Decrypter: Send + Sync {

@@ -302,6 +302,12 @@ pub enum SecretRef {
         ciphertext_b64: String,
         tenant_id: String,
     },
+    /// No stored value: the proxy exchanges an identity token for its own role (audience
+    /// `audience`) for a short-lived access token at the provider (`federation.rs`).
+    Federated {
+        audience: String,
+        exchange: crate::federation::Exchange,
+    },
 }
 
 /// One upstream provider credential in a pool.

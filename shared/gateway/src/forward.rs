@@ -9,14 +9,16 @@ use crate::context::{Delivering, RequestCtx};
 use crate::request::Parsed;
 use crate::respond::Refusal;
 use crate::state::Gateway;
+use crate::state::federated::FederationError;
 use bytes::Bytes;
 use http::{HeaderMap, header};
 use std::time::{Duration, Instant};
+use tollgate_core::federation::ANTHROPIC_OAUTH_BETA;
 use tollgate_core::pool::Outcome;
 use tollgate_core::ports::Secret;
 use tollgate_core::provider::{Route, Usage, cooldown_from_headers, upstream_url};
 use tollgate_core::reason::Reason;
-use tollgate_core::records::{ProviderKind, TokenRecord};
+use tollgate_core::records::{ProviderKind, SecretRef, TokenRecord};
 use tollgate_core::retry::Next;
 
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -101,9 +103,24 @@ pub(crate) async fn forward(
             continue;
         }
         // After a 401 refresh the cache already holds the fresh value: no second read.
-        let value = match gw.secrets.token_value(&token, false, &mut ctx.calls).await {
+        let value = match gw.upstream_credential(&token, None, &mut ctx.calls).await {
             Ok(v) => v,
-            Err(e) => {
+            Err(FederationError::Rejected(e)) => {
+                // The provider refused this token's federation: invalid, like a 401.
+                tracing::warn!(token_id = %token.token_id, error = %e, "federated token exchange rejected; token marked invalid");
+                last_failure = Reason::AllTokensFailed;
+                gw.pools
+                    .observe(
+                        &token,
+                        Outcome::AuthRejected,
+                        &gw.cfg.health,
+                        &mut ctx.calls,
+                    )
+                    .await;
+                tried.push(token.token_id.clone());
+                continue;
+            }
+            Err(FederationError::Unavailable(e)) => {
                 tracing::warn!(token_id = %token.token_id, error = %e, "token value unavailable; skipped");
                 last_failure = Reason::TokenSecretUnavailable;
                 tried.push(token.token_id.clone());
@@ -124,8 +141,9 @@ pub(crate) async fn forward(
                         // The secret may have been rotated since we cached it: re-read once
                         // and retry this token if the value changed.
                         refreshed = Some(token.token_id.clone());
-                        if let Ok(fresh) =
-                            gw.secrets.token_value(&token, true, &mut ctx.calls).await
+                        if let Ok(fresh) = gw
+                            .upstream_credential(&token, Some(&value), &mut ctx.calls)
+                            .await
                             && fresh != value
                         {
                             carry = Some(token);
@@ -261,8 +279,20 @@ async fn send(
     for (k, v) in &parsed.headers {
         rb = rb.header(k, v);
     }
+    let federated = matches!(token.secret, SecretRef::Federated { .. });
     rb = match token.provider {
         ProviderKind::Openai => rb.bearer_auth(value.expose()),
+        // A federated access token is an OAuth bearer token, with the OAuth beta header.
+        ProviderKind::Anthropic if federated => {
+            let rb = rb
+                .bearer_auth(value.expose())
+                .header("anthropic-beta", ANTHROPIC_OAUTH_BETA);
+            if parsed.headers.iter().any(|(k, _)| k == "anthropic-version") {
+                rb
+            } else {
+                rb.header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)
+            }
+        }
         ProviderKind::Anthropic => {
             let rb = rb.header("x-api-key", value.expose());
             if parsed.headers.iter().any(|(k, _)| k == "anthropic-version") {

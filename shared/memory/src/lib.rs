@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod contract;
+pub mod identity;
 pub mod rotation;
 
 use async_trait::async_trait;

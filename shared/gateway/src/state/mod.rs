@@ -5,6 +5,7 @@
 //! provider token values). Stages read from here;
 //! nothing here knows about stages or the handler.
 
+pub mod federated;
 pub mod issuers;
 pub mod keys;
 pub mod limits;
@@ -20,8 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate_core::clock::{Clock, EpochMs};
 use tollgate_core::ports::{
-    Decrypter, KeyStore, LimitStore, PoolStore, PriceStore, SecretStore, TenantStore,
+    Decrypter, IdentityTokenSource, KeyStore, LimitStore, PoolStore, PriceStore, Secret,
+    SecretStore, TenantStore,
 };
+use tollgate_core::records::{SecretRef, TokenRecord};
 
 pub struct Stores {
     pub tenants: Arc<dyn TenantStore>,
@@ -47,6 +50,7 @@ pub struct Gateway {
     pub(crate) issuers: issuers::IssuerDirectory,
     pub(crate) pools: pools::PoolCache,
     pub(crate) secrets: secrets::SecretCache,
+    pub(crate) federated: federated::FederatedTokens,
     pub(crate) limits: Option<Arc<limits::LimitCounters>>,
     pub(crate) prices: prices::PriceBook,
     /// Upstream URLs already parsed (a few per token: one per route). Parsing one costs more
@@ -73,6 +77,19 @@ impl Gateway {
         cfg: GatewayConfig,
         stores: Stores,
         identity: Option<IdentityStores>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        Self::with_federation(cfg, stores, identity, None, clock, audit)
+    }
+
+    /// A gateway that can also serve federated pool tokens, with identity tokens from
+    /// `federation` (`None`: federated tokens are skipped as unavailable).
+    pub fn with_federation(
+        cfg: GatewayConfig,
+        stores: Stores,
+        identity: Option<IdentityStores>,
+        federation: Option<Arc<dyn IdentityTokenSource>>,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Arc<Self>, reqwest::Error> {
@@ -106,6 +123,14 @@ impl Gateway {
                 cfg.secret_cache_ttl_ms,
                 clock.clone(),
             ),
+            federated: federated::FederatedTokens::new(
+                federation,
+                Arc::new(federated::HttpTokenExchange::new(
+                    http.clone(),
+                    Duration::from_millis(cfg.upstream_timeout_ms),
+                )),
+                clock.clone(),
+            ),
             limits: stores.limits.map(|s| {
                 Arc::new(limits::LimitCounters::new(
                     s,
@@ -120,6 +145,30 @@ impl Gateway {
             http,
             audit,
         }))
+    }
+
+    /// The credential sent upstream for `t`: its stored value (cached), or for a federated
+    /// token a short-lived access token (exchanged, cached in memory only). `stale`: the
+    /// value the provider just refused with a 401 — re-read / re-exchange once.
+    pub(crate) async fn upstream_credential(
+        &self,
+        t: &TokenRecord,
+        stale: Option<&Secret>,
+        calls: &mut crate::context::StoreCalls,
+    ) -> Result<Secret, federated::FederationError> {
+        match &t.secret {
+            SecretRef::Federated { audience, exchange } => {
+                let key = format!("{}/{}", t.pool, t.token_id);
+                self.federated
+                    .access_token(&key, audience, exchange, stale, calls)
+                    .await
+            }
+            _ => self
+                .secrets
+                .token_value(t, stale.is_some(), calls)
+                .await
+                .map_err(|e| federated::FederationError::Unavailable(e.to_string())),
+        }
     }
 
     pub(crate) fn now(&self) -> EpochMs {

@@ -96,6 +96,10 @@ impl SecretCache {
                                 "no KMS decrypter configured".into(),
                             )),
                         },
+                        // Never stored: `Gateway::upstream_credential` exchanges for these.
+                        SecretRef::Federated { .. } => Err(StoreError::Unavailable(
+                            "a federated token has no stored value".into(),
+                        )),
                     }
                 },
             )
