@@ -167,7 +167,11 @@ impl Drop for Unanswered {
 /// knows, and the one it just sent.
 fn scrubber_for(gw: &Gateway, pool: &str, ctx: &RequestCtx) -> Option<Scrubber> {
     let sent = ctx.delivering.as_ref()?.value.clone();
-    match gw.secrets.scrubber(&gw.pools.token_ids(pool), &sent) {
+    // Federated access tokens are held by the exchange cache, not the value cache.
+    match gw
+        .secrets
+        .scrubber(&gw.pools.token_ids(pool), gw.federated.held(), &sent)
+    {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, pool, "cannot build the token scrubber");

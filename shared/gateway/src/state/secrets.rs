@@ -109,13 +109,21 @@ impl SecretCache {
     /// A scrubber for every value this instance holds (fresh or not) for the given token
     /// ids, plus `sent`: what must never leave in a response. Built once per set of values
     /// and reused while the set stays the same (building costs far more than comparing).
-    pub fn scrubber(&self, token_ids: &[String], sent: &Secret) -> Result<Scrubber, ScrubError> {
+    /// `also`: values held elsewhere (federated access tokens) that must not leave either.
+    pub fn scrubber(
+        &self,
+        token_ids: &[String],
+        also: Vec<Secret>,
+        sent: &Secret,
+    ) -> Result<Scrubber, ScrubError> {
         let mut values: Vec<Secret> = token_ids
             .iter()
             .filter_map(|id| self.token_values.with_any(id.as_str(), |v| v.clone()))
             .collect();
-        if !values.contains(sent) {
-            values.push(sent.clone());
+        for v in also.into_iter().chain(std::iter::once(sent.clone())) {
+            if !values.contains(&v) {
+                values.push(v);
+            }
         }
         if let Ok(g) = self.scrubbers.lock()
             && let Some((cached, s)) = g.as_ref()
@@ -128,5 +136,30 @@ impl SecretCache {
             *g = Some((values, s.clone()));
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::clock::FakeClock;
+
+    #[test]
+    fn the_scrubber_covers_values_held_elsewhere_and_the_one_sent() {
+        let cache = SecretCache::new(
+            Arc::new(tollgate_memory::MemoryStore::new()),
+            None,
+            "pepper".into(),
+            60_000,
+            Arc::new(FakeClock::new(0)),
+        );
+        let held = Secret::new("fake-federated-access-0123456789abcdef");
+        let sent = Secret::new("fake-sent-token-fedcba9876543210");
+        let s = cache.scrubber(&[], vec![held.clone()], &sent).unwrap();
+        for v in [&held, &sent] {
+            let body = format!("{{\"echo\":\"{}\"}}", v.expose());
+            let out = s.scrub(body.as_bytes()).expect("a held value is scrubbed");
+            assert!(!String::from_utf8_lossy(&out).contains(v.expose()));
+        }
     }
 }
