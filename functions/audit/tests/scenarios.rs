@@ -471,3 +471,73 @@ async fn a_key_at_ten_times_its_baseline_from_its_own_network_raises_one_rate_al
     assert_eq!(alerts[0].counts["requests_this_hour"], 201);
     assert_eq!(alerts[0].response, None, "not a suspending rule by default");
 }
+
+#[tokio::test]
+async fn a_canary_key_used_raises_one_critical_alert_and_suspends_nothing() {
+    use tollgate_core::key::KeyEnv;
+    use tollgate_core::ports::KeyStore;
+    use tollgate_core::records::{ClientKeyRecord, KeyStatus};
+    let s = stack("canary").await;
+    let key_id = format!("CAN{:09}", std::process::id());
+    let rec = ClientKeyRecord {
+        canary: true,
+        ..ClientKeyRecord::new(
+            &key_id,
+            KeyEnv::Live,
+            "WXYZ",
+            "acme",
+            "sec@x.test",
+            ("00".into(), 1),
+            T0,
+        )
+    };
+    s.keys.put_key(&rec).await.unwrap();
+    let mut b = Batch::default();
+    // Ordinary traffic around it, then whoever found the key tries it four times from two
+    // networks, in two batches (the second is inside the suppression window).
+    for i in 0..20u64 {
+        b.line(T0 + i * MIN, Reason::Ok, Some("NORMAL000001"), "10.1.2.3");
+    }
+    for (i, ip) in ["45.33.12.99", "45.33.12.99", "198.51.100.7", "198.51.100.7"]
+        .iter()
+        .enumerate()
+    {
+        let at = T0 + 5 * MIN + i as u64 * 10 * MIN;
+        let mut r = tollgate_core::audit::AuditRecord::new(format!("req-canary-{i}"), at);
+        r.reason = Reason::Canary;
+        r.decision = Reason::Canary.decision();
+        r.status = 401;
+        r.key_id = Some(key_id.clone());
+        r.tenant = Some("acme".into());
+        r.source_ip = Some((*ip).to_owned());
+        r.route = Some("chat.completions".into());
+        r.user_agent = tollgate_core::audit::user_agent("OpenAI/Python 1.54.0");
+        b.push(at, r.to_line());
+    }
+    let mut events = b.take();
+    events.sort_by_key(|e| e.timestamp);
+    s.replay(&events, 12).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::CanaryKeyUsed, format!("key:{key_id}"))]
+    );
+    let a = &alerts[0];
+    assert_eq!(a.severity, tollgate_core::detect::Severity::Critical);
+    assert_eq!(a.user_agents, vec!["OpenAI/Python 1.54.0".to_owned()]);
+    assert_eq!(a.tenant.as_deref(), Some("acme"));
+    assert!(a.response.as_deref().unwrap().contains("nothing suspended"));
+    // The later uses were counted into the alert, not sent.
+    let kept = s
+        .state
+        .recent_alerts(0, T0 + 2 * HOUR)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.rule == Rule::CanaryKeyUsed)
+        .unwrap();
+    assert_eq!(kept.occurrences, 4);
+    // Suspending a canary would change nothing: it is left as it is.
+    let got = s.keys.get_key(&key_id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.canary), (KeyStatus::Active, true));
+}

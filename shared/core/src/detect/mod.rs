@@ -53,6 +53,8 @@ pub enum Signal {
     PoolExhausted,
     /// Served: the key's network is learned or checked.
     Served,
+    /// A canary key proved itself.
+    Canary,
     /// Nothing any rule counts.
     Other,
 }
@@ -77,6 +79,7 @@ pub fn signal(r: Reason) -> Signal {
         // A static key tried at the management API: probing an admin surface.
         | Reason::ManagementNeedsIdentity => Signal::Scan,
         Reason::DigestMismatch => Signal::WrongSecret,
+        Reason::Canary => Signal::Canary,
         Reason::SourceNotAllowed => Signal::OutsideSource,
         Reason::RouteNotAllowed | Reason::ModelNotAllowed => Signal::OutsideScope,
         Reason::SensitiveDataBlocked => Signal::DlpBlock,
@@ -223,12 +226,18 @@ pub struct KeyState {
     pub refusals: Window,
     #[serde(default)]
     pub dlp_blocks: Window,
+    /// Uses of this key as a canary (empty for every other key).
+    #[serde(default, skip_serializing_if = "Window::is_empty")]
+    pub canary_uses: Window,
     /// Requests, tokens and spend per hour against the key's baselines.
     #[serde(default)]
     pub rate: RateState,
 }
 
 /// A stored entry.
+// A few hundred bytes per loaded entry, a handful per batch: boxing the key state would
+// cost an allocation each for nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
@@ -255,6 +264,10 @@ pub struct Finding {
     pub networks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// User agents (sanitized, as the audit line has them) of the request that made the rule
+    /// fire, for rules that look at them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<String>,
 }
 
 /// One audit line as the detectors see it.
@@ -297,7 +310,8 @@ fn touches_key(sig: Signal) -> bool {
         | Signal::OutsideSource
         | Signal::OutsideScope
         | Signal::DlpBlock
-        | Signal::Served => true,
+        | Signal::Served
+        | Signal::Canary => true,
         Signal::Scan | Signal::PoolExhausted | Signal::Other => false,
     }
 }
@@ -425,6 +439,7 @@ fn finding(
             .take(p.evidence_max)
             .collect(),
         tenant: ev.record.tenant.clone(),
+        user_agents: Vec::new(),
     }
 }
 
@@ -570,6 +585,22 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
                 && let Some(f) = rate::observe(&mut state.key(k).rate, p, &ev, k)
             {
                 out.push(f);
+            }
+        }
+        Signal::Canary => {
+            // Every use is a finding (the window only keeps evidence and makes a retried
+            // batch count nothing twice); suppression keeps it to one alert per window.
+            if let Some(k) = rec.key_id.as_deref() {
+                let w = &mut state.key(k).canary_uses;
+                if w.add(hit(&ev, net), p.canary_window_ms, p.window_cap) {
+                    let counts = [
+                        ("events", w.len()),
+                        ("distinct_networks", w.distinct_networks()),
+                    ];
+                    let mut f = finding(Rule::CanaryKeyUsed, key_subject(k), &ev, w, p, &counts);
+                    f.user_agents = rec.user_agent.iter().cloned().collect();
+                    out.push(f);
+                }
             }
         }
         Signal::Other => {}

@@ -22,6 +22,9 @@ pub enum Rule {
     PoolTokensFailing,
     /// A key's requests, tokens or spend this hour far above its own baseline.
     KeyRateSpike,
+    /// A canary key was used: it was only ever planted, so whoever used it read where it was
+    /// planted. No false positives; always an alert, at the highest severity.
+    CanaryKeyUsed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,7 +48,7 @@ impl Severity {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 9] = [
         Rule::AuthScanNetwork,
         Rule::AuthStuffing,
         Rule::AuthTargetedKey,
@@ -54,6 +57,7 @@ impl Rule {
         Rule::DlpBlockBurst,
         Rule::PoolTokensFailing,
         Rule::KeyRateSpike,
+        Rule::CanaryKeyUsed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Rule {
             Rule::DlpBlockBurst => "dlp_block_burst",
             Rule::PoolTokensFailing => "pool_tokens_failing",
             Rule::KeyRateSpike => "key_rate_spike",
+            Rule::CanaryKeyUsed => "canary_key_used",
         }
     }
 
@@ -77,6 +82,7 @@ impl Rule {
             | Rule::AuthTargetedKey
             | Rule::KeyRefusedOutside
             | Rule::PoolTokensFailing => Severity::High,
+            Rule::CanaryKeyUsed => Severity::Critical,
         }
     }
 
@@ -103,6 +109,9 @@ impl Rule {
             }
             Rule::KeyRateSpike => {
                 "A key is far above its own usual rate for this hour of the week. Ask the owner about a new job or load test; if nobody knows, `tollgate key suspend <id>` (reversible), look up the evidence request ids, and set limits (`tollgate limits set`)."
+            }
+            Rule::CanaryKeyUsed => {
+                "A canary key was used. It was only ever planted, so whoever used it read the place it was planted: `tollgate key show <id>` for its name and owner, treat every secret stored in that place as leaked and rotate it, and look up the source addresses and user agents of the evidence request ids. The proxy refused the request; nothing reached a provider, and the key needs no suspension."
             }
             Rule::PoolTokensFailing => {
                 "No provider token of the pool is usable: requests are failing. Run `tollgate pool health <pool>`; replace invalid tokens (`tollgate token add`) or wait for cooling ones."
@@ -150,6 +159,9 @@ pub struct Params {
     /// [`Rule::DlpBlockBurst`]: window and blocked requests of one key.
     pub dlp_window_ms: u64,
     pub dlp_min_blocks: usize,
+    /// [`Rule::CanaryKeyUsed`]: how long a canary key's uses are kept (evidence, and
+    /// idempotency per log event); every use is a finding.
+    pub canary_window_ms: u64,
     /// [`Rule::PoolTokensFailing`]: window and failed requests of one pool.
     pub pool_window_ms: u64,
     pub pool_min_failures: usize,
@@ -201,6 +213,7 @@ impl Default for Params {
             outside_min_scope: 10,
             dlp_window_ms: 10 * MINUTE,
             dlp_min_blocks: 5,
+            canary_window_ms: HOUR,
             pool_window_ms: 5 * MINUTE,
             pool_min_failures: 3,
             suppression_ms: HOUR,
@@ -233,6 +246,7 @@ impl Params {
             self.outside_window_ms,
             self.dlp_window_ms,
             self.pool_window_ms,
+            self.canary_window_ms,
         ]
         .into_iter()
         .max()

@@ -541,6 +541,7 @@ fn related_findings_about_a_key_join_its_open_alert() {
         evidence: vec![format!("req-{at}")],
         networks: vec![],
         tenant: None,
+        user_agents: vec![],
     };
     let none = BTreeSet::new();
     assert!(
@@ -583,4 +584,43 @@ fn related_findings_about_a_key_join_its_open_alert() {
     let mut g = f(Rule::AuthScanNetwork, H0 + 5 * MIN);
     g.subject = "net:198.51.100.0/24".into();
     assert!(st.suppress_related(&p, &g, &none).is_some());
+}
+
+#[test]
+fn every_canary_use_is_a_critical_finding_and_one_alert_per_window() {
+    let mut feed = Feed::new();
+    let mut r = AuditRecord::new("req-canary-1".into(), T0);
+    r.reason = Reason::Canary;
+    r.decision = Reason::Canary.decision();
+    r.key_id = Some("CANARY000001".into());
+    r.tenant = Some("acme".into());
+    r.source_ip = Some("45.33.12.99".into());
+    r.user_agent = Some("python-requests/2.31".into());
+    let f = feed.replay("ev-c1", T0, &r);
+    assert_eq!(f.len(), 1, "the first use fires, no threshold");
+    assert_eq!(f[0].rule, Rule::CanaryKeyUsed);
+    assert_eq!(f[0].subject, "key:CANARY000001");
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].user_agents, vec!["python-requests/2.31".to_owned()]);
+    assert_eq!(f[0].networks, vec!["45.33.12.0/24".to_owned()]);
+    // A retried batch counts nothing twice.
+    assert!(feed.replay("ev-c1", T0, &r).is_empty());
+    r.request_id = "req-canary-2".into();
+    let f2 = feed.replay("ev-c2", T0 + MIN, &r);
+    assert_eq!(f2[0].counts["events"], 2);
+    // Suppression: one alert for both, the second counted into it.
+    let p = Params::default();
+    assert!(feed.state.suppress(&p, &f[0]).is_some());
+    assert!(feed.state.suppress(&p, &f2[0]).is_none());
+    let a = Alert::from_finding(&f[0], T0 + HOUR);
+    assert_eq!(a.user_agents, vec!["python-requests/2.31".to_owned()]);
+    assert!(a.summary.contains(Rule::CanaryKeyUsed.runbook()));
+    // The canary rule is the only critical one, so no other alert can absorb it.
+    assert_eq!(
+        Rule::ALL
+            .iter()
+            .filter(|r| r.severity() == Severity::Critical)
+            .collect::<Vec<_>>(),
+        vec![&Rule::CanaryKeyUsed]
+    );
 }
