@@ -226,6 +226,12 @@ pub struct KeyState {
     pub refusals: Window,
     #[serde(default)]
     pub dlp_blocks: Window,
+    /// Learned user agent families ([`user_agent_family`]) → last served request with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_agents: BTreeMap<String, EpochMs>,
+    /// User agent families not learned, after the learning period → their recent requests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_agent_candidates: BTreeMap<String, Window>,
     /// Uses of this key as a canary (empty for every other key).
     #[serde(default, skip_serializing_if = "Window::is_empty")]
     pub canary_uses: Window,
@@ -580,6 +586,12 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
             {
                 out.push(f);
             }
+            if let (Some(k), Some(ua)) = (rec.key_id.as_deref(), rec.user_agent.as_deref())
+                && rec.decision == Decision::Allow
+                && let Some(f) = served_user_agent(state.key(k), p, &ev, k, ua)
+            {
+                out.push(f);
+            }
             if let Some(k) = rec.key_id.as_deref()
                 && rec.decision == Decision::Allow
                 && let Some(f) = rate::observe(&mut state.key(k).rate, p, &ev, k)
@@ -652,6 +664,106 @@ fn served(ks: &mut KeyState, p: &Params, ev: &Observed<'_>, k: &str, n: String) 
         };
     }
     f
+}
+
+/// What the new-user-agent rule compares: the first product name of a `User-Agent`, without
+/// its version, lowercased and at most 32 characters (`OpenAI/Python 1.54.0` → `openai`,
+/// `python-requests/2.31` → `python-requests`, `curl/8.5.0` → `curl`). SDK upgrades change
+/// the version, not the family, so they never alert.
+pub fn user_agent_family(ua: &str) -> Option<String> {
+    let first = ua
+        .trim()
+        .split(|c: char| c == '/' || c.is_whitespace())
+        .next()?;
+    let f: String = first
+        .chars()
+        .take(32)
+        .flat_map(char::to_lowercase)
+        .collect();
+    (!f.is_empty()).then_some(f)
+}
+
+/// The "new value" rule for user agents: one served request of key `k` with user agent `ua`.
+/// The same shape as [`served`] for networks, sharing its learning period (`first_seen`).
+fn served_user_agent(
+    ks: &mut KeyState,
+    p: &Params,
+    ev: &Observed<'_>,
+    k: &str,
+    ua: &str,
+) -> Option<Finding> {
+    let family = user_agent_family(ua)?;
+    let first = ks.first_seen.map_or(ev.at, |f| f.min(ev.at));
+    ks.first_seen = Some(first);
+    if let Some(last) = ks.user_agents.get_mut(&family) {
+        *last = (*last).max(ev.at);
+        return None;
+    }
+    if ev.at < first.saturating_add(p.learning_ms) {
+        learn_bounded(
+            &mut ks.user_agents,
+            p.max_user_agents_per_key,
+            family,
+            ev.at,
+        );
+        return None;
+    }
+    for w in ks.user_agent_candidates.values_mut() {
+        w.prune(ev.at, p.new_user_agent_window_ms);
+    }
+    ks.user_agent_candidates.retain(|_, w| !w.is_empty());
+    let w = ks.user_agent_candidates.entry(family.clone()).or_default();
+    let added = w.add(
+        hit(ev, record_network(ev.record)),
+        p.new_user_agent_window_ms,
+        p.window_cap,
+    );
+    let fired = added && w.len() >= p.new_user_agent_min_requests;
+    let f = fired.then(|| {
+        let counts = [
+            ("events", w.len()),
+            ("known_user_agents", ks.user_agents.len()),
+        ];
+        let mut f = finding(Rule::KeyNewUserAgent, key_subject(k), ev, w, p, &counts);
+        f.user_agents = vec![ua.to_owned()];
+        f
+    });
+    if fired {
+        ks.user_agent_candidates.remove(&family);
+        learn_bounded(
+            &mut ks.user_agents,
+            p.max_user_agents_per_key,
+            family,
+            ev.at,
+        );
+    }
+    while ks.user_agent_candidates.len() > p.max_user_agent_candidates_per_key {
+        let oldest = ks
+            .user_agent_candidates
+            .iter()
+            .min_by_key(|(_, w)| w.newest().unwrap_or(0))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(o) => ks.user_agent_candidates.remove(&o),
+            None => break,
+        };
+    }
+    f
+}
+
+/// Learns `value` at `at`, dropping the least recently seen beyond `max`.
+fn learn_bounded(learned: &mut BTreeMap<String, EpochMs>, max: usize, value: String, at: EpochMs) {
+    learned.insert(value, at);
+    while learned.len() > max {
+        let stalest = learned
+            .iter()
+            .min_by_key(|(_, last)| **last)
+            .map(|(k, _)| k.clone());
+        match stalest {
+            Some(s) => learned.remove(&s),
+            None => break,
+        };
+    }
 }
 
 fn learn(ks: &mut KeyState, p: &Params, n: String, at: EpochMs) {

@@ -22,6 +22,9 @@ pub enum Rule {
     PoolTokensFailing,
     /// A key's requests, tokens or spend this hour far above its own baseline.
     KeyRateSpike,
+    /// A key in sustained use by a client (user agent family) never seen for it after its
+    /// learning period.
+    KeyNewUserAgent,
     /// A canary key was used: it was only ever planted, so whoever used it read where it was
     /// planted. No false positives; always an alert, at the highest severity.
     CanaryKeyUsed,
@@ -48,7 +51,7 @@ impl Severity {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::AuthScanNetwork,
         Rule::AuthStuffing,
         Rule::AuthTargetedKey,
@@ -58,6 +61,7 @@ impl Rule {
         Rule::PoolTokensFailing,
         Rule::KeyRateSpike,
         Rule::CanaryKeyUsed,
+        Rule::KeyNewUserAgent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,13 +75,14 @@ impl Rule {
             Rule::PoolTokensFailing => "pool_tokens_failing",
             Rule::KeyRateSpike => "key_rate_spike",
             Rule::CanaryKeyUsed => "canary_key_used",
+            Rule::KeyNewUserAgent => "key_new_user_agent",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             Rule::AuthScanNetwork | Rule::DlpBlockBurst => Severity::Medium,
-            Rule::KeyNewNetwork | Rule::KeyRateSpike => Severity::Medium,
+            Rule::KeyNewNetwork | Rule::KeyRateSpike | Rule::KeyNewUserAgent => Severity::Medium,
             Rule::AuthStuffing
             | Rule::AuthTargetedKey
             | Rule::KeyRefusedOutside
@@ -109,6 +114,9 @@ impl Rule {
             }
             Rule::KeyRateSpike => {
                 "A key is far above its own usual rate for this hour of the week. Ask the owner about a new job or load test; if nobody knows, `tollgate key suspend <id>` (reversible), look up the evidence request ids, and set limits (`tollgate limits set`)."
+            }
+            Rule::KeyNewUserAgent => {
+                "A key is in sustained use by client software it never used before (user agent family; versions are ignored). Ask the owner whether they changed tools; if not, `tollgate key suspend <id>` (reversible) and rotate it. The user agent is the caller's claim: weigh it with the key's networks."
             }
             Rule::CanaryKeyUsed => {
                 "A canary key was used. It was only ever planted, so whoever used it read the place it was planted: `tollgate key show <id>` for its name and owner, treat every secret stored in that place as leaked and rotate it, and look up the source addresses and user agents of the evidence request ids. The proxy refused the request; nothing reached a provider, and the key needs no suspension."
@@ -152,6 +160,13 @@ pub struct Params {
     pub new_network_min_requests: usize,
     pub max_networks_per_key: usize,
     pub max_candidates_per_key: usize,
+    /// [`Rule::KeyNewUserAgent`]: the window and number of served requests from a user agent
+    /// family not learned for the key that make it an alert (after the same learning period
+    /// as networks), and how many families / candidates a key keeps.
+    pub new_user_agent_window_ms: u64,
+    pub new_user_agent_min_requests: usize,
+    pub max_user_agents_per_key: usize,
+    pub max_user_agent_candidates_per_key: usize,
     /// [`Rule::KeyRefusedOutside`]: window, source-network refusals, scope refusals.
     pub outside_window_ms: u64,
     pub outside_min_source: usize,
@@ -208,6 +223,10 @@ impl Default for Params {
             new_network_min_requests: 5,
             max_networks_per_key: 32,
             max_candidates_per_key: 8,
+            new_user_agent_window_ms: HOUR,
+            new_user_agent_min_requests: 5,
+            max_user_agents_per_key: 16,
+            max_user_agent_candidates_per_key: 4,
             outside_window_ms: HOUR,
             outside_min_source: 2,
             outside_min_scope: 10,
@@ -243,6 +262,7 @@ impl Params {
             self.stuffing_window_ms,
             self.targeted_window_ms,
             self.new_network_window_ms,
+            self.new_user_agent_window_ms,
             self.outside_window_ms,
             self.dlp_window_ms,
             self.pool_window_ms,

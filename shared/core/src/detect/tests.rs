@@ -624,3 +624,62 @@ fn every_canary_use_is_a_critical_finding_and_one_alert_per_window() {
         vec![&Rule::CanaryKeyUsed]
     );
 }
+
+#[test]
+fn user_agent_families_ignore_versions() {
+    assert_eq!(
+        user_agent_family("OpenAI/Python 1.54.0").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(
+        user_agent_family("python-requests/2.31.0").as_deref(),
+        Some("python-requests")
+    );
+    assert_eq!(user_agent_family(" curl/8.5.0").as_deref(), Some("curl"));
+    assert_eq!(user_agent_family("   "), None);
+}
+
+#[test]
+fn a_key_used_by_a_new_client_after_learning_alerts_once_and_upgrades_never_do() {
+    let mut feed = Feed::new();
+    let send = |feed: &mut Feed, at: u64, ua: &str| {
+        feed.n += 1;
+        let mut r = AuditRecord::new(format!("req-{}", feed.n), at);
+        r.reason = Reason::Ok;
+        r.decision = Decision::Allow;
+        r.key_id = Some("UAKEY0000001".into());
+        r.source_ip = Some("10.1.2.3".into());
+        r.user_agent = Some(ua.to_owned());
+        let id = format!("ev-{}", feed.n);
+        feed.replay(&id, at, &r)
+    };
+    // Three days with the Python SDK (learning period two days), a version bump on day three.
+    for h in 0..72u64 {
+        let ua = if h < 60 {
+            "OpenAI/Python 1.54.0"
+        } else {
+            "OpenAI/Python 1.55.2"
+        };
+        assert!(send(&mut feed, T0 + h * HOUR, ua).is_empty());
+    }
+    // Day four: four curl requests in an hour are below the threshold ...
+    let start = T0 + 3 * DAY;
+    for i in 0..4u64 {
+        assert!(send(&mut feed, start + i * MIN, "curl/8.5.0").is_empty());
+    }
+    // ... the fifth fires, once; later ones are learned.
+    let f = send(&mut feed, start + 5 * MIN, "curl/8.5.0");
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].rule, f[0].subject.as_str()),
+        (Rule::KeyNewUserAgent, "key:UAKEY0000001")
+    );
+    assert_eq!(f[0].counts["events"], 5);
+    assert_eq!(f[0].user_agents, vec!["curl/8.5.0".to_owned()]);
+    assert!(send(&mut feed, start + 6 * MIN, "curl/8.6.0").is_empty());
+    let ks = &feed.state.keys["UAKEY0000001"];
+    assert_eq!(
+        ks.user_agents.keys().collect::<Vec<_>>(),
+        vec!["curl", "openai"]
+    );
+}
