@@ -172,19 +172,29 @@ impl AuditRecord {
     /// A CloudWatch Embedded Metric Format line for this request. Serialized straight from
     /// borrowed fields (one allocation, the line): building a `serde_json::Value` tree for it
     /// cost more than the rest of the audit work together (see README, Performance).
+    ///
+    /// `key_expiring` (1) is declared and written only on lines of requests whose key expires
+    /// within the warning window: every other line stays byte for byte what it was before the
+    /// metric existed, and costs what it cost (a Sum of the metric counts the flagged requests;
+    /// an alarm on it treats missing data as not breaching).
     pub fn to_emf_line(&self, at: EpochMs) -> String {
+        let expiring = self.key_expiring_in_days.is_some();
         let line = EmfLine {
             aws: EmfMeta {
                 cloud_watch_metrics: [EmfDirective {
                     dimensions: [["route", "decision"]],
-                    metrics: EMF_METRICS,
+                    metrics: if expiring {
+                        &EMF_METRICS_EXPIRING
+                    } else {
+                        &EMF_METRICS_EXPIRING[..6]
+                    },
                     namespace: "tollgate",
                 }],
                 timestamp: at,
             },
             attempts: self.attempts,
             decision: self.decision,
-            key_expiring: u8::from(self.key_expiring_in_days.is_some()),
+            key_expiring: expiring.then_some(1),
             latency: self.latency_ms,
             overhead: self.overhead_ms,
             requests: 1,
@@ -204,9 +214,10 @@ struct EmfLine<'a> {
     aws: EmfMeta,
     attempts: u32,
     decision: Decision,
-    /// 1 when the request's key expires within the warning window: summed, the requests
-    /// still made with keys about to expire.
-    key_expiring: u8,
+    /// 1 when the request's key expires within the warning window (absent otherwise):
+    /// summed, the requests still made with keys about to expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_expiring: Option<u8>,
     latency: f64,
     overhead: f64,
     requests: u32,
@@ -228,7 +239,7 @@ struct EmfDirective {
     #[serde(rename = "Dimensions")]
     dimensions: [[&'static str; 2]; 1],
     #[serde(rename = "Metrics")]
-    metrics: [EmfMetric; 7],
+    metrics: &'static [EmfMetric],
     #[serde(rename = "Namespace")]
     namespace: &'static str,
 }
@@ -241,7 +252,8 @@ struct EmfMetric {
     unit: &'static str,
 }
 
-const EMF_METRICS: [EmfMetric; 7] = [
+/// The metrics of every line; the last one only on lines of keys about to expire.
+const EMF_METRICS_EXPIRING: [EmfMetric; 7] = [
     EmfMetric {
         name: "requests",
         unit: "Count",
@@ -391,7 +403,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.to_emf_line(5)).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 5);
         assert_eq!(v["requests"], 1);
-        assert_eq!(v["key_expiring"], 0);
+        assert!(v.get("key_expiring").is_none());
     }
 
     #[test]
@@ -402,7 +414,6 @@ mod tests {
         r.overhead_ms = 0.031;
         r.attempts = 2;
         r.tokens_in = Some(7);
-        r.key_expiring_in_days = Some(3);
         let old = serde_json::json!({
             "_aws": {"Timestamp": 5u64, "CloudWatchMetrics": [{
                 "Namespace": "tollgate", "Dimensions": [["route", "decision"]],
@@ -412,12 +423,20 @@ mod tests {
                     {"Name": "overhead", "Unit": "Milliseconds"},
                     {"Name": "attempts", "Unit": "Count"},
                     {"Name": "tokens_in", "Unit": "Count"},
-                    {"Name": "tokens_out", "Unit": "Count"},
-                    {"Name": "key_expiring", "Unit": "Count"}]}]},
-            "route": "chat_completions", "decision": r.decision, "requests": 1, "key_expiring": 1,
+                    {"Name": "tokens_out", "Unit": "Count"}]}]},
+            "route": "chat_completions", "decision": r.decision, "requests": 1,
             "latency": 1.25, "overhead": 0.031, "attempts": 2, "tokens_in": 7, "tokens_out": 0,
         })
         .to_string();
         assert_eq!(r.to_emf_line(5), old);
+        // A key about to expire: one more metric, declared and written on its lines only.
+        r.key_expiring_in_days = Some(3);
+        let mut expiring: serde_json::Value = serde_json::from_str(&old).unwrap();
+        expiring["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"Name": "key_expiring", "Unit": "Count"}));
+        expiring["key_expiring"] = serde_json::json!(1);
+        assert_eq!(r.to_emf_line(5), expiring.to_string());
     }
 }
