@@ -541,3 +541,53 @@ async fn a_canary_key_used_raises_one_critical_alert_and_suspends_nothing() {
     let got = s.keys.get_key(&key_id).await.unwrap().unwrap();
     assert_eq!((got.status, got.canary), (KeyStatus::Active, true));
 }
+
+#[tokio::test]
+async fn a_key_used_by_a_new_client_raises_one_new_user_agent_alert_and_upgrades_none() {
+    let s = stack("newua").await;
+    let mut b = Batch::default();
+    let line = |b: &mut Batch, at: u64, ua: &str| {
+        let mut r = tollgate_core::audit::AuditRecord::new(format!("req-{at}-{}", b.n + 1), at);
+        r.reason = Reason::Ok;
+        r.decision = Reason::Ok.decision();
+        r.status = 200;
+        r.key_id = Some("UAKEY0000001".into());
+        r.tenant = Some("acme".into());
+        r.source_ip = Some("10.1.2.3".into());
+        r.route = Some("chat.completions".into());
+        r.user_agent = tollgate_core::audit::user_agent(ua);
+        b.push(at, r.to_line());
+    };
+    // Three days with the Python SDK, upgraded on day three: no alert.
+    for h in 0..72u64 {
+        for m in 0..3u64 {
+            let ua = if h < 50 {
+                "OpenAI/Python 1.54.0"
+            } else {
+                "OpenAI/Python 1.55.2"
+            };
+            line(&mut b, T0 + h * HOUR + m * 17 * MIN, ua);
+        }
+    }
+    s.replay(&b.take(), 200).await;
+    assert!(s.alerts().await.is_empty(), "learning, and an SDK upgrade");
+    // Day four: the same key driven by a script, from the same network.
+    for i in 0..12u64 {
+        line(
+            &mut b,
+            T0 + 3 * DAY + 2 * HOUR + i * 3 * MIN,
+            "python-requests/2.31.0",
+        );
+    }
+    s.replay(&b.take(), 5).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyNewUserAgent, "key:UAKEY0000001".to_owned())]
+    );
+    assert_eq!(
+        alerts[0].user_agents,
+        vec!["python-requests/2.31.0".to_owned()]
+    );
+    assert_eq!(alerts[0].response, None, "not a suspending rule");
+}
