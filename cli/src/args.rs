@@ -507,6 +507,12 @@ pub struct KeyIssue {
     /// longest matching pattern wins; beats the tenant's mapping).
     #[arg(long = "model-pool", value_name = "PATTERN=POOL", value_parser = parse_model_pool)]
     pub model_pool: Vec<(String, String)>,
+    /// Issue a canary: a key that looks and verifies like any other but never reaches a
+    /// provider. Plant it where a leak would expose it (repository, CI config, wiki); every
+    /// use gets the uniform 401 and raises a `canary_key_used` alert. Name it after the
+    /// place it is planted (--name). It takes no scopes or expiry, and is never rotated.
+    #[arg(long, conflicts_with_all = ["expires_in", "expires_at", "allow_cidr", "allow_model", "allow_route", "model_pool"])]
+    pub canary: bool,
 }
 
 #[derive(Debug, Args)]
@@ -514,6 +520,10 @@ pub struct KeyList {
     /// Only this tenant's keys.
     #[arg(long, value_parser = parse_id)]
     pub tenant: Option<String>,
+    /// Only active keys that expire within this long, e.g. 14d (soonest first). The proxy
+    /// flags their requests too (audit line `key_expiring_in_days`).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub expiring: Option<u64>,
 }
 
 #[derive(Debug, Args)]

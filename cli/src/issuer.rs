@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use tollgate_core::clock::rfc3339;
 use tollgate_core::identity::{
     ClaimRule, DEFAULT_PRINCIPAL_CLAIM, IssuerPolicy, IssuerRecord, JwksLocation, JwsAlg,
-    TenantMapping, discovery_url,
+    TenantMapping, discovery_url, jwks_uri_from_discovery,
 };
 use tollgate_core::limits::Limits;
 use tollgate_core::ports::{IssuerStore, StoreError};
@@ -116,6 +116,11 @@ pub struct IssuerAdd {
     /// Replace the record if the issuer is already trusted (otherwise that is an error).
     #[arg(long)]
     pub replace: bool,
+    /// Before storing, fetch the discovery document (with --discovery) and the JWK Set the
+    /// way the proxy will, and refuse if they do not verify: unreachable, another issuer's
+    /// document, a plain-http jwks_uri, or no key usable with the allowed algorithms.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +252,93 @@ fn limits(a: &IssuerAdd) -> Option<Limits> {
     (!l.is_empty()).then_some(l)
 }
 
+/// The largest discovery document or JWK Set `--check` reads (the proxy's cap).
+const CHECK_MAX_BYTES: usize = 256 * 1024;
+
+/// `issuer add --check`: what the proxy will do on the first token, done now. Returns the JWK
+/// Set URL and how many of its keys fit the allowed algorithms.
+async fn check_keys(rec: &IssuerRecord) -> Result<(String, usize)> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| CliError::new(format!("--check: cannot build an HTTP client: {e}")))?;
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let fail =
+                |why: String| CliError::new(format!("--check: {url}: {why}; nothing was stored"));
+            let resp = client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| fail(format!("unreachable ({e})")))?;
+            if !resp.status().is_success() {
+                return Err(fail(format!("answered HTTP {}", resp.status().as_u16())));
+            }
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| fail(format!("the body could not be read ({e})")))?;
+            if body.len() > CHECK_MAX_BYTES {
+                return Err(fail("larger than 256 KB".into()));
+            }
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let jwks_url = match &rec.jwks {
+        JwksLocation::Url { url } => url.clone(),
+        JwksLocation::Discovery => {
+            let url = discovery_url(&rec.issuer);
+            let doc = get(url.clone()).await?;
+            jwks_uri_from_discovery(&rec.issuer, &doc)
+                .map_err(|e| CliError::new(format!("--check: {url}: {e}; nothing was stored")))?
+        }
+    };
+    let doc = get(jwks_url.clone()).await?;
+    let keys = serde_json::from_str::<Value>(&doc)
+        .ok()
+        .and_then(|v| v.get("keys").and_then(Value::as_array).cloned())
+        .ok_or_else(|| {
+            CliError::new(format!(
+                "--check: {jwks_url}: not a JWK Set (a JSON object with a \"keys\" array); nothing was stored"
+            ))
+        })?;
+    let usable = keys
+        .iter()
+        .filter(|k| rec.algorithms.iter().any(|a| jwk_fits(*a, k)))
+        .count();
+    if usable == 0 {
+        let algs: Vec<String> = rec.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        return Err(CliError::new(format!(
+            "--check: {jwks_url}: none of its {} keys can verify {}; nothing was stored",
+            keys.len(),
+            algs.join(", ")
+        )));
+    }
+    Ok((jwks_url, usable))
+}
+
+/// A JWK the proxy would use for `alg`: a signing key of the right type and curve, whose own
+/// `alg`, if it names one, is `alg`.
+fn jwk_fits(alg: JwsAlg, k: &Value) -> bool {
+    let s = |f: &str| k.get(f).and_then(Value::as_str);
+    let kind_fits = match alg {
+        JwsAlg::RS256
+        | JwsAlg::RS384
+        | JwsAlg::RS512
+        | JwsAlg::PS256
+        | JwsAlg::PS384
+        | JwsAlg::PS512 => s("kty") == Some("RSA"),
+        JwsAlg::ES256 => s("kty") == Some("EC") && s("crv") == Some("P-256"),
+        JwsAlg::ES384 => s("kty") == Some("EC") && s("crv") == Some("P-384"),
+        JwsAlg::EdDSA => s("kty") == Some("OKP") && s("crv") == Some("Ed25519"),
+    };
+    kind_fits
+        && s("use").is_none_or(|u| u == "sig")
+        && s("alg").is_none_or(|a| JwsAlg::parse(a) == Some(alg))
+}
+
 pub async fn add(ctx: &mut Ctx<'_>, store: &dyn IssuerStore, a: IssuerAdd) -> Result<Out> {
     let tenant = match (&a.tenant, &a.tenant_claim) {
         (Some(t), _) => {
@@ -327,6 +419,11 @@ pub async fn add(ctx: &mut Ctx<'_>, store: &dyn IssuerStore, a: IssuerAdd) -> Re
     };
     rec.validate()
         .map_err(|e| CliError::new(format!("issuer {:?}: {e}", rec.issuer)))?;
+    let checked = if a.check {
+        Some(check_keys(&rec).await?)
+    } else {
+        None
+    };
     let existing = store
         .get_issuer(&rec.issuer)
         .await
@@ -357,9 +454,17 @@ pub async fn add(ctx: &mut Ctx<'_>, store: &dyn IssuerStore, a: IssuerAdd) -> Re
              --require unless only your own workloads can get tokens from it.\n",
         );
     }
+    if let Some((url, usable)) = &checked {
+        human.push_str(&format!(
+            "\nChecked: {url} holds {usable} key(s) usable with the allowed algorithms.\n"
+        ));
+    }
     human.push_str(&format!("\nThis {NOTE}.\n"));
     let mut json = record_json(&rec);
     json["note"] = json!(NOTE);
+    if let Some((url, usable)) = checked {
+        json["checked"] = json!({"jwks_url": url, "usable_keys": usable});
+    }
     Ok(Out::new(human, json))
 }
 
@@ -605,6 +710,171 @@ mod tests {
             settings: Settings::default(),
         };
         run(&mut ctx, cmd).await
+    }
+
+    #[tokio::test]
+    async fn add_check_fetches_discovery_and_keys_and_refuses_what_would_not_verify() {
+        let s = store().await;
+        let rsa = json!({"kty": "RSA", "use": "sig", "kid": "r1", "n": "AQAB", "e": "AQAB"});
+        let ec = json!({"kty": "EC", "crv": "P-256", "kid": "e1", "x": "AA", "y": "AA"});
+        let enc = json!({"kty": "RSA", "use": "enc", "kid": "r2", "n": "AQAB", "e": "AQAB"});
+        let base = serve_with(|_| Vec::new()).await; // knows nothing: every path is a 404
+        let iss_dead = format!("{base}/dead");
+        let e = run_on(
+            &s,
+            None,
+            &[
+                "add",
+                &iss_dead,
+                "--audience",
+                "tg",
+                "--discovery",
+                "--tenant",
+                "acme",
+                "--check",
+            ],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.0.contains("HTTP 404") && e.0.contains("nothing was stored"),
+            "{e}"
+        );
+        assert!(s.get_issuer(&iss_dead).await.unwrap().is_none());
+
+        // An issuer on a second server whose documents name that server's own URL.
+        let good_jwks = json!({"keys": [rsa, enc]}).to_string();
+        let only_enc = json!({"keys": [enc, ec]}).to_string();
+        let routes = |base: &str| {
+            vec![
+                (
+                    "/good/.well-known/openid-configuration".to_owned(),
+                    json!({"issuer": format!("{base}/good"), "jwks_uri": format!("{base}/good/jwks")}).to_string(),
+                ),
+                ("/good/jwks".to_owned(), good_jwks.clone()),
+                (
+                    "/liar/.well-known/openid-configuration".to_owned(),
+                    json!({"issuer": "https://someone-else.example", "jwks_uri": format!("{base}/good/jwks")}).to_string(),
+                ),
+                ("/enc/jwks".to_owned(), only_enc.clone()),
+            ]
+        };
+        let base = serve_with(routes).await;
+        let good = format!("{base}/good");
+        let out = run_on(
+            &s,
+            None,
+            &[
+                "add",
+                &good,
+                "--audience",
+                "tg",
+                "--discovery",
+                "--tenant",
+                "acme",
+                "--check",
+                "--json",
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out.json["checked"]["usable_keys"], 1,
+            "the enc key does not count"
+        );
+        assert_eq!(out.json["checked"]["jwks_url"], format!("{good}/jwks"));
+        assert!(s.get_issuer(&good).await.unwrap().is_some());
+
+        let liar = format!("{base}/liar");
+        let e = run_on(
+            &s,
+            None,
+            &[
+                "add",
+                &liar,
+                "--audience",
+                "tg",
+                "--discovery",
+                "--tenant",
+                "acme",
+                "--check",
+            ],
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("another issuer"), "{e}");
+        assert!(s.get_issuer(&liar).await.unwrap().is_none());
+
+        // RS256 wanted, the set has only an encryption key and an EC key.
+        let enc_iss = format!("{base}/enc");
+        let enc_url = format!("{base}/enc/jwks");
+        let e = run_on(
+            &s,
+            None,
+            &[
+                "add",
+                &enc_iss,
+                "--audience",
+                "tg",
+                "--jwks-url",
+                &enc_url,
+                "--tenant",
+                "acme",
+                "--check",
+            ],
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("none of its 2 keys can verify RS256"), "{e}");
+        // ES256 fits the EC key.
+        run_on(
+            &s,
+            None,
+            &[
+                "add",
+                &enc_iss,
+                "--audience",
+                "tg",
+                "--jwks-url",
+                &enc_url,
+                "--alg",
+                "ES256",
+                "--tenant",
+                "acme",
+                "--check",
+            ],
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Serves fixed bodies by path on loopback (one request per connection); `routes` gets
+    /// the server's base URL, so documents can name it.
+    async fn serve_with(routes: impl Fn(&str) -> Vec<(String, String)>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://localhost:{}", l.local_addr().unwrap().port());
+        let routes = routes(&base);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let (status, body) = routes
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map_or(("404 Not Found", String::new()), |(_, b)| {
+                        ("200 OK", b.clone())
+                    });
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        base
     }
 
     #[tokio::test]

@@ -91,6 +91,7 @@ pub async fn issue(ctx: &mut Ctx<'_>, a: KeyIssue) -> Result<Out> {
             allowed_models: a.allow_model.clone(),
             allowed_routes: a.allow_route.clone(),
             model_pools: a.model_pool.iter().cloned().collect(),
+            canary: a.canary,
             ..ClientKeyRecord::for_key(
                 &key,
                 tenant.tenant_id.clone(),
@@ -111,6 +112,20 @@ pub async fn issue(ctx: &mut Ctx<'_>, a: KeyIssue) -> Result<Out> {
 }
 
 fn issued(key: &ClientKey, rec: &ClientKeyRecord) -> Out {
+    if rec.canary {
+        let human = format!(
+            "Issued CANARY key {display} for tenant {tenant} (owner {owner}).\n\n    {full}\n\n\
+             Plant it where a leak would expose it. It never reaches a provider: every use is \
+             refused with the same 401 as a bad key and raises a canary_key_used alert.\n",
+            display = rec.display(),
+            tenant = rec.tenant_id,
+            owner = rec.owner,
+            full = key.expose(),
+        );
+        let mut json = record_json(rec, rec.created_at);
+        json["key"] = json!(key.expose());
+        return Out::new(human, json);
+    }
     let human = format!(
         "Issued key {display} for tenant {tenant} (owner {owner}, expires {exp}).\n\n    {full}\n\n\
          Store this key now: it will not be shown again.\n",
@@ -130,6 +145,10 @@ fn issued(key: &ClientKey, rec: &ClientKeyRecord) -> Out {
 }
 
 pub fn status(rec: &ClientKeyRecord, now: EpochMs) -> &'static str {
+    if rec.canary {
+        // Whatever its status, every use of a canary is refused and alerts.
+        return "canary";
+    }
     match rec.status {
         KeyStatus::Revoked => "revoked",
         KeyStatus::Suspended => "suspended",
@@ -160,6 +179,7 @@ fn record_json(rec: &ClientKeyRecord, now: EpochMs) -> serde_json::Value {
         "model_pools": rec.model_pools,
         "rotated_from": rec.rotated_from,
         "rotated_to": rec.rotated_to,
+        "canary": rec.canary,
     })
 }
 
@@ -173,6 +193,11 @@ pub async fn list(ctx: &mut Ctx<'_>, a: KeyList) -> Result<Out> {
         (&x.tenant_id, x.created_at, &x.key_id).cmp(&(&y.tenant_id, y.created_at, &y.key_id))
     });
     let now = ctx.clock.now_ms();
+    if let Some(within) = a.expiring {
+        return Ok(expiring(keys, now, within));
+    }
+    // Canary keys are listed on their own: they are tripwires, not credentials anyone uses.
+    let (canaries, keys): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.canary);
     let mut table = Table::new([
         "KEY", "TENANT", "NAME", "STATUS", "OWNER", "CREATED", "EXPIRES",
     ]);
@@ -187,15 +212,72 @@ pub async fn list(ctx: &mut Ctx<'_>, a: KeyList) -> Result<Out> {
             time_or_dash(k.expires_at),
         ]);
     }
-    let human = if keys.is_empty() {
+    let mut human = if keys.is_empty() {
         "No keys.".to_owned()
     } else {
         table.render()
     };
+    if !canaries.is_empty() {
+        let mut t = Table::new(["CANARY KEY", "TENANT", "NAME", "OWNER", "CREATED"]);
+        for k in &canaries {
+            t.row([
+                k.display(),
+                k.tenant_id.clone(),
+                or_dash(&k.name),
+                k.owner.clone(),
+                rfc3339(k.created_at),
+            ]);
+        }
+        human = format!(
+            "{}\n\nCanary keys (every use is refused and alerts):\n{}",
+            human.trim_end(),
+            t.render()
+        );
+    }
     Ok(Out::new(
         human,
-        json!({ "keys": keys.iter().map(|k| record_json(k, now)).collect::<Vec<_>>() }),
+        json!({
+            "keys": keys.iter().map(|k| record_json(k, now)).collect::<Vec<_>>(),
+            "canaries": canaries.iter().map(|k| record_json(k, now)).collect::<Vec<_>>(),
+        }),
     ))
+}
+
+/// `key list --expiring D`: active keys (not canaries) whose expiry falls within `within` of
+/// `now`, soonest first, with the days left (the same count the audit line's
+/// `key_expiring_in_days` gives).
+fn expiring(keys: Vec<ClientKeyRecord>, now: EpochMs, within: u64) -> Out {
+    let mut soon: Vec<(u32, ClientKeyRecord)> = keys
+        .into_iter()
+        .filter(|k| !k.canary && k.status == KeyStatus::Active && k.rotated_to.is_none())
+        .filter_map(|k| Some((k.expiring_in_days(now, within)?, k)))
+        .collect();
+    soon.sort_by(|(_, x), (_, y)| (x.expires_at, &x.key_id).cmp(&(y.expires_at, &y.key_id)));
+    let mut table = Table::new(["KEY", "TENANT", "NAME", "OWNER", "EXPIRES", "DAYS LEFT"]);
+    for (days, k) in &soon {
+        table.row([
+            k.display(),
+            k.tenant_id.clone(),
+            or_dash(&k.name),
+            k.owner.clone(),
+            time_or_dash(k.expires_at),
+            days.to_string(),
+        ]);
+    }
+    let human = if soon.is_empty() {
+        "No active key expires in that time.".to_owned()
+    } else {
+        table.render()
+    };
+    let json_keys: Vec<serde_json::Value> = soon
+        .iter()
+        .map(|(days, k)| {
+            let mut v = record_json(k, now);
+            v["expiring_in_days"] = json!(days);
+            v
+        })
+        .collect();
+    Out::new(human, json!({ "keys": json_keys }))
 }
 
 /// What the operator typed to name a key.
@@ -444,6 +526,13 @@ pub async fn rotate(ctx: &mut Ctx<'_>, a: KeyRotate) -> Result<Out> {
     let lookup = parse_lookup(&a.key)?;
     let old = find(ctx, &lookup).await?;
     let now = ctx.clock.now_ms();
+    if old.canary {
+        return Err(CliError::new(format!(
+            "key {} is a canary: it is never rotated (its successor would be a working key \
+             planted as bait); issue a new canary with `tollgate key issue --canary` instead",
+            old.key_id
+        )));
+    }
     if let Some(next) = &old.rotated_to {
         return Err(CliError::new(format!(
             "key {} was already rotated to {next}",

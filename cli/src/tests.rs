@@ -407,6 +407,59 @@ async fn suspend_and_resume_are_reversible_and_never_touch_a_revoked_key() {
 }
 
 #[tokio::test]
+async fn a_canary_key_verifies_as_a_canary_is_listed_apart_and_is_never_rotated() {
+    use tollgate_core::auth::AuthFailure;
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (normal, _) = h.issue(&[]).await;
+    let (canary, out) = h
+        .issue(&["--canary", "--name", "repo acme/infra .env"])
+        .await;
+    assert!(out.human.contains("CANARY"), "{}", out.human);
+    assert_eq!(out.json["canary"], true);
+    // It is a real key: same shape, and it proves itself — as a canary.
+    let rec = h.store.get_key(canary.key_id()).await.unwrap().unwrap();
+    assert!(rec.canary);
+    let tenant = h.store.get_tenant("acme").await.unwrap();
+    let peppers = Peppers::parse(PEPPER).unwrap();
+    assert_eq!(
+        verify(&canary, Some(&rec), tenant.as_ref(), &peppers, T0, None),
+        Err(AuthFailure::Canary)
+    );
+
+    let list = h.ok(&["key", "list"]).await;
+    assert_eq!(list.json["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(list.json["keys"][0]["key_id"], normal.key_id());
+    assert_eq!(list.json["canaries"][0]["key_id"], canary.key_id());
+    assert_eq!(list.json["canaries"][0]["status"], "canary");
+    let (keys_part, canary_part) = list.human.split_once("Canary keys").unwrap();
+    assert!(keys_part.contains(&normal.display()) && !keys_part.contains(&canary.display()));
+    assert!(canary_part.contains(&canary.display()), "{}", list.human);
+    assert!(!both(&list).contains(canary.expose()));
+
+    let e = h
+        .run(&["key", "rotate", canary.key_id(), "--overlap", "1h"])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("canary"), "{e}");
+    assert_eq!(h.store.list_keys(Some("acme")).await.unwrap().len(), 2);
+    // Scopes and expiry make no sense on a tripwire: refused before anything is stored.
+    let cli = args::parse_from([
+        "tollgate",
+        "key",
+        "issue",
+        "--tenant",
+        "acme",
+        "--owner",
+        "o",
+        "--canary",
+        "--expires-in",
+        "1d",
+    ]);
+    assert!(cli.is_err());
+}
+
+#[tokio::test]
 async fn expired_keys_list_as_expired() {
     let mut h = Harness::new().await;
     h.tenant().await;

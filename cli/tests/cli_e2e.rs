@@ -840,6 +840,7 @@ async fn alerts_list_and_show_read_what_the_audit_function_kept() {
         evidence: vec!["req-e2e-1".into(), "req-e2e-2".into()],
         networks: vec!["198.51.100.0/24".into()],
         tenant: Some("acme".into()),
+        user_agents: vec![],
     };
     let p = Params::default();
     let mut st = AuditState::new();
@@ -1030,4 +1031,79 @@ async fn audit_tail_prints_a_tenants_or_keys_audit_lines_from_cloudwatch_logs() 
     // The log group from the environment, as the template's output names it.
     let r = tollgate(Some(emu), &["audit", "tail"], None);
     assert_eq!(r.code, 2, "the log group is required: {r:?}");
+}
+
+#[test]
+fn canaries_list_apart_and_expiring_keys_list_soonest_first_through_dynamodb() {
+    let emu = emulator();
+    let tenant = format!("{}acme", unique_ns("exp"));
+    ok(
+        emu,
+        &["tenant", "create", &tenant, "--owner", "plat@acme.test"],
+        None,
+    );
+    let issue = |extra: &[&str]| {
+        let mut args = vec![
+            "key",
+            "issue",
+            "--tenant",
+            &tenant,
+            "--owner",
+            "d@acme.test",
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        ok(emu, &args, None).json()
+    };
+    let soon = issue(&["--name", "soon", "--expires-in", "3d"]);
+    let later = issue(&["--name", "later", "--expires-in", "10d"]);
+    let far = issue(&["--name", "far", "--expires-in", "60d"]);
+    let forever = issue(&["--name", "forever"]);
+    let canary = issue(&["--name", "planted", "--canary"]);
+    assert_eq!(canary["status"], "canary");
+    let id = |v: &Value| v["key_id"].as_str().unwrap().to_owned();
+
+    let listed = ok(emu, &["key", "list", "--tenant", &tenant, "--json"], None).json();
+    let ids = |v: &Value| -> Vec<String> { v.as_array().unwrap().iter().map(id).collect() };
+    assert_eq!(ids(&listed["canaries"]), vec![id(&canary)]);
+    assert!(!ids(&listed["keys"]).contains(&id(&canary)));
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 4);
+    let human = ok(emu, &["key", "list", "--tenant", &tenant], None);
+    assert!(human.stdout.contains("Canary keys"), "{human:?}");
+    assert!(!human.all().contains(canary["key"].as_str().unwrap()));
+
+    let r = ok(
+        emu,
+        &[
+            "key",
+            "list",
+            "--tenant",
+            &tenant,
+            "--expiring",
+            "14d",
+            "--json",
+        ],
+        None,
+    )
+    .json();
+    assert_eq!(ids(&r["keys"]), vec![id(&soon), id(&later)], "{r}");
+    assert_eq!(
+        r["keys"][0]["expiring_in_days"], 2,
+        "3 days less the seconds since issue"
+    );
+    assert_eq!(r["keys"][1]["expiring_in_days"], 9);
+    let r = ok(
+        emu,
+        &["key", "list", "--tenant", &tenant, "--expiring", "1d"],
+        None,
+    );
+    assert!(r.stdout.contains("No active key expires"), "{r:?}");
+    let _ = (far, forever);
+    let r = tollgate(
+        Some(emu),
+        &["key", "rotate", &id(&canary), "--overlap", "1h"],
+        None,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("canary"), "{r:?}");
 }

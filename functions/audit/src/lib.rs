@@ -17,6 +17,13 @@
 //! `tollgate key resume`; reason and time recorded on the key), and the alert says so in
 //! `response`. The proxy refuses it within its key cache TTL.
 //!
+//! `canary_key_used` always alerts and its response is always on, but it suspends nothing:
+//! the proxy already refuses a canary on every use (before its status is even looked at), so
+//! suspending it would change nothing and only hide that it is a canary from `key list`. The
+//! response is recorded as "refused at the proxy, nothing to suspend" and the alert is never
+//! grouped into another (it is the only critical rule). Naming it in
+//! [`ENV_SUSPEND_RULES`] changes nothing.
+//!
 //! A failure at any step fails the invocation and Lambda retries the whole batch; the
 //! detectors' windows hold log event ids, so entries saved by the failed attempt do not count
 //! its events again. Alerts are at least once: an alert published by an attempt whose saves
@@ -288,6 +295,14 @@ impl Processor {
         now: EpochMs,
         report: &mut BatchReport,
     ) -> Result<(), BatchError> {
+        if alert.rule == Rule::CanaryKeyUsed {
+            let key_id = subject_key_id(&alert.subject).unwrap_or("?");
+            alert.response = Some(format!(
+                "none needed: canary key {key_id} is refused at the proxy on every use and never \
+                 reached a provider; nothing suspended (rotate what was stored where it was planted)"
+            ));
+            return Ok(());
+        }
         let Some((keys, rules)) = &self.suspend else {
             return Ok(());
         };

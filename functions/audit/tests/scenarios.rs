@@ -471,3 +471,123 @@ async fn a_key_at_ten_times_its_baseline_from_its_own_network_raises_one_rate_al
     assert_eq!(alerts[0].counts["requests_this_hour"], 201);
     assert_eq!(alerts[0].response, None, "not a suspending rule by default");
 }
+
+#[tokio::test]
+async fn a_canary_key_used_raises_one_critical_alert_and_suspends_nothing() {
+    use tollgate_core::key::KeyEnv;
+    use tollgate_core::ports::KeyStore;
+    use tollgate_core::records::{ClientKeyRecord, KeyStatus};
+    let s = stack("canary").await;
+    let key_id = format!("CAN{:09}", std::process::id());
+    let rec = ClientKeyRecord {
+        canary: true,
+        ..ClientKeyRecord::new(
+            &key_id,
+            KeyEnv::Live,
+            "WXYZ",
+            "acme",
+            "sec@x.test",
+            ("00".into(), 1),
+            T0,
+        )
+    };
+    s.keys.put_key(&rec).await.unwrap();
+    let mut b = Batch::default();
+    // Ordinary traffic around it, then whoever found the key tries it four times from two
+    // networks, in two batches (the second is inside the suppression window).
+    for i in 0..20u64 {
+        b.line(T0 + i * MIN, Reason::Ok, Some("NORMAL000001"), "10.1.2.3");
+    }
+    for (i, ip) in ["45.33.12.99", "45.33.12.99", "198.51.100.7", "198.51.100.7"]
+        .iter()
+        .enumerate()
+    {
+        let at = T0 + 5 * MIN + i as u64 * 10 * MIN;
+        let mut r = tollgate_core::audit::AuditRecord::new(format!("req-canary-{i}"), at);
+        r.reason = Reason::Canary;
+        r.decision = Reason::Canary.decision();
+        r.status = 401;
+        r.key_id = Some(key_id.clone());
+        r.tenant = Some("acme".into());
+        r.source_ip = Some((*ip).to_owned());
+        r.route = Some("chat.completions".into());
+        r.user_agent = tollgate_core::audit::user_agent("OpenAI/Python 1.54.0");
+        b.push(at, r.to_line());
+    }
+    let mut events = b.take();
+    events.sort_by_key(|e| e.timestamp);
+    s.replay(&events, 12).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::CanaryKeyUsed, format!("key:{key_id}"))]
+    );
+    let a = &alerts[0];
+    assert_eq!(a.severity, tollgate_core::detect::Severity::Critical);
+    assert_eq!(a.user_agents, vec!["OpenAI/Python 1.54.0".to_owned()]);
+    assert_eq!(a.tenant.as_deref(), Some("acme"));
+    assert!(a.response.as_deref().unwrap().contains("nothing suspended"));
+    // The later uses were counted into the alert, not sent.
+    let kept = s
+        .state
+        .recent_alerts(0, T0 + 2 * HOUR)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.rule == Rule::CanaryKeyUsed)
+        .unwrap();
+    assert_eq!(kept.occurrences, 4);
+    // Suspending a canary would change nothing: it is left as it is.
+    let got = s.keys.get_key(&key_id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.canary), (KeyStatus::Active, true));
+}
+
+#[tokio::test]
+async fn a_key_used_by_a_new_client_raises_one_new_user_agent_alert_and_upgrades_none() {
+    let s = stack("newua").await;
+    let mut b = Batch::default();
+    let line = |b: &mut Batch, at: u64, ua: &str| {
+        let mut r = tollgate_core::audit::AuditRecord::new(format!("req-{at}-{}", b.n + 1), at);
+        r.reason = Reason::Ok;
+        r.decision = Reason::Ok.decision();
+        r.status = 200;
+        r.key_id = Some("UAKEY0000001".into());
+        r.tenant = Some("acme".into());
+        r.source_ip = Some("10.1.2.3".into());
+        r.route = Some("chat.completions".into());
+        r.user_agent = tollgate_core::audit::user_agent(ua);
+        b.push(at, r.to_line());
+    };
+    // Three days with the Python SDK, upgraded on day three: no alert.
+    for h in 0..72u64 {
+        for m in 0..3u64 {
+            let ua = if h < 50 {
+                "OpenAI/Python 1.54.0"
+            } else {
+                "OpenAI/Python 1.55.2"
+            };
+            line(&mut b, T0 + h * HOUR + m * 17 * MIN, ua);
+        }
+    }
+    s.replay(&b.take(), 200).await;
+    assert!(s.alerts().await.is_empty(), "learning, and an SDK upgrade");
+    // Day four: the same key driven by a script, from the same network.
+    for i in 0..12u64 {
+        line(
+            &mut b,
+            T0 + 3 * DAY + 2 * HOUR + i * 3 * MIN,
+            "python-requests/2.31.0",
+        );
+    }
+    s.replay(&b.take(), 5).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::KeyNewUserAgent, "key:UAKEY0000001".to_owned())]
+    );
+    assert_eq!(
+        alerts[0].user_agents,
+        vec!["python-requests/2.31.0".to_owned()]
+    );
+    assert_eq!(alerts[0].response, None, "not a suspending rule");
+}

@@ -501,9 +501,11 @@ impl KeyStore for DynamoStore {
             .key("key_id", s(old_key_id))
             .update_expression("SET rotated_to = :new, expires_at = :exp")
             .condition_expression(
-                "attribute_exists(key_id) AND #st = :active AND attribute_not_exists(rotated_to)",
+                "attribute_exists(key_id) AND #st = :active AND attribute_not_exists(rotated_to) \
+                 AND (attribute_not_exists(canary) OR canary = :no)",
             )
             .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
             .expression_attribute_values(":new", s(&successor.key_id))
             .expression_attribute_values(":exp", n(old_expires_at))
             .expression_attribute_values(":active", s("active"))

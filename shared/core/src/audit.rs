@@ -15,6 +15,9 @@ pub enum Decision {
     Allow,
     Deny,
     Error,
+    /// A canary key was used: refused like a bad key, and always an alert. Lines written
+    /// before canary keys existed never carry it.
+    Canary,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +41,17 @@ pub struct AuditRecord {
     /// switched yet. Absent otherwise (and on lines written before rotation existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// The key expires within the proxy's warning window (`TOLLGATE_KEY_EXPIRY_WARN_DAYS`):
+    /// whole days left (0 = less than a day). Absent otherwise, for JWT callers, and on lines
+    /// written before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_expiring_in_days: Option<u32>,
     pub source_ip: Option<String>,
+    /// The caller's `User-Agent` header, sanitized ([`user_agent`]: control characters
+    /// dropped, bounded). Absent when the request had none, and on lines written before the
+    /// field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
     pub route: Option<String>,
     pub model: Option<String>,
     pub pool: Option<String>,
@@ -75,6 +88,28 @@ pub struct AuditRecord {
 /// CloudWatch Logs truncates events above 256 KB; an audit line must never come near that.
 pub const MAX_FIELD_CHARS: usize = 256;
 
+/// The most characters of a `User-Agent` the line keeps: real SDK agents are under 100
+/// (`OpenAI/Python 1.x`, `Anthropic/Python 0.x`); anything longer is cut and marked.
+pub const MAX_USER_AGENT_CHARS: usize = 128;
+
+/// A caller's `User-Agent` as the audit line keeps it: control characters (newlines, escape
+/// sequences a terminal would run) removed, surrounding space trimmed, at most
+/// [`MAX_USER_AGENT_CHARS`] characters (then marked with `…`); `None` when nothing is left.
+/// Caller-controlled: never trusted, only recorded and compared.
+pub fn user_agent(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len().min(MAX_USER_AGENT_CHARS + 3));
+    for (n, c) in raw.trim().chars().filter(|c| !c.is_control()).enumerate() {
+        if n == MAX_USER_AGENT_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    (!out.is_empty()).then_some(out)
+}
+
 /// `s` cut to [`MAX_FIELD_CHARS`] characters (on a character boundary), marked with `…` when
 /// cut.
 pub fn bounded(s: &str) -> String {
@@ -96,7 +131,9 @@ impl AuditRecord {
             principal: None,
             issuer: None,
             superseded_by: None,
+            key_expiring_in_days: None,
             source_ip: None,
+            user_agent: None,
             route: None,
             model: None,
             pool: None,
@@ -135,18 +172,29 @@ impl AuditRecord {
     /// A CloudWatch Embedded Metric Format line for this request. Serialized straight from
     /// borrowed fields (one allocation, the line): building a `serde_json::Value` tree for it
     /// cost more than the rest of the audit work together (see README, Performance).
+    ///
+    /// `key_expiring` (1) is declared and written only on lines of requests whose key expires
+    /// within the warning window: every other line stays byte for byte what it was before the
+    /// metric existed, and costs what it cost (a Sum of the metric counts the flagged requests;
+    /// an alarm on it treats missing data as not breaching).
     pub fn to_emf_line(&self, at: EpochMs) -> String {
+        let expiring = self.key_expiring_in_days.is_some();
         let line = EmfLine {
             aws: EmfMeta {
                 cloud_watch_metrics: [EmfDirective {
                     dimensions: [["route", "decision"]],
-                    metrics: EMF_METRICS,
+                    metrics: if expiring {
+                        &EMF_METRICS_EXPIRING
+                    } else {
+                        &EMF_METRICS_EXPIRING[..6]
+                    },
                     namespace: "tollgate",
                 }],
                 timestamp: at,
             },
             attempts: self.attempts,
             decision: self.decision,
+            key_expiring: expiring.then_some(1),
             latency: self.latency_ms,
             overhead: self.overhead_ms,
             requests: 1,
@@ -166,6 +214,10 @@ struct EmfLine<'a> {
     aws: EmfMeta,
     attempts: u32,
     decision: Decision,
+    /// 1 when the request's key expires within the warning window (absent otherwise):
+    /// summed, the requests still made with keys about to expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_expiring: Option<u8>,
     latency: f64,
     overhead: f64,
     requests: u32,
@@ -187,7 +239,7 @@ struct EmfDirective {
     #[serde(rename = "Dimensions")]
     dimensions: [[&'static str; 2]; 1],
     #[serde(rename = "Metrics")]
-    metrics: [EmfMetric; 6],
+    metrics: &'static [EmfMetric],
     #[serde(rename = "Namespace")]
     namespace: &'static str,
 }
@@ -200,7 +252,8 @@ struct EmfMetric {
     unit: &'static str,
 }
 
-const EMF_METRICS: [EmfMetric; 6] = [
+/// The metrics of every line; the last one only on lines of keys about to expire.
+const EMF_METRICS_EXPIRING: [EmfMetric; 7] = [
     EmfMetric {
         name: "requests",
         unit: "Count",
@@ -223,6 +276,10 @@ const EMF_METRICS: [EmfMetric; 6] = [
     },
     EmfMetric {
         name: "tokens_out",
+        unit: "Count",
+    },
+    EmfMetric {
+        name: "key_expiring",
         unit: "Count",
     },
 ];
@@ -292,11 +349,61 @@ mod tests {
     }
 
     #[test]
+    fn user_agents_are_kept_sanitized_and_bounded() {
+        assert_eq!(
+            user_agent(" OpenAI/Python 1.54.0 ").as_deref(),
+            Some("OpenAI/Python 1.54.0")
+        );
+        assert_eq!(
+            user_agent("evil\n{\"tollgate_audit\":1}\u{1b}[2J").as_deref(),
+            Some("evil{\"tollgate_audit\":1}[2J")
+        );
+        assert_eq!(user_agent("\r\n\t "), None);
+        assert_eq!(user_agent(""), None);
+        let long = user_agent(&"ü".repeat(1000)).unwrap();
+        assert_eq!(long.chars().count(), MAX_USER_AGENT_CHARS + 1);
+        assert!(long.ends_with('…'));
+        let exact = "a".repeat(MAX_USER_AGENT_CHARS);
+        assert_eq!(user_agent(&exact).as_deref(), Some(exact.as_str()));
+    }
+
+    #[test]
+    fn lines_without_the_newer_fields_still_parse() {
+        // A line as written before user agents, canaries and expiry warnings existed.
+        let mut r = AuditRecord::new("old".into(), 0);
+        r.reason = Reason::UnknownKey;
+        let mut v: serde_json::Value = serde_json::from_str(&r.to_line()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for f in [
+            "user_agent",
+            "issuer",
+            "superseded_by",
+            "key_expiring_in_days",
+        ] {
+            o.remove(f);
+        }
+        assert_eq!(AuditRecord::from_line(&v.to_string()), Some(r));
+    }
+
+    #[test]
+    fn a_canary_line_round_trips() {
+        let mut r = AuditRecord::new("c".into(), 0);
+        r.reason = Reason::Canary;
+        r.decision = Decision::Canary;
+        r.user_agent = user_agent("curl/8.5.0");
+        let line = r.to_line();
+        assert!(line.contains("\"decision\":\"canary\""));
+        assert!(line.contains("\"user_agent\":\"curl/8.5.0\""));
+        assert_eq!(AuditRecord::from_line(&line), Some(r));
+    }
+
+    #[test]
     fn emf_line_declares_metrics() {
         let r = AuditRecord::new("r".into(), 0);
         let v: serde_json::Value = serde_json::from_str(&r.to_emf_line(5)).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 5);
         assert_eq!(v["requests"], 1);
+        assert!(v.get("key_expiring").is_none());
     }
 
     #[test]
@@ -322,5 +429,14 @@ mod tests {
         })
         .to_string();
         assert_eq!(r.to_emf_line(5), old);
+        // A key about to expire: one more metric, declared and written on its lines only.
+        r.key_expiring_in_days = Some(3);
+        let mut expiring: serde_json::Value = serde_json::from_str(&old).unwrap();
+        expiring["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"Name": "key_expiring", "Unit": "Count"}));
+        expiring["key_expiring"] = serde_json::json!(1);
+        assert_eq!(r.to_emf_line(5), expiring.to_string());
     }
 }

@@ -18,6 +18,8 @@ pub enum AuthFailure {
     UnknownKey,
     DigestMismatch,
     UnknownPepperVersion,
+    /// A canary key proved itself: someone holds a key that was only ever planted.
+    Canary,
     Revoked,
     Suspended,
     Expired,
@@ -200,6 +202,12 @@ pub fn verify_key<'r>(
     let stored = unhex(&rec.digest_hex).unwrap_or_default();
     if !digest_eq(&presented, &stored) || rec.key_id != key.key_id() {
         return Err(AuthFailure::DigestMismatch);
+    }
+    // Before status and expiry: a canary is a canary even after it was revoked or expired
+    // (its use still means the place it was planted leaked). After the digest: a canary's id
+    // with a wrong secret is someone guessing, not someone holding it.
+    if rec.canary {
+        return Err(AuthFailure::Canary);
     }
     if rec.status == KeyStatus::Revoked {
         return Err(AuthFailure::Revoked);

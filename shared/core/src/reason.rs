@@ -32,6 +32,8 @@ pub enum Reason {
     UnknownKey,
     DigestMismatch,
     UnknownPepperVersion,
+    /// A canary key was used (it verified): refused with the uniform 401, decision `canary`.
+    Canary,
     Revoked,
     /// The key is suspended (reversible; see `KeyStatus::Suspended`).
     Suspended,
@@ -127,6 +129,7 @@ impl Reason {
             Reason::UnknownKey => "unknown_key",
             Reason::DigestMismatch => "digest_mismatch",
             Reason::UnknownPepperVersion => "unknown_pepper_version",
+            Reason::Canary => "canary",
             Reason::Revoked => "revoked",
             Reason::Suspended => "suspended",
             Reason::Expired => "expired",
@@ -202,6 +205,7 @@ impl Reason {
             | Reason::UnknownKey
             | Reason::DigestMismatch
             | Reason::UnknownPepperVersion
+            | Reason::Canary
             | Reason::Revoked
             | Reason::Suspended
             | Reason::Expired
@@ -261,9 +265,12 @@ impl Reason {
     }
 
     /// Allowed (the caller got the provider's answer, or went away while getting it), denied
-    /// (the gateway refused), or an error (a store, the upstream, or an issuer's key set
-    /// failed — the caller may have done nothing wrong).
+    /// (the gateway refused), an error (a store, the upstream, or an issuer's key set
+    /// failed — the caller may have done nothing wrong), or canary (a planted key was used).
     pub fn decision(self) -> Decision {
+        if self == Reason::Canary {
+            return Decision::Canary;
+        }
         match self.error_class() {
             None => Decision::Allow,
             Some(
@@ -323,6 +330,7 @@ impl From<AuthFailure> for Reason {
             AuthFailure::UnknownKey => Reason::UnknownKey,
             AuthFailure::DigestMismatch => Reason::DigestMismatch,
             AuthFailure::UnknownPepperVersion => Reason::UnknownPepperVersion,
+            AuthFailure::Canary => Reason::Canary,
             AuthFailure::Revoked => Reason::Revoked,
             AuthFailure::Suspended => Reason::Suspended,
             AuthFailure::Expired => Reason::Expired,
@@ -358,7 +366,7 @@ impl From<JwtFailure> for Reason {
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 62] = [
+    const ALL: [Reason; 63] = [
         Reason::Ok,
         Reason::ClientDisconnected,
         Reason::UnknownRoute,
@@ -371,6 +379,7 @@ mod tests {
         Reason::UnknownKey,
         Reason::DigestMismatch,
         Reason::UnknownPepperVersion,
+        Reason::Canary,
         Reason::Revoked,
         Reason::Suspended,
         Reason::Expired,
@@ -473,7 +482,23 @@ mod tests {
         }
         assert_eq!(
             ALL.iter().filter(|r| r.is_authentication_failure()).count(),
-            28
+            29
+        );
+    }
+
+    #[test]
+    fn a_canary_is_the_uniform_401_with_its_own_decision() {
+        let r = Reason::from(AuthFailure::Canary);
+        assert_eq!(r, Reason::Canary);
+        assert_eq!(r.as_str(), "canary");
+        assert_eq!(r.error_class(), Reason::UnknownKey.error_class());
+        assert!(r.is_authentication_failure());
+        assert_eq!(r.decision(), Decision::Canary);
+        assert_eq!(
+            ALL.iter()
+                .filter(|r| r.decision() == Decision::Canary)
+                .count(),
+            1
         );
     }
 

@@ -114,6 +114,12 @@ pub struct ClientKeyRecord {
     /// under it say so in the audit line: the caller has not switched yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_to: Option<String>,
+    /// A canary key (`tollgate key issue --canary`): it looks and verifies like any other,
+    /// but every use is refused with the uniform 401 and audited as decision `canary` — a
+    /// leak detector. Fixed at issue: never set on or cleared from an existing key, and a
+    /// canary is never rotated. Absent (false) on every other record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
 }
 
 impl ClientKeyRecord {
@@ -155,6 +161,7 @@ impl ClientKeyRecord {
             limits: None,
             rotated_from: None,
             rotated_to: None,
+            canary: false,
         }
     }
 
@@ -212,6 +219,16 @@ impl ClientKeyRecord {
 
     pub fn display(&self) -> String {
         crate::key::display_form(self.env, &self.key_id, &self.last4)
+    }
+
+    /// Whole days left before this key expires, when it expires within `window_ms` of `now`
+    /// (and has not expired yet): 0 means less than a day. `None` for a key without expiry,
+    /// one further out, or a window of 0 (warnings off).
+    pub fn expiring_in_days(&self, now: EpochMs, window_ms: u64) -> Option<u32> {
+        const DAY_MS: u64 = 86_400_000;
+        let left = self.expires_at?.checked_sub(now).filter(|l| *l > 0)?;
+        (window_ms > 0 && left <= window_ms)
+            .then(|| u32::try_from(left / DAY_MS).unwrap_or(u32::MAX))
     }
 
     /// The policy a request under this key runs with: the built-in defaults, then the
@@ -475,6 +492,47 @@ mod tests {
 
     fn from_minimal<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         serde_json::from_value(v).expect("minimal stored record")
+    }
+
+    #[test]
+    fn expiry_warnings_count_whole_days_inside_the_window_only() {
+        const DAY: u64 = 86_400_000;
+        let mut k = ClientKeyRecord::new("K", KeyEnv::Live, "abcd", "t", "o", ("00".into(), 1), 0);
+        let now = 100 * DAY;
+        assert_eq!(k.expiring_in_days(now, 14 * DAY), None, "no expiry");
+        k.expires_at = Some(now + 14 * DAY);
+        assert_eq!(
+            k.expiring_in_days(now, 14 * DAY),
+            Some(14),
+            "the window's edge is in"
+        );
+        assert_eq!(
+            k.expiring_in_days(now - 1, 14 * DAY),
+            None,
+            "one ms further out"
+        );
+        k.expires_at = Some(now + DAY + 5);
+        assert_eq!(k.expiring_in_days(now, 14 * DAY), Some(1));
+        k.expires_at = Some(now + 1);
+        assert_eq!(
+            k.expiring_in_days(now, 14 * DAY),
+            Some(0),
+            "less than a day"
+        );
+        assert_eq!(k.expiring_in_days(now, 0), None, "window 0: warnings off");
+        k.expires_at = Some(now);
+        assert_eq!(k.expiring_in_days(now, 14 * DAY), None, "already expired");
+    }
+
+    #[test]
+    fn a_canary_flag_is_absent_from_ordinary_records_and_round_trips() {
+        let k = ClientKeyRecord::new("K", KeyEnv::Live, "abcd", "t", "o", ("00".into(), 1), 0);
+        let v = serde_json::to_value(&k).unwrap();
+        assert!(v.get("canary").is_none());
+        let c = ClientKeyRecord { canary: true, ..k };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["canary"], true);
+        assert_eq!(serde_json::from_value::<ClientKeyRecord>(v).unwrap(), c);
     }
 
     #[test]

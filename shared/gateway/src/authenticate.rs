@@ -76,7 +76,7 @@ pub(crate) async fn authenticate(
     let key = ClientKey::parse(raw).map_err(|e| deny(AuthFailure::Format(e)))?;
     ctx.audit.key_id = Some(key.key_id().to_owned());
 
-    let rec = gw
+    let stored = gw
         .keys
         .key(key.key_id(), &mut ctx.calls)
         .await
@@ -87,7 +87,7 @@ pub(crate) async fn authenticate(
         .await
         .map_err(store_down)?;
     let now = gw.now();
-    let rec = match verify_key(&key, rec.as_ref().as_ref(), &peppers, now) {
+    let verified = match verify_key(&key, stored.as_ref().as_ref(), &peppers, now) {
         Err(AuthFailure::UnknownPepperVersion) => {
             // The pepper gained a version since we cached it: re-read once.
             let fresh = gw
@@ -95,9 +95,22 @@ pub(crate) async fn authenticate(
                 .peppers(true, &mut ctx.calls)
                 .await
                 .map_err(store_down)?;
-            verify_key(&key, rec.as_ref().as_ref(), &fresh, now).map_err(deny)?
+            verify_key(&key, stored.as_ref().as_ref(), &fresh, now)
         }
-        other => other.map_err(deny)?,
+        other => other,
+    };
+    let rec = match verified {
+        Ok(rec) => rec,
+        Err(f) => {
+            // A canary proved itself: the line names its tenant (from the record already in
+            // hand — no tenant read, no write) so the alert can say whose tripwire it was.
+            if f == AuthFailure::Canary
+                && let Some(r) = stored.as_ref().as_ref()
+            {
+                ctx.audit.tenant = Some(r.tenant_id.clone());
+            }
+            return Err(deny(f));
+        }
     };
     let tenant = gw
         .keys
@@ -112,6 +125,7 @@ pub(crate) async fn authenticate(
             // A rotated key still in its overlap: the audit line names the successor, so
             // operators see who has not switched yet.
             ctx.audit.superseded_by = rec.rotated_to.clone();
+            ctx.audit.key_expiring_in_days = rec.expiring_in_days(now, gw.cfg.key_expiry_warn_ms);
             Ok(Principal {
                 tenant_admin: false,
                 rec: rec.clone(),

@@ -45,6 +45,9 @@ pub struct GatewayConfig {
     pub jwks_refresh_min_ms: u64,
     /// Time allowed for one JWK Set fetch.
     pub jwks_timeout_ms: u64,
+    /// Keys expiring within this long are flagged in the audit line (`key_expiring_in_days`)
+    /// and counted in the EMF line (`key_expiring`). 0 turns warnings off.
+    pub key_expiry_warn_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +67,7 @@ impl Default for GatewayConfig {
             jwks_cache_ttl_ms: 300_000,
             jwks_refresh_min_ms: 30_000,
             jwks_timeout_ms: 3_000,
+            key_expiry_warn_ms: 14 * 86_400_000,
         }
     }
 }
@@ -134,6 +138,12 @@ impl GatewayConfig {
             jwks_cache_ttl_ms: num(&get, "TOLLGATE_JWKS_CACHE_TTL_MS", d.jwks_cache_ttl_ms)?,
             jwks_refresh_min_ms: num(&get, "TOLLGATE_JWKS_REFRESH_MIN_MS", d.jwks_refresh_min_ms)?,
             jwks_timeout_ms: num(&get, "TOLLGATE_JWKS_TIMEOUT_MS", d.jwks_timeout_ms)?.max(1),
+            key_expiry_warn_ms: num(
+                &get,
+                "TOLLGATE_KEY_EXPIRY_WARN_DAYS",
+                d.key_expiry_warn_ms / 86_400_000,
+            )?
+            .saturating_mul(86_400_000),
         })
     }
 }
@@ -157,6 +167,15 @@ mod tests {
                 .unwrap()
                 .key_cache_ttl_ms,
             0
+        );
+        assert_eq!(c.key_expiry_warn_ms, 14 * 86_400_000);
+        let days: HashMap<&str, String> =
+            [("TOLLGATE_KEY_EXPIRY_WARN_DAYS", "30".to_owned())].into();
+        assert_eq!(
+            GatewayConfig::from_lookup(|k| days.get(k).cloned())
+                .unwrap()
+                .key_expiry_warn_ms,
+            30 * 86_400_000
         );
     }
 }

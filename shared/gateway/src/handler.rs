@@ -80,6 +80,10 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
     let source_ip = req.extensions().get::<SourceIp>().and_then(|s| s.0);
     let mut audit = AuditRecord::new(request_id.clone(), gw.now());
     audit.source_ip = source_ip.map(|ip| ip.to_string());
+    audit.user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| tollgate_core::audit::user_agent(&String::from_utf8_lossy(v.as_bytes())));
     let ctx = RequestCtx::new(audit, started);
     // Spans carry ids only: request, tenant, key id. Never a key or a token.
     let span = tracing::info_span!(

@@ -402,7 +402,9 @@ async fn own_key(
     }
     ctx.calls.reads += 1;
     match gw.keys.store().get_key(id).await.map_err(store_down)? {
-        Some(rec) if rec.tenant_id == tenant => Ok(rec),
+        // Canary keys are the operator's tripwires: a tenant admin (whose identity may be the
+        // one being abused) cannot tell them apart from absent keys, nor disarm them.
+        Some(rec) if rec.tenant_id == tenant && !rec.canary => Ok(rec),
         _ => Err(Refusal::new(Reason::ManagedKeyNotFound)),
     }
 }
@@ -462,7 +464,8 @@ pub(crate) async fn serve(
                 .await
                 .map_err(store_down)?;
             // The store's index is by tenant already; checked again so nothing else leaks.
-            keys.retain(|k| k.tenant_id == tenant);
+            // Canary keys are not listed (see `own_key`).
+            keys.retain(|k| k.tenant_id == tenant && !k.canary);
             keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
             let keys: Vec<Value> = keys.iter().map(|k| key_json(k, now)).collect();
             json!({"tenant_id": tenant, "keys": keys})

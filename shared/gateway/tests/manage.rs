@@ -614,3 +614,62 @@ async fn an_admin_rotates_a_key_and_the_old_one_is_marked_during_the_overlap() {
     }
     assert_eq!(h.store.list_keys(None).await.unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn canary_keys_are_invisible_to_tenant_admins() {
+    let h = setup().await;
+    let acme = h.admin("acme");
+    let (own, _) = h.key_of("acme", 0);
+    // The operator plants a canary in acme.
+    let k = ClientKey::generate(KeyEnv::Live, &mut StdRng::seed_from_u64(77));
+    let canary = ClientKeyRecord {
+        canary: true,
+        name: "tripwire".into(),
+        ..ClientKeyRecord::for_key(
+            &k,
+            "acme",
+            "sec@acme.test",
+            Peppers::parse(PEPPER).unwrap().digest_new(&k),
+            T0,
+        )
+    };
+    h.store.put_key(&canary).await.unwrap();
+    let (status, body) = h.call("GET", "/tollgate/v1/keys", &acme, "").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&own.as_str()) && !ids.contains(&k.key_id()),
+        "{ids:?}"
+    );
+    let unknown = h
+        .call("GET", "/tollgate/v1/keys/ZZZZZZZZZZZZ", &acme, "")
+        .await;
+    for (method, path, body) in [
+        ("GET", format!("/tollgate/v1/keys/{}", k.key_id()), ""),
+        (
+            "POST",
+            format!("/tollgate/v1/keys/{}/revoke", k.key_id()),
+            "{}",
+        ),
+        (
+            "POST",
+            format!("/tollgate/v1/keys/{}/rotate", k.key_id()),
+            "{}",
+        ),
+    ] {
+        let got = h.call(method, &path, &acme, body).await;
+        assert_eq!(got, unknown, "{method} {path}");
+    }
+    // Nor can one be issued here: the field is refused like any unknown one.
+    let (status, _) = h
+        .call("POST", "/tollgate/v1/keys", &acme, r#"{"canary":true}"#)
+        .await;
+    assert_eq!(status, 400);
+    let after = h.store.get_key(k.key_id()).await.unwrap().unwrap();
+    assert_eq!(after, canary, "untouched");
+}

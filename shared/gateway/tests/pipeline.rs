@@ -1460,3 +1460,99 @@ async fn a_tenant_cannot_take_more_than_its_share_of_a_pool() {
         before.version
     );
 }
+
+#[tokio::test]
+async fn a_canary_key_gets_a_bad_keys_401_costs_what_it_costs_and_is_audited_as_canary() {
+    let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+        c.key_cache_ttl_ms = 0
+    })
+    .await;
+    let canary = ClientKey::generate(KeyEnv::Live, &mut StdRng::seed_from_u64(99));
+    h.store
+        .put_key(&ClientKeyRecord {
+            canary: true,
+            name: "planted in acme/infra .env".into(),
+            ..ClientKeyRecord::for_key(
+                &canary,
+                "acme",
+                "security@acme.test",
+                Peppers::parse(PEPPER).unwrap().digest_new(&canary),
+                T0,
+            )
+        })
+        .await
+        .unwrap();
+    // Warm the pepper so the canary and the unknown key start equal.
+    h.post("/v1/chat/completions", &chat(false)).await;
+    let unknown = ClientKey::generate(KeyEnv::Live, &mut StdRng::seed_from_u64(7));
+    let before_calls = h.calls().await.len();
+    let anthropic_body = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}]});
+    for (path, body) in [
+        ("/v1/chat/completions", chat(false)),
+        ("/v1/messages", anthropic_body),
+    ] {
+        let send = |key: String| {
+            let req = Request::builder()
+                .method("POST")
+                .uri(path)
+                .header("authorization", format!("Bearer {key}"))
+                .header("x-api-key", key)
+                .header("content-type", "application/json")
+                .header("user-agent", " curl/8.5.0\t(probe) ")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            h.app.clone().oneshot(req)
+        };
+        let bad = read(send(unknown.expose().to_owned()).await.unwrap()).await;
+        let ops = h.store.ops.snapshot();
+        let got = read(send(canary.expose().to_owned()).await.unwrap()).await;
+        let after = h.store.ops.snapshot();
+        assert_eq!(got, bad, "{path}: byte-identical to a bad key's 401");
+        assert_eq!(got.0, 401);
+        // What an unknown key costs: one key read, no write (no tenant read, no usage).
+        assert_eq!((after.0 - ops.0, after.1 - ops.1), (1, 0), "{path}");
+        let a = h.last_audit();
+        assert_eq!(a.decision, Decision::Canary);
+        assert_eq!(a.reason.as_str(), "canary");
+        assert_eq!(a.key_id.as_deref(), Some(canary.key_id()));
+        assert_eq!(a.tenant.as_deref(), Some("acme"));
+        assert_eq!((a.store_reads, a.store_writes), (1, 0));
+        assert!(a.route.is_some() && a.source_ip.is_none());
+        assert_eq!(a.user_agent.as_deref(), Some("curl/8.5.0(probe)"));
+        assert!(!a.to_line().contains(canary.expose()));
+    }
+    assert_eq!(h.calls().await.len(), before_calls, "no upstream call");
+}
+
+#[tokio::test]
+async fn a_key_expiring_within_the_warning_window_is_flagged_in_the_audit_line() {
+    // The test key expires one day after T0; the default window is 14 days.
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+    let a = h.last_audit();
+    assert_eq!(a.key_expiring_in_days, Some(1));
+    let emf: Value = serde_json::from_str(&a.to_emf_line(T0)).unwrap();
+    assert_eq!(emf["key_expiring"], 1);
+    h.clock.advance_ms(86_400_000 - 1);
+    h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(
+        h.last_audit().key_expiring_in_days,
+        Some(0),
+        "less than a day"
+    );
+
+    // Warnings off (window 0), or a window shorter than what is left: no flag.
+    for warn in [0, 12 * 3_600_000] {
+        let h = setup_with(&[("openai", "t1", "mock-ok-one")], |c| {
+            c.key_expiry_warn_ms = warn
+        })
+        .await;
+        assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+        let a = h.last_audit();
+        assert_eq!(a.key_expiring_in_days, None, "{warn}");
+        assert!(!a.to_line().contains("key_expiring_in_days"));
+        let emf: Value = serde_json::from_str(&a.to_emf_line(T0)).unwrap();
+        assert!(emf.get("key_expiring").is_none());
+    }
+}

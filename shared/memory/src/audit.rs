@@ -343,6 +343,7 @@ pub mod contract {
             evidence: vec!["req-h1".into()],
             networks: vec!["198.51.100.0/24".into()],
             tenant: Some("acme".into()),
+            user_agents: vec![],
         };
         let mut st = tollgate_core::detect::AuditState::new();
         let a = st.suppress(&Params::default(), &f).expect("a new alert");
@@ -457,6 +458,7 @@ mod tests {
             evidence: vec!["r1".into()],
             networks: vec![],
             tenant: None,
+            user_agents: vec![],
         };
         let a = Alert::from_finding(&f, 10);
         assert!(sink.publish(&a).await.is_err());

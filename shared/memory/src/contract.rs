@@ -286,6 +286,23 @@ pub async fn keys_rotate_in_one_write_and_only_once<S: KeyStore>(s: &S, ns: &str
             .await,
         Err(StoreError::NotFound)
     );
+    // A canary is never rotated (its successor would be a working key planted as bait),
+    // and its flag survives the round trip.
+    let canary = ClientKeyRecord {
+        canary: true,
+        ..key_record(&format!("{ns}rotCanary00"), &old.tenant_id)
+    };
+    s.put_key(&canary).await.expect("put canary");
+    assert_eq!(
+        s.get_key(&canary.key_id).await.expect("get"),
+        Some(canary.clone())
+    );
+    let from_canary = successor(&format!("{ns}rotFromCan0"));
+    assert_eq!(
+        s.rotate_key(&canary.key_id, 9_000, &from_canary).await,
+        Ok(false)
+    );
+    assert_eq!(s.get_key(&from_canary.key_id).await.expect("get"), None);
 }
 
 pub async fn keys_round_trip_list_by_tenant_and_revoke<S: KeyStore>(s: &S, ns: &str) {

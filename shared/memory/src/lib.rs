@@ -192,7 +192,8 @@ impl KeyStore for MemoryStore {
         self.write()?;
         let mut m = lock(&self.keys)?;
         let old = m.get(old_key_id).ok_or(StoreError::NotFound)?;
-        if old.status != KeyStatus::Active || old.rotated_to.is_some() {
+        // A canary is never rotated: its successor would be a normal key planted as bait.
+        if old.status != KeyStatus::Active || old.rotated_to.is_some() || old.canary {
             return Ok(false);
         }
         if m.contains_key(&successor.key_id) {

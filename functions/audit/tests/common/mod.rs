@@ -36,6 +36,7 @@ pub fn audit_line(
         tollgate_core::audit::Decision::Deny if reason.is_authentication_failure() => 401,
         tollgate_core::audit::Decision::Deny => 403,
         tollgate_core::audit::Decision::Error => 502,
+        tollgate_core::audit::Decision::Canary => 401,
     };
     r.key_id = key_id.map(str::to_owned);
     r.tenant = key_id.map(|_| "acme".to_owned());

@@ -53,6 +53,8 @@ pub enum Signal {
     PoolExhausted,
     /// Served: the key's network is learned or checked.
     Served,
+    /// A canary key proved itself.
+    Canary,
     /// Nothing any rule counts.
     Other,
 }
@@ -77,6 +79,7 @@ pub fn signal(r: Reason) -> Signal {
         // A static key tried at the management API: probing an admin surface.
         | Reason::ManagementNeedsIdentity => Signal::Scan,
         Reason::DigestMismatch => Signal::WrongSecret,
+        Reason::Canary => Signal::Canary,
         Reason::SourceNotAllowed => Signal::OutsideSource,
         Reason::RouteNotAllowed | Reason::ModelNotAllowed => Signal::OutsideScope,
         Reason::SensitiveDataBlocked => Signal::DlpBlock,
@@ -223,12 +226,24 @@ pub struct KeyState {
     pub refusals: Window,
     #[serde(default)]
     pub dlp_blocks: Window,
+    /// Learned user agent families ([`user_agent_family`]) → last served request with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_agents: BTreeMap<String, EpochMs>,
+    /// User agent families not learned, after the learning period → their recent requests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_agent_candidates: BTreeMap<String, Window>,
+    /// Uses of this key as a canary (empty for every other key).
+    #[serde(default, skip_serializing_if = "Window::is_empty")]
+    pub canary_uses: Window,
     /// Requests, tokens and spend per hour against the key's baselines.
     #[serde(default)]
     pub rate: RateState,
 }
 
 /// A stored entry.
+// A few hundred bytes per loaded entry, a handful per batch: boxing the key state would
+// cost an allocation each for nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
@@ -255,6 +270,10 @@ pub struct Finding {
     pub networks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// User agents (sanitized, as the audit line has them) of the request that made the rule
+    /// fire, for rules that look at them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<String>,
 }
 
 /// One audit line as the detectors see it.
@@ -297,7 +316,8 @@ fn touches_key(sig: Signal) -> bool {
         | Signal::OutsideSource
         | Signal::OutsideScope
         | Signal::DlpBlock
-        | Signal::Served => true,
+        | Signal::Served
+        | Signal::Canary => true,
         Signal::Scan | Signal::PoolExhausted | Signal::Other => false,
     }
 }
@@ -425,6 +445,7 @@ fn finding(
             .take(p.evidence_max)
             .collect(),
         tenant: ev.record.tenant.clone(),
+        user_agents: Vec::new(),
     }
 }
 
@@ -565,11 +586,33 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
             {
                 out.push(f);
             }
+            if let (Some(k), Some(ua)) = (rec.key_id.as_deref(), rec.user_agent.as_deref())
+                && rec.decision == Decision::Allow
+                && let Some(f) = served_user_agent(state.key(k), p, &ev, k, ua)
+            {
+                out.push(f);
+            }
             if let Some(k) = rec.key_id.as_deref()
                 && rec.decision == Decision::Allow
                 && let Some(f) = rate::observe(&mut state.key(k).rate, p, &ev, k)
             {
                 out.push(f);
+            }
+        }
+        Signal::Canary => {
+            // Every use is a finding (the window only keeps evidence and makes a retried
+            // batch count nothing twice); suppression keeps it to one alert per window.
+            if let Some(k) = rec.key_id.as_deref() {
+                let w = &mut state.key(k).canary_uses;
+                if w.add(hit(&ev, net), p.canary_window_ms, p.window_cap) {
+                    let counts = [
+                        ("events", w.len()),
+                        ("distinct_networks", w.distinct_networks()),
+                    ];
+                    let mut f = finding(Rule::CanaryKeyUsed, key_subject(k), &ev, w, p, &counts);
+                    f.user_agents = rec.user_agent.iter().cloned().collect();
+                    out.push(f);
+                }
             }
         }
         Signal::Other => {}
@@ -621,6 +664,106 @@ fn served(ks: &mut KeyState, p: &Params, ev: &Observed<'_>, k: &str, n: String) 
         };
     }
     f
+}
+
+/// What the new-user-agent rule compares: the first product name of a `User-Agent`, without
+/// its version, lowercased and at most 32 characters (`OpenAI/Python 1.54.0` → `openai`,
+/// `python-requests/2.31` → `python-requests`, `curl/8.5.0` → `curl`). SDK upgrades change
+/// the version, not the family, so they never alert.
+pub fn user_agent_family(ua: &str) -> Option<String> {
+    let first = ua
+        .trim()
+        .split(|c: char| c == '/' || c.is_whitespace())
+        .next()?;
+    let f: String = first
+        .chars()
+        .take(32)
+        .flat_map(char::to_lowercase)
+        .collect();
+    (!f.is_empty()).then_some(f)
+}
+
+/// The "new value" rule for user agents: one served request of key `k` with user agent `ua`.
+/// The same shape as [`served`] for networks, sharing its learning period (`first_seen`).
+fn served_user_agent(
+    ks: &mut KeyState,
+    p: &Params,
+    ev: &Observed<'_>,
+    k: &str,
+    ua: &str,
+) -> Option<Finding> {
+    let family = user_agent_family(ua)?;
+    let first = ks.first_seen.map_or(ev.at, |f| f.min(ev.at));
+    ks.first_seen = Some(first);
+    if let Some(last) = ks.user_agents.get_mut(&family) {
+        *last = (*last).max(ev.at);
+        return None;
+    }
+    if ev.at < first.saturating_add(p.learning_ms) {
+        learn_bounded(
+            &mut ks.user_agents,
+            p.max_user_agents_per_key,
+            family,
+            ev.at,
+        );
+        return None;
+    }
+    for w in ks.user_agent_candidates.values_mut() {
+        w.prune(ev.at, p.new_user_agent_window_ms);
+    }
+    ks.user_agent_candidates.retain(|_, w| !w.is_empty());
+    let w = ks.user_agent_candidates.entry(family.clone()).or_default();
+    let added = w.add(
+        hit(ev, record_network(ev.record)),
+        p.new_user_agent_window_ms,
+        p.window_cap,
+    );
+    let fired = added && w.len() >= p.new_user_agent_min_requests;
+    let f = fired.then(|| {
+        let counts = [
+            ("events", w.len()),
+            ("known_user_agents", ks.user_agents.len()),
+        ];
+        let mut f = finding(Rule::KeyNewUserAgent, key_subject(k), ev, w, p, &counts);
+        f.user_agents = vec![ua.to_owned()];
+        f
+    });
+    if fired {
+        ks.user_agent_candidates.remove(&family);
+        learn_bounded(
+            &mut ks.user_agents,
+            p.max_user_agents_per_key,
+            family,
+            ev.at,
+        );
+    }
+    while ks.user_agent_candidates.len() > p.max_user_agent_candidates_per_key {
+        let oldest = ks
+            .user_agent_candidates
+            .iter()
+            .min_by_key(|(_, w)| w.newest().unwrap_or(0))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(o) => ks.user_agent_candidates.remove(&o),
+            None => break,
+        };
+    }
+    f
+}
+
+/// Learns `value` at `at`, dropping the least recently seen beyond `max`.
+fn learn_bounded(learned: &mut BTreeMap<String, EpochMs>, max: usize, value: String, at: EpochMs) {
+    learned.insert(value, at);
+    while learned.len() > max {
+        let stalest = learned
+            .iter()
+            .min_by_key(|(_, last)| **last)
+            .map(|(k, _)| k.clone());
+        match stalest {
+            Some(s) => learned.remove(&s),
+            None => break,
+        };
+    }
 }
 
 fn learn(ks: &mut KeyState, p: &Params, n: String, at: EpochMs) {

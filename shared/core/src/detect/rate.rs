@@ -211,6 +211,7 @@ pub fn observe(st: &mut RateState, p: &Params, ev: &Observed<'_>, k: &str) -> Op
         evidence: vec![rec.request_id.clone()],
         networks: super::record_network(rec).into_iter().collect(),
         tenant: rec.tenant.clone(),
+        user_agents: Vec::new(),
     })
 }
 

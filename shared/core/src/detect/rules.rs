@@ -22,6 +22,12 @@ pub enum Rule {
     PoolTokensFailing,
     /// A key's requests, tokens or spend this hour far above its own baseline.
     KeyRateSpike,
+    /// A key in sustained use by a client (user agent family) never seen for it after its
+    /// learning period.
+    KeyNewUserAgent,
+    /// A canary key was used: it was only ever planted, so whoever used it read where it was
+    /// planted. No false positives; always an alert, at the highest severity.
+    CanaryKeyUsed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,7 +51,7 @@ impl Severity {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 10] = [
         Rule::AuthScanNetwork,
         Rule::AuthStuffing,
         Rule::AuthTargetedKey,
@@ -54,6 +60,8 @@ impl Rule {
         Rule::DlpBlockBurst,
         Rule::PoolTokensFailing,
         Rule::KeyRateSpike,
+        Rule::CanaryKeyUsed,
+        Rule::KeyNewUserAgent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,17 +74,20 @@ impl Rule {
             Rule::DlpBlockBurst => "dlp_block_burst",
             Rule::PoolTokensFailing => "pool_tokens_failing",
             Rule::KeyRateSpike => "key_rate_spike",
+            Rule::CanaryKeyUsed => "canary_key_used",
+            Rule::KeyNewUserAgent => "key_new_user_agent",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             Rule::AuthScanNetwork | Rule::DlpBlockBurst => Severity::Medium,
-            Rule::KeyNewNetwork | Rule::KeyRateSpike => Severity::Medium,
+            Rule::KeyNewNetwork | Rule::KeyRateSpike | Rule::KeyNewUserAgent => Severity::Medium,
             Rule::AuthStuffing
             | Rule::AuthTargetedKey
             | Rule::KeyRefusedOutside
             | Rule::PoolTokensFailing => Severity::High,
+            Rule::CanaryKeyUsed => Severity::Critical,
         }
     }
 
@@ -103,6 +114,12 @@ impl Rule {
             }
             Rule::KeyRateSpike => {
                 "A key is far above its own usual rate for this hour of the week. Ask the owner about a new job or load test; if nobody knows, `tollgate key suspend <id>` (reversible), look up the evidence request ids, and set limits (`tollgate limits set`)."
+            }
+            Rule::KeyNewUserAgent => {
+                "A key is in sustained use by client software it never used before (user agent family; versions are ignored). Ask the owner whether they changed tools; if not, `tollgate key suspend <id>` (reversible) and rotate it. The user agent is the caller's claim: weigh it with the key's networks."
+            }
+            Rule::CanaryKeyUsed => {
+                "A canary key was used. It was only ever planted, so whoever used it read the place it was planted: `tollgate key show <id>` for its name and owner, treat every secret stored in that place as leaked and rotate it, and look up the source addresses and user agents of the evidence request ids. The proxy refused the request; nothing reached a provider, and the key needs no suspension."
             }
             Rule::PoolTokensFailing => {
                 "No provider token of the pool is usable: requests are failing. Run `tollgate pool health <pool>`; replace invalid tokens (`tollgate token add`) or wait for cooling ones."
@@ -143,6 +160,13 @@ pub struct Params {
     pub new_network_min_requests: usize,
     pub max_networks_per_key: usize,
     pub max_candidates_per_key: usize,
+    /// [`Rule::KeyNewUserAgent`]: the window and number of served requests from a user agent
+    /// family not learned for the key that make it an alert (after the same learning period
+    /// as networks), and how many families / candidates a key keeps.
+    pub new_user_agent_window_ms: u64,
+    pub new_user_agent_min_requests: usize,
+    pub max_user_agents_per_key: usize,
+    pub max_user_agent_candidates_per_key: usize,
     /// [`Rule::KeyRefusedOutside`]: window, source-network refusals, scope refusals.
     pub outside_window_ms: u64,
     pub outside_min_source: usize,
@@ -150,6 +174,9 @@ pub struct Params {
     /// [`Rule::DlpBlockBurst`]: window and blocked requests of one key.
     pub dlp_window_ms: u64,
     pub dlp_min_blocks: usize,
+    /// [`Rule::CanaryKeyUsed`]: how long a canary key's uses are kept (evidence, and
+    /// idempotency per log event); every use is a finding.
+    pub canary_window_ms: u64,
     /// [`Rule::PoolTokensFailing`]: window and failed requests of one pool.
     pub pool_window_ms: u64,
     pub pool_min_failures: usize,
@@ -196,11 +223,16 @@ impl Default for Params {
             new_network_min_requests: 5,
             max_networks_per_key: 32,
             max_candidates_per_key: 8,
+            new_user_agent_window_ms: HOUR,
+            new_user_agent_min_requests: 5,
+            max_user_agents_per_key: 16,
+            max_user_agent_candidates_per_key: 4,
             outside_window_ms: HOUR,
             outside_min_source: 2,
             outside_min_scope: 10,
             dlp_window_ms: 10 * MINUTE,
             dlp_min_blocks: 5,
+            canary_window_ms: HOUR,
             pool_window_ms: 5 * MINUTE,
             pool_min_failures: 3,
             suppression_ms: HOUR,
@@ -230,9 +262,11 @@ impl Params {
             self.stuffing_window_ms,
             self.targeted_window_ms,
             self.new_network_window_ms,
+            self.new_user_agent_window_ms,
             self.outside_window_ms,
             self.dlp_window_ms,
             self.pool_window_ms,
+            self.canary_window_ms,
         ]
         .into_iter()
         .max()

@@ -72,6 +72,10 @@ pub struct Alert {
     /// Request ids (look them up in the proxy's audit lines).
     pub evidence: Vec<String>,
     pub networks: Vec<String>,
+    /// User agents of the request that opened the alert, for rules that look at them
+    /// (`canary_key_used`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<String>,
     /// Further findings of this (rule, subject) before this time are counted, not sent.
     pub suppressed_until: String,
     /// One human paragraph: what happened and the runbook line.
@@ -101,6 +105,7 @@ impl Alert {
             last_seen: rfc3339(f.at),
             evidence: f.evidence.clone(),
             networks: f.networks.clone(),
+            user_agents: f.user_agents.clone(),
             suppressed_until: rfc3339(until),
             summary: format!(
                 "[{}] {} on {} ({}) between {} and {}. {}",

@@ -541,6 +541,7 @@ fn related_findings_about_a_key_join_its_open_alert() {
         evidence: vec![format!("req-{at}")],
         networks: vec![],
         tenant: None,
+        user_agents: vec![],
     };
     let none = BTreeSet::new();
     assert!(
@@ -583,4 +584,102 @@ fn related_findings_about_a_key_join_its_open_alert() {
     let mut g = f(Rule::AuthScanNetwork, H0 + 5 * MIN);
     g.subject = "net:198.51.100.0/24".into();
     assert!(st.suppress_related(&p, &g, &none).is_some());
+}
+
+#[test]
+fn every_canary_use_is_a_critical_finding_and_one_alert_per_window() {
+    let mut feed = Feed::new();
+    let mut r = AuditRecord::new("req-canary-1".into(), T0);
+    r.reason = Reason::Canary;
+    r.decision = Reason::Canary.decision();
+    r.key_id = Some("CANARY000001".into());
+    r.tenant = Some("acme".into());
+    r.source_ip = Some("45.33.12.99".into());
+    r.user_agent = Some("python-requests/2.31".into());
+    let f = feed.replay("ev-c1", T0, &r);
+    assert_eq!(f.len(), 1, "the first use fires, no threshold");
+    assert_eq!(f[0].rule, Rule::CanaryKeyUsed);
+    assert_eq!(f[0].subject, "key:CANARY000001");
+    assert_eq!(f[0].severity, Severity::Critical);
+    assert_eq!(f[0].user_agents, vec!["python-requests/2.31".to_owned()]);
+    assert_eq!(f[0].networks, vec!["45.33.12.0/24".to_owned()]);
+    // A retried batch counts nothing twice.
+    assert!(feed.replay("ev-c1", T0, &r).is_empty());
+    r.request_id = "req-canary-2".into();
+    let f2 = feed.replay("ev-c2", T0 + MIN, &r);
+    assert_eq!(f2[0].counts["events"], 2);
+    // Suppression: one alert for both, the second counted into it.
+    let p = Params::default();
+    assert!(feed.state.suppress(&p, &f[0]).is_some());
+    assert!(feed.state.suppress(&p, &f2[0]).is_none());
+    let a = Alert::from_finding(&f[0], T0 + HOUR);
+    assert_eq!(a.user_agents, vec!["python-requests/2.31".to_owned()]);
+    assert!(a.summary.contains(Rule::CanaryKeyUsed.runbook()));
+    // The canary rule is the only critical one, so no other alert can absorb it.
+    assert_eq!(
+        Rule::ALL
+            .iter()
+            .filter(|r| r.severity() == Severity::Critical)
+            .collect::<Vec<_>>(),
+        vec![&Rule::CanaryKeyUsed]
+    );
+}
+
+#[test]
+fn user_agent_families_ignore_versions() {
+    assert_eq!(
+        user_agent_family("OpenAI/Python 1.54.0").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(
+        user_agent_family("python-requests/2.31.0").as_deref(),
+        Some("python-requests")
+    );
+    assert_eq!(user_agent_family(" curl/8.5.0").as_deref(), Some("curl"));
+    assert_eq!(user_agent_family("   "), None);
+}
+
+#[test]
+fn a_key_used_by_a_new_client_after_learning_alerts_once_and_upgrades_never_do() {
+    let mut feed = Feed::new();
+    let send = |feed: &mut Feed, at: u64, ua: &str| {
+        feed.n += 1;
+        let mut r = AuditRecord::new(format!("req-{}", feed.n), at);
+        r.reason = Reason::Ok;
+        r.decision = Decision::Allow;
+        r.key_id = Some("UAKEY0000001".into());
+        r.source_ip = Some("10.1.2.3".into());
+        r.user_agent = Some(ua.to_owned());
+        let id = format!("ev-{}", feed.n);
+        feed.replay(&id, at, &r)
+    };
+    // Three days with the Python SDK (learning period two days), a version bump on day three.
+    for h in 0..72u64 {
+        let ua = if h < 60 {
+            "OpenAI/Python 1.54.0"
+        } else {
+            "OpenAI/Python 1.55.2"
+        };
+        assert!(send(&mut feed, T0 + h * HOUR, ua).is_empty());
+    }
+    // Day four: four curl requests in an hour are below the threshold ...
+    let start = T0 + 3 * DAY;
+    for i in 0..4u64 {
+        assert!(send(&mut feed, start + i * MIN, "curl/8.5.0").is_empty());
+    }
+    // ... the fifth fires, once; later ones are learned.
+    let f = send(&mut feed, start + 5 * MIN, "curl/8.5.0");
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].rule, f[0].subject.as_str()),
+        (Rule::KeyNewUserAgent, "key:UAKEY0000001")
+    );
+    assert_eq!(f[0].counts["events"], 5);
+    assert_eq!(f[0].user_agents, vec!["curl/8.5.0".to_owned()]);
+    assert!(send(&mut feed, start + 6 * MIN, "curl/8.6.0").is_empty());
+    let ks = &feed.state.keys["UAKEY0000001"];
+    assert_eq!(
+        ks.user_agents.keys().collect::<Vec<_>>(),
+        vec!["curl", "openai"]
+    );
 }
