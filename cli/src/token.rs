@@ -154,6 +154,7 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         last_error: None,
         expires_at: a.expires_at,
         rotation: None,
+        last_probe: None,
         version: 0,
         created_at: now,
     };

@@ -239,3 +239,46 @@ impl RotationRecords for DynamoStore {
         }
     }
 }
+
+#[async_trait]
+impl tollgate_core::sweep::ProbeRecords for DynamoStore {
+    async fn record_probe(
+        &self,
+        pool: &str,
+        token_id: &str,
+        probe: &tollgate_core::sweep::LastProbe,
+    ) -> Result<(), StoreError> {
+        if token_id == crate::CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let value: AttributeValue = serde_dynamo::to_attribute_value(probe)
+            .map_err(|e| StoreError::Corrupt(format!("probe record does not encode: {e}")))?;
+        self.ops.write();
+        let r = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().pool)
+            .set_key(Some(HashMap::from([
+                ("pool".to_owned(), AttributeValue::S(pool.to_owned())),
+                (
+                    "token_id".to_owned(),
+                    AttributeValue::S(token_id.to_owned()),
+                ),
+            ])))
+            .update_expression("SET last_probe = :p")
+            .condition_expression("attribute_exists(token_id)")
+            .expression_attribute_values(":p", value)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(unavailable("dynamodb", "UpdateItem(pool probe)", &e)),
+        }
+    }
+}

@@ -343,6 +343,9 @@ pub struct TokenRecord {
     /// `None`: the token is not rotated by tollgate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::rotation::TokenRotation>,
+    /// The sweep's last health probe of the token (`None`: never probed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<crate::sweep::LastProbe>,
     /// Bumped on every status change; conditional updates compare it.
     #[serde(default)]
     pub version: u64,
@@ -387,6 +390,7 @@ impl TokenRecord {
             last_error: None,
             expires_at: None,
             rotation: None,
+            last_probe: None,
             version: 0,
             created_at,
         }

@@ -338,3 +338,21 @@ impl Minter for FakeMinter {
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait]
+impl tollgate_core::sweep::ProbeRecords for MemoryStore {
+    async fn record_probe(
+        &self,
+        pool: &str,
+        token_id: &str,
+        probe: &tollgate_core::sweep::LastProbe,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let t = m
+            .get_mut(&(pool.to_owned(), token_id.to_owned()))
+            .ok_or(StoreError::NotFound)?;
+        t.last_probe = Some(*probe);
+        Ok(())
+    }
+}
