@@ -15,8 +15,9 @@
 //! `TOLLGATE_SWEEP_DRIVE_STEPS` (default `false`; `true` on the local stack, whose emulator
 //! cannot invoke the function: RotateSecret then only labels the version and the sweep runs
 //! the four steps itself), `TOLLGATE_KMS_KEY_ID` (optional: probes tenant-owned tokens,
-//! decrypting only blobs made under this key). RotateSecret names this function by the ARN
-//! the runtime reports for the invocation.
+//! decrypting only blobs made under this key). RotateSecret names this function by
+//! `TOLLGATE_ROTATION_FUNCTION_ARN` when set (the local stand-in), else by the ARN the runtime
+//! reports for the invocation.
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::process::ExitCode;
@@ -101,6 +102,8 @@ async fn run() -> Result<(), String> {
     let decrypter: Option<Arc<dyn Decrypter>> = env::optional("TOLLGATE_KMS_KEY_ID")
         .map_err(|e| e.to_string())?
         .map(|k| Arc::new(KmsEnvelope::new(&conf).with_decrypt_key(k)) as Arc<dyn Decrypter>);
+    // Locally the emulator's stand-in function (RotateSecret needs an ARN it knows).
+    let fixed_arn = env::optional("TOLLGATE_ROTATION_FUNCTION_ARN").map_err(|e| e.to_string())?;
     let minter = Arc::new(minter);
     let handler = Handler {
         secrets: secrets.clone(),
@@ -115,7 +118,7 @@ async fn run() -> Result<(), String> {
             decrypter,
             starter: secrets,
             settings,
-            function_arn: None,
+            function_arn: fixed_arn.clone(),
             rotate_immediately: !drive_steps,
             lines: Arc::new(|l: &str| println!("{l}")),
         }),
@@ -124,7 +127,9 @@ async fn run() -> Result<(), String> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         // RotateSecret names this function by the ARN the runtime reports.
         let mut h = handler.clone();
-        if let Some(s) = h.sweep.as_mut() {
+        if let Some(s) = h.sweep.as_mut()
+            && s.function_arn.is_none()
+        {
             s.function_arn = Some(ev.context.invoked_function_arn.clone());
         }
         async move { h.handle_json(ev.payload).await }
