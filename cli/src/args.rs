@@ -729,6 +729,9 @@ pub struct TokenSetValue {
 pub enum PoolCmd {
     /// Strategy and per-token health of one pool, or of every pool.
     Show(PoolShow),
+    /// Per pool: tokens by status, last probe, next due rotation, tokens expiring soon (what
+    /// the rotation function's sweep reports).
+    Health(PoolHealthArgs),
     /// Set a pool's selection strategy.
     SetStrategy(PoolSetStrategy),
     /// Cap how many requests one tenant may have in flight through the pool at once (its fair
@@ -754,6 +757,15 @@ fn parse_positive_count(s: &str) -> Result<u64, String> {
         0 => Err("must be at least 1 (use --clear to remove the cap)".into()),
         n => Ok(n),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct PoolHealthArgs {
+    #[arg(value_parser = parse_id)]
+    pub pool: Option<String>,
+    /// "Expiring soon" means within this many days (the sweep's default warning window).
+    #[arg(long, default_value_t = 7)]
+    pub expiring_days: u32,
 }
 
 #[derive(Debug, Args)]
