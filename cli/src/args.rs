@@ -514,6 +514,10 @@ pub struct KeyList {
     /// Only this tenant's keys.
     #[arg(long, value_parser = parse_id)]
     pub tenant: Option<String>,
+    /// Only keys whose digest uses this pepper version (before dropping a version from the
+    /// pepper secret: none of these may still be live).
+    #[arg(long)]
+    pub pepper_version: Option<u32>,
 }
 
 #[derive(Debug, Args)]

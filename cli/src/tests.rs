@@ -136,6 +136,32 @@ fn both(out: &Out) -> String {
 }
 
 #[tokio::test]
+async fn key_list_by_pepper_version_names_the_keys_an_old_version_still_serves() {
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (new_key, _) = h.issue(&[]).await;
+    // A key issued while v1 was current (the harness's pepper secret is now at v2).
+    let old = tollgate_core::records::ClientKeyRecord::new(
+        "OLDkey000001",
+        tollgate_core::key::KeyEnv::Test,
+        "ABCD",
+        "acme",
+        "dev@acme.test",
+        ("ab".repeat(32), 1),
+        T0,
+    );
+    h.store.put_key(&old).await.unwrap();
+    let out = h.ok(&["key", "list", "--pepper-version", "1"]).await;
+    let keys = out.json["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{}", out.json);
+    assert_eq!(keys[0]["key_id"], "OLDkey000001");
+    assert!(!out.human.contains(new_key.key_id()));
+    let out = h.ok(&["key", "list", "--pepper-version", "2"]).await;
+    assert_eq!(out.json["keys"][0]["key_id"], new_key.key_id());
+    assert_eq!(out.json["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn tenant_create_and_list() {
     let mut h = Harness::new().await;
     h.tenant().await;
