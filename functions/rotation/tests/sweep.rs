@@ -305,6 +305,7 @@ async fn the_sweep_marks_expired_and_revoked_tokens_reenables_a_cooled_one_rotat
 
     // Metrics: one EMF line for the pool, counts by status, and the summary line.
     let (emf, summary) = rig.printed();
+    println!("sweep EMF line: {emf}\nsweep summary line: {summary}");
     let directive = &emf["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "tollgate");
     assert_eq!(directive["Dimensions"], json!([["pool"]]));

@@ -468,6 +468,9 @@ impl Sweeper<'_> {
                 report.expiring_soon.push(name.clone());
             }
             match p.probe {
+                Ok(()) if !has_stored_value(t) => {
+                    *report.skipped.entry("no_stored_value").or_insert(0) += 1;
+                }
                 Ok(()) => to_probe.push(i),
                 Err(why) => {
                     *report.skipped.entry(skip_name(why)).or_insert(0) += 1;
@@ -527,21 +530,26 @@ impl Sweeper<'_> {
     }
 
     async fn value(&self, t: &TokenRecord, report: &mut SweepReport) -> Option<Secret> {
-        let r = match &t.secret {
-            SecretRef::SecretsManager { secret_id } => self
-                .secrets
+        // `if let` rather than `match`: a token kind holding no stored value (federated) is
+        // filtered out by `has_stored_value` before it gets here.
+        let r = if let SecretRef::SecretsManager { secret_id } = &t.secret {
+            self.secrets
                 .value(secret_id, None, AWSCURRENT)
                 .await
-                .and_then(|v| v.ok_or(StoreError::NotFound)),
-            SecretRef::KmsBlob {
-                ciphertext_b64,
-                tenant_id,
-            } => match self.decrypter {
+                .and_then(|v| v.ok_or(StoreError::NotFound))
+        } else if let SecretRef::KmsBlob {
+            ciphertext_b64,
+            tenant_id,
+        } = &t.secret
+        {
+            match self.decrypter {
                 Some(d) => d.decrypt(ciphertext_b64, tenant_id).await,
                 None => Err(StoreError::Unavailable(
                     "no KMS decrypter configured".into(),
                 )),
-            },
+            }
+        } else {
+            Err(StoreError::NotFound)
         };
         r.inspect_err(|e| {
             report
@@ -617,6 +625,14 @@ impl Sweeper<'_> {
             version_id,
         }))
     }
+}
+
+/// Whether the token's value is stored (Secrets Manager or a KMS blob) and so can be probed.
+fn has_stored_value(t: &TokenRecord) -> bool {
+    matches!(
+        t.secret,
+        SecretRef::SecretsManager { .. } | SecretRef::KmsBlob { .. }
+    )
 }
 
 fn skip_name(s: Skip) -> &'static str {
