@@ -695,6 +695,11 @@ pub struct TokenAdd {
     /// Read the value from this environment variable instead of stdin.
     #[arg(long, value_name = "VAR", value_parser = parse_env_var_name)]
     pub value_env: Option<String>,
+    /// A tenant-owned key: the value is encrypted with KMS under TOLLGATE_KMS_KEY_ID with
+    /// encryption context {"tenant": T} and kept on the pool record (no Secrets Manager secret).
+    /// The tenant must exist.
+    #[arg(long, value_parser = parse_id)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]

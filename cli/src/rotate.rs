@@ -112,6 +112,9 @@ pub struct RotationPorts<'a> {
     /// Set on the local stack: drive the steps through this.
     pub invoker: Option<&'a dyn StepInvoker>,
     pub function_arn: Option<String>,
+    /// Tenant-owned keys (`token add --tenant`): KMS under the deployment's key (`None`: no
+    /// `TOLLGATE_KMS_KEY_ID`).
+    pub tenant_keys: Option<&'a dyn tollgate_core::ports::TenantEncrypter>,
 }
 
 fn ports<'c, 'a>(ctx: &'c Ctx<'a>) -> Result<&'c RotationPorts<'a>> {

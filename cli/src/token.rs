@@ -75,6 +75,9 @@ pub(crate) fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<S
 }
 
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
+    if a.tenant.is_some() {
+        return crate::tenant_token::add(ctx, a).await;
+    }
     let now = ctx.clock.now_ms();
     if let Some(t) = a.expires_at.filter(|t| *t <= now) {
         return Err(CliError::new(format!(

@@ -1031,3 +1031,87 @@ async fn audit_tail_prints_a_tenants_or_keys_audit_lines_from_cloudwatch_logs() 
     let r = tollgate(Some(emu), &["audit", "tail"], None);
     assert_eq!(r.code, 2, "the log group is required: {r:?}");
 }
+
+#[tokio::test]
+async fn a_tenant_owned_token_is_kms_encrypted_for_its_tenant_and_never_stored_in_clear() {
+    use tollgate_core::ports::{Decrypter, PoolStore};
+    use tollgate_core::records::SecretRef;
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let tenant = format!("{ns}acme");
+    let other = format!("{ns}other");
+    let pool = format!("{ns}tpool");
+    for t in [&tenant, &other] {
+        ok(emu, &["tenant", "create", t, "--owner", "o@x.test"], None);
+    }
+    let value = "sk-tenant-OWNED-value-5e4d3c2b1a";
+    let r = ok(
+        emu,
+        &[
+            "--json",
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--new-pool",
+            "--provider",
+            "openai",
+            "--id",
+            "t1",
+            "--tenant",
+            &tenant,
+        ],
+        Some(value),
+    );
+    assert!(!r.all().contains(value), "{r:?}");
+    assert_eq!(r.json()["secret"]["kind"], "kms_blob");
+    assert_eq!(r.json()["secret"]["tenant_id"], tenant.as_str());
+    // No Secrets Manager secret was made for it.
+    assert_eq!(
+        secrets(emu)
+            .await
+            .get_secret(&format!("tollgate/pool/{pool}/t1"))
+            .await,
+        Err(StoreError::NotFound)
+    );
+    // The record holds a ciphertext that decrypts (as the proxy does) only for its tenant.
+    let conf = emu.sdk_config().await;
+    let tables = tollgate_aws::Tables::from_vars(&|k| emu.resource(k).map(str::to_owned)).unwrap();
+    let dynamo = tollgate_aws::DynamoStore::new(&conf, tables);
+    let t = dynamo.load_pool(&pool).await.unwrap().tokens.remove(0);
+    let SecretRef::KmsBlob {
+        ciphertext_b64,
+        tenant_id,
+    } = &t.secret
+    else {
+        panic!("not a KMS blob: {:?}", t.secret);
+    };
+    assert_eq!(tenant_id, &tenant);
+    assert!(!ciphertext_b64.contains(value));
+    let kms = tollgate_aws::KmsEnvelope::new(&conf);
+    assert_eq!(
+        kms.decrypt(ciphertext_b64, &tenant).await.unwrap().expose(),
+        value
+    );
+    assert!(kms.decrypt(ciphertext_b64, &other).await.is_err());
+    // An unknown tenant is refused before anything is read or stored.
+    let r = tollgate(
+        Some(emu),
+        &[
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--provider",
+            "openai",
+            "--id",
+            "t2",
+            "--tenant",
+            &format!("{ns}nobody"),
+        ],
+        Some(value),
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.all().contains("no tenant"), "{r:?}");
+    assert_eq!(dynamo.load_pool(&pool).await.unwrap().tokens.len(), 1);
+}

@@ -13,7 +13,7 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use tollgate_core::ports::{Decrypter, OpCounter, Secret, StoreError};
+use tollgate_core::ports::{Decrypter, OpCounter, Secret, StoreError, TenantEncrypter};
 
 const SERVICE: &str = "kms";
 /// The encryption context key naming the tenant.
@@ -115,5 +115,20 @@ impl Decrypter for KmsEnvelope {
         String::from_utf8(bytes)
             .map(Secret::new)
             .map_err(|_| StoreError::Corrupt("decrypted value is not UTF-8".into()))
+    }
+}
+
+/// [`TenantEncrypter`] on KMS: [`KmsEnvelope::encrypt`] under one key (id, ARN or alias; the
+/// deployment's `TOLLGATE_KMS_KEY_ID`).
+#[derive(Debug, Clone)]
+pub struct KmsTenantKeys {
+    pub kms: KmsEnvelope,
+    pub key_id: String,
+}
+
+#[async_trait]
+impl TenantEncrypter for KmsTenantKeys {
+    async fn encrypt(&self, plaintext: &Secret, tenant_id: &str) -> Result<String, StoreError> {
+        self.kms.encrypt(&self.key_id, plaintext, tenant_id).await
     }
 }

@@ -251,6 +251,14 @@ pub trait Decrypter: Send + Sync {
     async fn decrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<Secret, StoreError>;
 }
 
+/// Encrypts a tenant-owned provider key for its pool record (KMS envelope under the
+/// deployment's key, encryption context = tenant): the standard base64 ciphertext
+/// [`Decrypter::decrypt`] takes back with the same tenant.
+#[async_trait]
+pub trait TenantEncrypter: Send + Sync {
+    async fn encrypt(&self, plaintext: &Secret, tenant_id: &str) -> Result<String, StoreError>;
+}
+
 /// Reads and writes an adapter made, for the benchmark's "AWS calls per warm request".
 #[derive(Debug, Default)]
 pub struct OpCounter {
