@@ -564,6 +564,16 @@ pub enum TokenCmd {
     Stage(TokenStage),
     /// Rotate a token now (createSecret, setSecret, testSecret, finishSecret).
     Rotate(TokenRotate),
+    /// Re-encrypt tenant-owned (KMS) token values under the current key material (after a KMS
+    /// key rotation, or to move them onto TOLLGATE_KMS_KEY_ID).
+    Reencrypt(TokenReencrypt),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenReencrypt {
+    /// Only this pool's tokens.
+    #[arg(long, value_parser = parse_id)]
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -158,6 +158,7 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             tenant_keys: tenant_keys
                 .as_ref()
                 .map(|k| k as &dyn tollgate_core::ports::TenantEncrypter),
+            token_secrets: Some(aws.dynamo.as_ref()),
         }),
     };
     let out = tollgate_cli::run(&mut ctx, cli.command).await?;

@@ -115,6 +115,8 @@ pub struct RotationPorts<'a> {
     /// Tenant-owned keys (`token add --tenant`): KMS under the deployment's key (`None`: no
     /// `TOLLGATE_KMS_KEY_ID`).
     pub tenant_keys: Option<&'a dyn tollgate_core::ports::TenantEncrypter>,
+    /// Replaces a tenant-owned token's ciphertext on its pool record.
+    pub token_secrets: Option<&'a dyn tollgate_core::ports::TokenSecretSwap>,
 }
 
 fn ports<'c, 'a>(ctx: &'c Ctx<'a>) -> Result<&'c RotationPorts<'a>> {

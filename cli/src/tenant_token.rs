@@ -1,4 +1,6 @@
-//! `tollgate token add --tenant T`: a tenant-owned provider key.
+//! Tenant-owned provider keys: `tollgate token add --tenant T`, `token set-value` on such a
+//! token (the tenant's next value, encrypted the same way), and `token reencrypt` (every blob
+//! re-encrypted under the current key material).
 //!
 //! The value (stdin or `--value-env`, never a flag) is encrypted with KMS under the deployment's
 //! key with encryption context `{"tenant": T}` and kept on the pool record as
@@ -6,13 +8,14 @@
 //! context (`tollgate_aws::KmsEnvelope`, docs/design.md), so a blob copied onto another tenant's
 //! token does not decrypt. The plaintext is dropped once encrypted and never printed.
 
-use crate::args::TokenAdd;
+use crate::args::{TokenAdd, TokenReencrypt};
 use crate::ctx::Ctx;
 use crate::error::{CliError, Result, StoreContext, describe};
 use crate::output::Out;
 use crate::token::{read_value, token_json};
+use serde_json::json;
 use tollgate_core::clock::rfc3339;
-use tollgate_core::ports::StoreError;
+use tollgate_core::ports::{StoreError, TenantEncrypter, TokenSecretSwap};
 use tollgate_core::records::{SecretRef, TokenRecord};
 
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
@@ -127,5 +130,115 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
             rec.base_url
         ),
         token_json(&rec, now),
+    ))
+}
+
+fn ports<'a>(ctx: &Ctx<'a>) -> Result<(&'a dyn TenantEncrypter, &'a dyn TokenSecretSwap)> {
+    let r = ctx.rotation.as_ref();
+    match (
+        r.and_then(|r| r.tenant_keys),
+        r.and_then(|r| r.token_secrets),
+    ) {
+        (Some(k), Some(s)) => Ok((k, s)),
+        _ => Err(CliError::new(
+            "tenant-owned keys need a KMS key: set TOLLGATE_KMS_KEY_ID (stack output KmsKeyArn)",
+        )),
+    }
+}
+
+/// `token set-value` on a tenant-owned token: the new value encrypted for the same tenant
+/// replaces the blob (conditional on the blob read). Proxies use it within their pool cache
+/// TTL; the previous value stays valid at the provider until the tenant revokes it.
+pub async fn set_value(
+    ctx: &mut Ctx<'_>,
+    rec: &TokenRecord,
+    value_env: Option<&str>,
+) -> Result<Out> {
+    let SecretRef::KmsBlob { tenant_id, .. } = &rec.secret else {
+        return Err(CliError::new("not a tenant-owned token"));
+    };
+    let (keys, swap) = ports(ctx)?;
+    let value = read_value(ctx, value_env)?;
+    let ciphertext_b64 = keys.encrypt(&value, tenant_id).await.ctx(format!(
+        "encrypting the value for tenant {tenant_id} with KMS"
+    ))?;
+    drop(value);
+    let new = SecretRef::KmsBlob {
+        ciphertext_b64,
+        tenant_id: tenant_id.clone(),
+    };
+    let swapped = swap
+        .swap_secret(&rec.pool, &rec.token_id, &rec.secret, &new)
+        .await
+        .ctx(format!("storing the new value of token {}", rec.token_id))?;
+    if !swapped {
+        return Err(CliError::new(format!(
+            "token {} changed while its value was being replaced; nothing written, run it again",
+            rec.token_id
+        )));
+    }
+    Ok(Out::new(
+        format!(
+            "Stored a new value for tenant-owned token {} (tenant {tenant_id}, KMS); proxies pick it up within their pool cache TTL.",
+            rec.token_id
+        ),
+        json!({ "pool": rec.pool, "token_id": rec.token_id, "tenant_id": tenant_id, "updated": true }),
+    ))
+}
+
+/// `token reencrypt [--pool P]`: KMS ReEncrypt of every tenant-owned token's blob to the
+/// deployment's key (its current key material), the tenant context kept; each record replaced
+/// conditionally on the blob read. The plaintext never leaves KMS.
+pub async fn reencrypt(ctx: &mut Ctx<'_>, a: TokenReencrypt) -> Result<Out> {
+    let (keys, swap) = ports(ctx)?;
+    let mut tokens = ctx.pools.list_tokens().await.ctx("listing tokens")?;
+    if let Some(p) = &a.pool {
+        tokens.retain(|t| &t.pool == p);
+    }
+    let mut done = Vec::new();
+    let mut changed = Vec::new();
+    for t in &tokens {
+        let SecretRef::KmsBlob {
+            ciphertext_b64,
+            tenant_id,
+        } = &t.secret
+        else {
+            continue;
+        };
+        let fresh = keys
+            .reencrypt(ciphertext_b64, tenant_id)
+            .await
+            .ctx(format!(
+                "re-encrypting token {} of pool {} (tenant {tenant_id})",
+                t.token_id, t.pool
+            ))?;
+        let new = SecretRef::KmsBlob {
+            ciphertext_b64: fresh,
+            tenant_id: tenant_id.clone(),
+        };
+        let name = format!("{}/{}", t.pool, t.token_id);
+        if swap
+            .swap_secret(&t.pool, &t.token_id, &t.secret, &new)
+            .await
+            .ctx(format!("storing token {name}"))?
+        {
+            done.push(name);
+        } else {
+            changed.push(name);
+        }
+    }
+    let mut human = format!(
+        "Re-encrypted {} tenant-owned token value(s) under the current KMS key material.",
+        done.len()
+    );
+    if !changed.is_empty() {
+        human.push_str(&format!(
+            " Changed meanwhile, left as they are (run again): {}.",
+            changed.join(", ")
+        ));
+    }
+    Ok(Out::new(
+        human,
+        json!({ "reencrypted": done, "changed_meanwhile": changed }),
     ))
 }

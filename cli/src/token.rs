@@ -23,6 +23,7 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: TokenCmd) -> Result<Out> {
         TokenCmd::SetRotation(a) => crate::rotate::set_rotation(ctx, a).await,
         TokenCmd::Stage(a) => crate::rotate::stage(ctx, a).await,
         TokenCmd::Rotate(a) => crate::rotate::rotate(ctx, a).await,
+        TokenCmd::Reencrypt(a) => crate::tenant_token::reencrypt(ctx, a).await,
     }
 }
 
@@ -370,9 +371,12 @@ pub async fn remove(ctx: &mut Ctx<'_>, a: TokenRemove) -> Result<Out> {
 pub async fn set_value(ctx: &mut Ctx<'_>, a: TokenSetValue) -> Result<Out> {
     let TokenRef { pool, token_id } = a.token;
     let rec = find(ctx, &pool, &token_id).await?;
+    if let SecretRef::KmsBlob { .. } = &rec.secret {
+        return crate::tenant_token::set_value(ctx, &rec, a.value_env.as_deref()).await;
+    }
     let SecretRef::SecretsManager { secret_id } = &rec.secret else {
         return Err(CliError::new(format!(
-            "token {token_id} is a tenant-owned KMS-encrypted key; its value is not in Secrets Manager"
+            "token {token_id} has no stored value to replace"
         )));
     };
     let value = read_value(ctx, a.value_env.as_deref())?;

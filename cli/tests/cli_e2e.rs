@@ -1114,4 +1114,33 @@ async fn a_tenant_owned_token_is_kms_encrypted_for_its_tenant_and_never_stored_i
     assert_ne!(r.code, 0);
     assert!(r.all().contains("no tenant"), "{r:?}");
     assert_eq!(dynamo.load_pool(&pool).await.unwrap().tokens.len(), 1);
+
+    // Re-encryption under the current key material: a new blob, same value, same tenant only.
+    let r = ok(
+        emu,
+        &["--json", "token", "reencrypt", "--pool", &pool],
+        None,
+    );
+    assert_eq!(
+        r.json()["reencrypted"],
+        serde_json::json!([format!("{pool}/t1")])
+    );
+    let blob = |t: &tollgate_core::records::TokenRecord| match &t.secret {
+        SecretRef::KmsBlob { ciphertext_b64, .. } => ciphertext_b64.clone(),
+        other => panic!("not a KMS blob: {other:?}"),
+    };
+    let after = blob(&dynamo.load_pool(&pool).await.unwrap().tokens[0]);
+    assert_ne!(&after, ciphertext_b64);
+    assert_eq!(kms.decrypt(&after, &tenant).await.unwrap().expose(), value);
+    assert!(kms.decrypt(&after, &other).await.is_err());
+
+    // The tenant's next value replaces the blob, encrypted for the same tenant.
+    let next = "sk-tenant-NEXT-value-0f9e8d7c6b";
+    let r = ok(emu, &["token", "set-value", &pool, "t1"], Some(next));
+    assert!(!r.all().contains(next), "{r:?}");
+    let replaced = blob(&dynamo.load_pool(&pool).await.unwrap().tokens[0]);
+    assert_eq!(
+        kms.decrypt(&replaced, &tenant).await.unwrap().expose(),
+        next
+    );
 }

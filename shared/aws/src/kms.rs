@@ -131,4 +131,34 @@ impl TenantEncrypter for KmsTenantKeys {
     async fn encrypt(&self, plaintext: &Secret, tenant_id: &str) -> Result<String, StoreError> {
         self.kms.encrypt(&self.key_id, plaintext, tenant_id).await
     }
+
+    /// KMS `ReEncrypt` to `key_id` with the tenant context on both sides.
+    async fn reencrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<String, StoreError> {
+        let blob = STANDARD
+            .decode(ciphertext_b64.trim())
+            .map_err(|_| StoreError::Corrupt("ciphertext is not base64".into()))?;
+        self.kms.ops.write();
+        let out = self
+            .kms
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .source_encryption_context(CONTEXT_TENANT, tenant_id)
+            .destination_key_id(&self.key_id)
+            .destination_encryption_context(CONTEXT_TENANT, tenant_id)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se)
+                    if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() =>
+                {
+                    StoreError::Corrupt("ciphertext does not decrypt for this tenant".into())
+                }
+                _ => unavailable(SERVICE, "ReEncrypt", &e),
+            })?;
+        let blob = out.ciphertext_blob.ok_or_else(|| {
+            StoreError::Unavailable("kms ReEncrypt: no ciphertext returned".into())
+        })?;
+        Ok(STANDARD.encode(blob.as_ref()))
+    }
 }

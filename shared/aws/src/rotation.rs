@@ -282,3 +282,55 @@ impl tollgate_core::sweep::ProbeRecords for DynamoStore {
         }
     }
 }
+
+#[async_trait]
+impl tollgate_core::ports::TokenSecretSwap for DynamoStore {
+    async fn swap_secret(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected: &tollgate_core::records::SecretRef,
+        new: &tollgate_core::records::SecretRef,
+    ) -> Result<bool, StoreError> {
+        if token_id == crate::CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let enc = |r: &tollgate_core::records::SecretRef| {
+            serde_dynamo::to_attribute_value::<_, AttributeValue>(r)
+                .map_err(|e| StoreError::Corrupt(format!("secret reference does not encode: {e}")))
+        };
+        self.ops.write();
+        let r = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().pool)
+            .set_key(Some(HashMap::from([
+                ("pool".to_owned(), AttributeValue::S(pool.to_owned())),
+                (
+                    "token_id".to_owned(),
+                    AttributeValue::S(token_id.to_owned()),
+                ),
+            ])))
+            .update_expression("SET #s = :new")
+            .condition_expression("attribute_exists(token_id) AND #s = :old")
+            .expression_attribute_names("#s", "secret")
+            .expression_attribute_values(":new", enc(new)?)
+            .expression_attribute_values(":old", enc(expected)?)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    if c.item().is_some_and(|i| i.contains_key("token_id")) {
+                        Ok(false)
+                    } else {
+                        Err(StoreError::NotFound)
+                    }
+                }
+                _ => Err(unavailable("dynamodb", "UpdateItem(pool secret)", &e)),
+            },
+        }
+    }
+}

@@ -257,6 +257,24 @@ pub trait Decrypter: Send + Sync {
 #[async_trait]
 pub trait TenantEncrypter: Send + Sync {
     async fn encrypt(&self, plaintext: &Secret, tenant_id: &str) -> Result<String, StoreError>;
+    /// The same value re-encrypted under the deployment's key and its current key material,
+    /// the tenant context checked on the way out and kept on the way in; the plaintext never
+    /// leaves KMS.
+    async fn reencrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<String, StoreError>;
+}
+
+/// Replaces where a token's value lives (a tenant-owned key's new ciphertext).
+#[async_trait]
+pub trait TokenSecretSwap: Send + Sync {
+    /// Stores `new` as the token's `secret` if it still is `expected`. `Ok(false)`: it changed
+    /// meanwhile (nothing written). `NotFound` for an unknown token.
+    async fn swap_secret(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected: &crate::records::SecretRef,
+        new: &crate::records::SecretRef,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Reads and writes an adapter made, for the benchmark's "AWS calls per warm request".
