@@ -221,6 +221,9 @@ fn mode_name(m: &RotationMode) -> &'static str {
 
 pub async fn stage(ctx: &mut Ctx<'_>, a: TokenStage) -> Result<Out> {
     let t = load(ctx, &a.token.pool, &a.token.token_id).await?;
+    if let SecretRef::KmsBlob { .. } = &t.secret {
+        return crate::tenant_token::stage(ctx, &t, a.value_env.as_deref()).await;
+    }
     let secret = secret_id(&t)?;
     let rot = configured(&t)?;
     if !matches!(rot.mode, RotationMode::Staged { .. }) {

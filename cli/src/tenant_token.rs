@@ -1,6 +1,8 @@
 //! Tenant-owned provider keys: `tollgate token add --tenant T`, `token set-value` on such a
 //! token (the tenant's next value, encrypted the same way), and `token reencrypt` (every blob
-//! re-encrypted under the current key material).
+//! re-encrypted under the current key material), `token stage` on such a token (the next value
+//! encrypted for the tenant and kept as `staged_secret` until the rotation function's sweep
+//! has probed it with a 2xx and swapped it in).
 //!
 //! The value (stdin or `--value-env`, never a flag) is encrypted with KMS under the deployment's
 //! key with encryption context `{"tenant": T}` and kept on the pool record as
@@ -240,5 +242,35 @@ pub async fn reencrypt(ctx: &mut Ctx<'_>, a: TokenReencrypt) -> Result<Out> {
     Ok(Out::new(
         human,
         json!({ "reencrypted": done, "changed_meanwhile": changed }),
+    ))
+}
+
+/// `token stage` on a tenant-owned token: the next value, encrypted for the same tenant, is
+/// kept on the record as `staged_secret`. The next sweep probes the provider with it and, on a
+/// 2xx, makes it the token's value; a refused value stays staged and unused.
+pub async fn stage(ctx: &mut Ctx<'_>, rec: &TokenRecord, value_env: Option<&str>) -> Result<Out> {
+    let SecretRef::KmsBlob { tenant_id, .. } = &rec.secret else {
+        return Err(CliError::new("not a tenant-owned token"));
+    };
+    let (keys, swap) = ports(ctx)?;
+    let value = read_value(ctx, value_env)?;
+    let ciphertext_b64 = keys.encrypt(&value, tenant_id).await.ctx(format!(
+        "encrypting the value for tenant {tenant_id} with KMS"
+    ))?;
+    drop(value);
+    let staged = SecretRef::KmsBlob {
+        ciphertext_b64,
+        tenant_id: tenant_id.clone(),
+    };
+    swap.set_staged(&rec.pool, &rec.token_id, Some(&staged))
+        .await
+        .ctx(format!("staging the next value of token {}", rec.token_id))?;
+    Ok(Out::new(
+        format!(
+            "Staged the next value of tenant-owned token {} (tenant {tenant_id}, KMS). The rotation \
+             function's next sweep tests it against the provider and, on success, makes it current.",
+            rec.token_id
+        ),
+        json!({ "pool": rec.pool, "token_id": rec.token_id, "tenant_id": tenant_id, "staged": true }),
     ))
 }

@@ -159,6 +159,7 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         expires_at: a.expires_at,
         rotation: None,
         last_probe: None,
+        staged_secret: None,
         version: 0,
         created_at: now,
     };

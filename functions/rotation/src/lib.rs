@@ -155,6 +155,8 @@ pub struct SweepPorts {
     pub prober: Arc<dyn Prober>,
     pub decrypter: Option<Arc<dyn Decrypter>>,
     pub starter: Arc<dyn RotationStarter>,
+    /// Promotes tenant-owned tokens' staged values (`None`: they wait).
+    pub token_secrets: Option<Arc<dyn tollgate_core::ports::TokenSecretSwap>>,
     pub settings: SweepSettings,
     /// This function's ARN, for RotateSecret.
     pub function_arn: Option<String>,
@@ -238,6 +240,7 @@ impl Handler {
             secrets: self.secrets.as_ref(),
             decrypter: ports.decrypter.as_deref(),
             starter: ports.starter.as_ref(),
+            token_secrets: ports.token_secrets.as_deref(),
             clock: self.clock.as_ref(),
             settings: ports.settings,
             function_arn: ports.function_arn.as_deref(),

@@ -113,6 +113,7 @@ async fn run() -> Result<(), String> {
         clock: Arc::new(SystemClock),
         settings: RotationSettings { grace_ms },
         sweep: Some(SweepPorts {
+            token_secrets: Some(dynamo.clone()),
             probes: dynamo,
             prober: minter,
             decrypter,

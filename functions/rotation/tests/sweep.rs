@@ -41,6 +41,7 @@ struct Rig {
     pool: String,
     admin_secret: String,
     lines: Arc<Mutex<Vec<String>>>,
+    kms: aws_sdk_kms::Client,
 }
 
 impl Rig {
@@ -58,6 +59,7 @@ impl Rig {
             admin_secret: format!("tollgate/admin/{ns}"),
             ns,
             lines: Arc::default(),
+            kms: aws_sdk_kms::Client::new(&conf),
         };
         rig.secrets
             .put_secret(&rig.admin_secret, &Secret::new("mock-admin-test"))
@@ -93,6 +95,36 @@ impl Rig {
         self.dynamo.put_token(&t).await.unwrap();
     }
 
+    /// A tenant-owned token: `value` KMS-encrypted for `tenant` on the record.
+    async fn kms_token(&self, id: &str, tenant: &str, value: &str) {
+        let blob = self.encrypt(tenant, value).await;
+        let t = TokenRecord::new(
+            id,
+            self.pool.clone(),
+            ProviderKind::Openai,
+            format!("{}/v1", self.mock),
+            SecretRef::KmsBlob {
+                ciphertext_b64: blob,
+                tenant_id: tenant.to_owned(),
+            },
+            "ops",
+            0,
+        );
+        self.dynamo.put_token(&t).await.unwrap();
+    }
+
+    async fn encrypt(&self, tenant: &str, value: &str) -> String {
+        let emu = emulator();
+        tollgate_aws::KmsEnvelope::new(&emu.sdk_config().await)
+            .encrypt(
+                emu.resource("TOLLGATE_KMS_KEY_ID").unwrap(),
+                &Secret::new(value),
+                tenant,
+            )
+            .await
+            .unwrap()
+    }
+
     fn handler(&self) -> Handler {
         let admin = Some(self.admin_secret.clone());
         let minter = Arc::new(HttpMinter::new(self.secrets.clone(), admin.clone(), admin).unwrap());
@@ -107,8 +139,11 @@ impl Rig {
             sweep: Some(SweepPorts {
                 probes: self.dynamo.clone(),
                 prober: minter,
-                decrypter: None,
+                decrypter: Some(Arc::new(tollgate_aws::KmsEnvelope::from_client(
+                    self.kms.clone(),
+                ))),
                 starter: self.secrets.clone(),
+                token_secrets: Some(self.dynamo.clone()),
                 settings: SweepSettings::default(),
                 function_arn: emulator()
                     .resource("TOLLGATE_ROTATION_FUNCTION_ARN")
@@ -331,4 +366,56 @@ async fn the_sweep_marks_expired_and_revoked_tokens_reenables_a_cooled_one_rotat
     assert!(again.rotations_started.is_empty());
     assert_eq!(again.skipped["probed_recently"], 1, "{again:?}");
     assert_eq!(rig.get("/_mock/stats").await["probes"], before);
+}
+
+#[tokio::test]
+async fn a_staged_tenant_owned_value_is_promoted_after_a_2xx_probe_and_a_refused_one_is_not() {
+    use tollgate_core::ports::{Decrypter, TokenSecretSwap};
+    let rig = Rig::new("sweep-kms").await;
+    let tenant = format!("{}acme", rig.ns);
+    let (good_next, bad_next) = (
+        format!("mock-ok-next-{}", rig.ns),
+        format!("mock-401-next-{}", rig.ns),
+    );
+    for (id, next) in [("good", &good_next), ("bad", &bad_next)] {
+        rig.kms_token(id, &tenant, &rig.value(id)).await;
+        let staged = SecretRef::KmsBlob {
+            ciphertext_b64: rig.encrypt(&tenant, next).await,
+            tenant_id: tenant.clone(),
+        };
+        rig.dynamo
+            .set_staged(&rig.pool, id, Some(&staged))
+            .await
+            .unwrap();
+    }
+    let report = rig.sweep(&rig.handler()).await;
+    assert_eq!(report.staged_promoted, vec![format!("{}/good", rig.pool)]);
+    assert_eq!(report.staged_refused, vec![format!("{}/bad", rig.pool)]);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let kms = tollgate_aws::KmsEnvelope::from_client(rig.kms.clone());
+    let value_of = |t: &TokenRecord| match &t.secret {
+        SecretRef::KmsBlob {
+            ciphertext_b64,
+            tenant_id,
+        } => (ciphertext_b64.clone(), tenant_id.clone()),
+        other => panic!("not a KMS blob: {other:?}"),
+    };
+    let good = rig.record("good").await;
+    assert!(good.staged_secret.is_none());
+    let (blob, t) = value_of(&good);
+    assert_eq!(kms.decrypt(&blob, &t).await.unwrap().expose(), good_next);
+    let bad = rig.record("bad").await;
+    assert!(bad.staged_secret.is_some(), "a refused value stays staged");
+    let (blob, t) = value_of(&bad);
+    assert_eq!(
+        kms.decrypt(&blob, &t).await.unwrap().expose(),
+        rig.value("bad")
+    );
+    // Each staged value was tested once; then the idle tokens' health probes used their
+    // current values: the promoted one for "good", the unchanged one for "bad".
+    let probes = rig.get("/_mock/probes").await;
+    assert_eq!(probes["by_token"][&good_next], 2, "{probes}");
+    assert_eq!(probes["by_token"][&bad_next], 1, "{probes}");
+    assert_eq!(rig.probes_of("good").await, 0, "{probes}");
+    assert_eq!(rig.probes_of("bad").await, 1, "{probes}");
 }

@@ -333,4 +333,49 @@ impl tollgate_core::ports::TokenSecretSwap for DynamoStore {
             },
         }
     }
+
+    async fn set_staged(
+        &self,
+        pool: &str,
+        token_id: &str,
+        staged: Option<&tollgate_core::records::SecretRef>,
+    ) -> Result<(), StoreError> {
+        if token_id == crate::CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().pool)
+            .set_key(Some(HashMap::from([
+                ("pool".to_owned(), AttributeValue::S(pool.to_owned())),
+                (
+                    "token_id".to_owned(),
+                    AttributeValue::S(token_id.to_owned()),
+                ),
+            ])))
+            .condition_expression("attribute_exists(token_id)");
+        req = match staged {
+            Some(r) => req
+                .update_expression("SET staged_secret = :s")
+                .expression_attribute_values(
+                    ":s",
+                    serde_dynamo::to_attribute_value::<_, AttributeValue>(r).map_err(|e| {
+                        StoreError::Corrupt(format!("secret reference does not encode: {e}"))
+                    })?,
+                ),
+            None => req.update_expression("REMOVE staged_secret"),
+        };
+        self.ops.write();
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(unavailable("dynamodb", "UpdateItem(pool staged)", &e)),
+        }
+    }
 }

@@ -275,6 +275,14 @@ pub trait TokenSecretSwap: Send + Sync {
         expected: &crate::records::SecretRef,
         new: &crate::records::SecretRef,
     ) -> Result<bool, StoreError>;
+    /// Sets (or with `None` clears) the token's staged next value. `NotFound` for an unknown
+    /// token.
+    async fn set_staged(
+        &self,
+        pool: &str,
+        token_id: &str,
+        staged: Option<&crate::records::SecretRef>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Reads and writes an adapter made, for the benchmark's "AWS calls per warm request".

@@ -346,6 +346,10 @@ pub struct TokenRecord {
     /// The sweep's last health probe of the token (`None`: never probed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<crate::sweep::LastProbe>,
+    /// A tenant-owned token's next value, staged (`tollgate token stage`) until the sweep's
+    /// probe with it answers 2xx and it replaces `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_secret: Option<SecretRef>,
     /// Bumped on every status change; conditional updates compare it.
     #[serde(default)]
     pub version: u64,
@@ -391,6 +395,7 @@ impl TokenRecord {
             expires_at: None,
             rotation: None,
             last_probe: None,
+            staged_secret: None,
             version: 0,
             created_at,
         }

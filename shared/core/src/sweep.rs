@@ -17,7 +17,7 @@
 
 use crate::clock::{Clock, EpochMs};
 use crate::pool::{FailureCount, HealthPolicy, Outcome, TokenChange, next_state};
-use crate::ports::{Decrypter, PoolStore, Secret, StoreError};
+use crate::ports::{Decrypter, PoolStore, Secret, StoreError, TokenSecretSwap};
 use crate::records::{SecretRef, TokenRecord, TokenStatus};
 use crate::rotation::{
     AWSCURRENT, RotationMode, RotationStarter, RotationState, STAGED, VersionedSecrets,
@@ -372,6 +372,10 @@ pub struct SweepReport {
     pub conflicts: u64,
     /// What failed, per token (`pool/token: what`); never a value.
     pub errors: Vec<String>,
+    /// Tenant-owned tokens whose staged value answered 2xx and replaced the current one.
+    pub staged_promoted: Vec<String>,
+    /// Tenant-owned tokens whose staged value the provider refused (left staged, not used).
+    pub staged_refused: Vec<String>,
     pub retire: crate::rotation::RetireReport,
 }
 
@@ -424,6 +428,8 @@ pub struct Sweeper<'a> {
     /// Tenant-owned (KMS envelope) values; `None`: such tokens are not probed.
     pub decrypter: Option<&'a dyn Decrypter>,
     pub starter: &'a dyn RotationStarter,
+    /// Promotes a tenant-owned token's staged value (`None`: staged values wait).
+    pub token_secrets: Option<&'a dyn TokenSecretSwap>,
     pub clock: &'a dyn Clock,
     pub settings: SweepSettings,
     /// The rotation function's ARN for RotateSecret (`None`: the secret's own setting).
@@ -492,6 +498,11 @@ impl Sweeper<'_> {
                         report.rotations_waiting.push(name);
                     }
                 }
+            }
+        }
+        for t in tokens.iter_mut() {
+            if t.staged_secret.is_some() {
+                self.promote_staged(t, &mut report).await;
             }
         }
         // Least recently probed first, so a capped sweep still reaches every token in turn.
@@ -586,6 +597,68 @@ impl Sweeper<'_> {
                 "{}/{}: recording the probe: {e}",
                 t.pool, t.token_id
             )),
+        }
+    }
+
+    /// A tenant-owned token's staged value: probed (one `GET /models` with it); on 2xx it
+    /// replaces the current blob (conditional on the blob read) and the stage is cleared; on
+    /// 401/403 it stays staged and unused and the report says so; otherwise it waits.
+    async fn promote_staged(&self, t: &mut TokenRecord, report: &mut SweepReport) {
+        let name = format!("{}/{}", t.pool, t.token_id);
+        let (Some(swap), Some(staged)) = (self.token_secrets, t.staged_secret.clone()) else {
+            return;
+        };
+        let SecretRef::KmsBlob {
+            ciphertext_b64,
+            tenant_id,
+        } = &staged
+        else {
+            return;
+        };
+        let value = match self.decrypter {
+            Some(d) => d.decrypt(ciphertext_b64, tenant_id).await,
+            None => Err(StoreError::Unavailable(
+                "no KMS decrypter configured".into(),
+            )),
+        };
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("{name}: reading the staged value: {e}"));
+                return;
+            }
+        };
+        match self.prober.probe(t, &value).await {
+            ProbeResult::Ok => {}
+            ProbeResult::Rejected { .. } => {
+                report.staged_refused.push(name);
+                return;
+            }
+            _ => return,
+        }
+        drop(value);
+        let r = match swap
+            .swap_secret(&t.pool, &t.token_id, &t.secret, &staged)
+            .await
+        {
+            Ok(true) => swap.set_staged(&t.pool, &t.token_id, None).await,
+            Ok(false) => {
+                report.conflicts += 1;
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => {
+                t.secret = staged;
+                t.staged_secret = None;
+                report.staged_promoted.push(name);
+            }
+            Err(e) => report
+                .errors
+                .push(format!("{name}: promoting the staged value: {e}")),
         }
     }
 
