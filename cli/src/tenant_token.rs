@@ -149,8 +149,9 @@ fn ports<'a>(ctx: &Ctx<'a>) -> Result<(&'a dyn TenantEncrypter, &'a dyn TokenSec
 }
 
 /// `token set-value` on a tenant-owned token: the new value encrypted for the same tenant
-/// replaces the blob (conditional on the blob read). Proxies use it within their pool cache
-/// TTL; the previous value stays valid at the provider until the tenant revokes it.
+/// replaces the blob (conditional on the blob read). Proxies use it within their pool and
+/// secret cache TTLs; the previous value stays valid at the provider until the tenant revokes
+/// it.
 pub async fn set_value(
     ctx: &mut Ctx<'_>,
     rec: &TokenRecord,
@@ -181,7 +182,7 @@ pub async fn set_value(
     }
     Ok(Out::new(
         format!(
-            "Stored a new value for tenant-owned token {} (tenant {tenant_id}, KMS); proxies pick it up within their pool cache TTL.",
+            "Stored a new value for tenant-owned token {} (tenant {tenant_id}, KMS); proxies pick it up within their pool and secret cache TTLs (a 401 with the old value re-reads at once).",
             rec.token_id
         ),
         json!({ "pool": rec.pool, "token_id": rec.token_id, "tenant_id": tenant_id, "updated": true }),
