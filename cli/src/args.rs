@@ -524,6 +524,10 @@ pub struct KeyList {
     /// flags their requests too (audit line `key_expiring_in_days`).
     #[arg(long, value_parser = parse_duration_ms)]
     pub expiring: Option<u64>,
+    /// Only keys whose digest uses this pepper version (before dropping a version from the
+    /// pepper secret: none of these may still be live).
+    #[arg(long)]
+    pub pepper_version: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -570,6 +574,16 @@ pub enum TokenCmd {
     Stage(TokenStage),
     /// Rotate a token now (createSecret, setSecret, testSecret, finishSecret).
     Rotate(TokenRotate),
+    /// Re-encrypt tenant-owned (KMS) token values under the current key material (after a KMS
+    /// key rotation, or to move them onto TOLLGATE_KMS_KEY_ID).
+    Reencrypt(TokenReencrypt),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenReencrypt {
+    /// Only this pool's tokens.
+    #[arg(long, value_parser = parse_id)]
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -701,6 +715,11 @@ pub struct TokenAdd {
     /// Read the value from this environment variable instead of stdin.
     #[arg(long, value_name = "VAR", value_parser = parse_env_var_name)]
     pub value_env: Option<String>,
+    /// A tenant-owned key: the value is encrypted with KMS under TOLLGATE_KMS_KEY_ID with
+    /// encryption context {"tenant": T} and kept on the pool record (no Secrets Manager secret).
+    /// The tenant must exist.
+    #[arg(long, value_parser = parse_id, conflicts_with = "federated")]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub federation: FederatedFlags,
 }
@@ -773,6 +792,9 @@ pub struct TokenSetValue {
 pub enum PoolCmd {
     /// Strategy and per-token health of one pool, or of every pool.
     Show(PoolShow),
+    /// Per pool: tokens by status, last probe, next due rotation, tokens expiring soon (what
+    /// the rotation function's sweep reports).
+    Health(PoolHealthArgs),
     /// Set a pool's selection strategy.
     SetStrategy(PoolSetStrategy),
     /// Cap how many requests one tenant may have in flight through the pool at once (its fair
@@ -798,6 +820,15 @@ fn parse_positive_count(s: &str) -> Result<u64, String> {
         0 => Err("must be at least 1 (use --clear to remove the cap)".into()),
         n => Ok(n),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct PoolHealthArgs {
+    #[arg(value_parser = parse_id)]
+    pub pool: Option<String>,
+    /// "Expiring soon" means within this many days (the sweep's default warning window).
+    #[arg(long, default_value_t = 7)]
+    pub expiring_days: u32,
 }
 
 #[derive(Debug, Args)]

@@ -189,6 +189,9 @@ pub async fn list(ctx: &mut Ctx<'_>, a: KeyList) -> Result<Out> {
         .list_keys(a.tenant.as_deref())
         .await
         .ctx("listing keys")?;
+    if let Some(v) = a.pepper_version {
+        keys.retain(|k| k.pepper_version == v);
+    }
     keys.sort_by(|x, y| {
         (&x.tenant_id, x.created_at, &x.key_id).cmp(&(&y.tenant_id, y.created_at, &y.key_id))
     });

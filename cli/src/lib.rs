@@ -19,6 +19,7 @@ pub mod prices;
 pub mod rotate;
 pub mod scan;
 pub mod tenant;
+pub mod tenant_token;
 pub mod token;
 
 pub use ctx::{Console, Ctx, Settings, StdConsole};

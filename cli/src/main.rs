@@ -117,6 +117,13 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
     };
     let aws = aws().await?;
     let invoker = var(ENV_INVOKE_URL).map(HttpInvoker::new).transpose()?;
+    let tenant_keys = aws
+        .kms_key_id
+        .clone()
+        .map(|key_id| tollgate_aws::KmsTenantKeys {
+            kms: (*aws.kms).clone(),
+            key_id,
+        });
     let mut rng = rand::rngs::OsRng;
     let mut console = StdConsole;
     let mut ctx = Ctx {
@@ -148,6 +155,10 @@ async fn run(cli: args::Cli) -> Result<Done, CliError> {
             starter: aws.secrets.as_ref(),
             invoker: invoker.as_ref().map(|i| i as &dyn StepInvoker),
             function_arn: var(ENV_FUNCTION_ARN),
+            tenant_keys: tenant_keys
+                .as_ref()
+                .map(|k| k as &dyn tollgate_core::ports::TenantEncrypter),
+            token_secrets: Some(aws.dynamo.as_ref()),
         }),
     };
     let out = tollgate_cli::run(&mut ctx, cli.command).await?;

@@ -1,10 +1,10 @@
-//! `tollgate pool show | set-strategy | set-tenant-share`.
+//! `tollgate pool show | health | set-strategy | set-tenant-share`.
 //!
 //! A pool's tenant share (`set-tenant-share POOL --max-concurrency N`) caps how many requests
 //! one tenant may have in flight through the pool at once, across every proxy instance, so one
 //! tenant cannot take all of the pool's provider capacity.
 
-use crate::args::{PoolCmd, PoolSetStrategy, PoolSetTenantShare, PoolShow};
+use crate::args::{PoolCmd, PoolHealthArgs, PoolSetStrategy, PoolSetTenantShare, PoolShow};
 use crate::ctx::Ctx;
 use crate::error::{CliError, Result, StoreContext};
 use crate::output::{Out, Table, or_dash, remaining, time_or_dash, truncate};
@@ -17,9 +17,102 @@ use tollgate_core::records::{PoolConfig, PoolView, TokenRecord};
 pub async fn run(ctx: &mut Ctx<'_>, cmd: PoolCmd) -> Result<Out> {
     match cmd {
         PoolCmd::Show(a) => show(ctx, a).await,
+        PoolCmd::Health(a) => health(ctx, a).await,
         PoolCmd::SetStrategy(a) => set_strategy(ctx, a).await,
         PoolCmd::SetTenantShare(a) => set_tenant_share(ctx, a).await,
     }
+}
+
+/// `pool health [POOL]`: the figures the sweep's `pool_health` line carries, computed from the
+/// pool table by the same code (`tollgate_core::sweep::pool_health`).
+pub async fn health(ctx: &mut Ctx<'_>, a: PoolHealthArgs) -> Result<Out> {
+    let mut tokens = ctx.pools.list_tokens().await.ctx("listing tokens")?;
+    if let Some(p) = &a.pool {
+        tokens.retain(|t| &t.pool == p);
+        if tokens.is_empty() {
+            return Err(CliError::new(format!("pool {p} has no tokens")));
+        }
+    }
+    let now = ctx.clock.now_ms();
+    let warn_ms = u64::from(a.expiring_days) * 86_400_000;
+    let health = tollgate_core::sweep::pool_health(&tokens, now, warn_ms);
+    let mut table = Table::new([
+        "POOL",
+        "TOKENS",
+        "ACTIVE",
+        "COOLING",
+        "INVALID",
+        "EXPIRED",
+        "DISABLED",
+        "SERVING",
+        "LAST PROBE",
+        "NEXT ROTATION DUE",
+        "EXPIRING SOON",
+    ]);
+    let at = |t: &Option<tollgate_core::sweep::TokenAt>| match t {
+        Some(t) => format!("{} ({})", time_or_dash(Some(t.at)), t.token_id),
+        None => "-".to_owned(),
+    };
+    for h in &health {
+        let n = |s: &str| h.by_status.get(s).copied().unwrap_or(0).to_string();
+        let expiring = if h.expiring_soon.is_empty() {
+            "-".to_owned()
+        } else {
+            h.expiring_soon
+                .iter()
+                .map(|e| format!("{} ({})", e.token_id, time_or_dash(Some(e.at))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut due = at(&h.next_rotation_due);
+        if h.rotations_overdue > 0 {
+            due.push_str(&format!(" [{} overdue]", h.rotations_overdue));
+        }
+        table.row([
+            h.pool.clone(),
+            h.tokens.to_string(),
+            n("active"),
+            n("cooling"),
+            n("invalid"),
+            n("expired"),
+            n("disabled"),
+            h.serving.to_string(),
+            at(&h.last_probe),
+            due,
+            expiring,
+        ]);
+    }
+    let human = if health.is_empty() {
+        "No tokens. Add one with `tollgate token add`.".to_owned()
+    } else {
+        table.render()
+    };
+    let pools: Vec<serde_json::Value> = health
+        .iter()
+        .map(|h| {
+            let at = |t: &Option<tollgate_core::sweep::TokenAt>| {
+                t.as_ref().map(
+                    |t| json!({ "token_id": t.token_id, "at": tollgate_core::clock::rfc3339(t.at) }),
+                )
+            };
+            json!({
+                "pool": h.pool,
+                "tokens": h.tokens,
+                "by_status": h.by_status,
+                "serving": h.serving,
+                "last_probe": at(&h.last_probe),
+                "next_rotation_due": at(&h.next_rotation_due),
+                "rotations_overdue": h.rotations_overdue,
+                "expiring_soon": h.expiring_soon.iter().map(|e| json!({
+                    "token_id": e.token_id, "expires_at": tollgate_core::clock::rfc3339(e.at)
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Out::new(
+        human,
+        json!({ "expiring_days": a.expiring_days, "pools": pools }),
+    ))
 }
 
 pub async fn show(ctx: &mut Ctx<'_>, a: PoolShow) -> Result<Out> {

@@ -112,6 +112,11 @@ pub struct RotationPorts<'a> {
     /// Set on the local stack: drive the steps through this.
     pub invoker: Option<&'a dyn StepInvoker>,
     pub function_arn: Option<String>,
+    /// Tenant-owned keys (`token add --tenant`): KMS under the deployment's key (`None`: no
+    /// `TOLLGATE_KMS_KEY_ID`).
+    pub tenant_keys: Option<&'a dyn tollgate_core::ports::TenantEncrypter>,
+    /// Replaces a tenant-owned token's ciphertext on its pool record.
+    pub token_secrets: Option<&'a dyn tollgate_core::ports::TokenSecretSwap>,
 }
 
 fn ports<'c, 'a>(ctx: &'c Ctx<'a>) -> Result<&'c RotationPorts<'a>> {
@@ -220,6 +225,9 @@ fn mode_name(m: &RotationMode) -> &'static str {
 
 pub async fn stage(ctx: &mut Ctx<'_>, a: TokenStage) -> Result<Out> {
     let t = load(ctx, &a.token.pool, &a.token.token_id).await?;
+    if let SecretRef::KmsBlob { .. } = &t.secret {
+        return crate::tenant_token::stage(ctx, &t, a.value_env.as_deref()).await;
+    }
     let secret = secret_id(&t)?;
     let rot = configured(&t)?;
     if !matches!(rot.mode, RotationMode::Staged { .. }) {

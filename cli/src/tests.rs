@@ -136,6 +136,32 @@ fn both(out: &Out) -> String {
 }
 
 #[tokio::test]
+async fn key_list_by_pepper_version_names_the_keys_an_old_version_still_serves() {
+    let mut h = Harness::new().await;
+    h.tenant().await;
+    let (new_key, _) = h.issue(&[]).await;
+    // A key issued while v1 was current (the harness's pepper secret is now at v2).
+    let old = tollgate_core::records::ClientKeyRecord::new(
+        "OLDkey000001",
+        tollgate_core::key::KeyEnv::Test,
+        "ABCD",
+        "acme",
+        "dev@acme.test",
+        ("ab".repeat(32), 1),
+        T0,
+    );
+    h.store.put_key(&old).await.unwrap();
+    let out = h.ok(&["key", "list", "--pepper-version", "1"]).await;
+    let keys = out.json["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{}", out.json);
+    assert_eq!(keys[0]["key_id"], "OLDkey000001");
+    assert!(!out.human.contains(new_key.key_id()));
+    let out = h.ok(&["key", "list", "--pepper-version", "2"]).await;
+    assert_eq!(out.json["keys"][0]["key_id"], new_key.key_id());
+    assert_eq!(out.json["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn tenant_create_and_list() {
     let mut h = Harness::new().await;
     h.tenant().await;
@@ -993,6 +1019,73 @@ async fn enable_disable_set_value_remove() {
         h.store.get_secret("tollgate/pool/p/tok_a").await,
         Err(StoreError::NotFound)
     );
+}
+
+#[tokio::test]
+async fn pool_health_counts_by_status_and_names_last_probe_next_rotation_and_expiring_tokens() {
+    let mut h = Harness::new().await;
+    for (id, extra) in [
+        ("tok_a", vec![]),
+        ("tok_b", vec!["--expires-at", "2025-06-18T00:00:00Z"]),
+        ("tok_c", vec![]),
+    ] {
+        h.console.stdin = Some(TOKEN_VALUE.into());
+        let mut args = vec![
+            "token",
+            "add",
+            "--pool",
+            "p",
+            "--new-pool",
+            "--provider",
+            "openai",
+            "--id",
+            id,
+        ];
+        args.extend(extra);
+        h.ok(&args).await;
+    }
+    h.ok(&["token", "disable", "p", "tok_c"]).await;
+    tollgate_core::sweep::ProbeRecords::record_probe(
+        &h.pools,
+        "p",
+        "tok_a",
+        &tollgate_core::sweep::LastProbe {
+            at: T0 - 1_000,
+            result: tollgate_core::sweep::ProbeResult::Ok,
+        },
+    )
+    .await
+    .unwrap();
+    let rot = tollgate_core::rotation::TokenRotation::new(
+        tollgate_core::rotation::RotationMode::Staged {
+            retire: tollgate_core::rotation::RetireVia::None,
+        },
+        30,
+        None,
+        T0,
+    );
+    assert!(
+        tollgate_core::rotation::RotationRecords::swap_rotation(&h.pools, "p", "tok_a", 0, &rot)
+            .await
+            .unwrap()
+    );
+
+    let out = h.ok(&["pool", "health"]).await;
+    let p = &out.json["pools"][0];
+    assert_eq!(p["pool"], "p");
+    assert_eq!(p["tokens"], 3);
+    assert_eq!(p["by_status"]["active"], 2);
+    assert_eq!(p["by_status"]["disabled"], 1);
+    assert_eq!(p["serving"], 2);
+    assert_eq!(p["last_probe"]["token_id"], "tok_a");
+    assert_eq!(p["next_rotation_due"]["token_id"], "tok_a");
+    assert_eq!(p["expiring_soon"][0]["token_id"], "tok_b");
+    let line = out.human.lines().find(|l| l.starts_with("p ")).unwrap();
+    assert!(line.contains("tok_b"), "{line}");
+    // A narrower window leaves tok_b out.
+    let out = h.ok(&["pool", "health", "p", "--expiring-days", "1"]).await;
+    assert_eq!(out.json["pools"][0]["expiring_soon"], serde_json::json!([]));
+    assert!(h.run(&["pool", "health", "nope"]).await.is_err());
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: TokenCmd) -> Result<Out> {
         TokenCmd::SetRotation(a) => crate::rotate::set_rotation(ctx, a).await,
         TokenCmd::Stage(a) => crate::rotate::stage(ctx, a).await,
         TokenCmd::Rotate(a) => crate::rotate::rotate(ctx, a).await,
+        TokenCmd::Reencrypt(a) => crate::tenant_token::reencrypt(ctx, a).await,
     }
 }
 
@@ -77,6 +78,9 @@ pub(crate) fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<S
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
     if a.federation.federated {
         return crate::federated::add(ctx, a).await;
+    }
+    if a.tenant.is_some() {
+        return crate::tenant_token::add(ctx, a).await;
     }
     let now = ctx.clock.now_ms();
     if let Some(t) = a.expires_at.filter(|t| *t <= now) {
@@ -157,6 +161,8 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         last_error: None,
         expires_at: a.expires_at,
         rotation: None,
+        last_probe: None,
+        staged_secret: None,
         version: 0,
         created_at: now,
     };
@@ -373,18 +379,18 @@ pub async fn remove(ctx: &mut Ctx<'_>, a: TokenRemove) -> Result<Out> {
 pub async fn set_value(ctx: &mut Ctx<'_>, a: TokenSetValue) -> Result<Out> {
     let TokenRef { pool, token_id } = a.token;
     let rec = find(ctx, &pool, &token_id).await?;
-    let secret_id = match &rec.secret {
-        SecretRef::SecretsManager { secret_id } => secret_id,
-        SecretRef::KmsBlob { .. } => {
-            return Err(CliError::new(format!(
-                "token {token_id} is a tenant-owned KMS-encrypted key; its value is not in Secrets Manager"
-            )));
-        }
-        SecretRef::Federated { .. } => {
-            return Err(CliError::new(format!(
-                "token {token_id} is federated: it holds no value (the proxy exchanges an identity token for one)"
-            )));
-        }
+    if let SecretRef::KmsBlob { .. } = &rec.secret {
+        return crate::tenant_token::set_value(ctx, &rec, a.value_env.as_deref()).await;
+    }
+    if let SecretRef::Federated { .. } = &rec.secret {
+        return Err(CliError::new(format!(
+            "token {token_id} is federated: it holds no value (the proxy exchanges an identity token for one)"
+        )));
+    }
+    let SecretRef::SecretsManager { secret_id } = &rec.secret else {
+        return Err(CliError::new(format!(
+            "token {token_id} has no stored value to replace"
+        )));
     };
     let value = read_value(ctx, a.value_env.as_deref())?;
     ctx.secrets

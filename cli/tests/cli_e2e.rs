@@ -1107,3 +1107,116 @@ fn canaries_list_apart_and_expiring_keys_list_soonest_first_through_dynamodb() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("canary"), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_tenant_owned_token_is_kms_encrypted_for_its_tenant_and_never_stored_in_clear() {
+    use tollgate_core::ports::{Decrypter, PoolStore};
+    use tollgate_core::records::SecretRef;
+    let emu = emulator();
+    let ns = unique_ns("cli");
+    let tenant = format!("{ns}acme");
+    let other = format!("{ns}other");
+    let pool = format!("{ns}tpool");
+    for t in [&tenant, &other] {
+        ok(emu, &["tenant", "create", t, "--owner", "o@x.test"], None);
+    }
+    let value = "sk-tenant-OWNED-value-5e4d3c2b1a";
+    let r = ok(
+        emu,
+        &[
+            "--json",
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--new-pool",
+            "--provider",
+            "openai",
+            "--id",
+            "t1",
+            "--tenant",
+            &tenant,
+        ],
+        Some(value),
+    );
+    assert!(!r.all().contains(value), "{r:?}");
+    assert_eq!(r.json()["secret"]["kind"], "kms_blob");
+    assert_eq!(r.json()["secret"]["tenant_id"], tenant.as_str());
+    // No Secrets Manager secret was made for it.
+    assert_eq!(
+        secrets(emu)
+            .await
+            .get_secret(&format!("tollgate/pool/{pool}/t1"))
+            .await,
+        Err(StoreError::NotFound)
+    );
+    // The record holds a ciphertext that decrypts (as the proxy does) only for its tenant.
+    let conf = emu.sdk_config().await;
+    let tables = tollgate_aws::Tables::from_vars(&|k| emu.resource(k).map(str::to_owned)).unwrap();
+    let dynamo = tollgate_aws::DynamoStore::new(&conf, tables);
+    let t = dynamo.load_pool(&pool).await.unwrap().tokens.remove(0);
+    let SecretRef::KmsBlob {
+        ciphertext_b64,
+        tenant_id,
+    } = &t.secret
+    else {
+        panic!("not a KMS blob: {:?}", t.secret);
+    };
+    assert_eq!(tenant_id, &tenant);
+    assert!(!ciphertext_b64.contains(value));
+    let kms = tollgate_aws::KmsEnvelope::new(&conf);
+    assert_eq!(
+        kms.decrypt(ciphertext_b64, &tenant).await.unwrap().expose(),
+        value
+    );
+    assert!(kms.decrypt(ciphertext_b64, &other).await.is_err());
+    // An unknown tenant is refused before anything is read or stored.
+    let r = tollgate(
+        Some(emu),
+        &[
+            "token",
+            "add",
+            "--pool",
+            &pool,
+            "--provider",
+            "openai",
+            "--id",
+            "t2",
+            "--tenant",
+            &format!("{ns}nobody"),
+        ],
+        Some(value),
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.all().contains("no tenant"), "{r:?}");
+    assert_eq!(dynamo.load_pool(&pool).await.unwrap().tokens.len(), 1);
+
+    // Re-encryption under the current key material: a new blob, same value, same tenant only.
+    let r = ok(
+        emu,
+        &["--json", "token", "reencrypt", "--pool", &pool],
+        None,
+    );
+    assert_eq!(
+        r.json()["reencrypted"],
+        serde_json::json!([format!("{pool}/t1")])
+    );
+    let blob = |t: &tollgate_core::records::TokenRecord| match &t.secret {
+        SecretRef::KmsBlob { ciphertext_b64, .. } => ciphertext_b64.clone(),
+        other => panic!("not a KMS blob: {other:?}"),
+    };
+    let after = blob(&dynamo.load_pool(&pool).await.unwrap().tokens[0]);
+    assert_ne!(&after, ciphertext_b64);
+    assert_eq!(kms.decrypt(&after, &tenant).await.unwrap().expose(), value);
+    assert!(kms.decrypt(&after, &other).await.is_err());
+
+    // The tenant's next value replaces the blob, encrypted for the same tenant.
+    let next = "sk-tenant-NEXT-value-0f9e8d7c6b";
+    let r = ok(emu, &["token", "set-value", &pool, "t1"], Some(next));
+    assert!(!r.all().contains(next), "{r:?}");
+    let replaced = blob(&dynamo.load_pool(&pool).await.unwrap().tokens[0]);
+    assert_eq!(
+        kms.decrypt(&replaced, &tenant).await.unwrap().expose(),
+        next
+    );
+}

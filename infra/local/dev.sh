@@ -184,6 +184,8 @@ fi
   echo "TOLLGATE_ROTATION_GRACE_MS=${TOLLGATE_ROTATION_GRACE_MS:-60000}"
   echo "TOLLGATE_OPENAI_ADMIN_KEY_SECRET_ID=$admin_secret"
   echo "TOLLGATE_ANTHROPIC_ADMIN_KEY_SECRET_ID=$admin_secret"
+  # The emulator cannot invoke the function: the sweep's due rotations run their steps in-process.
+  echo "TOLLGATE_SWEEP_DRIVE_STEPS=true"
 } >"$state/rotation.env"
 say "starting the rotation function with cargo lambda watch on 127.0.0.1:$rotation_port"
 "$venv/bin/cargo-lambda" lambda watch -p tollgate-rotation --bin rotation -A 127.0.0.1 -P "$rotation_port" \

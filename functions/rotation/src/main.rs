@@ -7,18 +7,31 @@
 //! how long a replaced key stays valid; must exceed `TOLLGATE_SECRET_CACHE_TTL_MS`, the
 //! proxies' value cache, when that is set); `TOLLGATE_OPENAI_ADMIN_KEY_SECRET_ID` and
 //! `TOLLGATE_ANTHROPIC_ADMIN_KEY_SECRET_ID` (optional: the admin keys' secrets).
+//!
+//! The sweep (`{"action": "sweep"}`): `TOLLGATE_SWEEP_PROBE_INTERVAL_MS` (default 900000: a
+//! token is probed at most this often, and not while it served a request this recently),
+//! `TOLLGATE_SWEEP_MAX_PROBES` (default 50 per sweep), `TOLLGATE_SWEEP_EXPIRY_WARNING_MS`
+//! (default 604800000: seven days), `TOLLGATE_SWEEP_START_ROTATIONS` (default `true`),
+//! `TOLLGATE_SWEEP_DRIVE_STEPS` (default `false`; `true` on the local stack, whose emulator
+//! cannot invoke the function: RotateSecret then only labels the version and the sweep runs
+//! the four steps itself), `TOLLGATE_KMS_KEY_ID` (optional: probes tenant-owned tokens,
+//! decrypting only blobs made under this key). RotateSecret names this function by
+//! `TOLLGATE_ROTATION_FUNCTION_ARN` when set (the local stand-in), else by the ARN the runtime
+//! reports for the invocation.
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tollgate_aws::{DynamoStore, SecretsManagerStore, Tables};
+use tollgate_aws::{DynamoStore, KmsEnvelope, SecretsManagerStore, Tables};
 use tollgate_core::clock::SystemClock;
+use tollgate_core::ports::Decrypter;
 use tollgate_core::rotation::RotationSettings;
+use tollgate_core::sweep::SweepSettings;
 use tollgate_lambda_start::env::{self, EnvError};
 use tollgate_rotation::provider::{
     ENV_ANTHROPIC_ADMIN_SECRET, ENV_OPENAI_ADMIN_SECRET, HttpMinter,
 };
-use tollgate_rotation::{DEFAULT_GRACE_MS, ENV_GRACE_MS, Handler};
+use tollgate_rotation::{DEFAULT_GRACE_MS, ENV_GRACE_MS, Handler, SweepPorts};
 
 const ENV_SECRET_CACHE_TTL_MS: &str = "TOLLGATE_SECRET_CACHE_TTL_MS";
 
@@ -57,17 +70,69 @@ async fn run() -> Result<(), String> {
     let dynamo = Arc::new(DynamoStore::new(&conf, tables));
     let minter = HttpMinter::new(secrets.clone(), openai_admin, anthropic_admin)
         .map_err(|e| format!("HTTP client: {e}"))?;
-    let handler = Arc::new(Handler {
-        secrets,
+    let defaults = SweepSettings::default();
+    let settings = SweepSettings {
+        probe_interval_ms: env::parse_or(
+            "TOLLGATE_SWEEP_PROBE_INTERVAL_MS",
+            defaults.probe_interval_ms,
+            "a whole number of milliseconds",
+        )
+        .map_err(|e| e.to_string())?,
+        max_probes: env::parse_or(
+            "TOLLGATE_SWEEP_MAX_PROBES",
+            defaults.max_probes,
+            "a whole number",
+        )
+        .map_err(|e| e.to_string())?,
+        expiry_warning_ms: env::parse_or(
+            "TOLLGATE_SWEEP_EXPIRY_WARNING_MS",
+            defaults.expiry_warning_ms,
+            "a whole number of milliseconds",
+        )
+        .map_err(|e| e.to_string())?,
+        start_rotations: env::parse_or(
+            "TOLLGATE_SWEEP_START_ROTATIONS",
+            defaults.start_rotations,
+            "true or false",
+        )
+        .map_err(|e| e.to_string())?,
+    };
+    let drive_steps: bool = env::parse_or("TOLLGATE_SWEEP_DRIVE_STEPS", false, "true or false")
+        .map_err(|e| e.to_string())?;
+    let decrypter: Option<Arc<dyn Decrypter>> = env::optional("TOLLGATE_KMS_KEY_ID")
+        .map_err(|e| e.to_string())?
+        .map(|k| Arc::new(KmsEnvelope::new(&conf).with_decrypt_key(k)) as Arc<dyn Decrypter>);
+    // Locally the emulator's stand-in function (RotateSecret needs an ARN it knows).
+    let fixed_arn = env::optional("TOLLGATE_ROTATION_FUNCTION_ARN").map_err(|e| e.to_string())?;
+    let minter = Arc::new(minter);
+    let handler = Handler {
+        secrets: secrets.clone(),
         pools: dynamo.clone(),
-        records: dynamo,
-        minter: Arc::new(minter),
+        records: dynamo.clone(),
+        minter: minter.clone(),
         clock: Arc::new(SystemClock),
         settings: RotationSettings { grace_ms },
-    });
-    tracing::info!(grace_ms, "rotation function ready");
+        sweep: Some(SweepPorts {
+            token_secrets: Some(dynamo.clone()),
+            probes: dynamo,
+            prober: minter,
+            decrypter,
+            starter: secrets,
+            settings,
+            function_arn: fixed_arn.clone(),
+            rotate_immediately: !drive_steps,
+            lines: Arc::new(|l: &str| println!("{l}")),
+        }),
+    };
+    tracing::info!(grace_ms, ?settings, drive_steps, "rotation function ready");
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
-        let h = handler.clone();
+        // RotateSecret names this function by the ARN the runtime reports.
+        let mut h = handler.clone();
+        if let Some(s) = h.sweep.as_mut()
+            && s.function_arn.is_none()
+        {
+            s.function_arn = Some(ev.context.invoked_function_arn.clone());
+        }
         async move { h.handle_json(ev.payload).await }
     }))
     .await

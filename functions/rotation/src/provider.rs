@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | mint (`openai_admin` only) | `POST {base}/organization/projects/{project}/service_accounts/{sa}/api_keys` `{name, expires_in_seconds}` → `{id, value}`, admin key as Bearer | — (its Admin API cannot create keys: staged mode) |
 //! | test | `GET {base}/models`, the pending value as Bearer | `GET {base}/models`, the pending value as `x-api-key`, `anthropic-version` |
+//! | probe (the sweep; [`Prober`](tollgate_core::sweep::Prober)) | `GET {base}/models`, the current value as Bearer | `GET {base}/models`, the current value as `x-api-key` |
 //! | retire | `DELETE {base}/organization/projects/{project}/api_keys/{key}` | `POST {base}/organizations/api_keys/{key}` `{"status": "inactive"}`, admin key as `x-api-key` |
 //!
 //! `{base}` is the token's base URL (it includes `/v1`). Admin keys are read from Secrets
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tollgate_core::ports::{Secret, SecretStore, StoreError};
 use tollgate_core::records::{ProviderKind, TokenRecord};
 use tollgate_core::rotation::{Minted, Minter, ProviderError, RetireVia, RotationMode};
+use tollgate_core::sweep::ProbeResult;
 
 /// Environment: the secret holding the OpenAI Admin API key.
 pub const ENV_OPENAI_ADMIN_SECRET: &str = "TOLLGATE_OPENAI_ADMIN_KEY_SECRET_ID";
@@ -225,6 +227,42 @@ impl Minter for HttpMinter {
             RotationMode::Staged {
                 retire: RetireVia::None,
             } => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl tollgate_core::sweep::Prober for HttpMinter {
+    /// The same call as testSecret (`GET {base}/models`: lists models, bills no tokens), read
+    /// for the token's health: 2xx ok, 401/403 rejected, 429 rate limited (with its
+    /// `retry-after` seconds), other 4xx inconclusive, 5xx and transport failures unavailable.
+    async fn probe(&self, token: &TokenRecord, value: &Secret) -> ProbeResult {
+        let url = format!("{}/models", base(token));
+        let req = match token.provider {
+            ProviderKind::Openai => self.http.get(url).bearer_auth(value.expose()),
+            ProviderKind::Anthropic => self
+                .http
+                .get(url)
+                .header("x-api-key", value.expose())
+                .header("anthropic-version", ANTHROPIC_VERSION),
+        };
+        let Ok(res) = req.send().await else {
+            return ProbeResult::Unavailable;
+        };
+        let status = res.status().as_u16();
+        match status {
+            200..=299 => ProbeResult::Ok,
+            401 | 403 => ProbeResult::Rejected { status },
+            429 => ProbeResult::RateLimited {
+                retry_after_ms: res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| s.saturating_mul(1000)),
+            },
+            400..=499 => ProbeResult::Inconclusive { status },
+            _ => ProbeResult::Unavailable,
         }
     }
 }

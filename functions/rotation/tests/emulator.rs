@@ -114,6 +114,7 @@ impl Rig {
             minter: Arc::new(HttpMinter::new(self.secrets.clone(), openai, anthropic).unwrap()),
             clock: Arc::new(SystemClock),
             settings: RotationSettings { grace_ms: GRACE_MS },
+            sweep: None,
         }
     }
 

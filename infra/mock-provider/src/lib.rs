@@ -77,6 +77,9 @@ struct AppState {
     max_in_flight: AtomicU64,
     /// Provider requests received since the last reset (with or without the call log).
     requests: AtomicU64,
+    /// `GET /v1/models` requests (health probes) since the last reset, by the key they
+    /// carried (`GET /_mock/probes`).
+    probes: Mutex<HashMap<String, u64>>,
     /// Keys created, deleted and deactivated through the admin routes.
     admin: Mutex<admin::AdminState>,
     /// Workload identity federation: trusted key, counters, issued access tokens.
@@ -108,6 +111,8 @@ pub struct Stats {
     pub in_flight: u64,
     pub max_in_flight: u64,
     pub requests: u64,
+    /// `GET /v1/models` requests (what the rotation function's sweep probes with).
+    pub probes: u64,
 }
 
 impl AppState {
@@ -174,6 +179,7 @@ pub fn router(cfg: Config) -> Router {
         in_flight: AtomicU64::new(0),
         max_in_flight: AtomicU64::new(0),
         requests: AtomicU64::new(0),
+        probes: Mutex::new(HashMap::new()),
         admin: Mutex::new(admin::AdminState::default()),
         federation: Mutex::new(federation::FederationState::default()),
     });
@@ -217,6 +223,7 @@ pub fn router(cfg: Config) -> Router {
         .route("/_mock/admin/keys", post(admin::register))
         .route("/_mock/calls", get(list_calls).delete(clear_calls))
         .route("/_mock/stats", get(stats))
+        .route("/_mock/probes", get(probes))
         .route("/_mock/health", get(|| async { "ok" }))
         .fallback(ep!(Endpoint::NotFound))
         .with_state(state)
@@ -247,6 +254,7 @@ async fn clear_calls(State(st): State<Arc<AppState>>) -> StatusCode {
     st.max_in_flight
         .store(st.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
     st.requests.store(0, Ordering::SeqCst);
+    st.probes.lock().unwrap_or_else(|e| e.into_inner()).clear();
     StatusCode::NO_CONTENT
 }
 
@@ -255,8 +263,22 @@ async fn stats(State(st): State<Arc<AppState>>) -> Response {
         in_flight: st.in_flight.load(Ordering::SeqCst),
         max_in_flight: st.max_in_flight.load(Ordering::SeqCst),
         requests: st.requests.load(Ordering::SeqCst),
+        probes: st
+            .probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum(),
     })
     .into_response()
+}
+
+/// `GET /_mock/probes`: `{"total": n, "by_token": {"<key>": n, …}}` (`GET /v1/models` requests
+/// since the last reset; a request without a key counts under `""`).
+async fn probes(State(st): State<Arc<AppState>>) -> Response {
+    let by = st.probes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let total: u64 = by.values().sum();
+    axum::Json(json!({ "total": total, "by_token": by })).into_response()
 }
 
 async fn handle(
@@ -290,6 +312,13 @@ async fn handle(
     } else {
         extract_token(provider, &headers)
     };
+    if ep == Endpoint::Models {
+        *st.probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(token.unwrap_or_default().to_owned())
+            .or_insert(0) += 1;
+    }
     let outcome = decide(&st, provider, ep, &headers, token, bad_json);
     let status = match &outcome {
         Ok(_) => 200,

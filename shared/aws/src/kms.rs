@@ -13,7 +13,7 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use tollgate_core::ports::{Decrypter, OpCounter, Secret, StoreError};
+use tollgate_core::ports::{Decrypter, OpCounter, Secret, StoreError, TenantEncrypter};
 
 const SERVICE: &str = "kms";
 /// The encryption context key naming the tenant.
@@ -115,5 +115,50 @@ impl Decrypter for KmsEnvelope {
         String::from_utf8(bytes)
             .map(Secret::new)
             .map_err(|_| StoreError::Corrupt("decrypted value is not UTF-8".into()))
+    }
+}
+
+/// [`TenantEncrypter`] on KMS: [`KmsEnvelope::encrypt`] under one key (id, ARN or alias; the
+/// deployment's `TOLLGATE_KMS_KEY_ID`).
+#[derive(Debug, Clone)]
+pub struct KmsTenantKeys {
+    pub kms: KmsEnvelope,
+    pub key_id: String,
+}
+
+#[async_trait]
+impl TenantEncrypter for KmsTenantKeys {
+    async fn encrypt(&self, plaintext: &Secret, tenant_id: &str) -> Result<String, StoreError> {
+        self.kms.encrypt(&self.key_id, plaintext, tenant_id).await
+    }
+
+    /// KMS `ReEncrypt` to `key_id` with the tenant context on both sides.
+    async fn reencrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<String, StoreError> {
+        let blob = STANDARD
+            .decode(ciphertext_b64.trim())
+            .map_err(|_| StoreError::Corrupt("ciphertext is not base64".into()))?;
+        self.kms.ops.write();
+        let out = self
+            .kms
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .source_encryption_context(CONTEXT_TENANT, tenant_id)
+            .destination_key_id(&self.key_id)
+            .destination_encryption_context(CONTEXT_TENANT, tenant_id)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se)
+                    if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() =>
+                {
+                    StoreError::Corrupt("ciphertext does not decrypt for this tenant".into())
+                }
+                _ => unavailable(SERVICE, "ReEncrypt", &e),
+            })?;
+        let blob = out.ciphertext_blob.ok_or_else(|| {
+            StoreError::Unavailable("kms ReEncrypt: no ciphertext returned".into())
+        })?;
+        Ok(STANDARD.encode(blob.as_ref()))
     }
 }

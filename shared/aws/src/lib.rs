@@ -48,7 +48,7 @@ pub use audit_state::{DynamoAuditState, ENV_AUDIT_STATE_TABLE};
 pub use dynamo::{CONFIG_SORT_KEY, DynamoStore, KEYS_BY_TENANT_INDEX, Tables};
 pub use error::ConfigError;
 pub use issuers::DynamoIssuerStore;
-pub use kms::KmsEnvelope;
+pub use kms::{KmsEnvelope, KmsTenantKeys};
 pub use limits::DynamoLimitStore;
 pub use logs::{CloudWatchAuditLog, ENV_PROXY_LOG_GROUP};
 pub use secrets::SecretsManagerStore;

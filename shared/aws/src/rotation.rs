@@ -239,3 +239,143 @@ impl RotationRecords for DynamoStore {
         }
     }
 }
+
+#[async_trait]
+impl tollgate_core::sweep::ProbeRecords for DynamoStore {
+    async fn record_probe(
+        &self,
+        pool: &str,
+        token_id: &str,
+        probe: &tollgate_core::sweep::LastProbe,
+    ) -> Result<(), StoreError> {
+        if token_id == crate::CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let value: AttributeValue = serde_dynamo::to_attribute_value(probe)
+            .map_err(|e| StoreError::Corrupt(format!("probe record does not encode: {e}")))?;
+        self.ops.write();
+        let r = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().pool)
+            .set_key(Some(HashMap::from([
+                ("pool".to_owned(), AttributeValue::S(pool.to_owned())),
+                (
+                    "token_id".to_owned(),
+                    AttributeValue::S(token_id.to_owned()),
+                ),
+            ])))
+            .update_expression("SET last_probe = :p")
+            .condition_expression("attribute_exists(token_id)")
+            .expression_attribute_values(":p", value)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(unavailable("dynamodb", "UpdateItem(pool probe)", &e)),
+        }
+    }
+}
+
+#[async_trait]
+impl tollgate_core::ports::TokenSecretSwap for DynamoStore {
+    async fn swap_secret(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected: &tollgate_core::records::SecretRef,
+        new: &tollgate_core::records::SecretRef,
+    ) -> Result<bool, StoreError> {
+        if token_id == crate::CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let enc = |r: &tollgate_core::records::SecretRef| {
+            serde_dynamo::to_attribute_value::<_, AttributeValue>(r)
+                .map_err(|e| StoreError::Corrupt(format!("secret reference does not encode: {e}")))
+        };
+        self.ops.write();
+        let r = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().pool)
+            .set_key(Some(HashMap::from([
+                ("pool".to_owned(), AttributeValue::S(pool.to_owned())),
+                (
+                    "token_id".to_owned(),
+                    AttributeValue::S(token_id.to_owned()),
+                ),
+            ])))
+            .update_expression("SET #s = :new")
+            .condition_expression("attribute_exists(token_id) AND #s = :old")
+            .expression_attribute_names("#s", "secret")
+            .expression_attribute_values(":new", enc(new)?)
+            .expression_attribute_values(":old", enc(expected)?)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    if c.item().is_some_and(|i| i.contains_key("token_id")) {
+                        Ok(false)
+                    } else {
+                        Err(StoreError::NotFound)
+                    }
+                }
+                _ => Err(unavailable("dynamodb", "UpdateItem(pool secret)", &e)),
+            },
+        }
+    }
+
+    async fn set_staged(
+        &self,
+        pool: &str,
+        token_id: &str,
+        staged: Option<&tollgate_core::records::SecretRef>,
+    ) -> Result<(), StoreError> {
+        if token_id == crate::CONFIG_SORT_KEY {
+            return Err(StoreError::NotFound);
+        }
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().pool)
+            .set_key(Some(HashMap::from([
+                ("pool".to_owned(), AttributeValue::S(pool.to_owned())),
+                (
+                    "token_id".to_owned(),
+                    AttributeValue::S(token_id.to_owned()),
+                ),
+            ])))
+            .condition_expression("attribute_exists(token_id)");
+        req = match staged {
+            Some(r) => req
+                .update_expression("SET staged_secret = :s")
+                .expression_attribute_values(
+                    ":s",
+                    serde_dynamo::to_attribute_value::<_, AttributeValue>(r).map_err(|e| {
+                        StoreError::Corrupt(format!("secret reference does not encode: {e}"))
+                    })?,
+                ),
+            None => req.update_expression("REMOVE staged_secret"),
+        };
+        self.ops.write();
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(unavailable("dynamodb", "UpdateItem(pool staged)", &e)),
+        }
+    }
+}

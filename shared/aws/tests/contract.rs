@@ -260,6 +260,12 @@ async fn an_issuer_lookup_is_one_read_and_items_are_plain_attributes() {
 }
 
 #[tokio::test]
+async fn aws_sweep_writes_pass_the_contract() {
+    let a = adapters().await;
+    contract::sweep_writes_touch_only_their_fields(&a.dynamo, &unique_ns("sweep")).await;
+}
+
+#[tokio::test]
 async fn aws_rotation_ports_pass_the_rotation_contract() {
     let a = adapters().await;
     let ns = unique_ns("rot");

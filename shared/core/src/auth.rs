@@ -354,6 +354,34 @@ mod tests {
     }
 
     #[test]
+    fn pepper_rotation_lifecycle_append_issue_verify_then_drop_the_old_version() {
+        // Before: only v1, current 1.
+        let before = Peppers::parse(&format!(r#"{{"current":"1","v1":"{P1}"}}"#)).unwrap();
+        let old = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(11));
+        let old_rec = ClientKeyRecord::for_key(&old, "acme", "o", before.digest_new(&old), 0);
+        assert_eq!(old_rec.pepper_version, 1);
+        // v2 appended and made current: new keys use it, the old key keeps verifying.
+        let after = peppers();
+        let new = ClientKey::generate(KeyEnv::Test, &mut StdRng::seed_from_u64(12));
+        let new_rec = ClientKeyRecord::for_key(&new, "acme", "o", after.digest_new(&new), 0);
+        assert_eq!(new_rec.pepper_version, 2);
+        for (k, r) in [(&old, &old_rec), (&new, &new_rec)] {
+            assert_eq!(verify(k, Some(r), Some(&tenant()), &after, 0, None), Ok(()));
+        }
+        // v1 dropped (only once no live key uses it): a key still under it stops verifying,
+        // with its own audit reason; keys under v2 are untouched.
+        let dropped = Peppers::parse(&format!(r#"{{"current":"2","v2":"{P2}"}}"#)).unwrap();
+        assert_eq!(
+            verify(&old, Some(&old_rec), Some(&tenant()), &dropped, 0, None),
+            Err(AuthFailure::UnknownPepperVersion)
+        );
+        assert_eq!(
+            verify(&new, Some(&new_rec), Some(&tenant()), &dropped, 0, None),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn key_issued_under_old_pepper_still_verifies_after_pepper_rotation() {
         let (k, mut rec) = issued(2);
         rec.digest_hex = hex(&k.digest(P1.as_bytes()));

@@ -30,6 +30,7 @@ pub mod retry;
 pub mod rotation;
 pub mod scrub;
 pub mod sse;
+pub mod sweep;
 
 /// Base62 and the key checksum: one implementation, in `tollgate-dlp` (whose validators need
 /// it), re-exported here for the key format.

@@ -269,6 +269,40 @@ pub trait Decrypter: Send + Sync {
     async fn decrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<Secret, StoreError>;
 }
 
+/// Encrypts a tenant-owned provider key for its pool record (KMS envelope under the
+/// deployment's key, encryption context = tenant): the standard base64 ciphertext
+/// [`Decrypter::decrypt`] takes back with the same tenant.
+#[async_trait]
+pub trait TenantEncrypter: Send + Sync {
+    async fn encrypt(&self, plaintext: &Secret, tenant_id: &str) -> Result<String, StoreError>;
+    /// The same value re-encrypted under the deployment's key and its current key material,
+    /// the tenant context checked on the way out and kept on the way in; the plaintext never
+    /// leaves KMS.
+    async fn reencrypt(&self, ciphertext_b64: &str, tenant_id: &str) -> Result<String, StoreError>;
+}
+
+/// Replaces where a token's value lives (a tenant-owned key's new ciphertext).
+#[async_trait]
+pub trait TokenSecretSwap: Send + Sync {
+    /// Stores `new` as the token's `secret` if it still is `expected`. `Ok(false)`: it changed
+    /// meanwhile (nothing written). `NotFound` for an unknown token.
+    async fn swap_secret(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected: &crate::records::SecretRef,
+        new: &crate::records::SecretRef,
+    ) -> Result<bool, StoreError>;
+    /// Sets (or with `None` clears) the token's staged next value. `NotFound` for an unknown
+    /// token.
+    async fn set_staged(
+        &self,
+        pool: &str,
+        token_id: &str,
+        staged: Option<&crate::records::SecretRef>,
+    ) -> Result<(), StoreError>;
+}
+
 /// Reads and writes an adapter made, for the benchmark's "AWS calls per warm request".
 #[derive(Debug, Default)]
 pub struct OpCounter {

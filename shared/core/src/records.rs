@@ -366,6 +366,13 @@ pub struct TokenRecord {
     /// `None`: the token is not rotated by tollgate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::rotation::TokenRotation>,
+    /// The sweep's last health probe of the token (`None`: never probed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<crate::sweep::LastProbe>,
+    /// A tenant-owned token's next value, staged (`tollgate token stage`) until the sweep's
+    /// probe with it answers 2xx and it replaces `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_secret: Option<SecretRef>,
     /// Bumped on every status change; conditional updates compare it.
     #[serde(default)]
     pub version: u64,
@@ -410,6 +417,8 @@ impl TokenRecord {
             last_error: None,
             expires_at: None,
             rotation: None,
+            last_probe: None,
+            staged_secret: None,
             version: 0,
             created_at,
         }

@@ -969,3 +969,73 @@ where
         Err(StoreError::NotFound)
     );
 }
+
+/// The sweep's writes: a probe lands on the record without touching health; a token's secret
+/// reference is replaced only over the expected one; a staged value is set and cleared; an
+/// unknown token is `NotFound` for each.
+pub async fn sweep_writes_touch_only_their_fields<S>(s: &S, ns: &str)
+where
+    S: PoolStore + tollgate_core::sweep::ProbeRecords + tollgate_core::ports::TokenSecretSwap,
+{
+    use tollgate_core::sweep::{LastProbe, ProbeResult};
+    let pool = format!("{ns}sweep");
+    s.put_token(&token(&pool, "s1")).await.unwrap();
+    let probe = LastProbe {
+        at: 77,
+        result: ProbeResult::Rejected { status: 401 },
+    };
+    s.record_probe(&pool, "s1", &probe).await.unwrap();
+    let t = s.load_pool(&pool).await.unwrap().tokens.remove(0);
+    assert_eq!(t.last_probe, Some(probe));
+    assert_eq!((t.status, t.version, t.weight), (TokenStatus::Active, 0, 2));
+    assert_eq!(
+        s.record_probe(&pool, "nope", &probe).await,
+        Err(StoreError::NotFound)
+    );
+
+    let old = t.secret.clone();
+    let blob = |c: &str| SecretRef::KmsBlob {
+        ciphertext_b64: c.into(),
+        tenant_id: "acme".into(),
+    };
+    assert!(
+        s.swap_secret(&pool, "s1", &old, &blob("AAAA"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.swap_secret(&pool, "s1", &old, &blob("BBBB"))
+            .await
+            .unwrap(),
+        "the expected reference is gone"
+    );
+    assert!(
+        s.swap_secret(&pool, "s1", &blob("AAAA"), &blob("CCCC"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.load_pool(&pool).await.unwrap().tokens[0].secret,
+        blob("CCCC")
+    );
+    assert_eq!(
+        s.swap_secret(&pool, "nope", &old, &blob("AAAA")).await,
+        Err(StoreError::NotFound)
+    );
+
+    s.set_staged(&pool, "s1", Some(&blob("DDDD")))
+        .await
+        .unwrap();
+    let t = s.load_pool(&pool).await.unwrap().tokens.remove(0);
+    assert_eq!(t.staged_secret, Some(blob("DDDD")));
+    assert_eq!(t.last_probe, Some(probe), "other fields untouched");
+    s.set_staged(&pool, "s1", None).await.unwrap();
+    assert_eq!(
+        s.load_pool(&pool).await.unwrap().tokens[0].staged_secret,
+        None
+    );
+    assert_eq!(
+        s.set_staged(&pool, "nope", None).await,
+        Err(StoreError::NotFound)
+    );
+}

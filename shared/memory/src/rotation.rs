@@ -338,3 +338,58 @@ impl Minter for FakeMinter {
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait]
+impl tollgate_core::sweep::ProbeRecords for MemoryStore {
+    async fn record_probe(
+        &self,
+        pool: &str,
+        token_id: &str,
+        probe: &tollgate_core::sweep::LastProbe,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let t = m
+            .get_mut(&(pool.to_owned(), token_id.to_owned()))
+            .ok_or(StoreError::NotFound)?;
+        t.last_probe = Some(*probe);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl tollgate_core::ports::TokenSecretSwap for MemoryStore {
+    async fn swap_secret(
+        &self,
+        pool: &str,
+        token_id: &str,
+        expected: &tollgate_core::records::SecretRef,
+        new: &tollgate_core::records::SecretRef,
+    ) -> Result<bool, StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let t = m
+            .get_mut(&(pool.to_owned(), token_id.to_owned()))
+            .ok_or(StoreError::NotFound)?;
+        if &t.secret != expected {
+            return Ok(false);
+        }
+        t.secret = new.clone();
+        Ok(true)
+    }
+
+    async fn set_staged(
+        &self,
+        pool: &str,
+        token_id: &str,
+        staged: Option<&tollgate_core::records::SecretRef>,
+    ) -> Result<(), StoreError> {
+        self.write()?;
+        let mut m = lock(&self.tokens)?;
+        let t = m
+            .get_mut(&(pool.to_owned(), token_id.to_owned()))
+            .ok_or(StoreError::NotFound)?;
+        t.staged_secret = staged.cloned();
+        Ok(())
+    }
+}

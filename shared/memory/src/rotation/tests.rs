@@ -423,3 +423,8 @@ async fn memory_rotation_ports_pass_the_contract() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn memory_sweep_writes_pass_the_contract() {
+    crate::contract::sweep_writes_touch_only_their_fields(&MemoryStore::new(), "").await;
+}
