@@ -4,9 +4,10 @@ Not a Rust parser: it finds `fn` items by brace matching (strings, chars and com
 blanked first), which is enough for the adapters' and functions' code style. What it finds:
 
 - `sdk_calls(file)`: per function item (`Type.method` inside `impl ... for Type` / `impl Type`,
-  or the bare name for free functions), the AWS SDK operations it calls on a service client
-  (`client.get_item()` / `.client().publish()` fluent builders), including those of the
-  file-local helpers it calls, transitively.
+  or the bare name for free functions), the AWS SDK operations it calls: any method called on
+  something named `client` (`client.get_item()`, `.client().publish()`; an unknown name there
+  is reported), and any no-argument call of a name in SDK_OPS whatever the receiver, including
+  those of the file-local helpers it calls, transitively.
 - `source_set(crate_dir)`: the non-test source text of a crate and its workspace path
   dependencies.
 """
@@ -125,6 +126,7 @@ class FnItem:
 
 IMPL_RE = re.compile(r"\bimpl\b(?:\s*<[^{]*?>)?\s+(?:([\w:]+)(?:<[^{]*?>)?\s+for\s+)?([\w:]+)(?:<[^{]*?>)?\s*(?:where[^{]*)?\{")
 FN_RE = re.compile(r"\bfn\s+(\w+)")
+ANY_OP_RE = re.compile(r"\.\s*(\w+)\s*\(\s*\)")
 CLIENT_CALL_RE = re.compile(r"\bclient(?:\s*\(\s*\))?\s*\.\s*(\w+)\s*\(\s*\)")
 
 
@@ -154,6 +156,10 @@ def fn_items(path: Path) -> dict[str, FnItem]:
                 item.direct_ops.add(op)
             else:
                 item.unknown_calls.add(op)
+        # A known operation started on a client however it is named (`self.sts.publish()`).
+        for c in ANY_OP_RE.finditer(body):
+            if c.group(1) in SDK_OPS:
+                item.direct_ops.add(c.group(1))
         # a nested fn would be counted twice; the adapters have none
         items.setdefault(name, item)
     return items
