@@ -32,9 +32,10 @@ SDK_OPS = {
     "describe_secret": "secretsmanager", "update_secret_version_stage": "secretsmanager",
     "create_secret": "secretsmanager", "delete_secret": "secretsmanager",
     "rotate_secret": "secretsmanager", "list_secrets": "secretsmanager",
-    "encrypt": "kms", "decrypt": "kms", "generate_data_key": "kms", "describe_key": "kms",
+    "encrypt": "kms", "decrypt": "kms", "re_encrypt": "kms", "generate_data_key": "kms", "describe_key": "kms",
     "publish": "sns",
     "filter_log_events": "logs",
+    "invoke": "lambda",
     "get_web_identity_token": "sts", "assume_role_with_web_identity": "sts",
     "get_caller_identity": "sts",
 }

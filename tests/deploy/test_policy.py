@@ -247,20 +247,26 @@ def needs_of(tpl: dict, name: str) -> tuple[list[Need], list[str]]:
         if "only" in spec:
             calls = [c for c in calls if c["op"] in spec["only"]]
         for c in calls:
-            targets = spec.get("resources", []) if c["resource"] == "caller" else [c["resource"]]
-            if not targets:
-                problems.append(f"{method}: a `caller` resource; [uses] must name `resources`")
-            for t in targets:
-                if t.startswith("env:"):
-                    var, _, suffix = t[4:].partition("/")
-                    if var not in env:
-                        problems.append(f"{method} needs {var} but {decl['function']}'s Environment does not set it")
-                        continue
-                    toks = [x + ("/" + suffix if suffix else "") for x in norm(env[var])]
+            for a in c.get("iam", [c["op"]]):
+                if c["resource"] != "caller":
+                    targets = [c["resource"]]
                 else:
-                    toks = [t]
-                for tok in toks:
-                    for a in c.get("iam", [c["op"]]):
+                    # `resources` = [...] for every action of the method's caller calls, or
+                    # { action = [...] } when they act on different resources
+                    given = spec.get("resources", [])
+                    targets = given.get(a, []) if isinstance(given, dict) else given
+                if not targets:
+                    problems.append(f"{method}: {a} acts on a `caller` resource; [uses] must name it in `resources`")
+                for t in targets:
+                    if t.startswith("env:"):
+                        var, _, suffix = t[4:].partition("/")
+                        if var not in env:
+                            problems.append(f"{method} needs {var} but {decl['function']}'s Environment does not set it")
+                            continue
+                        toks = [x + ("/" + suffix if suffix else "") for x in norm(env[var])]
+                    else:
+                        toks = [t]  # a logical id, a secret:<name> pattern or *
+                    for tok in toks:
                         needs.append(Need(a, tok, method, tuple(c["attributes"]) if "attributes" in c else None,
                                           tuple(c["context"]) if "context" in c else None))
     return needs, problems
