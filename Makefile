@@ -14,6 +14,7 @@ help:
 	@echo "make test      install what the tests need, then run every test tier"
 	@echo "make bench     print latency, memory, size and call-count figures"
 	@echo "make eval-dlp  print the sensitive-data filter's precision/recall table"
+	@echo "make template-checks  cfn-lint, checkov and the policy-vs-code check on template.yaml (make test runs it too)"
 	@echo "make lint      cargo fmt --check and clippy -D warnings (make test runs it too)"
 	@echo "make fuzz      run every fuzz target for FUZZ_SECONDS each (needs a nightly toolchain and cargo-fuzz)"
 
@@ -27,6 +28,14 @@ $(VENV)/.installed: $(REQS) $(wildcard tests/dlp_eval/requirements.txt)
 
 venv: $(VENV)/.installed
 
+# checkov cannot share ./.venv (it pins packaging<24, pytest 9 needs >=24): its own venv inside it.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_REQS := infra/local/checkov-requirements.txt
+$(CHECKOV_VENV)/.installed: $(CHECKOV_REQS) | $(VENV)/.installed
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQS)
+	touch $@
+
 build:
 	cargo build --bins
 
@@ -36,10 +45,17 @@ dev: venv build
 test: venv lint
 	cargo build --bins
 	cargo test --workspace
-	$(VENV)/bin/cfn-lint template.yaml
+	$(MAKE) --no-print-directory template-checks
 	$(PY) -m pytest -q tests/e2e
 	@if [ -f tests/dlp_eval/test_gates.py ]; then $(PY) -m pytest -q tests/dlp_eval; fi
 	$(MAKE) --no-print-directory fuzz-smoke
+
+# Part of `make test`, seconds, no AWS account: cfn-lint, checkov (every skip justified inline in
+# template.yaml), and the policy-vs-code and environment checks of tests/deploy (docs/deploy.md, "Checks").
+template-checks: venv $(CHECKOV_VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+	$(PY) -m pytest -q tests/deploy
 
 lint:
 	cargo fmt --all -- --check
@@ -65,4 +81,4 @@ fuzz-smoke:
 	  echo "notice: fuzz pass skipped: no nightly toolchain with cargo-fuzz (rustup toolchain install nightly; cargo install cargo-fuzz)"; \
 	fi
 
-.PHONY: help venv build dev test lint bench eval-dlp fuzz fuzz-smoke
+.PHONY: help venv build dev test template-checks lint bench eval-dlp fuzz fuzz-smoke
