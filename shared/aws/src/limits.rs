@@ -347,7 +347,6 @@ impl DynamoLimitStore {
 /// update commutes with every other write.
 fn delta_update(table: &str, d: &CounterDelta, expires_at_s: u64) -> Result<Update, StoreError> {
     let mut names = HashMap::from([
-        ("#s".to_owned(), SUBJECT.to_owned()),
         ("#v".to_owned(), VERSION.to_owned()),
         ("#e".to_owned(), EXPIRES_AT.to_owned()),
         ("#inf".to_owned(), "inflight".to_owned()),
@@ -360,7 +359,9 @@ fn delta_update(table: &str, d: &CounterDelta, expires_at_s: u64) -> Result<Upda
             AttributeValue::N(expires_at_s.to_string()),
         ),
     ]);
-    let mut condition = vec!["attribute_exists(#s)".to_owned()];
+    // The request's lease is the marker that it is still to be settled: a replay (the SDK
+    // retrying a write that had applied) fails this condition and changes nothing.
+    let mut condition = vec!["attribute_exists(#inf.#rid)".to_owned()];
     let mut add = Vec::new();
     let mut group = |window_attr: &str, window: u64, changes: &[(&str, i64)]| {
         let w = format!("#w_{window_attr}");

@@ -311,10 +311,11 @@ pub fn admit(
     c.spend_month += ask.spend;
     c.tokens_day += ask.tokens;
     c.tokens_month += ask.tokens;
-    if limits.concurrency.is_some() {
-        c.inflight
-            .insert(request_id.to_owned(), now.saturating_add(lease_ms));
-    }
+    // Every admission holds a lease, limited concurrency or not: it is also the marker that
+    // the request is still to be settled, so a settlement replayed (a retried write) finds it
+    // gone and changes nothing.
+    c.inflight
+        .insert(request_id.to_owned(), now.saturating_add(lease_ms));
     Ok(c)
 }
 
@@ -330,7 +331,13 @@ pub fn settle(
     request_id: &str,
     now: EpochMs,
 ) -> Counters {
+    // Settled already (its lease is gone): nothing to replace. A lease past its expiry still
+    // marks the request as unsettled while it is stored, as for the delta form.
+    if !stored.inflight.contains_key(request_id) {
+        return stored.current(now);
+    }
     let mut c = stored.current(now);
+    c.inflight.remove(request_id);
     let adjust = |v: &mut u64, reserved: u64, actual: u64| {
         *v = v.saturating_sub(reserved).saturating_add(actual);
     };
@@ -345,7 +352,6 @@ pub fn settle(
         adjust(&mut c.spend_month, reserved.spend, actual.spend);
         adjust(&mut c.tokens_month, reserved.tokens, actual.tokens);
     }
-    c.inflight.remove(request_id);
     c
 }
 
@@ -363,7 +369,8 @@ pub struct SettleDelta {
     pub day: Option<(u64, i64, i64)>,
     /// The month window and the changes to `spend_month`, `tokens_month`.
     pub month: Option<(u64, i64, i64)>,
-    /// The concurrency lease to free (absent leases are ignored).
+    /// The request whose lease is freed; the delta applies only while that lease is stored
+    /// (so a replayed settlement changes nothing).
     pub release: String,
 }
 
@@ -402,9 +409,11 @@ pub fn settle_delta(
 
 impl SettleDelta {
     /// The stored counters with the delta applied, or `None` when a group it corrects is
-    /// stored under another window (then nothing may be applied: settle with [`settle`]).
+    /// stored under another window or the request's lease is not there (settled already:
+    /// then nothing may be applied; [`settle`] decides).
     pub fn apply(&self, stored: &Counters) -> Option<Counters> {
         let mut c = stored.clone();
+        c.inflight.remove(&self.release)?;
         let add = |v: &mut u64, d: i64| *v = v.saturating_add_signed(d);
         if let Some((m, t)) = self.minute {
             if c.minute != m {
@@ -426,7 +435,6 @@ impl SettleDelta {
             add(&mut c.spend_month, s);
             add(&mut c.tokens_month, t);
         }
-        c.inflight.remove(&self.release);
         Some(c)
     }
 }
@@ -606,6 +614,21 @@ mod tests {
             }
             prop_assert!(c.inflight.is_empty());
             prop_assert_eq!(c.spend_day, settled, "every reservation replaced by its usage");
+        }
+
+        /// A settlement replayed (a retried write) changes nothing, in either form.
+        #[test]
+        fn a_replayed_settlement_changes_nothing(reserve in 0u64..400_000, actual in 0u64..500_000, tokens in 0u64..5_000) {
+            let l = Limits { budget_day_micros: Some(1_000_000), ..Limits::default() };
+            let ask = Ask { tokens, spend: reserve };
+            let used = Ask { tokens: tokens / 2, spend: actual };
+            let c = admit(&l, &Counters::default(), &ask, "r", T, 60_000).unwrap_or_default();
+            let once = settle(&c, &ask, Windows::at(T), &used, "r", T);
+            prop_assert_eq!(&settle(&once, &ask, Windows::at(T), &used, "r", T), &once);
+            let delta = settle_delta(&ask, Windows::at(T), &used, "r", T);
+            let applied = delta.apply(&c);
+            prop_assert_eq!(applied.as_ref().map(|a| a.current(T)), Some(once.current(T)));
+            prop_assert_eq!(applied.and_then(|a| delta.apply(&a)), None);
         }
 
         /// The delta form of a settlement gives the same counters as [`settle`] whenever it

@@ -559,12 +559,19 @@ pub async fn settlement_deltas_apply_on_their_windows_only<S: LimitStore>(s: &S,
             version: 2
         }
     );
-    // A lease that is not held (a key without a concurrency limit) is no obstacle.
+    // Replayed (the lease is gone: settled already): nothing changes.
+    let out = s
+        .apply_deltas(&[d(&key, &delta)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(s.load_counters(&key).await.expect("load").version, 2);
+    // The other request of the key, on its own lease.
     let no_lease = SettleDelta {
         minute: None,
         day: None,
         month: Some((c.month, 1, 0)),
-        release: "req-not-held".to_owned(),
+        release: "req-b".to_owned(),
     };
     let out = s
         .apply_deltas(&[d(&key, &no_lease)], None, EXPIRES)
@@ -572,6 +579,7 @@ pub async fn settlement_deltas_apply_on_their_windows_only<S: LimitStore>(s: &S,
         .expect("deltas");
     assert_eq!(out, DeltaOutcome::Applied);
     want.spend_month += 1;
+    want.inflight.remove("req-b");
     assert_eq!(
         s.load_counters(&key).await.expect("load"),
         VersionedCounters {
@@ -579,14 +587,14 @@ pub async fn settlement_deltas_apply_on_their_windows_only<S: LimitStore>(s: &S,
             version: 3
         }
     );
-    // The minute moved on in the store: nothing is written, on either subject.
+    // The minute moved on in the store: nothing is written.
     let moved = SettleDelta {
         minute: Some((c.minute - 1, -1)),
         ..delta.clone()
     };
     let tenant_before = s.load_counters(&tenant).await.expect("load");
     let out = s
-        .apply_deltas(&[d(&tenant, &delta), d(&key, &moved)], None, EXPIRES)
+        .apply_deltas(&[d(&tenant, &moved)], None, EXPIRES)
         .await
         .expect("deltas");
     assert_eq!(out, DeltaOutcome::NotApplied);
@@ -603,17 +611,24 @@ pub async fn settlement_deltas_apply_on_their_windows_only<S: LimitStore>(s: &S,
         s.load_counters(&ghost).await.expect("load"),
         VersionedCounters::default()
     );
-    // Both subjects at once.
+    // Both subjects at once: all or none (the key's lease is gone, so neither applies)...
     let out = s
         .apply_deltas(&[d(&tenant, &delta), d(&key, &no_lease)], None, EXPIRES)
         .await
         .expect("deltas");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(s.load_counters(&tenant).await.expect("load"), tenant_before);
+    // ...and the tenant alone, whose lease is held, applies.
+    let out = s
+        .apply_deltas(&[d(&tenant, &delta)], None, EXPIRES)
+        .await
+        .expect("deltas");
     assert_eq!(out, DeltaOutcome::Applied);
     assert_eq!(s.load_counters(&tenant).await.expect("load").version, 2);
-    assert_eq!(s.load_counters(&key).await.expect("load").version, 4);
+    assert_eq!(s.load_counters(&key).await.expect("load").version, 3);
     // A stale version decided before the delta is refused (others re-decide on it).
     let out = s
-        .swap_counters(&[write(&key, 3, counters(6))], EXPIRES)
+        .swap_counters(&[write(&key, 2, counters(6))], EXPIRES)
         .await
         .expect("swap");
     assert!(matches!(out, SwapOutcome::Conflict(_)), "{out:?}");
