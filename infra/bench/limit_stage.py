@@ -23,7 +23,7 @@ def main():
     print("| figure | value | target |")
     print("|---|---|---|")
     print(f"| store (AWS) calls per warm request, emulator | {calls} | 0 reads, ≤ 2 writes |")
-    print(f"| same, key with limits (rpm + daily budget, strict mode) | {limited_calls} | 0 reads, admit + settle writes |")
+    print(f"| same, key with limits (rpm + daily budget, strict mode) | {limited_calls} | 0 reads, 2 writes (admit; settle carrying the usage write) |")
     for row in run.limit_stage_latency(seed, key):
         print(row)
 

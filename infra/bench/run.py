@@ -294,7 +294,7 @@ def main():
     print(f"| Lambda init: process start to first poll for an event (AWS stores, SDK clients built; median / min of 7) | "
           + (f"{init[0]:.1f} / {init[1]:.1f} ms" if init else "did not poll") + " | < 50 ms |")
     print(f"| store (AWS) calls per warm request, emulator | {calls} | 0 reads, ≤ 2 writes |")
-    print(f"| same, key with limits (rpm + daily budget, strict mode) | {limited_calls} | 0 reads, admit + settle writes |")
+    print(f"| same, key with limits (rpm + daily budget, strict mode) | {limited_calls} | 0 reads, 2 writes (admit; settle carrying the usage write) |")
     for row in limit_stage_latency(seed, key):
         print(row)
 

@@ -44,7 +44,7 @@ def test_a_secret_in_a_prompt_is_blocked_with_no_upstream_call(stack, unique):
 def test_a_card_number_is_redacted_before_it_reaches_the_provider(stack, unique):
     c = anthropic.Anthropic(base_url=stack.url, api_key=stack.key, max_retries=0, timeout=30)
     m = c.messages.create(
-        model="claude-sonnet-4-5", max_tokens=64,
+        model="claude-sonnet-4-6", max_tokens=64,
         system=f"{unique} billing assistant",
         messages=[{"role": "user", "content": "カード番号は4111-1111-1111-1111です"}],
     )

@@ -112,7 +112,7 @@ def trusted(stack, idp):
     iss = idp.issuer("/main", [key])
     stack.cli(
         "issuer", "add", iss, "--audience", AUDIENCE, "--discovery", "--alg", "RS256",
-        "--tenant", "demo", "--allow-model", "gpt-4o-mini", "--allow-model", "claude-sonnet-4-5",
+        "--tenant", "demo", "--allow-model", "gpt-4o-mini", "--allow-model", "claude-sonnet-4-6",
     )
     return iss, key
 
@@ -138,7 +138,7 @@ def raw_post(stack, path, body, headers):
 
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+MESSAGES = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_the_cli_lists_the_trusted_issuer(stack, trusted):

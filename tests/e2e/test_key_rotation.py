@@ -14,12 +14,12 @@ MSGS = [{"role": "user", "content": "rotation"}]
 def test_old_and_new_keys_both_work_during_the_overlap_then_only_the_new_one(stack):
     old = stack.cli_json(
         "key", "issue", "--tenant", "demo", "--owner", "e2e@localhost", "--env", "test",
-        "--name", "rotating", "--allow-model", "gpt-4o-mini", "--allow-model", "claude-sonnet-4-5",
+        "--name", "rotating", "--allow-model", "gpt-4o-mini", "--allow-model", "claude-sonnet-4-6",
     )
     out = stack.cli_json("key", "rotate", old["key_id"], "--overlap", "3s")
     new = out["key"]
     assert out["rotated_from"] == old["key_id"] and out["name"] == "rotating"
-    assert out["allowed_models"] == ["gpt-4o-mini", "claude-sonnet-4-5"]
+    assert out["allowed_models"] == ["gpt-4o-mini", "claude-sonnet-4-6"]
     shown = stack.cli_json("key", "show", old["key_id"])
     assert shown["rotated_to"] == out["key_id"]
 
@@ -30,7 +30,7 @@ def test_old_and_new_keys_both_work_during_the_overlap_then_only_the_new_one(sta
         assert a["decision"] == "allow"
         assert a.get("superseded_by") == superseded, a
     an = anthropic.Anthropic(base_url=stack.url, api_key=old["key"], max_retries=0, timeout=30)
-    an.messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=MSGS)
+    an.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=MSGS)
 
     time.sleep(3 + 1.5)  # the overlap, then the e2e stack's 1 s key cache TTL
     with pytest.raises(openai.AuthenticationError) as e:

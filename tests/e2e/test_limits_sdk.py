@@ -64,7 +64,7 @@ def test_over_rpm_is_a_rate_limit_error_whose_retry_after_the_openai_sdk_honours
 def test_over_rpm_is_an_anthropic_rate_limit_error(stack, unique):
     key, _, _ = new_key(stack, unique, "--rpm", "1")
     c = anthropic.Anthropic(base_url=stack.url, api_key=key, max_retries=0, timeout=30)
-    body = dict(model="claude-sonnet-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    body = dict(model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
     c.messages.create(**body)
     try:
         c.messages.create(**body)

@@ -101,7 +101,7 @@ def test_official_sdks_lose_nothing_over_many_streams_at_low_concurrency(stack):
                 text = "".join((c.choices[0].delta.content or "") for c in s if c.choices)
             else:
                 with an.messages.stream(
-                    model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": f"s{i}"}]
+                    model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": f"s{i}"}]
                 ) as s:
                     text = "".join(s.text_stream)
             return ("200" if text else "empty"), time.monotonic() - t

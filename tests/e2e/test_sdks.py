@@ -61,7 +61,7 @@ def test_openai_other_routes(stack):
 
 def test_anthropic_messages(stack):
     raw = an(stack).messages.with_raw_response.create(
-        model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi claude"}]
+        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi claude"}]
     )
     m = raw.parse()
     assert m.content[0].text.startswith("Hello from the mock provider.")
@@ -72,7 +72,7 @@ def test_anthropic_messages(stack):
 
 def test_anthropic_stream(stack):
     with an(stack).messages.stream(
-        model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "stream it"}]
+        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "stream it"}]
     ) as s:
         text = "".join(s.text_stream)
         final = s.get_final_message()
@@ -82,6 +82,6 @@ def test_anthropic_stream(stack):
 
 def test_anthropic_count_tokens(stack):
     r = an(stack).messages.count_tokens(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "count these words please"}]
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "count these words please"}]
     )
     assert r.input_tokens > 0

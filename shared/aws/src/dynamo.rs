@@ -245,10 +245,7 @@ impl DynamoStore {
     }
 
     fn token_key(&self, pool: &str, token_id: &str) -> Item {
-        HashMap::from([
-            ("pool".to_owned(), s(pool)),
-            ("token_id".to_owned(), s(token_id)),
-        ])
+        pool_token_key(pool, token_id)
     }
 }
 
@@ -582,6 +579,31 @@ impl KeyStore for DynamoStore {
     }
 }
 
+/// One request's usage on a pool token: the update, its condition (a token deleted
+/// meanwhile is not recreated as a bare counter item) and its values. Shared by
+/// [`PoolStore::record_usage`] and the limit settlement that carries it
+/// ([`crate::DynamoLimitStore`]).
+pub(crate) const USAGE_UPDATE: &str =
+    "ADD requests :one, tokens_in :in, tokens_out :out SET last_used_at = :at";
+pub(crate) const USAGE_CONDITION: &str = "attribute_exists(token_id)";
+
+pub(crate) fn usage_values(usage: Usage, at: EpochMs) -> Item {
+    HashMap::from([
+        (":one".to_owned(), n(1)),
+        (":in".to_owned(), n(usage.input)),
+        (":out".to_owned(), n(usage.output)),
+        (":at".to_owned(), n(at)),
+    ])
+}
+
+/// The key of a token's item in the pool table.
+pub(crate) fn pool_token_key(pool: &str, token_id: &str) -> Item {
+    HashMap::from([
+        ("pool".to_owned(), s(pool)),
+        ("token_id".to_owned(), s(token_id)),
+    ])
+}
+
 fn is_conditional_update(e: &SdkError<UpdateItemError>) -> bool {
     e.as_service_error()
         .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
@@ -775,15 +797,10 @@ impl PoolStore for DynamoStore {
             .update_item()
             .table_name(&self.tables.pool)
             .set_key(Some(self.token_key(pool, token_id)))
-            .update_expression(
-                "ADD requests :one, tokens_in :in, tokens_out :out SET last_used_at = :at",
-            )
+            .update_expression(USAGE_UPDATE)
             // A token deleted meanwhile is not recreated as a bare counter item.
-            .condition_expression("attribute_exists(token_id)")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":in", n(usage.input))
-            .expression_attribute_values(":out", n(usage.output))
-            .expression_attribute_values(":at", n(at))
+            .condition_expression(USAGE_CONDITION)
+            .set_expression_attribute_values(Some(usage_values(usage, at)))
             .send()
             .await;
         match r {

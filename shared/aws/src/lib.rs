@@ -65,6 +65,10 @@ pub const ENV_KEYS_TABLE: &str = "TOLLGATE_KEYS_TABLE";
 pub const ENV_POOL_TABLE: &str = "TOLLGATE_POOL_TABLE";
 /// Environment variable naming the limit counters table.
 pub const ENV_LIMITS_TABLE: &str = "TOLLGATE_LIMITS_TABLE";
+/// `combined` (default): a limited request's settlement and its pool token's usage write are
+/// one `TransactWriteItems` (one call fewer, two write units per item); `separate`: two
+/// single-item writes (one write unit each). See docs/limits.md, "Cost of the hot path".
+pub const ENV_LIMIT_SETTLE: &str = "TOLLGATE_LIMIT_SETTLE";
 /// Environment variable naming the trusted OIDC issuers table.
 pub const ENV_ISSUERS_TABLE: &str = "TOLLGATE_ISSUERS_TABLE";
 /// Environment variable naming the pepper secret (id or ARN).
@@ -147,6 +151,8 @@ impl AwsAdapters {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let tables = Tables::from_vars(&var)?;
+        let pool_table = tables.pool.clone();
+        let settle_separate = var(ENV_LIMIT_SETTLE).is_some_and(|v| v.trim() == "separate");
         let pepper_secret_id = required(&var, ENV_PEPPER_SECRET_ID)?;
         let kms_key_id = var(ENV_KMS_KEY_ID).filter(|v| !v.trim().is_empty());
         let mut secrets = SecretsManagerStore::new(conf);
@@ -161,7 +167,16 @@ impl AwsAdapters {
             // it; the proxy asks for it with `limit_store`, which names the missing variable.
             limits: DynamoLimitStore::table_from_vars(&var)
                 .ok()
-                .map(|t| std::sync::Arc::new(DynamoLimitStore::new(conf, t))),
+                // Settlements carry the pool token's usage write (one call, not two) unless
+                // the operator chose fewer write units over fewer calls.
+                .map(|t| {
+                    let store = DynamoLimitStore::new(conf, t);
+                    std::sync::Arc::new(if settle_separate {
+                        store
+                    } else {
+                        store.with_usage_table(pool_table)
+                    })
+                }),
             // Optional like the counters: without it the proxy trusts no issuer.
             issuers: DynamoIssuerStore::table_from_vars(&var)
                 .ok()

@@ -22,6 +22,12 @@
 //! proxy reads it with one GetItem per cache period. One item bounds the table at DynamoDB's
 //! 400 KB item size, some thousands of models — far more than any deployment prices.
 //!
+//! Settlement is not a version-conditioned swap but an update of deltas
+//! ([`LimitStore::apply_deltas`]), in one `TransactWriteItems` with the pool token's usage
+//! write when [`DynamoLimitStore::with_usage_table`] names the pool table. The emulator's
+//! transactions are not isolated and never report conflicts: docs/limits.md, "Emulator
+//! caveats: transactions".
+//!
 //! Reads are GetItem with ConsistentRead: a decision must start from the latest write.
 //! TTL deletion can lag by days and the emulator never deletes at all, so an item past its
 //! `expires_at` is still read as it is: that is harmless, because [`Counters::current`]
@@ -34,15 +40,17 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use std::collections::HashMap;
 use tollgate_core::clock::EpochMs;
 use tollgate_core::limits::Counters;
 use tollgate_core::ports::{
-    CounterWrite, LimitStore, OpCounter, PriceStore, StoreError, StoredPrices, SwapOutcome,
-    VersionedCounters,
+    CounterDelta, CounterWrite, DeltaOutcome, LimitStore, OpCounter, PriceStore, StoreError,
+    StoredPrices, SwapOutcome, UsageWrite, VersionedCounters,
 };
 use tollgate_core::pricing::PriceTable;
 
@@ -92,6 +100,8 @@ pub struct DynamoLimitStore {
     client: Client,
     table: String,
     prices_subject: String,
+    /// The pool table, when settlements carry the pool token's usage write.
+    usage_table: Option<String>,
     pub ops: std::sync::Arc<OpCounter>,
 }
 
@@ -106,8 +116,16 @@ impl DynamoLimitStore {
             client,
             table: table.into(),
             prices_subject: PRICES_SUBJECT.to_owned(),
+            usage_table: None,
             ops: Default::default(),
         }
+    }
+
+    /// Lets a settlement carry the answering pool token's usage write (the pool table's
+    /// name): one `TransactWriteItems` instead of two writes.
+    pub fn with_usage_table(mut self, pool_table: impl Into<String>) -> Self {
+        self.usage_table = Some(pool_table.into());
+        self
     }
 
     /// Keeps the price table under another subject (tests sharing one emulator table).
@@ -191,7 +209,94 @@ impl DynamoLimitStore {
                     reported(w, stored)?.into_iter().collect(),
                 ))
             }
+            // A settlement transaction held the item at that moment: a lost race, but
+            // DynamoDB does not say what is stored, so the caller reads it again.
+            Err(SdkError::ServiceError(ctx))
+                if matches!(ctx.err(), PutItemError::TransactionConflictException(_)) =>
+            {
+                Ok(SwapOutcome::Conflict(Vec::new()))
+            }
             Err(e) => Err(unavailable(SERVICE, "PutItem(limits)", &e)),
+        }
+    }
+
+    /// One subject, no usage: a plain `UpdateItem` (one write unit).
+    async fn update_one(&self, u: Update) -> Result<DeltaOutcome, StoreError> {
+        self.ops.write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(u.table_name)
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .set_condition_expression(u.condition_expression)
+            .set_expression_attribute_names(u.expression_attribute_names)
+            .set_expression_attribute_values(u.expression_attribute_values)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(DeltaOutcome::Applied),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(
+                    ctx.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                        | UpdateItemError::TransactionConflictException(_)
+                ) =>
+            {
+                Ok(DeltaOutcome::NotApplied)
+            }
+            Err(e) => Err(unavailable(SERVICE, "UpdateItem(limits settle)", &e)),
+        }
+    }
+
+    /// Several subjects, or usage too: one `TransactWriteItems` (two write units per item).
+    /// The SDK gives the call one idempotency token (`ClientRequestToken`) that its own
+    /// retries reuse, so a retried transaction is not applied twice.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<DeltaOutcome, StoreError> {
+        self.ops.write();
+        let r = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(DeltaOutcome::Applied),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(
+                    ctx.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
+                if let TransactWriteItemsError::TransactionCanceledException(e) = ctx.into_err() {
+                    let unusual: Vec<String> = e
+                        .cancellation_reasons
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|r| r.code)
+                        .filter(|c| {
+                            !matches!(
+                                c.as_str(),
+                                "None" | "ConditionalCheckFailed" | "TransactionConflict"
+                            )
+                        })
+                        .collect();
+                    if !unusual.is_empty() {
+                        tracing::warn!(
+                            service = SERVICE,
+                            op = "TransactWriteItems(limits settle)",
+                            error.kind = unusual.join(","),
+                            "settlement transaction cancelled; settling the slow way"
+                        );
+                    }
+                }
+                Ok(DeltaOutcome::NotApplied)
+            }
+            Err(e) => Err(unavailable(
+                SERVICE,
+                "TransactWriteItems(limits settle)",
+                &e,
+            )),
         }
     }
 
@@ -233,6 +338,67 @@ impl DynamoLimitStore {
             Err(e) => Err(unavailable(SERVICE, "TransactWriteItems(limits)", &e)),
         }
     }
+}
+
+/// One subject's settlement delta as an update: `ADD` the differences of the groups it
+/// corrects, `REMOVE` the request's lease, move the version on (so instances holding the
+/// previous state re-decide) and the TTL; conditional on the item existing and on each
+/// corrected group still being stored under the delta's window. No version condition: the
+/// update commutes with every other write.
+fn delta_update(table: &str, d: &CounterDelta, expires_at_s: u64) -> Result<Update, StoreError> {
+    let mut names = HashMap::from([
+        ("#v".to_owned(), VERSION.to_owned()),
+        ("#e".to_owned(), EXPIRES_AT.to_owned()),
+        ("#inf".to_owned(), "inflight".to_owned()),
+        ("#rid".to_owned(), d.delta.release.clone()),
+    ]);
+    let mut values: Item = HashMap::from([
+        (":one".to_owned(), AttributeValue::N("1".into())),
+        (
+            ":exp".to_owned(),
+            AttributeValue::N(expires_at_s.to_string()),
+        ),
+    ]);
+    // The request's lease is the marker that it is still to be settled: a replay (the SDK
+    // retrying a write that had applied) fails this condition and changes nothing.
+    let mut condition = vec!["attribute_exists(#inf.#rid)".to_owned()];
+    let mut add = Vec::new();
+    let mut group = |window_attr: &str, window: u64, changes: &[(&str, i64)]| {
+        let w = format!("#w_{window_attr}");
+        let wv = format!(":w_{window_attr}");
+        condition.push(format!("{w} = {wv}"));
+        names.insert(w, window_attr.to_owned());
+        values.insert(wv, AttributeValue::N(window.to_string()));
+        for (attr, change) in changes {
+            let (nm, v) = (format!("#a_{attr}"), format!(":a_{attr}"));
+            add.push(format!("{nm} {v}"));
+            names.insert(nm, (*attr).to_owned());
+            values.insert(v, AttributeValue::N(change.to_string()));
+        }
+    };
+    if let Some((m, t)) = d.delta.minute {
+        group("minute", m, &[("tokens_minute", t)]);
+    }
+    if let Some((day, sp, t)) = d.delta.day {
+        group("day", day, &[("spend_day", sp), ("tokens_day", t)]);
+    }
+    if let Some((m, sp, t)) = d.delta.month {
+        group("month", m, &[("spend_month", sp), ("tokens_month", t)]);
+    }
+    let mut expression = "SET #v = #v + :one, #e = :exp REMOVE #inf.#rid".to_owned();
+    if !add.is_empty() {
+        expression.push_str(" ADD ");
+        expression.push_str(&add.join(", "));
+    }
+    Update::builder()
+        .table_name(table)
+        .key(SUBJECT, AttributeValue::S(d.subject.clone()))
+        .update_expression(expression)
+        .condition_expression(condition.join(" AND "))
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(|e| StoreError::Corrupt(format!("limit settlement does not build: {e}")))
 }
 
 /// What a failed condition tells about one subject. With the stored item: its counters and
@@ -339,6 +505,51 @@ impl LimitStore for DynamoLimitStore {
             [one] => self.put_one(one, expires_at_s).await,
             many => self.put_all(many, expires_at_s).await,
         }
+    }
+
+    async fn apply_deltas(
+        &self,
+        deltas: &[CounterDelta],
+        usage: Option<&UsageWrite>,
+        expires_at: EpochMs,
+    ) -> Result<DeltaOutcome, StoreError> {
+        let expires_at_s = expires_at.div_ceil(1_000);
+        let mut items = deltas
+            .iter()
+            .map(|d| delta_update(&self.table, d, expires_at_s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let usage = usage
+            .filter(|u| u.token_id != crate::CONFIG_SORT_KEY)
+            .zip(self.usage_table.as_deref());
+        if usage.is_none() && items.len() == 1 {
+            return match items.pop() {
+                Some(u) => self.update_one(u).await,
+                None => Ok(DeltaOutcome::Applied),
+            };
+        }
+        let mut tx: Vec<TransactWriteItem> = items
+            .into_iter()
+            .map(|u| TransactWriteItem::builder().update(u).build())
+            .collect();
+        if let Some((u, table)) = usage {
+            let update = Update::builder()
+                .table_name(table)
+                .set_key(Some(crate::dynamo::pool_token_key(&u.pool, &u.token_id)))
+                .update_expression(crate::dynamo::USAGE_UPDATE)
+                .condition_expression(crate::dynamo::USAGE_CONDITION)
+                .set_expression_attribute_values(Some(crate::dynamo::usage_values(u.usage, u.at)))
+                .build()
+                .map_err(|e| StoreError::Corrupt(format!("usage write does not build: {e}")))?;
+            tx.push(TransactWriteItem::builder().update(update).build());
+        }
+        if tx.is_empty() {
+            return Ok(DeltaOutcome::Applied);
+        }
+        self.transact(tx).await
+    }
+
+    fn carries_usage(&self) -> bool {
+        self.usage_table.is_some()
     }
 }
 

@@ -758,3 +758,150 @@ async fn dynamo_price_store_passes_the_price_contract() {
         .with_prices_subject(format!("#prices-{}", unique_ns("prices")));
     contract::run_prices(&s).await;
 }
+
+/// A limited request against the DynamoDB adapters, warm: one conditional write to admit
+/// (PutItem) and one to settle that carries the pool token's usage (TransactWriteItems of
+/// the counters' delta and the usage `ADD`) — two calls, no read — and both land: the
+/// counters settle to the usage, the lease is freed, the token counts the request.
+#[tokio::test]
+async fn a_limited_request_costs_one_write_to_admit_and_one_to_settle_with_its_usage() {
+    use tollgate_core::limits::{Ask, Windows, admit, settle_delta};
+    use tollgate_core::ports::{
+        CounterDelta, CounterWrite, DeltaOutcome, LimitStore, SwapOutcome, UsageWrite,
+    };
+    let emu = emulator();
+    let a = adapters().await;
+    let pool_table = emu.resource("TOLLGATE_POOL_TABLE").expect("pool table");
+    let s = limit_store().await.with_usage_table(pool_table);
+    let ns = unique_ns("settleops");
+    let pool = format!("{ns}pool");
+    a.dynamo
+        .put_token(&contract::token(&pool, "u1"))
+        .await
+        .expect("token");
+    let subject = format!("key#{ns}k");
+    let limits = Limits {
+        rpm: Some(100),
+        concurrency: Some(4),
+        budget_day_micros: Some(10_000_000),
+        ..Limits::default()
+    };
+    let now: EpochMs = 1_800_000_000_000;
+    let reserved = Ask {
+        tokens: 1_000,
+        spend: 50_000,
+    };
+    let used = Ask {
+        tokens: 300,
+        spend: 12_000,
+    };
+    let (limit_ops, pool_ops) = (s.ops.snapshot(), a.dynamo.ops.snapshot());
+    let admitted = admit(
+        &limits,
+        &Default::default(),
+        &reserved,
+        "req-1",
+        now,
+        60_000,
+    )
+    .expect("admitted");
+    let out = s
+        .swap_counters(
+            &[CounterWrite {
+                subject: subject.clone(),
+                expected_version: 0,
+                counters: admitted.clone(),
+            }],
+            now + 86_400_000,
+        )
+        .await
+        .expect("admit");
+    assert_eq!(out, SwapOutcome::Applied);
+    assert!(admitted.inflight.contains_key("req-1"));
+    let out = s
+        .apply_deltas(
+            &[CounterDelta {
+                subject: subject.clone(),
+                delta: settle_delta(&reserved, Windows::at(now), &used, "req-1", now + 500),
+            }],
+            Some(&UsageWrite {
+                pool: pool.clone(),
+                token_id: "u1".into(),
+                usage: Usage {
+                    input: 100,
+                    output: 200,
+                },
+                at: now + 500,
+            }),
+            now + 86_400_000,
+        )
+        .await
+        .expect("settle");
+    assert_eq!(out, DeltaOutcome::Applied);
+    let (lr, lw) = s.ops.snapshot();
+    let (pr, pw) = a.dynamo.ops.snapshot();
+    assert_eq!(
+        (
+            lr - limit_ops.0,
+            lw - limit_ops.1,
+            pr - pool_ops.0,
+            pw - pool_ops.1
+        ),
+        (0, 2, 0, 0),
+        "admit + settle-with-usage: two writes, no read, nothing else"
+    );
+    let stored = s.load_counters(&subject).await.expect("load");
+    assert_eq!(stored.version, 2);
+    assert_eq!(
+        (
+            stored.counters.requests,
+            stored.counters.tokens_minute,
+            stored.counters.spend_day,
+            stored.counters.inflight.len()
+        ),
+        (1, 300, 12_000, 0)
+    );
+    let t = a
+        .dynamo
+        .load_pool(&pool)
+        .await
+        .expect("pool")
+        .tokens
+        .into_iter()
+        .find(|t| t.token_id == "u1")
+        .expect("token");
+    assert_eq!((t.requests, t.tokens_in, t.tokens_out), (1, 100, 200));
+
+    // The token deleted meanwhile: the transaction writes nothing (the caller settles the
+    // slow way and its usage write finds no token), and no bare token item appears.
+    a.dynamo.delete_token(&pool, "u1").await.expect("delete");
+    let out = s
+        .apply_deltas(
+            &[CounterDelta {
+                subject: subject.clone(),
+                delta: settle_delta(&reserved, Windows::at(now), &used, "req-2", now + 600),
+            }],
+            Some(&UsageWrite {
+                pool: pool.clone(),
+                token_id: "u1".into(),
+                usage: Usage {
+                    input: 1,
+                    output: 1,
+                },
+                at: now + 600,
+            }),
+            now + 86_400_000,
+        )
+        .await
+        .expect("settle");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(s.load_counters(&subject).await.expect("load"), stored);
+    assert!(
+        a.dynamo
+            .load_pool(&pool)
+            .await
+            .expect("pool")
+            .tokens
+            .is_empty()
+    );
+}

@@ -311,10 +311,11 @@ pub fn admit(
     c.spend_month += ask.spend;
     c.tokens_day += ask.tokens;
     c.tokens_month += ask.tokens;
-    if limits.concurrency.is_some() {
-        c.inflight
-            .insert(request_id.to_owned(), now.saturating_add(lease_ms));
-    }
+    // Every admission holds a lease, limited concurrency or not: it is also the marker that
+    // the request is still to be settled, so a settlement replayed (a retried write) finds it
+    // gone and changes nothing.
+    c.inflight
+        .insert(request_id.to_owned(), now.saturating_add(lease_ms));
     Ok(c)
 }
 
@@ -330,7 +331,13 @@ pub fn settle(
     request_id: &str,
     now: EpochMs,
 ) -> Counters {
+    // Settled already (its lease is gone): nothing to replace. A lease past its expiry still
+    // marks the request as unsettled while it is stored, as for the delta form.
+    if !stored.inflight.contains_key(request_id) {
+        return stored.current(now);
+    }
     let mut c = stored.current(now);
+    c.inflight.remove(request_id);
     let adjust = |v: &mut u64, reserved: u64, actual: u64| {
         *v = v.saturating_sub(reserved).saturating_add(actual);
     };
@@ -345,8 +352,91 @@ pub fn settle(
         adjust(&mut c.spend_month, reserved.spend, actual.spend);
         adjust(&mut c.tokens_month, reserved.tokens, actual.tokens);
     }
-    c.inflight.remove(request_id);
     c
+}
+
+/// A settlement as changes to the counters rather than a whole new state: what [`settle`]
+/// does, expressed so a store can apply it without knowing the stored state (DynamoDB: `ADD`
+/// the differences, `REMOVE` the lease). Deltas commute with every other write, so a
+/// settlement written this way cannot lose a version race. Each group carries the window it
+/// corrects and is applied only while the stored group is still that window; a group whose
+/// window has closed by `now` (or whose difference is zero) is left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettleDelta {
+    /// The minute window and the change to `tokens_minute`.
+    pub minute: Option<(u64, i64)>,
+    /// The day window and the changes to `spend_day`, `tokens_day`.
+    pub day: Option<(u64, i64, i64)>,
+    /// The month window and the changes to `spend_month`, `tokens_month`.
+    pub month: Option<(u64, i64, i64)>,
+    /// The request whose lease is freed; the delta applies only while that lease is stored
+    /// (so a replayed settlement changes nothing).
+    pub release: String,
+}
+
+fn diff(actual: u64, reserved: u64) -> i64 {
+    let d = i128::from(actual) - i128::from(reserved);
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// [`settle`] as a [`SettleDelta`], for the windows open at `now`.
+pub fn settle_delta(
+    reserved: &Ask,
+    reserved_in: Windows,
+    actual: &Ask,
+    request_id: &str,
+    now: EpochMs,
+) -> SettleDelta {
+    let w = Windows::at(now);
+    let tokens = diff(actual.tokens, reserved.tokens);
+    let spend = diff(actual.spend, reserved.spend);
+    SettleDelta {
+        minute: (w.minute == reserved_in.minute && tokens != 0)
+            .then_some((reserved_in.minute, tokens)),
+        day: (w.day == reserved_in.day && (tokens, spend) != (0, 0)).then_some((
+            reserved_in.day,
+            spend,
+            tokens,
+        )),
+        month: (w.month == reserved_in.month && (tokens, spend) != (0, 0)).then_some((
+            reserved_in.month,
+            spend,
+            tokens,
+        )),
+        release: request_id.to_owned(),
+    }
+}
+
+impl SettleDelta {
+    /// The stored counters with the delta applied, or `None` when a group it corrects is
+    /// stored under another window or the request's lease is not there (settled already:
+    /// then nothing may be applied; [`settle`] decides).
+    pub fn apply(&self, stored: &Counters) -> Option<Counters> {
+        let mut c = stored.clone();
+        c.inflight.remove(&self.release)?;
+        let add = |v: &mut u64, d: i64| *v = v.saturating_add_signed(d);
+        if let Some((m, t)) = self.minute {
+            if c.minute != m {
+                return None;
+            }
+            add(&mut c.tokens_minute, t);
+        }
+        if let Some((d, s, t)) = self.day {
+            if c.day != d {
+                return None;
+            }
+            add(&mut c.spend_day, s);
+            add(&mut c.tokens_day, t);
+        }
+        if let Some((m, s, t)) = self.month {
+            if c.month != m {
+                return None;
+            }
+            add(&mut c.spend_month, s);
+            add(&mut c.tokens_month, t);
+        }
+        Some(c)
+    }
 }
 
 #[cfg(test)]
@@ -524,6 +614,58 @@ mod tests {
             }
             prop_assert!(c.inflight.is_empty());
             prop_assert_eq!(c.spend_day, settled, "every reservation replaced by its usage");
+        }
+
+        /// A settlement replayed (a retried write) changes nothing, in either form.
+        #[test]
+        fn a_replayed_settlement_changes_nothing(reserve in 0u64..400_000, actual in 0u64..500_000, tokens in 0u64..5_000) {
+            let l = Limits { budget_day_micros: Some(1_000_000), ..Limits::default() };
+            let ask = Ask { tokens, spend: reserve };
+            let used = Ask { tokens: tokens / 2, spend: actual };
+            let c = admit(&l, &Counters::default(), &ask, "r", T, 60_000).unwrap_or_default();
+            let once = settle(&c, &ask, Windows::at(T), &used, "r", T);
+            prop_assert_eq!(&settle(&once, &ask, Windows::at(T), &used, "r", T), &once);
+            let delta = settle_delta(&ask, Windows::at(T), &used, "r", T);
+            let applied = delta.apply(&c);
+            prop_assert_eq!(applied.as_ref().map(|a| a.current(T)), Some(once.current(T)));
+            prop_assert_eq!(applied.and_then(|a| delta.apply(&a)), None);
+        }
+
+        /// The delta form of a settlement gives the same counters as [`settle`] whenever it
+        /// applies, in any order of admissions and settlements, at any time after the
+        /// admission (windows that closed meanwhile included); and it applies whenever the
+        /// stored windows are the admission's.
+        #[test]
+        fn a_settlement_delta_equals_the_settlement(
+            ops in proptest::collection::vec(
+                (0u64..400_000, 0u64..500_000, 0u64..3_000, 0u64..3_000, any::<bool>(), 0u64..200_000),
+                1..40,
+            )
+        ) {
+            let l = Limits { tpm: Some(50_000), budget_day_micros: Some(5_000_000), concurrency: Some(8), ..Limits::default() };
+            let mut c = Counters::default();
+            let mut open: Vec<(String, Ask, Ask, EpochMs)> = Vec::new();
+            let mut now = T - 20_000;
+            for (i, (reserve, actual, rt, at, settle_now, step)) in ops.into_iter().enumerate() {
+                now += step;
+                let ask = Ask { tokens: rt, spend: reserve };
+                let id = format!("r{i}");
+                if let Ok(next) = admit(&l, &c, &ask, &id, now, 600_000) {
+                    c = next;
+                    open.push((id, ask, Ask { tokens: at, spend: actual }, now));
+                }
+                if settle_now && let Some((id, ask, used, admitted)) = open.pop() {
+                    let whole = settle(&c, &ask, Windows::at(admitted), &used, &id, now);
+                    let delta = settle_delta(&ask, Windows::at(admitted), &used, &id, now);
+                    let same_windows = Windows::at(admitted) == Windows::at(now)
+                        && (c.minute, c.day, c.month) == (Windows::at(now).minute, Windows::at(now).day, Windows::at(now).month);
+                    match delta.apply(&c) {
+                        Some(d) => prop_assert_eq!(d.current(now), whole.current(now)),
+                        None => prop_assert!(!same_windows, "a delta on the admission's windows applies"),
+                    }
+                    c = whole;
+                }
+            }
         }
     }
 }

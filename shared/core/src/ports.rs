@@ -4,7 +4,7 @@
 
 use crate::clock::EpochMs;
 use crate::identity::IssuerRecord;
-use crate::limits::{Counters, Limits};
+use crate::limits::{Counters, Limits, SettleDelta};
 use crate::pool::TokenChange;
 use crate::pricing::PriceTable;
 use crate::provider::Usage;
@@ -186,6 +186,33 @@ pub enum SwapOutcome {
     Conflict(Vec<(String, VersionedCounters)>),
 }
 
+/// One subject's settlement as a delta (see [`SettleDelta`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDelta {
+    pub subject: String,
+    pub delta: SettleDelta,
+}
+
+/// One request's usage on the pool token that answered it (what
+/// [`PoolStore::record_usage`] writes), carried by a settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageWrite {
+    pub pool: String,
+    pub token_id: String,
+    pub usage: Usage,
+    pub at: EpochMs,
+}
+
+/// What [`LimitStore::apply_deltas`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaOutcome {
+    /// Every delta (and the usage, when given) applied; each subject's version moved by one.
+    Applied,
+    /// Nothing was written: a subject is stored under other windows or not at all, the token
+    /// is gone, or another transaction held an item. The caller settles the slow way.
+    NotApplied,
+}
+
 /// Limit counters shared by every instance. The gateway reads a subject's counters (or uses
 /// what its last write returned), decides with `limits::admit` / `limits::settle`, and swaps
 /// them in conditionally: exact across instances with one write per decision when nobody
@@ -200,6 +227,19 @@ pub trait LimitStore: Send + Sync {
         writes: &[CounterWrite],
         expires_at: EpochMs,
     ) -> Result<SwapOutcome, StoreError>;
+    /// Applies every settlement delta (each only while its subject is stored under the
+    /// delta's windows; each subject's version + 1) and, when given and
+    /// [`LimitStore::carries_usage`], the pool token's usage — all or none, in one write.
+    /// `Err` means the outcome is unknown (do not apply the deltas again).
+    async fn apply_deltas(
+        &self,
+        deltas: &[CounterDelta],
+        usage: Option<&UsageWrite>,
+        expires_at: EpochMs,
+    ) -> Result<DeltaOutcome, StoreError>;
+    /// Whether [`LimitStore::apply_deltas`] can write the pool token's usage too (it knows
+    /// the pool store); when not, the caller records usage itself.
+    fn carries_usage(&self) -> bool;
 }
 
 /// The model price table as stored, and the version it was stored under (≥ 1).

@@ -9,6 +9,7 @@ use crate::state::Gateway;
 use tollgate_core::audit::Decision;
 use tollgate_core::limits::Ask;
 use tollgate_core::pool::Outcome;
+use tollgate_core::ports::UsageWrite;
 use tollgate_core::reason::Reason;
 
 /// Adds what was redacted on the way back to the audit record.
@@ -54,6 +55,9 @@ pub(crate) async fn settle(
         reason = Reason::ClientDisconnected;
     }
     let mut actual = Ask::default();
+    // The answering token's usage: written with the limit settlement when the limit store
+    // can carry it (one write for both), else on its own.
+    let mut usage = None;
     if let Some(d) = ctx.delivering.take() {
         gw.pools
             .observe(&d.token, d.outcome, &gw.cfg.health, &mut ctx.calls)
@@ -72,9 +76,8 @@ pub(crate) async fn settle(
             if price.is_some() {
                 ctx.audit.cost_usd = Some(actual.spend as f64 / 1_000_000.0);
             }
-            gw.pools
-                .record_usage(&d.token, d.usage, &mut ctx.calls)
-                .await;
+            let at = gw.pools.note_usage(&d.token, d.usage);
+            usage = Some((d.token, d.usage, at));
         }
     }
     // A stream cut off before its usage event (the client left, or the upstream broke) was
@@ -91,11 +94,31 @@ pub(crate) async fn settle(
         }
     }
     // The reservation becomes what was used (nothing, when no answer came back).
+    let mut usage_written = false;
     if let Some(a) = ctx.admission.take()
         && let Some(limits) = &gw.limits
-        && let Err(e) = limits.settle(&a, actual, &mut ctx.calls).await
     {
-        tracing::error!(error = %e, "limit settlement failed; the reservation stays until its window ends");
+        let carried = match &usage {
+            Some((token, u, at)) if limits.carries_usage() => Some(UsageWrite {
+                pool: token.pool.clone(),
+                token_id: token.token_id.clone(),
+                usage: *u,
+                at: *at,
+            }),
+            _ => None,
+        };
+        let settled = limits
+            .settle(&a, actual, carried.as_ref(), &mut ctx.calls)
+            .await;
+        usage_written = settled.usage_written;
+        if let Err(e) = settled.result {
+            tracing::error!(error = %e, "limit settlement failed; the reservation stays until its window ends");
+        }
+    }
+    if let Some((token, u, at)) = usage
+        && !usage_written
+    {
+        gw.pools.write_usage(&token, u, at, &mut ctx.calls).await;
     }
 
     let decision = reason.decision();

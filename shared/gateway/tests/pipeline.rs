@@ -979,6 +979,47 @@ async fn requests_over_the_rpm_limit_get_a_429_naming_the_callers_limit() {
     assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
 }
 
+/// A warm limited request costs one write to admit and one to settle, the settlement
+/// carrying the pool token's usage: two writes, no read (a key without limits: one write) —
+/// with the key's limits alone and with the tenant's too; and both land.
+#[tokio::test]
+async fn a_warm_limited_request_writes_twice_admit_and_settle_with_its_usage() {
+    let limits = Limits {
+        rpm: Some(100),
+        concurrency: Some(5),
+        budget_day_micros: Some(10_000_000),
+        ..Limits::default()
+    };
+    for tenant in [None, Some(limits.clone())] {
+        let h = with_limits(&[("openai", "t1", "mock-ok-one")], limits.clone(), tenant).await;
+        assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+        let before = h.store.ops.snapshot();
+        assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+        let after = h.store.ops.snapshot();
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (0, 2),
+            "store calls of a warm limited request"
+        );
+        let a = h.last_audit();
+        assert_eq!((a.store_reads, a.store_writes), (0, 2));
+        let cost = (a.cost_usd.expect("priced") * 1_000_000.0).round() as u64;
+        let key = h
+            .store
+            .load_counters(&format!("key#{}", h.key_id))
+            .await
+            .unwrap();
+        assert_eq!(key.counters.requests, 2);
+        assert!(key.counters.inflight.is_empty(), "slots freed");
+        assert!(key.counters.spend_day >= cost, "settled to the usage");
+        assert_eq!(
+            h.token("openai", "t1").await.requests,
+            2,
+            "usage went with it"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_tenant_limit_counts_every_key_and_refuses_in_anthropic_shape() {
     let h = with_limits(
@@ -990,7 +1031,7 @@ async fn a_tenant_limit_counts_every_key_and_refuses_in_anthropic_shape() {
         }),
     )
     .await;
-    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+    let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 10,
         "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(h.post("/v1/messages", &body).await.0, 200);
     let (status, text) = h.post("/v1/messages", &body).await;

@@ -19,8 +19,8 @@ use tollgate_core::key::KeyEnv;
 use tollgate_core::limits::{Counters, Limits};
 use tollgate_core::pool::{FailureCount, TokenChange};
 use tollgate_core::ports::{
-    CounterWrite, IssuerStore, KeyStore, LimitStore, PoolStore, PriceStore, Secret, SecretStore,
-    StoreError, SwapOutcome, TenantStore, VersionedCounters,
+    CounterDelta, CounterWrite, DeltaOutcome, IssuerStore, KeyStore, LimitStore, PoolStore,
+    PriceStore, Secret, SecretStore, StoreError, SwapOutcome, TenantStore, VersionedCounters,
 };
 use tollgate_core::pricing::{Price, PriceTable};
 use tollgate_core::provider::Usage;
@@ -528,6 +528,127 @@ pub async fn run_limits<S: LimitStore>(s: &S, ns: &str) {
     a_stale_version_is_refused_with_the_current_state_and_changes_nothing(s, ns).await;
     two_subjects_are_all_or_nothing(s, ns).await;
     versions_increase_by_one_per_applied_write(s, ns).await;
+    settlement_deltas_apply_on_their_windows_only(s, ns).await;
+}
+
+/// A settlement as deltas: applied on the admission's windows, version + 1, lease freed,
+/// never below what the differences say; refused (nothing written) when a group it corrects
+/// is stored under another window or the subject is not stored; all or none across subjects.
+pub async fn settlement_deltas_apply_on_their_windows_only<S: LimitStore>(s: &S, ns: &str) {
+    use tollgate_core::limits::SettleDelta;
+    let key = format!("key#{ns}delta");
+    let tenant = format!("tenant#{ns}delta");
+    for subject in [&key, &tenant] {
+        let out = s
+            .swap_counters(&[write(subject, 0, counters(5))], EXPIRES)
+            .await
+            .expect("swap");
+        assert_eq!(out, SwapOutcome::Applied);
+    }
+    let c = counters(5);
+    let delta = SettleDelta {
+        minute: Some((c.minute, -200)),
+        day: Some((c.day, -400_000, -200)),
+        month: Some((c.month, 100, -200)),
+        release: "req-a".to_owned(),
+    };
+    let d = |subject: &str, delta: &SettleDelta| CounterDelta {
+        subject: subject.to_owned(),
+        delta: delta.clone(),
+    };
+    let out = s
+        .apply_deltas(&[d(&key, &delta)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::Applied);
+    let stored = s.load_counters(&key).await.expect("load");
+    let mut want = counters(5);
+    want.tokens_minute -= 200;
+    want.spend_day -= 400_000;
+    want.tokens_day -= 200;
+    want.spend_month += 100;
+    want.tokens_month -= 200;
+    want.inflight.remove("req-a");
+    assert_eq!(
+        stored,
+        VersionedCounters {
+            counters: want.clone(),
+            version: 2
+        }
+    );
+    // Replayed (the lease is gone: settled already): nothing changes.
+    let out = s
+        .apply_deltas(&[d(&key, &delta)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(s.load_counters(&key).await.expect("load").version, 2);
+    // The other request of the key, on its own lease.
+    let no_lease = SettleDelta {
+        minute: None,
+        day: None,
+        month: Some((c.month, 1, 0)),
+        release: "req-b".to_owned(),
+    };
+    let out = s
+        .apply_deltas(&[d(&key, &no_lease)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::Applied);
+    want.spend_month += 1;
+    want.inflight.remove("req-b");
+    assert_eq!(
+        s.load_counters(&key).await.expect("load"),
+        VersionedCounters {
+            counters: want.clone(),
+            version: 3
+        }
+    );
+    // The minute moved on in the store: nothing is written.
+    let moved = SettleDelta {
+        minute: Some((c.minute - 1, -1)),
+        ..delta.clone()
+    };
+    let tenant_before = s.load_counters(&tenant).await.expect("load");
+    let out = s
+        .apply_deltas(&[d(&tenant, &moved)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(s.load_counters(&tenant).await.expect("load"), tenant_before);
+    assert_eq!(s.load_counters(&key).await.expect("load").version, 3);
+    // A subject never stored is not created by a settlement.
+    let ghost = format!("key#{ns}ghost");
+    let out = s
+        .apply_deltas(&[d(&ghost, &delta)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(
+        s.load_counters(&ghost).await.expect("load"),
+        VersionedCounters::default()
+    );
+    // Both subjects at once: all or none (the key's lease is gone, so neither applies)...
+    let out = s
+        .apply_deltas(&[d(&tenant, &delta), d(&key, &no_lease)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::NotApplied);
+    assert_eq!(s.load_counters(&tenant).await.expect("load"), tenant_before);
+    // ...and the tenant alone, whose lease is held, applies.
+    let out = s
+        .apply_deltas(&[d(&tenant, &delta)], None, EXPIRES)
+        .await
+        .expect("deltas");
+    assert_eq!(out, DeltaOutcome::Applied);
+    assert_eq!(s.load_counters(&tenant).await.expect("load").version, 2);
+    assert_eq!(s.load_counters(&key).await.expect("load").version, 3);
+    // A stale version decided before the delta is refused (others re-decide on it).
+    let out = s
+        .swap_counters(&[write(&key, 2, counters(6))], EXPIRES)
+        .await
+        .expect("swap");
+    assert!(matches!(out, SwapOutcome::Conflict(_)), "{out:?}");
 }
 
 pub async fn counters_start_at_version_zero_and_the_first_write_expects_it<S: LimitStore>(

@@ -15,8 +15,9 @@ use tollgate_core::identity::IssuerRecord;
 use tollgate_core::limits::Limits;
 use tollgate_core::pool::{TokenChange, apply};
 use tollgate_core::ports::{
-    CounterWrite, IssuerStore, JwksSource, KeyStore, LimitStore, OpCounter, PoolStore, PriceStore,
-    Secret, SecretStore, StoreError, StoredPrices, SwapOutcome, TenantStore, VersionedCounters,
+    CounterDelta, CounterWrite, DeltaOutcome, IssuerStore, JwksSource, KeyStore, LimitStore,
+    OpCounter, PoolStore, PriceStore, Secret, SecretStore, StoreError, StoredPrices, SwapOutcome,
+    TenantStore, UsageWrite, VersionedCounters,
 };
 use tollgate_core::pricing::PriceTable;
 use tollgate_core::provider::Usage;
@@ -399,6 +400,52 @@ impl LimitStore for MemoryStore {
             );
         }
         Ok(SwapOutcome::Applied)
+    }
+
+    async fn apply_deltas(
+        &self,
+        deltas: &[CounterDelta],
+        usage: Option<&UsageWrite>,
+        _expires_at: EpochMs,
+    ) -> Result<DeltaOutcome, StoreError> {
+        self.write()?;
+        let mut m = lock(&self.counters)?;
+        let mut tokens = lock(&self.tokens)?;
+        let key = usage.map(|u| (u.pool.clone(), u.token_id.clone()));
+        if key.as_ref().is_some_and(|k| !tokens.contains_key(k)) {
+            return Ok(DeltaOutcome::NotApplied);
+        }
+        let mut next = Vec::with_capacity(deltas.len());
+        for d in deltas {
+            let Some(stored) = m.get(&d.subject).filter(|c| c.version > 0) else {
+                return Ok(DeltaOutcome::NotApplied);
+            };
+            let Some(counters) = d.delta.apply(&stored.counters) else {
+                return Ok(DeltaOutcome::NotApplied);
+            };
+            next.push((
+                d.subject.clone(),
+                VersionedCounters {
+                    counters,
+                    version: stored.version + 1,
+                },
+            ));
+        }
+        m.extend(next);
+        if let (Some(u), Some(k)) = (usage, key)
+            && let Some(t) = tokens.get_mut(&k)
+        {
+            t.requests += 1;
+            t.tokens_in += u.usage.input;
+            t.tokens_out += u.usage.output;
+            t.last_used_at = Some(u.at);
+        }
+        Ok(DeltaOutcome::Applied)
+    }
+
+    /// The memory store is also the pool store.
+    fn carries_usage(&self) -> bool {
+        true
     }
 }
 

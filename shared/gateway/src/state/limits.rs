@@ -20,9 +20,12 @@ use crate::context::StoreCalls;
 use std::sync::Arc;
 use tollgate_core::clock::{Clock, EpochMs};
 use tollgate_core::limits::{
-    Ask, Counters, LimitKind, LimitRefusal, Limits, MINUTE_MS, Windows, admit, settle,
+    Ask, Counters, LimitKind, LimitRefusal, Limits, MINUTE_MS, Windows, admit, settle, settle_delta,
 };
-use tollgate_core::ports::{CounterWrite, LimitStore, StoreError, SwapOutcome, VersionedCounters};
+use tollgate_core::ports::{
+    CounterDelta, CounterWrite, DeltaOutcome, LimitStore, StoreError, SwapOutcome, UsageWrite,
+    VersionedCounters,
+};
 
 /// How many times a decision is retried after losing a race before giving up (fail closed).
 /// Three instances busy on one subject lose 64 rounds in a row with probability (2/3)^64.
@@ -34,6 +37,15 @@ const STRIPES: usize = 64;
 
 /// Counters of subjects nobody touched for this long may be dropped by the store.
 const IDLE_TTL_MS: u64 = 40 * 86_400_000;
+
+/// What a settlement did.
+#[derive(Debug)]
+pub struct Settled {
+    /// The pool token's usage went with it (or may have: an error leaves it unknown, and it
+    /// is not written twice).
+    pub usage_written: bool,
+    pub result: Result<(), StoreError>,
+}
 
 /// A request admitted against one or more subjects: what settlement needs.
 #[derive(Debug, Clone)]
@@ -67,7 +79,7 @@ impl Drop for Unclaimed {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let mut calls = StoreCalls::default();
-                if let Err(e) = counters.settle(&a, Ask::default(), &mut calls).await {
+                if let Err(e) = counters.settle(&a, Ask::default(), None, &mut calls).await.result {
                     tracing::error!(error = %e, "releasing an abandoned admission failed; the reservation stays until its window ends");
                 }
             });
@@ -319,15 +331,92 @@ impl LimitCounters {
         )))
     }
 
-    /// Replaces the admission's reservation by `actual` and frees its concurrency slot.
+    /// Whether [`LimitCounters::settle`] can carry the pool token's usage write.
+    pub fn carries_usage(&self) -> bool {
+        self.store.carries_usage()
+    }
+
+    /// Replaces the admission's reservation by `actual` and frees its concurrency slot, with
+    /// `usage` (the pool token's usage write, when [`LimitCounters::carries_usage`]) in the
+    /// same write.
+    ///
+    /// First as deltas ([`settle_delta`]): one write with no version to lose, so it does not
+    /// retry, and it carries the usage. When the store did not apply it (a window moved on
+    /// meanwhile, the token was deleted, a transaction conflict), nothing was written and the
+    /// settlement is made the slow way: decide on the counters and swap them in
+    /// conditionally; `usage_written` is then false and the caller writes the usage itself.
+    /// An error of the delta write leaves its outcome unknown: it is not retried (a delta
+    /// applied twice would undercount), so the reservation may stay counted until its
+    /// window ends — never the other way round.
     pub async fn settle(
         &self,
         a: &Admission,
         actual: Ask,
+        usage: Option<&UsageWrite>,
         calls: &mut StoreCalls,
-    ) -> Result<(), StoreError> {
+    ) -> Settled {
         let _turn = self.turn(a.subjects.iter().map(String::as_str)).await;
         let now = self.clock.now_ms();
+        let usage = usage.filter(|_| self.store.carries_usage());
+        let deltas: Vec<CounterDelta> = a
+            .subjects
+            .iter()
+            .map(|s| CounterDelta {
+                subject: s.clone(),
+                delta: settle_delta(&a.ask, a.windows, &actual, &a.request_id, now),
+            })
+            .collect();
+        calls.writes += 1;
+        match self
+            .store
+            .apply_deltas(&deltas, usage, now.saturating_add(IDLE_TTL_MS))
+            .await
+        {
+            Ok(DeltaOutcome::Applied) => {
+                // The store moved each version by one. A cached state at the version the
+                // delta applied to becomes the settled state; a stale one stays stale (its
+                // version is behind) and costs a lost race, as before.
+                for d in &deltas {
+                    if let Some(c) = self.known.get(d.subject.as_str()) {
+                        let settled = d.delta.apply(&c.counters).unwrap_or_else(|| {
+                            settle(&c.counters, &a.ask, a.windows, &actual, &a.request_id, now)
+                        });
+                        self.known.insert(
+                            d.subject.clone(),
+                            VersionedCounters {
+                                counters: settled,
+                                version: c.version + 1,
+                            },
+                        );
+                    }
+                }
+                return Settled {
+                    usage_written: usage.is_some(),
+                    result: Ok(()),
+                };
+            }
+            Ok(DeltaOutcome::NotApplied) => {}
+            Err(e) => {
+                return Settled {
+                    usage_written: usage.is_some(),
+                    result: Err(e),
+                };
+            }
+        }
+        Settled {
+            usage_written: false,
+            result: self.settle_by_swap(a, actual, now, calls).await,
+        }
+    }
+
+    /// The settlement decided on the counters and swapped in on their version.
+    async fn settle_by_swap(
+        &self,
+        a: &Admission,
+        actual: Ask,
+        now: EpochMs,
+        calls: &mut StoreCalls,
+    ) -> Result<(), StoreError> {
         for _ in 0..MAX_ROUNDS {
             let mut writes = Vec::with_capacity(a.subjects.len());
             for subject in &a.subjects {

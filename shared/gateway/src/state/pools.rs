@@ -7,7 +7,7 @@ use crate::cache::TtlCache;
 use crate::context::StoreCalls;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tollgate_core::clock::Clock;
+use tollgate_core::clock::{Clock, EpochMs};
 use tollgate_core::pool::{HealthPolicy, Outcome, apply, next_state};
 use tollgate_core::ports::{PoolStore, StoreError};
 use tollgate_core::provider::Usage;
@@ -142,9 +142,10 @@ impl PoolCache {
         }
     }
 
-    /// Counts one request's usage against `token`: in this instance's view at once, in the
-    /// store with one `ADD` update.
-    pub async fn record_usage(&self, token: &TokenRecord, usage: Usage, calls: &mut StoreCalls) {
+    /// Counts one request's usage against `token` in this instance's view only; the time it
+    /// was counted at. The store's copy: [`PoolCache::write_usage`], or the limit settlement
+    /// that carries it.
+    pub fn note_usage(&self, token: &TokenRecord, usage: Usage) -> EpochMs {
         let now = self.clock.now_ms();
         self.update_token(&token.pool, &token.token_id, |t| {
             t.requests += 1;
@@ -152,6 +153,24 @@ impl PoolCache {
             t.tokens_out += usage.output;
             t.last_used_at = Some(now);
         });
+        now
+    }
+
+    /// Counts one request's usage against `token`: in this instance's view at once, in the
+    /// store with one `ADD` update.
+    pub async fn record_usage(&self, token: &TokenRecord, usage: Usage, calls: &mut StoreCalls) {
+        let now = self.note_usage(token, usage);
+        self.write_usage(token, usage, now, calls).await;
+    }
+
+    /// The store's copy of a usage already counted in this instance's view (one `ADD`).
+    pub async fn write_usage(
+        &self,
+        token: &TokenRecord,
+        usage: Usage,
+        now: EpochMs,
+        calls: &mut StoreCalls,
+    ) {
         calls.writes += 1;
         if let Err(e) = self
             .store
