@@ -557,7 +557,8 @@ pub struct KeySuspend {
 #[derive(Debug, Subcommand)]
 pub enum TokenCmd {
     /// Add a provider token. The value is read from stdin, or from the variable --value-env names.
-    Add(TokenAdd),
+    // Boxed: its flags (stored, tenant-owned and federated tokens) dwarf the other commands'.
+    Add(Box<TokenAdd>),
     /// List tokens.
     List(TokenList),
     /// Put a token back into rotation (clears cooldown and failure streak).

@@ -14,7 +14,7 @@ use tollgate_core::records::{SecretRef, TokenRecord, TokenStatus};
 
 pub async fn run(ctx: &mut Ctx<'_>, cmd: TokenCmd) -> Result<Out> {
     match cmd {
-        TokenCmd::Add(a) => add(ctx, a).await,
+        TokenCmd::Add(a) => add(ctx, *a).await,
         TokenCmd::List(a) => list(ctx, a).await,
         TokenCmd::Enable(a) => set_status(ctx, a, TokenStatus::Active).await,
         TokenCmd::Disable(a) => set_status(ctx, a, TokenStatus::Disabled).await,
