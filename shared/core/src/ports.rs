@@ -230,7 +230,8 @@ pub trait LimitStore: Send + Sync {
     /// Applies every settlement delta (each only while its subject is stored under the
     /// delta's windows; each subject's version + 1) and, when given and
     /// [`LimitStore::carries_usage`], the pool token's usage — all or none, in one write.
-    /// `Err` means the outcome is unknown (do not apply the deltas again).
+    /// `Err` means the outcome is unknown; applying the same deltas again is safe (each is
+    /// conditional on its request's lease and removes it, so an applied one is not applied twice).
     async fn apply_deltas(
         &self,
         deltas: &[CounterDelta],

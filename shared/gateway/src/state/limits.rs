@@ -87,6 +87,9 @@ impl Drop for Unclaimed {
     }
 }
 
+/// Attempts of a settlement write whose outcome was unknown (see [`LimitCounters::settle`]).
+const SETTLE_ATTEMPTS: u64 = 3;
+
 pub struct LimitCounters {
     store: Arc<dyn LimitStore>,
     clock: Arc<dyn Clock>,
@@ -345,8 +348,12 @@ impl LimitCounters {
     /// meanwhile, the token was deleted, a transaction conflict), nothing was written and the
     /// settlement is made the slow way: decide on the counters and swap them in
     /// conditionally; `usage_written` is then false and the caller writes the usage itself.
-    /// An error of the delta write leaves its outcome unknown: it is not retried (a delta
-    /// applied twice would undercount), so the reservation may stay counted until its
+    /// An error of the delta write leaves its outcome unknown (a timeout on a write that did
+    /// apply): it is retried, which is safe because every delta is conditional on the
+    /// request's lease and removes it — a retry of an applied delta is not applied, and the
+    /// slow way finds no lease and changes nothing (the usage may then be written twice:
+    /// statistics only). Seen as a lease never released when the emulator timed out under a
+    /// loaded `make test`. After the last attempt the reservation stays counted until its
     /// window ends — never the other way round.
     pub async fn settle(
         &self,
@@ -366,12 +373,23 @@ impl LimitCounters {
                 delta: settle_delta(&a.ask, a.windows, &actual, &a.request_id, now),
             })
             .collect();
-        calls.writes += 1;
-        match self
-            .store
-            .apply_deltas(&deltas, usage, now.saturating_add(IDLE_TTL_MS))
-            .await
-        {
+        let mut attempt = 0u64;
+        let outcome = loop {
+            calls.writes += 1;
+            let r = self
+                .store
+                .apply_deltas(&deltas, usage, now.saturating_add(IDLE_TTL_MS))
+                .await;
+            attempt += 1;
+            match r {
+                Err(e) if attempt < SETTLE_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "limit settlement write failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                r => break r,
+            }
+        };
+        match outcome {
             Ok(DeltaOutcome::Applied) => {
                 // The store moved each version by one. A cached state at the version the
                 // delta applied to becomes the settled state; a stale one stays stale (its
@@ -446,5 +464,97 @@ impl LimitCounters {
     /// The current counters of a subject, read from the store (operator views).
     pub async fn read(&self, subject: &str) -> Result<Counters, StoreError> {
         Ok(self.store.load_counters(subject).await?.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tollgate_core::clock::FakeClock;
+    use tollgate_core::limits::Limits;
+    use tollgate_core::ports::{CounterDelta, CounterWrite, DeltaOutcome, SwapOutcome, UsageWrite};
+    use tollgate_memory::MemoryStore;
+
+    /// A store whose first settlement write applies and then reports an error, as a write
+    /// that timed out after it landed does.
+    struct TimesOutAfterApplying {
+        inner: MemoryStore,
+        failed: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl LimitStore for TimesOutAfterApplying {
+        async fn load_counters(&self, subject: &str) -> Result<VersionedCounters, StoreError> {
+            self.inner.load_counters(subject).await
+        }
+        async fn swap_counters(
+            &self,
+            writes: &[CounterWrite],
+            expires_at: EpochMs,
+        ) -> Result<SwapOutcome, StoreError> {
+            self.inner.swap_counters(writes, expires_at).await
+        }
+        async fn apply_deltas(
+            &self,
+            deltas: &[CounterDelta],
+            usage: Option<&UsageWrite>,
+            expires_at: EpochMs,
+        ) -> Result<DeltaOutcome, StoreError> {
+            let r = self.inner.apply_deltas(deltas, usage, expires_at).await;
+            if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(StoreError::Unavailable("timed out".into()));
+            }
+            r
+        }
+        fn carries_usage(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn a_settlement_whose_write_timed_out_after_landing_releases_the_lease_once() {
+        let store = Arc::new(TimesOutAfterApplying {
+            inner: MemoryStore::new(),
+            failed: AtomicU32::new(0),
+        });
+        let counters = Arc::new(LimitCounters::new(
+            store.clone(),
+            Arc::new(FakeClock::new(1_800_000_000_000)),
+            60_000,
+        ));
+        let limits = Limits {
+            budget_day_micros: Some(1_000_000),
+            ..Limits::default()
+        };
+        let mut calls = StoreCalls::default();
+        let ask = Ask {
+            tokens: 100,
+            spend: 5_000,
+        };
+        let a = counters
+            .admit(&[("key#k".into(), limits)], ask, "req-1", &mut calls)
+            .await
+            .unwrap();
+        let held = counters.read("key#k").await.unwrap();
+        assert_eq!(held.inflight.len(), 1, "the admission holds a lease");
+        let actual = Ask {
+            tokens: 40,
+            spend: 2_000,
+        };
+        let s = counters.settle(&a, actual, None, &mut calls).await;
+        assert!(s.result.is_ok(), "{:?}", s.result);
+        let after = counters.read("key#k").await.unwrap();
+        assert!(
+            after.inflight.is_empty(),
+            "the lease is released: {after:?}"
+        );
+        // Applied exactly once: the spend is the actual usage, not the reservation and not
+        // twice the correction.
+        assert_eq!(after.spend_day, 2_000, "{after:?}");
+        assert!(
+            store.failed.load(Ordering::SeqCst) >= 2,
+            "the write was retried"
+        );
     }
 }
