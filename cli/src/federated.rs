@@ -5,12 +5,11 @@
 
 use crate::args::{FederatedFlags, TokenAdd};
 use crate::ctx::Ctx;
-use crate::error::{CliError, Result, StoreContext, describe};
+use crate::error::{CliError, Result};
 use crate::output::Out;
-use crate::token::{generate_id, token_json};
+use crate::token::token_json;
 use tollgate_core::federation::{Exchange, OPENAI_TOKEN_URL, anthropic_token_url};
-use tollgate_core::ports::StoreError;
-use tollgate_core::records::{ProviderKind, SecretRef, TokenRecord, TokenStatus};
+use tollgate_core::records::{ProviderKind, SecretRef};
 
 /// An id or audience: printable, no spaces, bounded.
 fn checked(flag: &str, v: Option<&String>, provider: ProviderKind) -> Result<String> {
@@ -106,69 +105,14 @@ pub fn secret_ref(f: &FederatedFlags, provider: ProviderKind, base_url: &str) ->
 
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
     let now = ctx.clock.now_ms();
-    if let Some(t) = a.expires_at.filter(|t| *t <= now) {
-        return Err(CliError::new(format!(
-            "--expires-at {} is not in the future",
-            tollgate_core::clock::rfc3339(t)
-        )));
-    }
     let base_url = a
         .base_url
         .clone()
         .unwrap_or_else(|| a.provider.default_base_url().to_owned());
     let secret = secret_ref(&a.federation, a.provider, &base_url)?;
-    let token_id = match a.id {
-        Some(id) => id,
-        None => generate_id(ctx),
-    };
-    let existing = ctx
-        .pools
-        .load_pool(&a.pool)
-        .await
-        .ctx(format!("reading pool {}", a.pool))?;
-    if !a.new_pool && !crate::pool::pool_exists(ctx, &a.pool, &existing).await? {
-        return Err(crate::pool::missing_pool(
-            ctx,
-            &a.pool,
-            "pass --new-pool to create it with this token",
-        )
-        .await);
-    }
-    let owner = a
-        .owner
-        .or_else(|| ctx.console.env_var("USER").filter(|u| !u.trim().is_empty()))
-        .unwrap_or_else(|| "operator".to_owned());
-    let rec = TokenRecord {
-        status: TokenStatus::Active,
-        weight: a.weight,
-        priority: a.priority,
-        expires_at: a.expires_at,
-        ..TokenRecord::new(
-            token_id.clone(),
-            a.pool.clone(),
-            a.provider,
-            base_url,
-            secret,
-            owner,
-            now,
-        )
-    };
-    match ctx.pools.put_token(&rec).await {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists) => {
-            return Err(CliError::new(format!(
-                "token {token_id} already exists in pool {}; choose another --id",
-                a.pool
-            )));
-        }
-        Err(e) => {
-            return Err(CliError::new(format!(
-                "adding token {token_id} to pool {} failed: {}",
-                a.pool,
-                describe(&e)
-            )));
-        }
-    }
+    let token_id = crate::token::new_token_id(ctx, &a, now).await?;
+    let rec = crate::token::added_record(ctx, &a, &token_id, secret, now);
+    crate::token::put_added(ctx, &rec).await?;
     Ok(Out::new(
         format!(
             "Added federated token {} to pool {} ({}, {}), status active. No secret stored: \

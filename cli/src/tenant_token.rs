@@ -12,12 +12,11 @@
 
 use crate::args::{TokenAdd, TokenReencrypt};
 use crate::ctx::Ctx;
-use crate::error::{CliError, Result, StoreContext, describe};
+use crate::error::{CliError, Result, StoreContext};
 use crate::output::Out;
 use crate::token::{read_value, token_json};
 use serde_json::json;
-use tollgate_core::clock::rfc3339;
-use tollgate_core::ports::{StoreError, TenantEncrypter, TokenSecretSwap};
+use tollgate_core::ports::{TenantEncrypter, TokenSecretSwap};
 use tollgate_core::records::{SecretRef, TokenRecord};
 
 pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
@@ -25,12 +24,6 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         return Err(CliError::new("--tenant is required for a tenant-owned key"));
     };
     let now = ctx.clock.now_ms();
-    if let Some(t) = a.expires_at.filter(|t| *t <= now) {
-        return Err(CliError::new(format!(
-            "--expires-at {} is not in the future",
-            rfc3339(t)
-        )));
-    }
     let encrypter = ctx
         .rotation
         .as_ref()
@@ -51,77 +44,24 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
             "no tenant {tenant}; create it first (tollgate tenant create)"
         )));
     }
-    let existing = ctx
-        .pools
-        .load_pool(&a.pool)
-        .await
-        .ctx(format!("reading pool {}", a.pool))?;
-    if !a.new_pool && !crate::pool::pool_exists(ctx, &a.pool, &existing).await? {
-        return Err(crate::pool::missing_pool(
-            ctx,
-            &a.pool,
-            "pass --new-pool to create it with this token",
-        )
-        .await);
-    }
-    let token_id = match a.id.clone() {
-        Some(id) => id,
-        None => {
-            let mut id = String::from("tok_");
-            tollgate_core::base62::push_random(&mut id, 10, |b| ctx.rng.fill_bytes(b));
-            id
-        }
-    };
-    if existing.tokens.iter().any(|t| t.token_id == token_id) {
-        return Err(CliError::new(format!(
-            "token {token_id} already exists in pool {}; choose another --id",
-            a.pool
-        )));
-    }
+    let token_id = crate::token::new_token_id(ctx, &a, now).await?;
     let value = read_value(ctx, a.value_env.as_deref())?;
     let ciphertext_b64 = encrypter
         .encrypt(&value, &tenant)
         .await
         .ctx(format!("encrypting the value for tenant {tenant} with KMS"))?;
     drop(value);
-    let owner = a
-        .owner
-        .or_else(|| ctx.console.env_var("USER").filter(|u| !u.trim().is_empty()))
-        .unwrap_or_else(|| "operator".to_owned());
-    let rec = TokenRecord {
-        weight: a.weight,
-        priority: a.priority,
-        expires_at: a.expires_at,
-        ..TokenRecord::new(
-            token_id.clone(),
-            a.pool.clone(),
-            a.provider,
-            a.base_url
-                .unwrap_or_else(|| a.provider.default_base_url().to_owned()),
-            SecretRef::KmsBlob {
-                ciphertext_b64,
-                tenant_id: tenant.clone(),
-            },
-            owner,
-            now,
-        )
-    };
-    match ctx.pools.put_token(&rec).await {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists) => {
-            return Err(CliError::new(format!(
-                "token {token_id} already exists in pool {}",
-                a.pool
-            )));
-        }
-        Err(e) => {
-            return Err(CliError::new(format!(
-                "adding token {token_id} to pool {} failed: {}",
-                a.pool,
-                describe(&e)
-            )));
-        }
-    }
+    let rec = crate::token::added_record(
+        ctx,
+        &a,
+        &token_id,
+        SecretRef::KmsBlob {
+            ciphertext_b64,
+            tenant_id: tenant.clone(),
+        },
+        now,
+    );
+    crate::token::put_added(ctx, &rec).await?;
     Ok(Out::new(
         format!(
             "Added tenant-owned token {} to pool {} ({}, {}) for tenant {tenant}, status active. \

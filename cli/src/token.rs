@@ -75,22 +75,19 @@ pub(crate) fn read_value(ctx: &mut Ctx<'_>, value_env: Option<&str>) -> Result<S
     Ok(Secret::new(value))
 }
 
-pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
-    if a.federation.federated {
-        return crate::federated::add(ctx, a).await;
-    }
-    if a.tenant.is_some() {
-        return crate::tenant_token::add(ctx, a).await;
-    }
-    let now = ctx.clock.now_ms();
+/// What every kind of `token add` (stored, tenant-owned, federated) checks before a value is
+/// read or stored: the expiry is in the future, the pool exists (unless `--new-pool`: a
+/// mistyped `--pool` must not quietly start a pool no key routes to) and the token id, given
+/// or generated, is free in it. Returns the id.
+pub(crate) async fn new_token_id(ctx: &mut Ctx<'_>, a: &TokenAdd, now: EpochMs) -> Result<String> {
     if let Some(t) = a.expires_at.filter(|t| *t <= now) {
         return Err(CliError::new(format!(
             "--expires-at {} is not in the future",
             rfc3339(t)
         )));
     }
-    let token_id = match a.id {
-        Some(id) => id,
+    let token_id = match &a.id {
+        Some(id) => id.clone(),
         None => generate_id(ctx),
     };
     let existing = ctx
@@ -98,8 +95,6 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         .load_pool(&a.pool)
         .await
         .ctx(format!("reading pool {}", a.pool))?;
-    // A mistyped --pool must not quietly start a pool no key routes to. Checked before the
-    // value is read.
     if !a.new_pool && !crate::pool::pool_exists(ctx, &a.pool, &existing).await? {
         return Err(crate::pool::missing_pool(
             ctx,
@@ -114,6 +109,71 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
             a.pool
         )));
     }
+    Ok(token_id)
+}
+
+/// The pool record `token add` writes: active, with the flags' base URL (else the provider's),
+/// weight, priority, expiry and owner (else `$USER`, else "operator").
+pub(crate) fn added_record(
+    ctx: &Ctx<'_>,
+    a: &TokenAdd,
+    token_id: &str,
+    secret: SecretRef,
+    now: EpochMs,
+) -> TokenRecord {
+    let owner = a
+        .owner
+        .clone()
+        .or_else(|| ctx.console.env_var("USER").filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| "operator".to_owned());
+    let base_url = a
+        .base_url
+        .clone()
+        .unwrap_or_else(|| a.provider.default_base_url().to_owned());
+    TokenRecord {
+        status: TokenStatus::Active,
+        weight: a.weight,
+        priority: a.priority,
+        expires_at: a.expires_at,
+        ..TokenRecord::new(
+            token_id.to_owned(),
+            a.pool.clone(),
+            a.provider,
+            base_url,
+            secret,
+            owner,
+            now,
+        )
+    }
+}
+
+/// Writes a record made by [`added_record`] whose value lives elsewhere than Secrets Manager
+/// (nothing to clean up when the write fails).
+pub(crate) async fn put_added(ctx: &mut Ctx<'_>, rec: &TokenRecord) -> Result<()> {
+    match ctx.pools.put_token(rec).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::AlreadyExists) => Err(CliError::new(format!(
+            "token {} already exists in pool {}; choose another --id",
+            rec.token_id, rec.pool
+        ))),
+        Err(e) => Err(CliError::new(format!(
+            "adding token {} to pool {} failed: {}",
+            rec.token_id,
+            rec.pool,
+            describe(&e)
+        ))),
+    }
+}
+
+pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
+    if a.federation.federated {
+        return crate::federated::add(ctx, a).await;
+    }
+    if a.tenant.is_some() {
+        return crate::tenant_token::add(ctx, a).await;
+    }
+    let now = ctx.clock.now_ms();
+    let token_id = new_token_id(ctx, &a, now).await?;
     let value = read_value(ctx, a.value_env.as_deref())?;
 
     let secret_id = secret_id_for(&a.pool, &token_id);
@@ -133,39 +193,15 @@ pub async fn add(ctx: &mut Ctx<'_>, a: TokenAdd) -> Result<Out> {
         .ctx(format!("storing the token value as secret {secret_id}"))?;
     drop(value);
 
-    let owner = a
-        .owner
-        .or_else(|| ctx.console.env_var("USER").filter(|u| !u.trim().is_empty()))
-        .unwrap_or_else(|| "operator".to_owned());
-    let rec = TokenRecord {
-        token_id: token_id.clone(),
-        pool: a.pool.clone(),
-        provider: a.provider,
-        base_url: a
-            .base_url
-            .unwrap_or_else(|| a.provider.default_base_url().to_owned()),
-        secret: SecretRef::SecretsManager {
+    let rec = added_record(
+        ctx,
+        &a,
+        &token_id,
+        SecretRef::SecretsManager {
             secret_id: secret_id.clone(),
         },
-        owner,
-        status: TokenStatus::Active,
-        weight: a.weight,
-        priority: a.priority,
-        cooldown_until: None,
-        consecutive_failures: 0,
-        total_failures: 0,
-        requests: 0,
-        tokens_in: 0,
-        tokens_out: 0,
-        last_used_at: None,
-        last_error: None,
-        expires_at: a.expires_at,
-        rotation: None,
-        last_probe: None,
-        staged_secret: None,
-        version: 0,
-        created_at: now,
-    };
+        now,
+    );
     if let Err(e) = ctx.pools.put_token(&rec).await {
         // No orphans: the secret goes if its record could not be written.
         let cleanup = match ctx.secrets.delete_secret(&secret_id).await {
