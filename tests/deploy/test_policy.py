@@ -22,7 +22,6 @@ Statements and variables behind a template condition (Fn::If) are treated as pre
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from rustscan import ROOT, SDK_OPS, blank_literals, pascal, sdk_calls, source_text, workspace_deps
+from sam import translate
 
 ADAPTERS_DIR = ROOT / "shared" / "aws"
 ADAPTER_DECL = tomllib.loads((ADAPTERS_DIR / "aws-calls.toml").read_text())
@@ -45,20 +45,7 @@ NOT_DEPLOYED = {"memory", "testkit", "mock-provider"}
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def translated() -> dict:
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    from samtranslator.translator.transform import transform
-    from samtranslator.yaml_helper import yaml_parse
-
-    class NoManagedPolicies:
-        def load(self):
-            return {}
-
-    tpl = yaml_parse((ROOT / "template.yaml").read_text())
-    for res in tpl["Resources"].values():
-        if res["Type"] == "AWS::Serverless::Function":
-            # what `sam package` does: code in S3 (the translator requires an S3 location)
-            res["Properties"]["CodeUri"] = "s3://tollgate-check/code.zip"
-    return transform(tpl, {}, NoManagedPolicies())
+    return translate()
 
 
 SECRET_ARN = re.compile(r"arn:\$\{AWS::Partition\}:secretsmanager:\$\{AWS::Region\}:\$\{AWS::AccountId\}:secret:")
