@@ -15,6 +15,7 @@ help:
 	@echo "make bench     print latency, memory, size and call-count figures"
 	@echo "make eval-dlp  print the sensitive-data filter's precision/recall table"
 	@echo "make template-checks  cfn-lint, checkov and the policy-vs-code check on template.yaml (make test runs it too)"
+	@echo "make deploy-check  deploy rehearsal: template.yaml created on the emulator's CloudFormation, the proxy invoked with API Gateway REST events (make test runs it too)"
 	@echo "make lint      cargo fmt --check and clippy -D warnings (make test runs it too)"
 	@echo "make fuzz      run every fuzz target for FUZZ_SECONDS each (needs a nightly toolchain and cargo-fuzz)"
 
@@ -46,6 +47,7 @@ test: venv lint
 	cargo build --bins
 	cargo test --workspace
 	$(MAKE) --no-print-directory template-checks
+	$(MAKE) --no-print-directory deploy-check
 	$(PY) -m pytest -q tests/e2e
 	@if [ -f tests/dlp_eval/test_gates.py ]; then $(PY) -m pytest -q tests/dlp_eval; fi
 	$(MAKE) --no-print-directory fuzz-smoke
@@ -56,6 +58,13 @@ template-checks: venv $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 	$(PY) -m pytest -q tests/deploy
+
+# Part of `make test`: the deploy rehearsal (docs/deploy.md, "Rehearsal"): the SAM-translated
+# template created as a stack on the emulator's CloudFormation (every resource accounted for in
+# a table), then the built proxy run under a Lambda Runtime API and invoked with events/' API
+# Gateway REST samples, its streamed responses read as API Gateway reads them. No AWS account.
+deploy-check: venv build
+	$(PY) tests/deploy/rehearsal.py
 
 lint:
 	cargo fmt --all -- --check
@@ -81,4 +90,4 @@ fuzz-smoke:
 	  echo "notice: fuzz pass skipped: no nightly toolchain with cargo-fuzz (rustup toolchain install nightly; cargo install cargo-fuzz)"; \
 	fi
 
-.PHONY: help venv build dev test template-checks lint bench eval-dlp fuzz fuzz-smoke
+.PHONY: help venv build dev test template-checks deploy-check lint bench eval-dlp fuzz fuzz-smoke

@@ -95,6 +95,7 @@ class Result:
         self.legends: dict[str, str] = {}  # name -> what it is
         self.failures: list[str] = []
         self.log: Path | None = None  # the emulator's log
+        self.invocations: list[tuple[str, int, str]] = []
 
     def cell(self, lid: str, variant: str, text: str) -> None:
         self.rows.setdefault(lid, {})[variant] = text
