@@ -182,13 +182,14 @@ def read_as_api_gateway(inv: Invocation) -> ApiGatewayView:
     for k, vs in (prelude.get("multiValueHeaders") or {}).items():
         assert isinstance(vs, list) and all(isinstance(v, str) for v in vs), f"multiValueHeaders {k}: {vs!r}"
     # When the prelude was complete, and the body's chunks with their arrival times.
-    seen, prelude_at, body_chunks = 0, 0.0, []
+    seen, prelude_at, body_chunks = 0, None, []
     end = cut + len(DELIMITER)
     for t, c in inv.chunks:
         start, seen = seen, seen + len(c)
-        if seen >= end and not prelude_at:
+        if seen >= end and prelude_at is None:
             prelude_at = t
         if seen > end:
             body_chunks.append((t, c[max(0, end - start):]))
+    assert prelude_at is not None
     return ApiGatewayView(prelude["statusCode"], {k.lower(): v for k, v in headers.items()},
                           raw[end:], prelude_at, body_chunks)
