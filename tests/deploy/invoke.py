@@ -84,9 +84,17 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
         return
     mock_url = m.group(0)
 
-    # Seed with the CLI, configured from the stack (the function's environment names the
-    # tables, pepper secret and key).
-    cli_env = {**base, **aws, **{k: v for k, v in fn_env.items() if k.startswith("TOLLGATE_")}}
+    # Seed with the CLI, configured the way docs/deploy.md "First run" says: from the stack's
+    # OperatorEnvironment output (resolved here: the emulator leaves ${PepperSecret} in it,
+    # gap 3). Its names must be the ones the proxy was given.
+    operator = st.resolve(st.tpl["Outputs"]["OperatorEnvironment"]["Value"])
+    op_env = dict(pair.split("=", 1) for pair in operator.split())
+    for k, v in op_env.items():
+        if k in fn_env and fn_env[k] != v:
+            result.fail(f"OperatorEnvironment sets {k}={v}, the proxy function has {fn_env[k]}")
+    if "AWS_REGION" in op_env and op_env["AWS_REGION"] != st.region:
+        result.fail(f"OperatorEnvironment AWS_REGION is {op_env['AWS_REGION']}, the stack is in {st.region}")
+    cli_env = {**base, **aws, **op_env}
 
     def cli(*args, stdin=None):
         r = subprocess.run([str(bins["tollgate"]), *args], input=stdin, capture_output=True,
