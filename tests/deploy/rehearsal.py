@@ -279,6 +279,15 @@ def create(variant: str, region: str, endpoint: str, translated: dict, params: d
             if r["Type"] == typ and lid in created:
                 result.fail(f"{variant}: {lid} ({typ}) is declared not supported but the emulator created it: remove the declaration")
 
+    # Every output of the template resolves against the created stack.
+    for name, out in translated.get("Outputs", {}).items():
+        if "Condition" in out and not st.condition(out["Condition"]):
+            continue
+        try:
+            st.resolve(out["Value"])
+        except Unresolved as e:
+            result.fail(f"{variant}: output {name} does not resolve: {e}")
+
     verify(variant, st, result)
     return st
 
