@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from emulator_stack import ACCOUNT, CREATORS, Stack, Unresolved, for_emulator  # noqa: E402
+from emulator_stack import ACCOUNT, CREATORS, SKIPPED_BY_EMULATOR, Stack, Unresolved, for_emulator  # noqa: E402
 from sam import CODE_BUCKET, CODE_KEY, ROOT, translate  # noqa: E402
 
 VENV = ROOT / ".venv"
@@ -56,11 +56,15 @@ DROPPED_FUNCTION_SETTINGS = ("Architectures", "TracingConfig", "LoggingConfig")
 DEFAULTS: dict[str, str] = {}
 
 
-def all_options(secret_arn: str) -> dict[str, str]:
-    return {"EnableTracing": "true", "ProxyReservedConcurrency": "5",
-            "AlertEmail": "alerts@example.com", "ManagedTokenSecretArn": secret_arn,
-            "OpenAIAdminKeySecretArn": secret_arn, "AnthropicAdminKeySecretArn": secret_arn,
-            "FederatedTokenAudiences": "https://api.openai.com/v1,https://api.anthropic.com"}
+def all_options(tpl: dict, secret_arn: str) -> dict[str, str]:
+    """Every optional part on; a parameter the template does not have is left out."""
+    on = {"EnableTracing": "true", "ProxyReservedConcurrency": "5", "AuditReservedConcurrency": "1",
+          "AlertEmail": "alerts@example.com", "ManagedTokenSecretArn": secret_arn,
+          "OpenAIAdminKeySecretArn": secret_arn, "AnthropicAdminKeySecretArn": secret_arn,
+          "FederatedTokenAudiences": "https://api.openai.com/v1,https://api.anthropic.com",
+          "AllowedSourceCidrs": "203.0.113.0/24,198.51.100.7/32",
+          "PrivateApiVpcEndpointId": "vpce-0123456789abcdef0", "EnableWaf": "true"}
+    return {k: v for k, v in on.items() if k in tpl.get("Parameters", {})}
 
 
 def say(msg: str) -> None:
@@ -119,8 +123,8 @@ def parameter_values(tpl: dict, given: dict[str, str]) -> dict:
         v = given.get(name, p.get("Default"))
         if p.get("Type") == "CommaDelimitedList":
             v = v.split(",") if isinstance(v, str) else v
-        elif p.get("Type") == "Number":
-            v = str(v)
+        elif p.get("Type") == "Number":  # a property of an integer type gets a number
+            v = float(v) if "." in str(v) else int(v)
         out[name] = v
     return out
 
@@ -173,6 +177,7 @@ def create(variant: str, region: str, endpoint: str, translated: dict, params: d
 
     # Gap 3: what the emulator skipped, created through the service APIs, in dependency order.
     pending = [lid for lid in translated["Resources"] if lid not in created and st.enabled(lid)]
+    unresolved: dict[str, str] = {}
     how: dict[str, str] = {}
     while pending:
         progress = False
@@ -182,7 +187,8 @@ def create(variant: str, region: str, endpoint: str, translated: dict, params: d
                 continue
             try:
                 props = st.resolve(translated["Resources"][lid].get("Properties", {}))
-            except Unresolved:
+            except Unresolved as e:
+                unresolved[lid] = str(e)
                 continue
             label, fn = CREATORS[typ]
             try:
@@ -230,6 +236,11 @@ def create(variant: str, region: str, endpoint: str, translated: dict, params: d
         typ = r["Type"]
         if not st.enabled(lid):
             result.cell(lid, variant, f"off ({r['Condition']} false)")
+        elif lid not in created and lid in gap1 and lid in how and st.physical.get(lid) != "<failed>":
+            gap, text = gap1[lid].split(": ", 1)
+            result.legend(gap, text)
+            result.legend(typ, "created through " + how[lid])
+            result.cell(lid, variant, f"created through its API after the stack ({gap})")
         elif lid in created and lid in gap1:
             gap, text = gap1[lid].split(": ", 1)
             result.legend(gap, text)
@@ -267,17 +278,17 @@ def create(variant: str, region: str, endpoint: str, translated: dict, params: d
             result.cell(lid, variant, f"not supported by the emulator: {NOT_SUPPORTED[typ]}")
         elif typ in CREATORS:
             result.cell(lid, variant, "FAILED")
-            if not any(f": {lid} " in f for f in result.failures):
-                result.fail(f"{variant}: {lid} ({typ}) could not be created (unresolved references?)")
+            if not any(f.startswith(f"{variant}: {lid} ") for f in result.failures):
+                result.fail(f"{variant}: {lid} ({typ}) could not be created: {unresolved.get(lid, 'not attempted')}")
         else:
             result.cell(lid, variant, "NOT ACCOUNTED FOR")
             result.fail(f"{variant}: {lid} ({typ}) was not created by the emulator and the rehearsal "
                         "has no workaround for the type: add one to emulator_stack.CREATORS, or "
                         "declare it in rehearsal.NOT_SUPPORTED with why")
-    for typ in NOT_SUPPORTED:
+    for typ in set(NOT_SUPPORTED) | SKIPPED_BY_EMULATOR:
         for lid, r in translated["Resources"].items():
             if r["Type"] == typ and lid in created:
-                result.fail(f"{variant}: {lid} ({typ}) is declared not supported but the emulator created it: remove the declaration")
+                result.fail(f"{variant}: {lid} ({typ}) is declared skipped or not supported by the emulator, but the emulator created it: remove it from SKIPPED_BY_EMULATOR or NOT_SUPPORTED")
 
     # Every output of the template resolves against the created stack.
     for name, out in translated.get("Outputs", {}).items():
@@ -396,7 +407,7 @@ def main() -> int:
         other = Stack(translated, {}, "us-west-2", endpoint, "tollgate")
         arn = other.client("secretsmanager").create_secret(
             Name="tollgate/pool/rehearsal/managed", SecretString="mock-ok-rehearsal")["ARN"]
-        create("all options", "us-west-2", endpoint, translated, all_options(arn), result)
+        create("all options", "us-west-2", endpoint, translated, all_options(translated, arn), result)
         print_table(result, translated, ["defaults", "all options"])
         stacks_s = time.monotonic() - started
         say(f"stacks: {stacks_s:.1f} s (emulator start included)")

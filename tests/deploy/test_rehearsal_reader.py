@@ -108,3 +108,16 @@ def test_condition_numbers_are_quoted_and_nothing_else_changes():
     assert out["Statement"][0]["Condition"] == {"NumericLessThanEquals": {"k": "300"}, "Bool": {"b": "true"},
                                                 "StringEquals": {"s": ["x"]}}
     assert len(quoted) == 2 and doc["Statement"][0]["Condition"]["NumericLessThanEquals"]["k"] == 300
+
+
+def test_a_resource_naming_an_attribute_of_a_skipped_one_is_left_out_with_what_names_it():
+    tpl = {"Resources": {
+        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {}},
+        "Board": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
+            "DashboardBody": {"Fn::Sub": '{"alarms": ["${Alarm.Arn}"]}'}}},
+        "Uses": {"Type": "AWS::SNS::Topic", "DependsOn": ["Board"], "Properties": {"TopicName": {"Ref": "Board"}}},
+        "Plain": {"Type": "AWS::SNS::Topic", "DependsOn": "Board", "Properties": {"TopicName": {"Ref": "Alarm"}}},
+    }}
+    emu, notes = for_emulator(tpl)
+    assert set(emu["Resources"]) == {"Alarm", "Plain"}, "Board (GetAtt) and Uses (Ref to Board) are left out"
+    assert {"Board", "Uses"} <= set(notes) and emu["Resources"]["Plain"]["DependsOn"] == []
