@@ -386,7 +386,8 @@ def print_table(result: Result, translated: dict, variants: list[str]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stack-only", action="store_true", help="skip the invocations (part 2)")
-    ap.add_argument("--state", default=None, help="directory for logs (default: a temporary one)")
+    ap.add_argument("--state", default=None,
+                    help="directory for logs, kept (default: a temporary one, removed when the rehearsal passes)")
     ap.add_argument("--template", default=None, help="another template (to try a change)")
     args = ap.parse_args()
     import tempfile
@@ -430,6 +431,9 @@ def main() -> int:
             print("  - " + f)
         return 1
     print(f"deploy-check passed ({took:.0f} s)")
+    if not args.state:  # logs are kept only when something failed, or when asked for
+        import shutil
+        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
