@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -126,7 +127,6 @@ def for_emulator(tpl: dict) -> tuple[dict, dict[str, str]]:
 
 def _names_attribute(v: Any, ids: set[str]) -> bool:
     """v has a Fn::GetAtt (or a ${X.Attr} in a Fn::Sub) of one of ids."""
-    import re
     if isinstance(v, list):
         return any(_names_attribute(x, ids) for x in v)
     if isinstance(v, dict):
@@ -144,7 +144,6 @@ def _names_attribute(v: Any, ids: set[str]) -> bool:
 
 def _names(v: Any, ids: set[str]) -> bool:
     """v refers to one of ids in any way (Ref, GetAtt, Sub)."""
-    import re
     if not ids:
         return False
     if isinstance(v, list):
@@ -239,8 +238,6 @@ class Stack:
         return {k: x for k, x in out.items() if x is not NOVALUE}
 
     def sub(self, s: str, extra: dict) -> str:
-        import re
-
         def one(m):
             name = m.group(1)
             if name.startswith("!"):

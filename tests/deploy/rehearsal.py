@@ -131,7 +131,7 @@ def parameter_values(tpl: dict, given: dict[str, str]) -> dict:
 
 def create(variant: str, region: str, endpoint: str, translated: dict, params: dict[str, str],
            result: Result) -> Stack | None:
-    emu_tpl, gap1 = for_emulator(translated)
+    emu_tpl, emu_notes = for_emulator(translated)
     name = "tollgate"
     st = Stack(translated, parameter_values(translated, params), region, endpoint, name)
     cf = st.client("cloudformation")
@@ -236,13 +236,13 @@ def create(variant: str, region: str, endpoint: str, translated: dict, params: d
         typ = r["Type"]
         if not st.enabled(lid):
             result.cell(lid, variant, f"off ({r['Condition']} false)")
-        elif lid not in created and lid in gap1 and lid in how and st.physical.get(lid) != "<failed>":
-            gap, text = gap1[lid].split(": ", 1)
+        elif lid not in created and lid in emu_notes and lid in how and st.physical.get(lid) != "<failed>":
+            gap, text = emu_notes[lid].split(": ", 1)
             result.legend(gap, text)
             result.legend(typ, "created through " + how[lid])
             result.cell(lid, variant, f"created through its API after the stack ({gap})")
-        elif lid in created and lid in gap1:
-            gap, text = gap1[lid].split(": ", 1)
+        elif lid in created and lid in emu_notes:
+            gap, text = emu_notes[lid].split(": ", 1)
             result.legend(gap, text)
             result.cell(lid, variant, f"created, {gap} worked around")
         elif lid in created and dropped.get(lid):
