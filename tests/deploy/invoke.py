@@ -167,6 +167,12 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
         if runtime.init_error:
             result.fail(f"the proxy reported an init error: {runtime.init_error}")
     finally:
+        # The function first (as Lambda freezes it), then its Runtime API.
+        try:
+            os.killpg(proxy.pid, 15)
+            proxy.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
         runtime.close()
 
 
