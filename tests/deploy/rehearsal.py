@@ -317,7 +317,11 @@ def verify(variant: str, st: Stack, result: Result) -> None:
                 if op == "parameters":
                     continue
                 verb = "ANY" if op == "x-amazon-apigateway-any-method" else op.upper()
-                want = st.resolve(spec["x-amazon-apigateway-integration"]["uri"])
+                integ = spec["x-amazon-apigateway-integration"]
+                if integ.get("responseTransferMode") != "STREAM":
+                    result.fail(f"{variant}: {lid} {verb} {path}: the translated integration's "
+                                f"responseTransferMode is {integ.get('responseTransferMode')!r}: API Gateway would buffer")
+                want = st.resolve(integ["uri"])
                 items = apigw.get_resources(restApiId=st.physical[lid])["items"]
                 rid = next((i["id"] for i in items if i["path"] == path), None)
                 if rid is None:
@@ -361,7 +365,8 @@ def verify(variant: str, st: Stack, result: Result) -> None:
             if not ok:
                 result.fail(f"{variant}: no permission of {fid} lets API Gateway invoke it for {request_arn}")
             else:
-                result.legend("checked", "the API's integration is the streaming URI of the proxy function; "
+                result.legend("checked", "the API's integration (as translated) has responseTransferMode STREAM and (as "
+                              "created) the streaming URI of the proxy function; "
                               "the stage is on the template's deployment and logs to the access log group; "
                               "the function's resource policy lets API Gateway invoke it for a request "
                               "ARN of this API and stage")
