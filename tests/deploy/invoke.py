@@ -59,11 +59,12 @@ def sse_events(body: bytes) -> list[tuple[str | None, str]]:
     return out
 
 
-def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
+def rehearse_invocations(st: Stack, variant: str, state: Path, result, procs: list) -> None:
+    slug = variant.replace(" ", "-")
     bins = {b: TARGET / "debug" / b for b in ("proxy", "tollgate", "mock-provider")}
     missing = [str(p) for p in bins.values() if not p.exists()]
     if missing:
-        result.fail(f"invocations: not built: {', '.join(missing)} (run cargo build --bins)")
+        result.fail(f"{variant}: invocations: not built: {', '.join(missing)} (run cargo build --bins)")
         return
     lam = st.client("lambda")
     fn = lam.get_function_configuration(FunctionName=st.physical["ProxyFunction"])
@@ -73,14 +74,14 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "AWS_", "OPENAI_", "ANTHROPIC_"))}
 
     # The mock provider.
-    mock_log = open(state / "mock.log", "w")
+    mock_log = open(state / f"{slug}-mock.log", "w")
     mock = subprocess.Popen([str(bins["mock-provider"]), "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE,
                             stderr=mock_log, text=True, start_new_session=True)
     procs.append(mock)
     line = mock.stdout.readline() if mock.stdout else ""
     m = re.search(r"http://[0-9.:]+", line)
     if not m:
-        result.fail(f"invocations: the mock provider did not start ({line!r})")
+        result.fail(f"{variant}: invocations: the mock provider did not start ({line!r})")
         return
     mock_url = m.group(0)
 
@@ -91,9 +92,9 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
     op_env = dict(pair.split("=", 1) for pair in operator.split())
     for k, v in op_env.items():
         if k in fn_env and fn_env[k] != v:
-            result.fail(f"OperatorEnvironment sets {k}={v}, the proxy function has {fn_env[k]}")
+            result.fail(f"{variant}: OperatorEnvironment sets {k}={v}, the proxy function has {fn_env[k]}")
     if "AWS_REGION" in op_env and op_env["AWS_REGION"] != st.region:
-        result.fail(f"OperatorEnvironment AWS_REGION is {op_env['AWS_REGION']}, the stack is in {st.region}")
+        result.fail(f"{variant}: OperatorEnvironment AWS_REGION is {op_env['AWS_REGION']}, the stack is in {st.region}")
     cli_env = {**base, **aws, **op_env}
 
     def cli(*args, stdin=None):
@@ -114,7 +115,7 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
             f"{mock_url}/v1", "--id", "rehearsal-anthropic", "--owner", "rehearsal@localhost",
             stdin=f"mock-pace{PACE_MS}-rehearsal-anthropic\n")
     except (RuntimeError, KeyError, json.JSONDecodeError) as e:
-        result.fail(f"invocations: seeding with the CLI failed: {e}")
+        result.fail(f"{variant}: invocations: seeding with the CLI failed: {e}")
         return
 
     # The proxy under the Runtime API, environment as Lambda gives it.
@@ -128,7 +129,7 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
                  "AWS_LAMBDA_LOG_STREAM_NAME": "deploy-check",
                  "_HANDLER": fn.get("Handler", "bootstrap"),
                  "LAMBDA_TASK_ROOT": str(bins["proxy"].parent)}
-    proxy_log = state / "proxy.log"
+    proxy_log = state / f"{slug}-proxy.log"
     proxy = subprocess.Popen([str(bins["proxy"])], env=proxy_env, stdout=open(proxy_log, "w"),
                              stderr=subprocess.STDOUT, start_new_session=True)
     procs.append(proxy)
@@ -145,11 +146,11 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
                 view = read_as_api_gateway(inv)
                 detail = check(view)
                 audit = check_audit(proxy_log, inv, view, event)
-                say(f"events/{name}: {view.status}, {detail}; audit line {audit['decision']}/{audit['reason']}, "
+                say(f"{variant}: events/{name}: {view.status}, {detail}; audit line {audit['decision']}/{audit['reason']}, "
                     f"request id = the Lambda request id ({(time.monotonic() - t0) * 1000:.0f} ms)")
-                result.invocations.append((name, view.status, detail))
+                result.invocations.append((f"{variant}: {name}", view.status, detail))
             except (AssertionError, TimeoutError, json.JSONDecodeError) as e:
-                result.fail(f"events/{name}: {e} (function log: {proxy_log})")
+                result.fail(f"{variant}: events/{name}: {e} (function log: {proxy_log})")
         # A refused key through the same path: the provider-shaped error in the same framing.
         event = json.loads((EVENTS / "proxy-apigw-rest.json").read_text())
         event = json.loads(PLACEHOLDER.sub("tgk_test_" + "0" * 40, json.dumps(event)))
@@ -160,12 +161,12 @@ def rehearse_invocations(st: Stack, state: Path, result, procs: list) -> None:
             err = json.loads(view.body)
             assert "error" in err, f"401 body is not an OpenAI-shaped error: {view.body[:200]!r}"
             check_audit(proxy_log, inv, view, event)
-            say("events/proxy-apigw-rest.json with a wrong key: 401, OpenAI-shaped error body")
-            result.invocations.append(("proxy-apigw-rest.json (wrong key)", 401, "error JSON"))
+            say(f"{variant}: events/proxy-apigw-rest.json with a wrong key: 401, OpenAI-shaped error body")
+            result.invocations.append((f"{variant}: proxy-apigw-rest.json (wrong key)", 401, "error JSON"))
         except (AssertionError, TimeoutError, json.JSONDecodeError) as e:
-            result.fail(f"events/proxy-apigw-rest.json with a wrong key: {e} (function log: {proxy_log})")
+            result.fail(f"{variant}: events/proxy-apigw-rest.json with a wrong key: {e} (function log: {proxy_log})")
         if runtime.init_error:
-            result.fail(f"the proxy reported an init error: {runtime.init_error}")
+            result.fail(f"{variant}: the proxy reported an init error: {runtime.init_error}")
     finally:
         # The function first (as Lambda freezes it), then its Runtime API.
         try:

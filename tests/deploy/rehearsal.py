@@ -413,15 +413,17 @@ def main() -> int:
         other = Stack(translated, {}, "us-west-2", endpoint, "tollgate")
         arn = other.client("secretsmanager").create_secret(
             Name="tollgate/pool/rehearsal/managed", SecretString="mock-ok-rehearsal")["ARN"]
-        create("all options", "us-west-2", endpoint, translated, all_options(translated, arn), result)
+        options = create("all options", "us-west-2", endpoint, translated, all_options(translated, arn), result)
         print_table(result, translated, ["defaults", "all options"])
         stacks_s = time.monotonic() - started
         say(f"stacks: {stacks_s:.1f} s (emulator start included)")
-        if defaults is not None and not args.stack_only:
+        if not args.stack_only:
             from invoke import rehearse_invocations
             t0 = time.monotonic()
-            rehearse_invocations(defaults, state, result, procs)
-            say(f"invocations: {time.monotonic() - t0:.1f} s (mock provider, seeding, proxy start, 3 requests)")
+            for variant, st in (("defaults", defaults), ("all options", options)):
+                if st is not None:  # a failed stack is already a failure
+                    rehearse_invocations(st, variant, state, result, procs)
+            say(f"invocations: {time.monotonic() - t0:.1f} s (per stack: mock provider, seeding, proxy start, 3 requests)")
     finally:
         for p in reversed(procs):
             try:
