@@ -7,7 +7,7 @@
    A table lists every resource of the translated template: created, created with an emulator
    gap worked around (which, how), or not supported by the emulator (which). The emulator's
    gaps and their workarounds are in emulator_stack.py.
-2. The proxy binary (target/debug/proxy) is run the way Lambda runs it, against a Lambda
+2. On each stack, the proxy binary (target/debug/proxy) is run the way Lambda runs it, against a Lambda
    Runtime API (lambda_runtime_api.py) that plays API Gateway's InvokeWithResponseStream, with
    the environment the stack gave the function, the stack's tables, a tenant and key seeded
    with the CLI and the mock provider; events/' API Gateway REST samples are sent and each
