@@ -236,3 +236,16 @@ def test_metric_filters_match_what_the_code_writes(tpl):
                 f"{n}: no tracing::{level.lower()}! line says {msg!r} in functions/rotation/src/lib.rs"
         else:
             pytest.fail(f"{n}: a metric filter on {group}, which this test does not know")
+
+
+def test_the_limit_widget_lists_every_limit_reason(tpl):
+    """Every reason the proxy answers 429 with (ErrorClass::RateLimited) is on the widget."""
+    src = read("shared/core/src/reason.rs")
+    names = dict(re.findall(r'Reason::(\w+) => "(\w+)"', src))
+    (group,) = re.findall(r"((?:Reason::\w+\s*\|\s*)*Reason::\w+)\s*=> ErrorClass::RateLimited", src)
+    limit_reasons = {names[n] for n in re.findall(r"Reason::(\w+)", group)}
+    assert len(limit_reasons) >= 8
+    body, _ = dashboard(tpl)
+    (q,) = [w["properties"]["query"] for w in body["widgets"] if w["properties"].get("title", "").startswith("Limit refusals")]
+    listed = set(re.findall(r'"(\w+)"', q[q.index("reason in ["):q.index("]")]))
+    assert listed == limit_reasons, f"limit refusals widget differs from the proxy's 429 reasons: {sorted(listed ^ limit_reasons)}"
