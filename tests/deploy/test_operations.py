@@ -249,3 +249,41 @@ def test_the_limit_widget_lists_every_limit_reason(tpl):
     (q,) = [w["properties"]["query"] for w in body["widgets"] if w["properties"].get("title", "").startswith("Limit refusals")]
     listed = set(re.findall(r'"(\w+)"', q[q.index("reason in ["):q.index("]")]))
     assert listed == limit_reasons, f"limit refusals widget differs from the proxy's 429 reasons: {sorted(listed ^ limit_reasons)}"
+
+
+def test_log_matching_assumptions_hold_in_the_code():
+    """The DLP widget matches `"dlp":{"` (a non-empty map) in the audit line's text, so the line
+    must be compact JSON; the rotation filters match `$.fields.message`, so tracing's JSON lines
+    must nest the message under `fields` (not flattened)."""
+    audit = read("shared/core/src/audit.rs")
+    to_line = audit[audit.index("pub fn to_line"):]
+    assert "serde_json::to_string(self)" in to_line[: to_line.index("}")]
+    logging = read("shared/lambda-start/src/logging.rs")
+    assert ".json()" in logging and "flatten_event(true)" not in logging
+
+
+def test_dimension_values_name_this_stack_s_resources(tpl):
+    """API Gateway and WAF metrics are found by name: the names the dashboard and the alarm use
+    must be the API's name and the web ACL's metric names."""
+    api_name = tpl["Resources"]["Api"]["Properties"]["Name"]["Fn::Sub"]
+    acl = tpl["Resources"]["WebAcl"]["Properties"]
+    acl_metric = acl["VisibilityConfig"]["MetricName"]["Fn::Sub"]
+    rule_metrics = {r["VisibilityConfig"]["MetricName"] for r in acl["Rules"]}
+    body, _ = dashboard(tpl)
+    api_rows = waf_rows = 0
+    for w in body["widgets"]:
+        for row in w["properties"].get("metrics", []):
+            if row[0] == "AWS/ApiGateway":
+                assert row[row.index("ApiName") + 1] == api_name.replace("${AWS::StackName}", "SUBSTITUTED")
+                api_rows += 1
+            if row[0] == "AWS/WAFV2":
+                assert row[row.index("WebACL") + 1] == acl_metric.replace("${AWS::StackName}", "SUBSTITUTED")
+                assert row[row.index("Rule") + 1] in rule_metrics
+                waf_rows += 1
+    assert api_rows and waf_rows == len(rule_metrics)
+    p = alarms(tpl)["Api5xxRateAlarm"]["Properties"]
+    for m in p["Metrics"]:
+        if "MetricStat" in m:
+            dims = {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]}
+            assert dims["ApiName"] == {"Fn::Sub": api_name}
+            assert dims["Stage"] == {"Ref": "StageName"}
