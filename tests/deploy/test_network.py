@@ -126,9 +126,61 @@ def test_waf_is_associated_with_the_stage(tpl):
               if "ManagedRuleGroupStatement" in r["Statement"]]
     assert groups == ["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesKnownBadInputsRuleSet"]
     (rate,) = [r for r in acl["Rules"] if "RateBasedStatement" in r["Statement"]]
-    assert rate["Action"] == {"Block": {}}
+    # a 429 (retryable for the SDKs), with a JSON body the ACL defines
+    response = rate["Action"]["Block"]["CustomResponse"]
+    assert response["ResponseCode"] == 429
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+    assert body["ContentType"] == "APPLICATION_JSON"
+    import json
+    err = json.loads(body["Content"])
+    assert err["type"] == "error" and err["error"]["message"] and err["error"]["type"] == "rate_limit_error"
     assert rate["Statement"]["RateBasedStatement"]["Limit"] == "1234"
     assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
     assert len({r["Priority"] for r in acl["Rules"]}) == len(acl["Rules"])
     arn = res["WebAclAssociation"]["Properties"]["ResourceArn"]["Fn::Sub"]
     assert arn.endswith("::/restapis/${Api}/stages/${Api.Stage}"), arn
+
+
+def test_the_waf_rate_answer_is_a_rate_limit_error_for_both_sdks(tpl):
+    """The stock SDKs, given the rate rule's answer (status and body from the template, served on
+    loopback), raise their RateLimitError — the error they retry with backoff — with the message."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import anthropic
+    import openai
+
+    _, res = api(tpl, EnableWaf="true")
+    acl = res["WebAcl"]["Properties"]
+    (rate,) = [r for r in acl["Rules"] if "RateBasedStatement" in r["Statement"]]
+    response = rate["Action"]["Block"]["CustomResponse"]
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]["Content"].encode()
+    message = json.loads(body)["error"]["message"]
+
+    class Waf(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(response["ResponseCode"])
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), Waf)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_port}"
+    try:
+        with pytest.raises(openai.RateLimitError) as e:
+            openai.OpenAI(base_url=f"{url}/v1", api_key="tgk_test_fake", max_retries=0).chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 429 and message in e.value.message
+        with pytest.raises(anthropic.RateLimitError) as e:
+            anthropic.Anthropic(base_url=url, api_key="tgk_test_fake", max_retries=0).messages.create(
+                model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 429 and message in e.value.message
+    finally:
+        srv.shutdown()
