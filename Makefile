@@ -57,6 +57,10 @@ test: venv lint
 template-checks: venv $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+	@# the scanners see only the resources the default parameters enable: scan again with every option on
+	$(PY) tests/deploy/all_options.py target/template-checks/all-options.yaml
+	$(VENV)/bin/cfn-lint target/template-checks/all-options.yaml
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f target/template-checks/all-options.yaml
 	$(PY) -m pytest -q tests/deploy
 
 # Part of `make test`: the deploy rehearsal (docs/deploy.md, "Rehearsal"): the SAM-translated

@@ -85,7 +85,7 @@ def rehearse_invocations(st: Stack, variant: str, state: Path, result, procs: li
         return
     mock_url = m.group(0)
 
-    # Seed with the CLI, configured the way docs/deploy.md "First run" says: from the stack's
+    # Seed with the CLI, configured the way docs/deploy.md "4. First run with the CLI" says: from the stack's
     # OperatorEnvironment output (resolved here: the emulator leaves ${PepperSecret} in it,
     # gap 3). Its names must be the ones the proxy was given.
     operator = st.resolve(st.tpl["Outputs"]["OperatorEnvironment"]["Value"])
