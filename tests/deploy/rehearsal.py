@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from all_options import ON as ALL_OPTIONS_ON  # noqa: E402
 from emulator_stack import ACCOUNT, CREATORS, SKIPPED_BY_EMULATOR, Stack, Unresolved, for_emulator  # noqa: E402
 from sam import CODE_BUCKET, CODE_KEY, ROOT, translate  # noqa: E402
 
@@ -57,14 +58,11 @@ DEFAULTS: dict[str, str] = {}
 
 
 def all_options(tpl: dict, secret_arn: str) -> dict[str, str]:
-    """Every optional part on; a parameter the template does not have is left out."""
-    on = {"EnableTracing": "true", "ProxyReservedConcurrency": "5", "AuditReservedConcurrency": "1",
-          "AlertEmail": "alerts@example.com", "ManagedTokenSecretArn": secret_arn,
-          "OpenAIAdminKeySecretArn": secret_arn, "AnthropicAdminKeySecretArn": secret_arn,
-          "FederatedTokenAudiences": "https://api.openai.com/v1,https://api.anthropic.com",
-          "AllowedSourceCidrs": "203.0.113.0/24,198.51.100.7/32",
-          "PrivateApiVpcEndpointId": "vpce-0123456789abcdef0", "EnableWaf": "true"}
-    return {k: v for k, v in on.items() if k in tpl.get("Parameters", {})}
+    """Every optional part on: the values template-checks scans with (all_options.ON), except
+    the managed token's secret, which must exist in the emulator for its rotation schedule."""
+    on = {k: str(json.loads(v)) for k, v in ALL_OPTIONS_ON.items()}
+    on["ManagedTokenSecretArn"] = secret_arn
+    return {k: v for k, v in on.items() if k in tpl.get("Parameters", {})}  # --template: an older one
 
 
 def say(msg: str) -> None:
