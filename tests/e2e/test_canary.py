@@ -53,7 +53,7 @@ def test_a_canary_key_is_refused_like_a_bad_key_reaches_no_provider_and_alerts_o
         responses[name] = (
             refused(lambda: oa.chat.completions.create(model="gpt-4o-mini", messages=MSGS)),
             refused(lambda: an.messages.create(
-                model="claude-sonnet-4-5", max_tokens=16, messages=MSGS)),
+                model="claude-sonnet-4-6", max_tokens=16, messages=MSGS)),
         )
     request_ids = []
     for canary_resp, bad_resp in zip(responses["canary"], responses["bad"]):

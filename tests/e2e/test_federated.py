@@ -5,12 +5,12 @@ key generated when the stack started), exchanges it at the mock's OpenAI token e
 counts exchanges and refuses expired access tokens."""
 
 import json
-import threading
 import time
 import urllib.request
 
 import boto3
 import openai
+from sdk_load import SdkLoad
 
 AUDIENCE = "https://api.openai.com/v1"
 
@@ -37,33 +37,6 @@ def add_federated(stack, pool, token_id, account, *extra):
     )
 
 
-def load(client, stream, stop, ok, failures):
-    while not stop.is_set():
-        try:
-            if stream:
-                text = "".join(
-                    (ch.choices[0].delta.content or "")
-                    for ch in client.chat.completions.create(
-                        model="gpt-4o-mini",
-                        messages=[{"role": "user", "content": "keyless?"}],
-                        stream=True,
-                    )
-                    if ch.choices
-                )
-            else:
-                text = (
-                    client.chat.completions.create(
-                        model="gpt-4o-mini", messages=[{"role": "user", "content": "keyless?"}]
-                    )
-                    .choices[0]
-                    .message.content
-                )
-            assert text.startswith("Hello from the mock provider.")
-            ok.append(time.time())
-        except Exception as e:  # every failure counts, whatever its type
-            failures.append(f"{type(e).__name__}: {e}")
-
-
 def test_a_federated_token_serves_requests_with_no_stored_secret_and_refreshes_under_load(
     stack, unique
 ):
@@ -88,24 +61,10 @@ def test_a_federated_token_serves_requests_with_no_stored_secret_and_refreshes_u
     key = stack.issue_key("--model-pool", f"*={pool}")
     before = federation(stack)["by_service_account"].get(account, 0)
     assert before == 0
-    stop, ok, failures = threading.Event(), [], []
-    threads = [
-        threading.Thread(
-            target=load,
-            args=(
-                openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0, timeout=30),
-                i % 2 == 1, stop, ok, failures,
-            ),
-        )
-        for i in range(4)
-    ]
     started = time.time()
-    for t in threads:
-        t.start()
-    time.sleep(10)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
+    with SdkLoad(stack, key, prompt="keyless?") as load:
+        time.sleep(10)
+    ok, failures = load.ok, load.failures
     elapsed = time.time() - started
     exchanges = federation(stack)["by_service_account"].get(account, 0)
     print(

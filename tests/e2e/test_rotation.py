@@ -5,11 +5,10 @@ through all four steps (the local driver invoking the rotation function under
 retire pass the schedule would run deletes the replaced key after the grace period."""
 
 import json
-import threading
 import time
 import urllib.request
 
-import openai
+from sdk_load import SdkLoad
 
 CACHE_TTL_S = 1.0  # TOLLGATE_SECRET_CACHE_TTL_MS in conftest
 GRACE_S = 4.0  # TOLLGATE_ROTATION_GRACE_MS in conftest
@@ -28,33 +27,6 @@ def mock_admin(stack):
         return json.load(r)
 
 
-def load(client, stream, stop, ok, failures):
-    while not stop.is_set():
-        try:
-            if stream:
-                text = "".join(
-                    (ch.choices[0].delta.content or "")
-                    for ch in client.chat.completions.create(
-                        model="gpt-4o-mini",
-                        messages=[{"role": "user", "content": "rotate?"}],
-                        stream=True,
-                    )
-                    if ch.choices
-                )
-            else:
-                text = (
-                    client.chat.completions.create(
-                        model="gpt-4o-mini", messages=[{"role": "user", "content": "rotate?"}]
-                    )
-                    .choices[0]
-                    .message.content
-                )
-            assert text.startswith("Hello from the mock provider.")
-            ok.append(time.time())
-        except Exception as e:  # every failure counts, whatever its type
-            failures.append(f"{type(e).__name__}: {e}")
-
-
 def test_rotation_under_load_fails_no_request_and_retires_the_old_key_after_grace(stack, unique):
     pool = f"rot-{unique}"
     old_value = f"mock-ok-rot0-{unique}"
@@ -68,27 +40,9 @@ def test_rotation_under_load_fails_no_request_and_retires_the_old_key_after_grac
     )
     key = stack.issue_key("--model-pool", f"*={pool}")
 
-    stop = threading.Event()
-    ok, failures = [], []
-    threads = [
-        threading.Thread(
-            target=load,
-            args=(
-                openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0, timeout=30),
-                i % 2 == 1,
-                stop,
-                ok,
-                failures,
-            ),
-            daemon=True,
-        )
-        for i in range(4)
-    ]
-    for t in threads:
-        t.start()
-    try:
+    with SdkLoad(stack, key, prompt="rotate?") as load:
         time.sleep(1.5)
-        before_rotation = len(ok)
+        before_rotation = len(load.ok)
         started = time.time()
         out = stack.cli_json("token", "rotate", pool, "t1")
         finished = time.time()
@@ -121,10 +75,7 @@ def test_rotation_under_load_fails_no_request_and_retires_the_old_key_after_grac
         status, report = post_json(invoke, {"action": "retire_due"})
         assert status == 200 and report["retired"] >= 1, report
         time.sleep(1.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+    ok, failures = load.ok, load.failures
 
     admin = mock_admin(stack)
     assert next(k for k in admin["keys"] if k["id"] == old_key_id)["status"] == "deleted"

@@ -44,15 +44,7 @@ async fn build_stores() -> Result<(Stores, Option<Arc<dyn IssuerStore>>), String
             let path = env::required("TOLLGATE_MEMORY_SEED")
                 .map_err(|e| format!("TOLLGATE_STORE=memory: {e} (a seed JSON file)"))?;
             let store = Arc::new(seed::load(&path).await?);
-            let stores = Stores {
-                tenants: store.clone(),
-                keys: store.clone(),
-                pools: store.clone(),
-                secrets: store.clone(),
-                decrypter: None,
-                prices: Some(store.clone()),
-                limits: Some(store.clone()),
-            };
+            let stores = Stores::single(store.clone());
             Ok((stores, Some(store)))
         }
         Some("aws") | None => {

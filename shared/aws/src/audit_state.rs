@@ -11,7 +11,7 @@
 //! an operator command, never on the function's path; the table holds one item per active
 //! key, network and open alert, so it stays small.
 
-use crate::error::unavailable;
+use crate::error::{unavailable, written};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -177,16 +177,11 @@ impl AuditStateStore for DynamoAuditState {
                 .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
         };
         self.ops.write();
-        match put.send().await {
-            Ok(_) => Ok(SaveOutcome::Saved),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(SaveOutcome::Conflict)
-            }
-            Err(e) => Err(unavailable(SERVICE, "PutItem", &e)),
-        }
+        Ok(if written(put.send().await, SERVICE, "PutItem")? {
+            SaveOutcome::Saved
+        } else {
+            SaveOutcome::Conflict
+        })
     }
 }
 

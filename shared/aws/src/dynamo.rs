@@ -4,7 +4,7 @@
 //! `S`, maps as `M`, lists as `L`, `SecretRef` as a map with a `kind` tag); `None` fields are
 //! left out of the item rather than stored as `NULL`. Layouts are in this crate's README.
 
-use crate::error::{ConfigError, unavailable};
+use crate::error::{ConfigError, transaction, unavailable, written, written_or};
 use crate::{ENV_KEYS_TABLE, ENV_POOL_TABLE, ENV_TENANTS_TABLE, required};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -148,16 +148,7 @@ impl DynamoStore {
             .expression_attribute_names("#k", key_attr)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(unavailable(SERVICE, op, &e)),
-        }
+        written_or(r, StoreError::AlreadyExists, SERVICE, op)
     }
 
     async fn get(
@@ -300,11 +291,7 @@ async fn set_attr<T: serde::Serialize>(
         }
         None => req.update_expression("REMOVE #a"),
     };
-    match req.send().await {
-        Ok(_) => Ok(()),
-        Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
-        Err(e) => Err(unavailable(SERVICE, what, &e)),
-    }
+    written_or(req.send().await, StoreError::NotFound, SERVICE, what)
 }
 
 #[async_trait]
@@ -402,11 +389,7 @@ impl KeyStore for DynamoStore {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
-            Err(e) => Err(unavailable(SERVICE, "UpdateItem(keys)", &e)),
-        }
+        written_or(r, StoreError::NotFound, SERVICE, "UpdateItem(keys)")
     }
 
     async fn set_key_policy(
@@ -455,14 +438,13 @@ impl KeyStore for DynamoStore {
             .expression_attribute_values(":suspended", s("suspended"))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            // Not in the starting state, or absent: tell them apart with one read.
-            Err(e) if is_conditional_update(&e) => match self.get_key(key_id).await? {
-                Some(_) => Ok(false),
-                None => Err(StoreError::NotFound),
-            },
-            Err(e) => Err(unavailable(SERVICE, "UpdateItem(keys status)", &e)),
+        if written(r, SERVICE, "UpdateItem(keys status)")? {
+            return Ok(true);
+        }
+        // Not in the starting state, or absent: tell them apart with one read.
+        match self.get_key(key_id).await? {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound),
         }
     }
 
@@ -482,7 +464,6 @@ impl KeyStore for DynamoStore {
         old_expires_at: EpochMs,
         successor: &ClientKeyRecord,
     ) -> Result<bool, StoreError> {
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
         let corrupt = |e: aws_sdk_dynamodb::error::BuildError| {
             StoreError::Corrupt(format!("key rotation does not build: {e}"))
@@ -516,22 +497,8 @@ impl KeyStore for DynamoStore {
             .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
             .await;
-        let reasons = match r {
-            Ok(_) => return Ok(true),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(
-                    ctx.err(),
-                    TransactWriteItemsError::TransactionCanceledException(_)
-                ) =>
-            {
-                match ctx.into_err() {
-                    TransactWriteItemsError::TransactionCanceledException(e) => {
-                        e.cancellation_reasons.unwrap_or_default()
-                    }
-                    _ => Vec::new(),
-                }
-            }
-            Err(e) => return Err(unavailable(SERVICE, "TransactWriteItems(keys rotate)", &e)),
+        let Some(reasons) = transaction(r, SERVICE, "TransactWriteItems(keys rotate)")? else {
+            return Ok(true);
         };
         let code = |i: usize| reasons.get(i).and_then(|r| r.code.as_deref());
         // The old key's condition first (as the in-memory store decides): absent → NotFound,
@@ -602,11 +569,6 @@ pub(crate) fn pool_token_key(pool: &str, token_id: &str) -> Item {
         ("pool".to_owned(), s(pool)),
         ("token_id".to_owned(), s(token_id)),
     ])
-}
-
-fn is_conditional_update(e: &SdkError<UpdateItemError>) -> bool {
-    e.as_service_error()
-        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
 #[async_trait]
@@ -727,11 +689,12 @@ impl PoolStore for DynamoStore {
             req.update_expression("SET #st = :st, version = version + :one")
         };
         self.ops.write();
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_update(&e) => Err(StoreError::NotFound),
-            Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool status)", &e)),
-        }
+        written_or(
+            req.send().await,
+            StoreError::NotFound,
+            SERVICE,
+            "UpdateItem(pool status)",
+        )
     }
 
     async fn delete_token(&self, pool: &str, token_id: &str) -> Result<(), StoreError> {
@@ -747,16 +710,7 @@ impl PoolStore for DynamoStore {
             .condition_expression("attribute_exists(token_id)")
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(unavailable(SERVICE, "DeleteItem(pool)", &e)),
-        }
+        written_or(r, StoreError::NotFound, SERVICE, "DeleteItem(pool)")
     }
 
     async fn apply_change(
@@ -771,14 +725,12 @@ impl PoolStore for DynamoStore {
         }
         // Every status change bumps `version`, so a matching version also means the status
         // is the one the change was computed from: one conditional write decides.
-        match self
-            .try_apply(pool, token_id, expected_version, change)
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) if is_conditional_update(&e) => Ok(false),
-            Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool health)", &e)),
-        }
+        written(
+            self.try_apply(pool, token_id, expected_version, change)
+                .await,
+            SERVICE,
+            "UpdateItem(pool health)",
+        )
     }
 
     async fn record_usage(
@@ -803,11 +755,7 @@ impl PoolStore for DynamoStore {
             .set_expression_attribute_values(Some(usage_values(usage, at)))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_update(&e) => Ok(()),
-            Err(e) => Err(unavailable(SERVICE, "UpdateItem(pool usage)", &e)),
-        }
+        written(r, SERVICE, "UpdateItem(pool usage)").map(|_| ())
     }
 }
 

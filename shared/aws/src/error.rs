@@ -7,6 +7,8 @@ use tollgate_core::ports::StoreError;
 
 // Every service crate re-exports the same smithy `SdkError` (with the same HTTP response type).
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::CancellationReason;
 
 /// Configuration the adapters need from the environment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,4 +49,78 @@ pub(crate) fn unavailable<E: ProvideErrorMetadata>(
     let kind = kind(e);
     tracing::warn!(service, op, error.kind = %kind, "AWS call failed");
     StoreError::Unavailable(format!("{service} {op}: {kind}"))
+}
+
+/// Errors of the writes that carry a condition expression.
+pub(crate) trait ConditionalWriteError: ProvideErrorMetadata {
+    fn condition_failed(&self) -> bool;
+}
+
+macro_rules! conditional_write_error {
+    ($($t:ty),*) => {$(
+        impl ConditionalWriteError for $t {
+            fn condition_failed(&self) -> bool {
+                self.is_conditional_check_failed_exception()
+            }
+        }
+    )*};
+}
+conditional_write_error!(
+    aws_sdk_dynamodb::operation::put_item::PutItemError,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemError
+);
+
+/// A conditional write's result: `Ok(true)` written, `Ok(false)` its condition failed (an
+/// answer, not a failure); anything else is `Unavailable`, logged by [`unavailable`].
+pub(crate) fn written<T, E: ConditionalWriteError>(
+    r: Result<T, SdkError<E>>,
+    service: &'static str,
+    op: &'static str,
+) -> Result<bool, StoreError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(E::condition_failed) => Ok(false),
+        Err(e) => Err(unavailable(service, op, &e)),
+    }
+}
+
+/// [`written`] where a failed condition means the item is missing or in the way: `failed`.
+pub(crate) fn written_or<T, E: ConditionalWriteError>(
+    r: Result<T, SdkError<E>>,
+    failed: StoreError,
+    service: &'static str,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    if written(r, service, op)? {
+        Ok(())
+    } else {
+        Err(failed)
+    }
+}
+
+/// A `TransactWriteItems` result: `Ok(None)` applied, `Ok(Some(reasons))` cancelled (one
+/// reason per item, in order, as DynamoDB reports them); anything else is `Unavailable`.
+pub(crate) fn transaction<T>(
+    r: Result<T, SdkError<TransactWriteItemsError>>,
+    service: &'static str,
+    op: &'static str,
+) -> Result<Option<Vec<CancellationReason>>, StoreError> {
+    match r {
+        Ok(_) => Ok(None),
+        Err(SdkError::ServiceError(ctx))
+            if matches!(
+                ctx.err(),
+                TransactWriteItemsError::TransactionCanceledException(_)
+            ) =>
+        {
+            Ok(Some(match ctx.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(e) => {
+                    e.cancellation_reasons.unwrap_or_default()
+                }
+                _ => Vec::new(),
+            }))
+        }
+        Err(e) => Err(unavailable(service, op, &e)),
+    }
 }

@@ -7,7 +7,7 @@
 //! read by the proxy only through GetItem, so its IAM grant can be exactly that one table
 //! (`dynamodb:GetItem`), and no scan of tenants or keys ever meets an issuer item.
 
-use crate::error::{ConfigError, unavailable};
+use crate::error::{ConfigError, unavailable, written_or};
 use crate::{ENV_ISSUERS_TABLE, required};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -137,15 +137,6 @@ impl IssuerStore for DynamoIssuerStore {
             .expression_attribute_names("#k", HASH_KEY)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(unavailable(SERVICE, "DeleteItem(issuers)", &e)),
-        }
+        written_or(r, StoreError::NotFound, SERVICE, "DeleteItem(issuers)")
     }
 }

@@ -33,13 +33,12 @@
 //! `expires_at` is still read as it is: that is harmless, because [`Counters::current`]
 //! zeroes every window that has closed and drops expired leases.
 
-use crate::error::{ConfigError, unavailable};
+use crate::error::{ConfigError, transaction, unavailable};
 use crate::{ENV_LIMITS_TABLE, required};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
@@ -260,44 +259,28 @@ impl DynamoLimitStore {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(DeltaOutcome::Applied),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(
-                    ctx.err(),
-                    TransactWriteItemsError::TransactionCanceledException(_)
-                ) =>
-            {
-                if let TransactWriteItemsError::TransactionCanceledException(e) = ctx.into_err() {
-                    let unusual: Vec<String> = e
-                        .cancellation_reasons
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|r| r.code)
-                        .filter(|c| {
-                            !matches!(
-                                c.as_str(),
-                                "None" | "ConditionalCheckFailed" | "TransactionConflict"
-                            )
-                        })
-                        .collect();
-                    if !unusual.is_empty() {
-                        tracing::warn!(
-                            service = SERVICE,
-                            op = "TransactWriteItems(limits settle)",
-                            error.kind = unusual.join(","),
-                            "settlement transaction cancelled; settling the slow way"
-                        );
-                    }
-                }
-                Ok(DeltaOutcome::NotApplied)
-            }
-            Err(e) => Err(unavailable(
-                SERVICE,
-                "TransactWriteItems(limits settle)",
-                &e,
-            )),
+        let Some(reasons) = transaction(r, SERVICE, "TransactWriteItems(limits settle)")? else {
+            return Ok(DeltaOutcome::Applied);
+        };
+        let unusual: Vec<String> = reasons
+            .into_iter()
+            .filter_map(|r| r.code)
+            .filter(|c| {
+                !matches!(
+                    c.as_str(),
+                    "None" | "ConditionalCheckFailed" | "TransactionConflict"
+                )
+            })
+            .collect();
+        if !unusual.is_empty() {
+            tracing::warn!(
+                service = SERVICE,
+                op = "TransactWriteItems(limits settle)",
+                error.kind = unusual.join(","),
+                "settlement transaction cancelled; settling the slow way"
+            );
         }
+        Ok(DeltaOutcome::NotApplied)
     }
 
     async fn put_all(
@@ -319,23 +302,9 @@ impl DynamoLimitStore {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(SwapOutcome::Applied),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(
-                    ctx.err(),
-                    TransactWriteItemsError::TransactionCanceledException(_)
-                ) =>
-            {
-                let reasons = match ctx.into_err() {
-                    TransactWriteItemsError::TransactionCanceledException(e) => {
-                        e.cancellation_reasons.unwrap_or_default()
-                    }
-                    _ => Vec::new(),
-                };
-                conflict_from_reasons(writes, reasons)
-            }
-            Err(e) => Err(unavailable(SERVICE, "TransactWriteItems(limits)", &e)),
+        match transaction(r, SERVICE, "TransactWriteItems(limits)")? {
+            None => Ok(SwapOutcome::Applied),
+            Some(reasons) => conflict_from_reasons(writes, reasons),
         }
     }
 }

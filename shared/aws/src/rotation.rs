@@ -6,9 +6,11 @@
 //! through [`SecretStore`](tollgate_core::ports::SecretStore) and never sees a pending value.
 
 use crate::dynamo::DynamoStore;
-use crate::error::unavailable;
+use crate::error::{unavailable, written_or};
 use crate::secrets::SecretsManagerStore;
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 use tollgate_core::ports::{Secret, StoreError};
@@ -217,26 +219,7 @@ impl RotationRecords for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(se) if se.is_conditional_check_failed_exception() => {
-                    // With ALL_OLD a failed condition on an existing item carries it.
-                    let exists = match se {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                            c.item().is_some_and(|i| i.contains_key("token_id"))
-                        }
-                        _ => false,
-                    };
-                    if exists {
-                        Ok(false)
-                    } else {
-                        Err(StoreError::NotFound)
-                    }
-                }
-                _ => Err(unavailable("dynamodb", "UpdateItem(pool rotation)", &e)),
-            },
-        }
+        token_swapped(r, "UpdateItem(pool rotation)")
     }
 }
 
@@ -270,16 +253,12 @@ impl tollgate_core::sweep::ProbeRecords for DynamoStore {
             .expression_attribute_values(":p", value)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(unavailable("dynamodb", "UpdateItem(pool probe)", &e)),
-        }
+        written_or(
+            r,
+            StoreError::NotFound,
+            "dynamodb",
+            "UpdateItem(pool probe)",
+        )
     }
 }
 
@@ -319,19 +298,7 @@ impl tollgate_core::ports::TokenSecretSwap for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    if c.item().is_some_and(|i| i.contains_key("token_id")) {
-                        Ok(false)
-                    } else {
-                        Err(StoreError::NotFound)
-                    }
-                }
-                _ => Err(unavailable("dynamodb", "UpdateItem(pool secret)", &e)),
-            },
-        }
+        token_swapped(r, "UpdateItem(pool secret)")
     }
 
     async fn set_staged(
@@ -367,15 +334,33 @@ impl tollgate_core::ports::TokenSecretSwap for DynamoStore {
             None => req.update_expression("REMOVE staged_secret"),
         };
         self.ops.write();
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound)
+        written_or(
+            req.send().await,
+            StoreError::NotFound,
+            "dynamodb",
+            "UpdateItem(pool staged)",
+        )
+    }
+}
+
+/// A compare-and-swap on a pool token item (sent with ALL_OLD on a failed condition):
+/// `Ok(true)` swapped, `Ok(false)` the token is there but no longer in the expected state,
+/// `NotFound` the token is gone (a failed condition returns no item).
+fn token_swapped<T>(
+    r: Result<T, SdkError<UpdateItemError>>,
+    op: &'static str,
+) -> Result<bool, StoreError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                if c.item().is_some_and(|i| i.contains_key("token_id")) {
+                    Ok(false)
+                } else {
+                    Err(StoreError::NotFound)
+                }
             }
-            Err(e) => Err(unavailable("dynamodb", "UpdateItem(pool staged)", &e)),
-        }
+            _ => Err(unavailable("dynamodb", op, &e)),
+        },
     }
 }

@@ -158,13 +158,8 @@ async fn setup(
     let gw = Gateway::with_federation(
         cfg,
         Stores {
-            tenants: store.clone(),
-            keys: store.clone(),
-            pools: store.clone(),
-            secrets: store.clone(),
-            decrypter: None,
-            limits: Some(store.clone()),
             prices: Some(Arc::new(MemoryStore::new())),
+            ..Stores::single(store.clone())
         },
         None,
         Some(Arc::new(signer)),

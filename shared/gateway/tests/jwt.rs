@@ -191,15 +191,7 @@ async fn setup_with(
             upstream_timeout_ms: 2_000,
             ..GatewayConfig::default()
         },
-        Stores {
-            tenants: store.clone(),
-            keys: store.clone(),
-            pools: store.clone(),
-            secrets: store.clone(),
-            decrypter: None,
-            limits: Some(store.clone()),
-            prices: Some(store.clone()),
-        },
+        Stores::single(store.clone()),
         Some(IdentityStores {
             issuers: store.clone(),
             jwks: jwks_src.unwrap_or_else(|| jwks.clone()),
@@ -508,13 +500,9 @@ async fn a_gateway_without_issuers_refuses_jwts_without_a_store_call() {
     let gw = Gateway::new(
         GatewayConfig::default(),
         Stores {
-            tenants: store.clone(),
-            keys: store.clone(),
-            pools: store.clone(),
-            secrets: store.clone(),
-            decrypter: None,
             limits: None,
             prices: None,
+            ..Stores::single(store.clone())
         },
         h.clock.clone(),
         h.audit.clone(),

@@ -124,15 +124,7 @@ async fn setup() -> H {
     let audit = Arc::new(MemoryAuditSink::default());
     let gw = Gateway::with_identity(
         GatewayConfig::default(),
-        Stores {
-            tenants: store.clone(),
-            keys: store.clone(),
-            pools: store.clone(),
-            secrets: store.clone(),
-            decrypter: None,
-            limits: Some(store.clone()),
-            prices: Some(store.clone()),
-        },
+        Stores::single(store.clone()),
         Some(IdentityStores {
             issuers: store.clone(),
             jwks,

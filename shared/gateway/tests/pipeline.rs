@@ -116,13 +116,8 @@ async fn setup_with(tokens: &[(&str, &str, &str)], tweak: impl FnOnce(&mut Gatew
     let gw = Gateway::new(
         cfg,
         Stores {
-            tenants: store.clone(),
-            keys: store.clone(),
-            pools: store.clone(),
-            secrets: store.clone(),
-            decrypter: None,
-            limits: Some(store.clone()),
             prices: Some(prices.clone()),
+            ..Stores::single(store.clone())
         },
         clock.clone(),
         audit.clone(),

@@ -41,6 +41,25 @@ pub struct Stores {
     pub prices: Option<Arc<dyn PriceStore>>,
 }
 
+impl Stores {
+    /// One store serving every port (the in-memory store of `TOLLGATE_STORE=memory` and of
+    /// tests): no decrypter, limits and prices from the same store.
+    pub fn single<S>(store: Arc<S>) -> Self
+    where
+        S: TenantStore + KeyStore + PoolStore + SecretStore + LimitStore + PriceStore + 'static,
+    {
+        Self {
+            tenants: store.clone(),
+            keys: store.clone(),
+            pools: store.clone(),
+            secrets: store.clone(),
+            decrypter: None,
+            limits: Some(store.clone()),
+            prices: Some(store),
+        }
+    }
+}
+
 pub struct Gateway {
     pub(crate) cfg: GatewayConfig,
     pub(crate) clock: Arc<dyn Clock>,
