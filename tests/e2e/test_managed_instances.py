@@ -61,6 +61,11 @@ class Sandbox:
         self.proc, self.runtime, self.front, self.wire = proc, runtime, front, wire
         self.out, self.err = out, err
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the proxy process has used so far (Linux /proc)."""
+        fields = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def audit_lines(self) -> list:
         lines = []
         for line in self.out.read_text(errors="replace").splitlines():
@@ -149,18 +154,27 @@ def test_sdk_streams_are_complete_own_and_read_the_store_once(stack, sandbox, un
             stream=True,
             max_tokens=60,
         ) as resp:
-            text, finished = "", None
+            text, finished, events = "", None, 0
             for chunk in resp.parse():
+                events += 1
                 for c in chunk.choices:
                     text += c.delta.content or ""
                     finished = c.finish_reason or finished
-            return prompt, text, finished, resp.headers.get("x-tollgate-request-id"), resp.headers.get("x-amzn-requestid")
+            return prompt, text, finished, resp.headers.get("x-tollgate-request-id"), resp.headers.get("x-amzn-requestid"), events
 
+    cpu_before = sandbox.cpu_seconds()
     with cf.ThreadPoolExecutor(max_workers=CLIENTS) as ex:
         results = list(ex.map(one, prompts))
+    cpu = sandbox.cpu_seconds() - cpu_before
+    events = sum(r[-1] for r in results)
+    # A measurement, not a check (debug build, shared machine: an upper bound for release).
+    print(
+        f"proxy CPU for {len(prompts)} streams ({events} SSE events): {cpu:.2f} s, "
+        f"{1000 * cpu / len(prompts):.1f} ms per stream, {1e6 * cpu / events:.0f} µs per event"
+    )
 
     ids = set()
-    for prompt, text, finished, request_id, invocation_id in results:
+    for prompt, text, finished, request_id, invocation_id, _ in results:
         assert text == f"{REPLY_PREFIX} You said: {prompt}", "a stream was cut or carried another request's answer"
         assert finished == "stop"
         assert request_id and request_id == invocation_id, "the request id is the Lambda invocation's"
