@@ -16,7 +16,10 @@
 //!   local stack (`cargo lambda watch`, which forces `AWS_LAMBDA_MAX_CONCURRENCY=1`) sets it so
 //!   one process drains many invocations at once; see `infra/local/README.md`. Each loop also
 //!   honours `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda Managed Instances) through
-//!   `lambda_runtime::run_concurrent`; do not set both above 1.
+//!   `lambda_runtime::run_concurrent`. When that variable is above 1 (Lambda Managed Instances
+//!   sets it from the function's `PerExecutionEnvironmentMaxConcurrency`), one loop runs that
+//!   many workers and [`effective_pollers`] ignores `TOLLGATE_LAMBDA_POLLERS` (with a warning):
+//!   more pollers would ask the Runtime API for more invocations than the environment takes.
 //!
 //! Never logs an event, a header or a body.
 
@@ -57,6 +60,24 @@ pub fn pollers_from_env() -> Result<usize, EnvError> {
             name: ENV_POLLERS.into(),
             expected: "a whole number from 1 to 1024",
         })
+    }
+}
+
+/// Lambda's per-environment concurrency (Lambda Managed Instances). Read as lambda_runtime
+/// 1.5 reads it (`u32` parse, no trimming), so both agree on whether it is in force.
+pub const ENV_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
+
+/// The runtime loops to start: `pollers`, or 1 when Lambda's own per-environment concurrency
+/// (`max_concurrency`, from [`ENV_MAX_CONCURRENCY`]) is above 1, since each loop then runs
+/// that many workers itself.
+pub fn effective_pollers(pollers: usize, max_concurrency: Option<&str>) -> usize {
+    let lambda_concurrency = max_concurrency
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    if lambda_concurrency > 1 {
+        1
+    } else {
+        pollers.clamp(1, MAX_POLLERS)
     }
 }
 
@@ -216,8 +237,21 @@ where
     for name in RUNTIME_VARS {
         env::required(name)?;
     }
-    let pollers = pollers.clamp(1, MAX_POLLERS);
-    tracing::info!(pollers, "serving from the Lambda Runtime API");
+    let max_concurrency = std::env::var(ENV_MAX_CONCURRENCY).ok();
+    let requested = pollers;
+    let pollers = effective_pollers(pollers, max_concurrency.as_deref());
+    if pollers < requested.min(MAX_POLLERS) {
+        tracing::warn!(
+            requested,
+            max_concurrency = max_concurrency.as_deref().unwrap_or_default(),
+            "AWS_LAMBDA_MAX_CONCURRENCY is above 1: one runtime loop with that many workers, TOLLGATE_LAMBDA_POLLERS ignored"
+        );
+    }
+    tracing::info!(
+        pollers,
+        max_concurrency = max_concurrency.as_deref().unwrap_or("1"),
+        "serving from the Lambda Runtime API"
+    );
     let mut loops = tokio::task::JoinSet::new();
     for poller in 0..pollers {
         loops.spawn(supervise(poller, svc.clone()));
@@ -292,6 +326,22 @@ mod tests {
         assert!(waits.windows(2).all(|w| w[1] >= w[0]));
         assert_eq!(*waits.last().unwrap(), Backoff::MAX);
         assert_eq!(b.after_run(Backoff::HEALTHY), Backoff::INITIAL);
+    }
+
+    #[test]
+    fn managed_instances_concurrency_means_one_loop() {
+        // Classic Lambda and the local stack: the configured loops.
+        assert_eq!(effective_pollers(128, None), 128);
+        assert_eq!(effective_pollers(128, Some("1")), 128);
+        assert_eq!(effective_pollers(4, Some("0")), 4);
+        assert_eq!(effective_pollers(4, Some("not a number")), 4);
+        assert_eq!(effective_pollers(0, None), 1);
+        assert_eq!(effective_pollers(5000, None), MAX_POLLERS);
+        // Managed Instances: one loop, which runs AWS_LAMBDA_MAX_CONCURRENCY workers itself.
+        assert_eq!(effective_pollers(128, Some("8")), 1);
+        assert_eq!(effective_pollers(1, Some("64")), 1);
+        // Read exactly as lambda_runtime reads it: what it ignores, this ignores.
+        assert_eq!(effective_pollers(4, Some(" 64 ")), 4);
     }
 
     #[test]
