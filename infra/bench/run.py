@@ -368,7 +368,8 @@ def warm_calls(n=50):
     moto_port = free_port()
     env = {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"}
-    spawn([str(VENV / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], name="moto")
+    spawn([str(VENV / "python"), str(ROOT / "infra/local/emulator.py"), "-H", "127.0.0.1", "-p", str(moto_port)],
+          name="moto")
     for _ in range(200):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{moto_port}/moto-api/", timeout=1)

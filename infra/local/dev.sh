@@ -73,7 +73,8 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 
 say "starting the AWS emulator on 127.0.0.1:$moto_port"
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+# moto with DynamoDB calls one at a time: see infra/local/emulator.py for why.
+"$venv/bin/python" "$root/infra/local/emulator.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
 pids+=($!)
 wait_http "$AWS_ENDPOINT_URL/moto-api/" 30 || die "the emulator did not start (see $state/moto.log)"
 
