@@ -14,8 +14,9 @@ help:
 	@echo "make test      install what the tests need, then run every test tier"
 	@echo "make bench     print latency, memory, size and call-count figures"
 	@echo "make eval-dlp  print the sensitive-data filter's precision/recall table"
-	@echo "make template-checks  cfn-lint, checkov and the policy-vs-code check on template.yaml (make test runs it too)"
+	@echo "make template-checks  cfn-lint, sam validate --lint, checkov and the policy-vs-code check on template.yaml (make test runs it too)"
 	@echo "make deploy-check  deploy rehearsal: template.yaml created on the emulator's CloudFormation, the proxy invoked with API Gateway REST events (make test runs it too)"
+	@echo "make sam-cli   install the AWS SAM CLI into .venv/sam (for sam build / sam deploy; make test installs it too)"
 	@echo "make lint      cargo fmt --check and clippy -D warnings (make test runs it too)"
 	@echo "make fuzz      run every fuzz target for FUZZ_SECONDS each (needs a nightly toolchain and cargo-fuzz)"
 
@@ -37,6 +38,16 @@ $(CHECKOV_VENV)/.installed: $(CHECKOV_REQS) | $(VENV)/.installed
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQS)
 	touch $@
 
+# The AWS SAM CLI, also in its own venv (.venv/sam): `make sam-cli`, then `.venv/sam/bin/sam`.
+SAM_VENV := $(VENV)/sam
+SAM_REQS := infra/local/sam-requirements.txt
+$(SAM_VENV)/.installed: $(SAM_REQS) | $(VENV)/.installed
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(SAM_REQS)
+	touch $@
+
+sam-cli: $(SAM_VENV)/.installed
+
 build:
 	cargo build --bins
 
@@ -52,10 +63,11 @@ test: venv lint
 	@if [ -f tests/dlp_eval/test_gates.py ]; then $(PY) -m pytest -q tests/dlp_eval; fi
 	$(MAKE) --no-print-directory fuzz-smoke
 
-# Part of `make test`, seconds, no AWS account: cfn-lint, checkov (every skip justified inline in
+# Part of `make test`, seconds, no AWS account: cfn-lint, `sam validate --lint`, checkov (every skip justified inline in
 # template.yaml), and the policy-vs-code and environment checks of tests/deploy (docs/deploy.md, "Checks").
-template-checks: venv $(CHECKOV_VENV)/.installed
+template-checks: venv $(CHECKOV_VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 	@# the scanners see only the resources the default parameters enable: scan again with every option on
 	$(PY) tests/deploy/all_options.py target/template-checks/all-options.yaml
@@ -94,4 +106,4 @@ fuzz-smoke:
 	  echo "notice: fuzz pass skipped: no nightly toolchain with cargo-fuzz (rustup toolchain install nightly; cargo install cargo-fuzz)"; \
 	fi
 
-.PHONY: help venv build dev test template-checks deploy-check lint bench eval-dlp fuzz fuzz-smoke
+.PHONY: help venv sam-cli build dev test template-checks deploy-check lint bench eval-dlp fuzz fuzz-smoke
