@@ -27,7 +27,9 @@ STAGES = [
     ("limit admission (no limits on the bench key)", ["tollgate_gateway::limit::admit::{{closure}}"]),
     ("upstream client (pick token, build and send, read answer)", ["tollgate_gateway::forward::forward::{{closure}}"]),
     ("  of which URL parse", ["url::ParseOptions::parse"]),
-    ("  of which reqwest/hyper client", ["reqwest::async_impl::client::Client::execute_request", "<reqwest::async_impl::client::PendingRequest as core::future::future::Future>::poll"]),
+    # reqwest until the gateway's own hyper client (shared/gateway/src/upstream.rs) replaced it;
+    # the names of both are kept so older profiles still read.
+    ("  of which HTTP client to the response head (hyper-util; reqwest before)", ["tollgate_gateway::upstream::HttpClient::send::{{closure}}", "reqwest::async_impl::client::Client::execute_request", "<reqwest::async_impl::client::PendingRequest as core::future::future::Future>::poll"]),
     ("response filter and head (answer_response)", ["tollgate_gateway::handler::answer_response"]),
     ("  of which response DLP (walk + scan)", ["tollgate_gateway::inspect::redact_response_body"]),
     ("response policy (derived from the caller's DLP policy)", ["tollgate_gateway::inspect::response_policy"]),

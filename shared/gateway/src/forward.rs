@@ -10,8 +10,10 @@ use crate::request::Parsed;
 use crate::respond::Refusal;
 use crate::state::Gateway;
 use crate::state::federated::FederationError;
+use crate::upstream::{CallError, ReqBody};
 use bytes::Bytes;
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use hyper::body::Incoming;
 use std::time::{Duration, Instant};
 use tollgate_core::federation::ANTHROPIC_OAUTH_BETA;
 use tollgate_core::pool::Outcome;
@@ -34,7 +36,7 @@ pub(crate) enum AnswerBody {
     /// A complete body, read before anything goes to the client.
     Complete(Bytes),
     /// An SSE stream in flight: relayed chunk by chunk.
-    Stream(reqwest::Response),
+    Stream(Incoming),
 }
 
 enum Class {
@@ -209,12 +211,13 @@ async fn receive(
     gw: &Gateway,
     token: TokenRecord,
     value: Secret,
-    upstream: reqwest::Response,
+    upstream: Response<Incoming>,
     started: Instant,
     ctx: &mut RequestCtx,
 ) -> Result<Answer, Refusal> {
-    let status = upstream.status().as_u16();
-    let headers = upstream.headers().clone();
+    let (head, body) = upstream.into_parts();
+    let status = head.status.as_u16();
+    let headers = head.headers;
     let is_sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -232,12 +235,12 @@ async fn receive(
         return Ok(Answer {
             status,
             headers,
-            body: AnswerBody::Stream(upstream),
+            body: AnswerBody::Stream(body),
         });
     }
     let read = tokio::time::timeout(
         Duration::from_millis(gw.cfg.upstream_timeout_ms),
-        upstream.bytes(),
+        crate::upstream::read_all(body),
     )
     .await;
     let result = match read {
@@ -264,60 +267,70 @@ async fn send(
     token: &TokenRecord,
     value: &Secret,
     parsed: &Parsed,
-) -> Result<reqwest::Response, SendError> {
+) -> Result<Response<Incoming>, SendError> {
     let url = upstream_url(&token.base_url, route);
+    let Some(uri) = gw.parsed_url(&url) else {
+        // Not an absolute http(s) URL: a failed attempt, as any unusable upstream.
+        tracing::warn!(token_id = %token.token_id, "upstream URL is not an absolute http(s) URL");
+        return Err(SendError::Failed);
+    };
     let method = if route.method() == "GET" {
-        reqwest::Method::GET
+        Method::GET
     } else {
-        reqwest::Method::POST
+        Method::POST
     };
-    let mut rb = match gw.parsed_url(&url) {
-        Some(u) => gw.http.request(method, u),
-        // Not a URL: reqwest reports it as a failed request, as before.
-        None => gw.http.request(method, url),
+    let body = if route.has_body() {
+        ReqBody::new(parsed.body.clone())
+    } else {
+        ReqBody::default()
     };
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
     for (k, v) in &parsed.headers {
-        rb = rb.header(k, v);
+        h.append(k.clone(), v.clone());
     }
     let federated = matches!(token.secret, SecretRef::Federated { .. });
-    rb = match token.provider {
-        ProviderKind::Openai => rb.bearer_auth(value.expose()),
-        // A federated access token is an OAuth bearer token, with the OAuth beta header.
-        ProviderKind::Anthropic if federated => {
-            let rb = rb
-                .bearer_auth(value.expose())
-                .header("anthropic-beta", ANTHROPIC_OAUTH_BETA);
-            if parsed.headers.iter().any(|(k, _)| k == "anthropic-version") {
-                rb
-            } else {
-                rb.header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)
-            }
+    // A federated access token is an OAuth bearer token (with the OAuth beta header, for
+    // Anthropic); a stored Anthropic key goes in `x-api-key`.
+    let credential = match token.provider {
+        ProviderKind::Anthropic if !federated => {
+            credential_header(HeaderName::from_static("x-api-key"), "", value)
         }
-        ProviderKind::Anthropic => {
-            let rb = rb.header("x-api-key", value.expose());
-            if parsed.headers.iter().any(|(k, _)| k == "anthropic-version") {
-                rb
-            } else {
-                rb.header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)
-            }
-        }
+        _ => credential_header(header::AUTHORIZATION, "Bearer ", value),
     };
-    if route.has_body() {
-        if !parsed
-            .headers
-            .iter()
-            .any(|(k, _)| k == header::CONTENT_TYPE)
-        {
-            rb = rb.header(header::CONTENT_TYPE, "application/json");
-        }
-        rb = rb.body(parsed.body.clone());
+    let Some(credential) = credential else {
+        // Not a valid header value: the provider could not have accepted it either.
+        tracing::warn!(token_id = %token.token_id, "token value is not a valid header value");
+        return Err(SendError::Failed);
+    };
+    h.append(credential.0, credential.1);
+    if token.provider == ProviderKind::Anthropic && federated {
+        h.append(
+            "anthropic-beta",
+            HeaderValue::from_static(ANTHROPIC_OAUTH_BETA),
+        );
     }
-    match tokio::time::timeout(Duration::from_millis(gw.cfg.upstream_timeout_ms), rb.send()).await {
+    if token.provider == ProviderKind::Anthropic && !h.contains_key("anthropic-version") {
+        h.insert(
+            "anthropic-version",
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+        );
+    }
+    if route.has_body() && !h.contains_key(header::CONTENT_TYPE) {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    let timeout = Duration::from_millis(gw.cfg.upstream_timeout_ms);
+    match tokio::time::timeout(timeout, gw.http.send(req)).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => {
-            // reqwest's Display can include the URL; log only the kind.
-            tracing::warn!(token_id = %token.token_id, timeout = e.is_timeout(), connect = e.is_connect(), "upstream request failed");
-            Err(if e.is_timeout() {
+            // Only the kind is logged: never the URL or the request.
+            tracing::warn!(token_id = %token.token_id, timeout = e == CallError::TimedOut, connect = e == CallError::Connect, "upstream request failed");
+            Err(if e == CallError::TimedOut {
                 SendError::TimedOut
             } else {
                 SendError::Failed
@@ -328,4 +341,16 @@ async fn send(
             Err(SendError::TimedOut)
         }
     }
+}
+
+/// The credential header for a token value (`prefix` + value), marked sensitive so HTTP/2
+/// never indexes it; `None` when the value cannot be a header value.
+fn credential_header(
+    name: HeaderName,
+    prefix: &str,
+    value: &Secret,
+) -> Option<(HeaderName, HeaderValue)> {
+    let mut v = HeaderValue::try_from(format!("{prefix}{}", value.expose())).ok()?;
+    v.set_sensitive(true);
+    Some((name, v))
 }

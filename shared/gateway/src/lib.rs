@@ -19,7 +19,8 @@
 //! Beside them: [`manage`] serves the tenant management API (`/tollgate/v1/…`, tenant
 //! admins only) instead of the provider stages, settled the same way; [`respond`] maps every [`Reason`](tollgate_core::reason::Reason) to a
 //! status and a provider-shaped body in one place; [`state`] holds what requests share
-//! (caches over the stores, the HTTP client); [`context`] is what one request carries.
+//! (caches over the stores, the HTTP client); [`upstream`] is that HTTP client (hyper, pooled,
+//! rustls); [`context`] is what one request carries.
 //! The crate has no AWS dependency: stores arrive as `tollgate_core::ports` trait objects.
 
 pub mod audit_sink;
@@ -39,6 +40,7 @@ pub mod request;
 pub mod respond;
 mod settle;
 pub mod state;
+pub mod upstream;
 
 pub use audit_sink::{AuditSink, MemoryAuditSink, StdoutAuditSink};
 pub use config::{ConfigError, GatewayConfig};

@@ -10,6 +10,8 @@ use crate::inspect::{ResponseFilter, redact_response_body};
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyDataStream;
+use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -124,7 +126,8 @@ pub(crate) struct StreamReport {
     pub redactions: Redactions,
 }
 
-type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// The upstream body's data frames (trailers, which SSE never has, are skipped).
+type Chunks = BodyDataStream<Incoming>;
 
 /// An SSE stream relayed chunk by chunk as the client reads it (so a client that goes away
 /// stops the upstream read). Events are re-framed after the secret filter; a partial event
@@ -146,14 +149,14 @@ pub(crate) struct Relay {
 impl Relay {
     pub fn new(
         kind: ProviderKind,
-        upstream: reqwest::Response,
+        upstream: Incoming,
         idle_for: Duration,
         policy: Policy,
         scrub: &Scrubber,
     ) -> Self {
         Self {
             kind,
-            upstream: Box::pin(upstream.bytes_stream()),
+            upstream: BodyDataStream::new(upstream),
             idle_for,
             idle: Box::pin(tokio::time::sleep(idle_for)),
             reader: SseReader::new(),
@@ -201,7 +204,7 @@ impl Source for Relay {
             if self.finished {
                 return Poll::Ready(None);
             }
-            match self.upstream.as_mut().poll_next(cx) {
+            match Pin::new(&mut self.upstream).poll_next(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {
                     let deadline = Instant::now() + self.idle_for;
                     self.idle.as_mut().reset(deadline);

@@ -428,6 +428,96 @@ async fn all_tokens_failing_gives_a_bounded_503_in_the_provider_shape() {
     assert_eq!(a.attempts as usize, max);
 }
 
+/// The request headers the upstream saw on the last call, lower-case, in order.
+fn headers_seen(call: &Value) -> Vec<String> {
+    call["headers_seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_upstream_request_carries_the_clients_allowed_headers_and_the_gateways_own() {
+    let h = setup(&[("openai", "t1", "mock-ok-one")]).await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let calls = h.calls().await;
+    let seen = headers_seen(&calls[0]);
+    for name in [
+        "host",
+        "authorization",
+        "content-type",
+        "content-length",
+        "user-agent",
+    ] {
+        assert!(seen.iter().any(|s| s == name), "{name} missing: {seen:?}");
+    }
+    assert_eq!(calls[0]["body"]["model"], "gpt-4o-mini");
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_in_time_is_a_504_upstream_timeout() {
+    let h = setup_with(
+        &[
+            ("openai", "a", "mock-stall-a"),
+            ("openai", "b", "mock-stall-b"),
+        ],
+        |c| c.upstream_timeout_ms = 300,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let a = h.last_audit();
+    assert_eq!(a.reason.as_str(), "upstream_timeout");
+    assert_eq!(a.decision, Decision::Error);
+    assert_eq!(a.attempts, 2, "a timeout fails over to the next token");
+    assert_eq!(h.token("openai", "a").await.consecutive_failures, 1);
+    assert_eq!(h.token("openai", "b").await.consecutive_failures, 1);
+}
+
+/// A token in `pool` whose upstream is a loopback port nothing listens on.
+async fn add_unreachable_token(h: &H, pool: &str, id: &str) {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    h.store
+        .put_token(&token(pool, id, ProviderKind::Openai, &closed, 0))
+        .await
+        .unwrap();
+    h.store
+        .put_secret(&format!("tollgate/pool/{id}"), &Secret::new("mock-ok-x"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_transient_and_the_next_token_answers() {
+    let h = setup(&[("openai", "b-good", "mock-ok-y")]).await;
+    add_unreachable_token(&h, "openai", "a-down").await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let a = h.last_audit();
+    assert_eq!(a.attempts, 2);
+    assert_eq!(a.token_id.as_deref(), Some("b-good"));
+    assert_eq!(h.token("openai", "a-down").await.consecutive_failures, 1);
+
+    // With only unreachable tokens, the request fails as all tokens failed (503), not as a
+    // timeout.
+    let h = setup(&[]).await;
+    add_unreachable_token(&h, "openai", "c-down").await;
+    add_unreachable_token(&h, "openai", "d-down").await;
+    let (status, body) = h.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(status, 503, "{body}");
+    let a = h.last_audit();
+    assert_eq!(a.reason.as_str(), "all_tokens_failed");
+    assert_eq!(a.attempts, 2);
+}
+
 #[tokio::test]
 async fn stream_passes_through_and_records_usage() {
     let h = setup(&[("openai", "t1", "mock-ok-one")]).await;

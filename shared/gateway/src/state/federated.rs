@@ -10,6 +10,7 @@
 //! requests cause one exchange per token lifetime, and a refresh under load fails nothing.
 
 use crate::context::StoreCalls;
+use crate::upstream::{CallError, FetchError, HttpClient, ReqBody};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -187,30 +188,25 @@ impl FederatedTokens {
 /// body, the answer read whole (at most 64 KiB). The request and response bodies are never
 /// logged.
 pub struct HttpTokenExchange {
-    http: reqwest::Client,
+    http: HttpClient,
     timeout: Duration,
 }
 
 impl HttpTokenExchange {
-    pub fn new(http: reqwest::Client, timeout: Duration) -> Self {
+    pub fn new(http: HttpClient, timeout: Duration) -> Self {
         Self { http, timeout }
     }
 }
 
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
-fn allowed_url(url: &str) -> bool {
-    let Ok(u) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match u.scheme() {
-        "https" => true,
-        "http" => matches!(
-            u.host_str(),
-            Some("localhost") | Some("127.0.0.1") | Some("[::1]")
-        ),
-        _ => false,
-    }
+/// The token endpoint as a request URI when it is HTTPS, or plain HTTP to loopback.
+fn allowed_url(url: &str) -> Option<http::Uri> {
+    let u = crate::upstream::absolute_uri(url)?;
+    let loopback = u
+        .host()
+        .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || h == "127.0.0.1" || h == "[::1]");
+    (u.scheme_str() == Some("https") || loopback).then_some(u)
 }
 
 #[async_trait]
@@ -220,53 +216,39 @@ impl TokenExchange for HttpTokenExchange {
         exchange: &Exchange,
         identity_token: &Secret,
     ) -> Result<AccessGrant, ExchangeError> {
-        let url = exchange.token_url();
-        if !allowed_url(url) {
+        let Some(uri) = allowed_url(exchange.token_url()) else {
             // An identity token must not travel in clear text: a configuration error.
             return Err(ExchangeError::Rejected {
                 status: 0,
                 code: "token_url_not_https".into(),
             });
-        }
-        let mut rb = self
-            .http
-            .post(url)
+        };
+        let mut req = http::Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(exchange.request_body(identity_token).to_string());
+            .header(http::header::ACCEPT, "application/json");
         for (k, v) in exchange.request_headers() {
-            rb = rb.header(*k, *v);
+            req = req.header(*k, *v);
         }
-        let resp = match tokio::time::timeout(self.timeout, rb.send()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                return Err(ExchangeError::Unavailable(format!(
-                    "token endpoint unreachable (timeout {}, connect {})",
-                    e.is_timeout(),
-                    e.is_connect()
-                )));
-            }
-            Err(_) => {
-                return Err(ExchangeError::Unavailable(
-                    "token endpoint did not answer in time".into(),
-                ));
-            }
-        };
-        let status = resp.status().as_u16();
-        let body = match tokio::time::timeout(self.timeout, resp.bytes()).await {
-            Ok(Ok(b)) => b,
-            _ => {
-                return Err(ExchangeError::Unavailable(
-                    "token endpoint body not read".into(),
-                ));
-            }
-        };
-        if body.len() > MAX_TOKEN_RESPONSE {
-            return Err(ExchangeError::Unavailable(
-                "token endpoint answer too large".into(),
-            ));
-        }
-        parse_response(status, &body)
+        let req = req
+            .body(ReqBody::from(
+                exchange.request_body(identity_token).to_string(),
+            ))
+            .map_err(|_| ExchangeError::Unavailable("token request not built".into()))?;
+        let (status, body) = self
+            .http
+            .fetch(req, MAX_TOKEN_RESPONSE, self.timeout)
+            .await
+            .map_err(|e| {
+                ExchangeError::Unavailable(match e {
+                    FetchError::Call(CallError::TimedOut) => {
+                        "token endpoint did not answer in time".into()
+                    }
+                    FetchError::Call(e) => format!("token endpoint unreachable ({e})"),
+                    FetchError::Body => "token endpoint body not read".into(),
+                    FetchError::TooLarge => "token endpoint answer too large".into(),
+                })
+            })?;
+        parse_response(status.as_u16(), &body)
     }
 }
 
@@ -465,9 +447,11 @@ mod tests {
 
     #[test]
     fn the_exchange_refuses_clear_text_except_loopback() {
-        assert!(allowed_url("https://auth.openai.com/oauth/token"));
-        assert!(allowed_url("http://127.0.0.1:9/v1/oauth/token"));
-        assert!(!allowed_url("http://auth.example.test/oauth/token"));
-        assert!(!allowed_url("ftp://x/y"));
+        assert!(allowed_url("https://auth.openai.com/oauth/token").is_some());
+        assert!(allowed_url("http://127.0.0.1:9/v1/oauth/token").is_some());
+        assert!(allowed_url("http://localhost:9/v1/oauth/token").is_some());
+        assert!(allowed_url("http://[::1]:9/v1/oauth/token").is_some());
+        assert!(allowed_url("http://auth.example.test/oauth/token").is_none());
+        assert!(allowed_url("ftp://x/y").is_none());
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::cache::TtlCache;
 use crate::context::StoreCalls;
+use crate::upstream::{BuildError, FetchError, HttpClient, ReqBody};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
@@ -300,17 +301,16 @@ impl IssuerDirectory {
 /// Fetches JWK Sets over HTTPS (plain HTTP only where the issuer record allows it: loopback).
 /// No redirects, a timeout, and a size cap.
 pub struct HttpJwks {
-    client: reqwest::Client,
+    client: HttpClient,
+    timeout: Duration,
 }
 
 impl HttpJwks {
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// `timeout` bounds a whole fetch: connect, answer and body.
+    pub fn new(timeout: Duration) -> Result<Self, BuildError> {
         Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            client: HttpClient::new(timeout)?,
+            timeout,
         })
     }
 }
@@ -319,28 +319,23 @@ impl HttpJwks {
 impl JwksSource for HttpJwks {
     async fn fetch_jwks(&self, url: &str) -> Result<String, StoreError> {
         let unavailable = |what: String| StoreError::Unavailable(what);
-        let resp = self
-            .client
-            .get(url)
+        let uri = crate::upstream::absolute_uri(url)
+            .ok_or_else(|| unavailable("JWKS URL is not an absolute http(s) URL".into()))?;
+        let req = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
-            .send()
+            .body(ReqBody::default())
+            .map_err(|_| unavailable("JWKS request not built".into()))?;
+        let (status, body) = self
+            .client
+            .fetch(req, MAX_JWKS_BYTES, self.timeout)
             .await
-            .map_err(|e| unavailable(format!("JWKS request failed: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(unavailable(format!("JWKS answered {}", resp.status())));
-        }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-        {
-            return Err(unavailable("JWKS document too large".into()));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("JWKS body failed: {e}")))?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err(unavailable("JWKS document too large".into()));
+            .map_err(|e| match e {
+                FetchError::TooLarge => unavailable("JWKS document too large".into()),
+                FetchError::Body => unavailable("JWKS body failed".into()),
+                FetchError::Call(e) => unavailable(format!("JWKS request failed: {e}")),
+            })?;
+        if !status.is_success() {
+            return Err(unavailable(format!("JWKS answered {status}")));
         }
         String::from_utf8(body.to_vec()).map_err(|_| unavailable("JWKS is not UTF-8".into()))
     }

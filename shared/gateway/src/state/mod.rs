@@ -15,6 +15,8 @@ pub mod secrets;
 
 use crate::audit_sink::AuditSink;
 use crate::config::GatewayConfig;
+use crate::upstream::{BuildError, HttpClient};
+use http::Uri;
 pub use issuers::{HttpJwks, IdentityStores};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,7 +65,7 @@ impl Stores {
 pub struct Gateway {
     pub(crate) cfg: GatewayConfig,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: HttpClient,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) keys: keys::KeyDirectory,
     pub(crate) issuers: issuers::IssuerDirectory,
@@ -74,7 +76,7 @@ pub struct Gateway {
     pub(crate) prices: prices::PriceBook,
     /// Upstream URLs already parsed (a few per token: one per route). Parsing one costs more
     /// than the rest of the upstream call's set-up.
-    upstream_urls: Mutex<HashMap<String, reqwest::Url>>,
+    upstream_urls: Mutex<HashMap<String, Uri>>,
 }
 
 /// Most parsed upstream URLs kept; the map starts over when full.
@@ -87,7 +89,7 @@ impl Gateway {
         stores: Stores,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
-    ) -> Result<Arc<Self>, reqwest::Error> {
+    ) -> Result<Arc<Self>, BuildError> {
         Self::with_identity(cfg, stores, None, clock, audit)
     }
 
@@ -98,7 +100,7 @@ impl Gateway {
         identity: Option<IdentityStores>,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
-    ) -> Result<Arc<Self>, reqwest::Error> {
+    ) -> Result<Arc<Self>, BuildError> {
         Self::with_federation(cfg, stores, identity, None, clock, audit)
     }
 
@@ -111,15 +113,8 @@ impl Gateway {
         federation: Option<Arc<dyn IdentityTokenSource>>,
         clock: Arc<dyn Clock>,
         audit: Arc<dyn AuditSink>,
-    ) -> Result<Arc<Self>, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    ) -> Result<Arc<Self>, BuildError> {
+        let http = HttpClient::new(Duration::from_millis(cfg.connect_timeout_ms))?;
         Ok(Arc::new(Self {
             keys: keys::KeyDirectory::new(
                 stores.keys,
@@ -194,14 +189,15 @@ impl Gateway {
         self.clock.now_ms()
     }
 
-    /// `url` parsed, from the cache when it was parsed before; `None` when it does not parse.
-    pub(crate) fn parsed_url(&self, url: &str) -> Option<reqwest::Url> {
+    /// `url` as a request URI, from the cache when it was parsed before; `None` when it is not
+    /// an absolute http(s) URL.
+    pub(crate) fn parsed_url(&self, url: &str) -> Option<Uri> {
         if let Ok(m) = self.upstream_urls.lock()
             && let Some(u) = m.get(url)
         {
             return Some(u.clone());
         }
-        let parsed = reqwest::Url::parse(url).ok()?;
+        let parsed = crate::upstream::absolute_uri(url)?;
         if let Ok(mut m) = self.upstream_urls.lock() {
             if m.len() >= MAX_UPSTREAM_URLS {
                 m.clear();
