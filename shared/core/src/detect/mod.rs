@@ -605,8 +605,11 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
     let net = record_network(rec);
     let mut out = Vec::new();
     let sig = signal(rec.reason);
+    // A served line (most lines) finds its key once, below: each lookup compares key ids
+    // down a tree of every key in the batch.
     if let Some(k) = rec.key_id.as_deref()
         && touches_key(sig)
+        && sig != Signal::Served
     {
         let ks = state.key(k);
         ks.last_seen = ks.last_seen.max(ev.at);
@@ -730,28 +733,28 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
             }
         }
         Signal::Served => {
-            if let (Some(k), Some(n)) = (rec.key_id.as_deref(), net)
-                && rec.decision == Decision::Allow
-                && let Some(f) = served(state.key(k), p, &ev, k, n)
-            {
-                out.push(f);
-            }
-            if let (Some(k), Some(ua)) = (rec.key_id.as_deref(), rec.user_agent.as_deref())
-                && rec.decision == Decision::Allow
-                && let Some(f) = served_user_agent(state.key(k), p, &ev, k, ua)
-            {
-                out.push(f);
-            }
-            if let Some(k) = rec.key_id.as_deref()
-                && rec.decision == Decision::Allow
-                && let Some(f) = rate::observe(&mut state.key(k).rate, p, &ev, k)
-            {
-                out.push(f);
-            }
-            if let Some(k) = rec.key_id.as_deref()
-                && rec.budgets.iter().any(|b| b.scope == BudgetScope::Key)
-            {
-                budget::observe(&mut state.key(k).burn, BudgetScope::Key, p, &ev, &mut out);
+            if let Some(k) = rec.key_id.as_deref() {
+                let ks = state.key(k);
+                ks.last_seen = ks.last_seen.max(ev.at);
+                let allowed = rec.decision == Decision::Allow;
+                if let Some(n) = net
+                    && allowed
+                    && let Some(f) = served(ks, p, &ev, k, n)
+                {
+                    out.push(f);
+                }
+                if let Some(ua) = rec.user_agent.as_deref()
+                    && allowed
+                    && let Some(f) = served_user_agent(ks, p, &ev, k, ua)
+                {
+                    out.push(f);
+                }
+                if allowed && let Some(f) = rate::observe(&mut ks.rate, p, &ev, k) {
+                    out.push(f);
+                }
+                if rec.budgets.iter().any(|b| b.scope == BudgetScope::Key) {
+                    budget::observe(&mut ks.burn, BudgetScope::Key, p, &ev, &mut out);
+                }
             }
         }
         Signal::Canary => {
