@@ -841,6 +841,8 @@ async fn alerts_list_and_show_read_what_the_audit_function_kept() {
         networks: vec!["198.51.100.0/24".into()],
         tenant: Some("acme".into()),
         user_agents: vec![],
+        suppress_until: None,
+        note: None,
     };
     let p = Params::default();
     let mut st = AuditState::new();

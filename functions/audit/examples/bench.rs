@@ -8,14 +8,13 @@
 //! counted. Run: `cargo run --release -p tollgate-audit --example bench`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use base64::Engine as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_audit::Processor;
+use tollgate_audit::{Processor, RawLogsEvent, decode_logs};
 use tollgate_core::audit::AuditRecord;
 use tollgate_core::detect::Params;
 use tollgate_core::reason::Reason;
@@ -112,10 +111,12 @@ fn main() {
     let started = Instant::now();
     for (body, count) in &payloads {
         let t = Instant::now();
-        // What the Lambda runtime does: JSON, then base64 + gunzip + JSON of `awslogs.data`.
-        let ev: LogsEvent = serde_json::from_str(body).unwrap();
+        // As the function does it (`Processor::handle_raw`): the payload's JSON, then
+        // `decode_logs` (base64, gunzip into a buffer, JSON from the slice).
+        let ev: RawLogsEvent = serde_json::from_str(body).unwrap();
+        let data = decode_logs(&ev).unwrap();
         let d = t.elapsed();
-        let report = rt.block_on(p.handle(&ev.aws_logs.data)).unwrap();
+        let report = rt.block_on(p.handle(&data)).unwrap();
         total.push(t.elapsed());
         decode.push(d);
         events += count;

@@ -1,5 +1,5 @@
 //! The audit function. Wiring only: configuration from the environment, the DynamoDB state
-//! store and the SNS alert sink, then the Lambda runtime with [`Processor::handle_event`] as
+//! store and the SNS alert sink, then the Lambda runtime with [`Processor::handle_raw`] as
 //! the CloudWatch Logs subscription handler (see the library for what a batch does).
 //!
 //! Environment: `TOLLGATE_AUDIT_STATE_TABLE`, `TOLLGATE_ALERT_TOPIC_ARN` (required),
@@ -9,7 +9,6 @@
 //! variables (`TOLLGATE_TENANTS_TABLE`, `TOLLGATE_KEYS_TABLE`, `TOLLGATE_POOL_TABLE`) are
 //! required too; only the keys table is written.
 
-use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,14 +48,16 @@ async fn run() -> Result<(), String> {
         processor = processor.with_auto_suspend(Arc::new(DynamoStore::new(&conf, tables)), rules);
     }
     let processor = Arc::new(processor);
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<LogsEvent>| {
-        let p = processor.clone();
-        async move {
-            p.handle_event(ev.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
-        }
-    }))
+    lambda_runtime::run(service_fn(
+        move |ev: LambdaEvent<tollgate_audit::RawLogsEvent>| {
+            let p = processor.clone();
+            async move {
+                p.handle_raw(ev.payload)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            }
+        },
+    ))
     .await
     .map_err(|e| format!("lambda runtime: {e}"))
 }

@@ -42,6 +42,9 @@ async fn audit_sample_events_decode_and_are_handled() {
             .unwrap_or_else(|e| panic!("{name}: not an awslogs event: {e}"));
         let data = event.aws_logs.data.clone();
         assert!(!data.log_events.is_empty(), "{name}: no log events");
+        // The function's own decode (what the Lambda runs) reads the same batch.
+        let raw: tollgate_audit::RawLogsEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(tollgate_audit::decode_logs(&raw).unwrap(), data, "{name}");
         let control = data.message_type == CONTROL_MESSAGE;
         seen_control |= control;
         if !control {
@@ -59,7 +62,7 @@ async fn audit_sample_events_decode_and_are_handled() {
             Arc::new(MemoryAlertSink::new()),
             Params::default(),
         );
-        let r = p.handle_event(event).await.unwrap();
+        let r = p.handle_raw(raw).await.unwrap();
         assert_eq!(r.control_message, control, "{name}");
         assert_eq!(r.malformed_lines + r.foreign_lines, 0, "{name}");
     }

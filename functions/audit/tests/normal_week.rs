@@ -8,8 +8,12 @@
 //! (unknown key every five minutes all week), developers trying a model their key is not
 //! scoped for, a CIDR-restricted key used once from outside, a secret pasted into a prompt
 //! now and then, an isolated pool failure, rate-limit refusals, and one-off requests from a
-//! phone hotspot after the learning period. It goes through the handler as real `awslogs`
-//! payloads in subscription-sized batches, with in-memory state and sink.
+//! phone hotspot after the learning period. Served requests carry a cost and go to one of a
+//! pool's three provider tokens; now and then a token answers a 5xx and the request fails
+//! over to another (an ordinary retry). Every third key has a daily spend budget and the
+//! tenant has one, sized at 1.6–3× (keys) and 2× (tenant) of an ordinary weekday's spend, so
+//! the budget burn-rate rule sees a week of office-hours spend. It goes through the handler
+//! as real `awslogs` payloads in subscription-sized batches, with in-memory state and sink.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -196,7 +200,98 @@ fn normal_week() -> (Vec<Key>, Vec<common::Event>) {
 
     let mut events = b.take();
     events.sort_by_key(|e| e.timestamp);
+    spend_and_tokens(&keys, &mut events, &mut rng);
     (keys, events)
+}
+
+/// Units of activity in one weekday (see [`activity`]): the daily spend a budget is sized on.
+const WEEKDAY_UNITS: f64 = 6.0 * 0.05 + 2.0 * 0.35 + 10.0 + 4.0 * 0.35 + 2.0 * 0.05;
+/// Average cost of a request, in millionths of a dollar.
+const COST_MICROS: u64 = 4_000;
+
+/// Gives served lines a cost, provider tokens (with the odd failover) and, for budgeted keys
+/// and the tenant, their daily budget and the day's spend before the request, as the proxy's
+/// limit stage would see it.
+fn spend_and_tokens(keys: &[Key], events: &mut [common::Event], rng: &mut StdRng) {
+    use std::collections::BTreeMap;
+    use tollgate_core::audit::{AttemptOutcome, AuditRecord, BudgetPeriod, BudgetScope, BudgetUse};
+    let daily = |k: &Key| k.rate * WEEKDAY_UNITS * COST_MICROS as f64;
+    let key_budgets: BTreeMap<&str, u64> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(i, k)| {
+            (
+                k.id.as_str(),
+                (daily(k) * (1.6 + (i % 5) as f64 * 0.35)) as u64,
+            )
+        })
+        .collect();
+    let tenant_budget = (keys.iter().map(daily).sum::<f64>() * 2.0) as u64;
+    let tokens = ["openai-1", "openai-2", "openai-3"];
+    let mut spent: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    let mut tenant_spent: BTreeMap<u64, u64> = BTreeMap::new();
+    for (n, e) in events.iter_mut().enumerate() {
+        let Some(mut r) = AuditRecord::from_line(&e.message) else {
+            continue;
+        };
+        let day = e.timestamp / DAY;
+        let window_end_ms = (day + 1) * DAY;
+        r.pool = Some("openai".into());
+        let t = tokens[n % 3];
+        match r.reason {
+            Reason::Ok | Reason::ClientDisconnected => {
+                if rng.gen_bool(0.004) {
+                    // A 5xx from one token, answered by the next.
+                    r.note_attempt(t, AttemptOutcome::Transient);
+                    r.note_attempt(tokens[(n + 1) % 3], AttemptOutcome::Ok);
+                    r.attempts = 2;
+                    r.token_id = Some(tokens[(n + 1) % 3].into());
+                } else {
+                    r.attempts = 1;
+                    r.token_id = Some(t.into());
+                }
+                let key = r.key_id.clone().unwrap_or_default();
+                let cost = rng.gen_range(COST_MICROS / 2..COST_MICROS * 3 / 2);
+                r.cost_usd = Some(cost as f64 / 1e6);
+                let mine = spent.entry((key.clone(), day)).or_default();
+                if let Some(budget) = key_budgets.get(key.as_str()) {
+                    r.budgets.push(BudgetUse {
+                        scope: BudgetScope::Key,
+                        period: BudgetPeriod::Day,
+                        budget_micros: *budget,
+                        spent_micros: *mine,
+                        window_end_ms,
+                    });
+                }
+                *mine += cost;
+                let ours = tenant_spent.entry(day).or_default();
+                r.budgets.push(BudgetUse {
+                    scope: BudgetScope::Tenant,
+                    period: BudgetPeriod::Day,
+                    budget_micros: tenant_budget,
+                    spent_micros: *ours,
+                    window_end_ms,
+                });
+                *ours += cost;
+            }
+            Reason::UpstreamTimeout => {
+                r.note_attempt(t, AttemptOutcome::Transient);
+                r.note_attempt(tokens[(n + 1) % 3], AttemptOutcome::Transient);
+                r.attempts = 2;
+                r.token_id = Some(tokens[(n + 1) % 3].into());
+            }
+            Reason::AllTokensFailed => {
+                for t in tokens {
+                    r.note_attempt(t, AttemptOutcome::Transient);
+                }
+                r.attempts = 3;
+                r.token_id = Some(tokens[2].into());
+            }
+            _ => continue,
+        }
+        e.message = r.to_line();
+    }
 }
 
 /// Replays `events` in batches of 500; returns (audit lines, batches, alerts).
@@ -221,9 +316,21 @@ async fn replay(events: &[common::Event]) -> (u64, u64, Vec<tollgate_core::detec
 async fn a_normal_week_raises_no_alert() {
     let (_, events) = normal_week();
     let (lines, batches, alerts) = replay(&events).await;
+    let budgeted = events
+        .iter()
+        .filter(|e| e.message.contains("\"budgets\""))
+        .count();
+    let failovers = events
+        .iter()
+        .filter(|e| e.message.contains("\"upstream\""))
+        .count();
     println!(
-        "normal week: {lines} audit lines in {batches} batches, {} alerts",
+        "normal week: {lines} audit lines in {batches} batches ({budgeted} under a spend budget, {failovers} with a failed upstream attempt), {} alerts",
         alerts.len()
+    );
+    assert!(
+        budgeted > 10_000,
+        "the burn-rate rule is exercised: {budgeted}"
     );
     assert!(lines > 30_000, "a week of traffic, not a sample: {lines}");
     let fired: Vec<(String, String)> = alerts

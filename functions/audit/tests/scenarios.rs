@@ -591,3 +591,170 @@ async fn a_key_used_by_a_new_client_raises_one_new_user_agent_alert_and_upgrades
     );
     assert_eq!(alerts[0].response, None, "not a suspending rule");
 }
+
+/// A served line of `key` with a cost, the key's daily budget and the day's spend before it.
+fn spend_line(b: &mut Batch, at: u64, key: &str, cost_micros: u64, budget: u64, spent: u64) {
+    use tollgate_core::audit::{AuditRecord, BudgetPeriod, BudgetScope, BudgetUse};
+    let mut r = AuditRecord::new(format!("req-{at}-{}", b.n + 1), at);
+    r.reason = Reason::Ok;
+    r.decision = Reason::Ok.decision();
+    r.status = 200;
+    r.key_id = Some(key.to_owned());
+    r.tenant = Some("acme".into());
+    r.source_ip = Some("10.1.2.3".into());
+    r.route = Some("chat.completions".into());
+    r.model = Some("gpt-4o".into());
+    r.pool = Some("openai".into());
+    r.token_id = Some("openai-1".into());
+    r.attempts = 1;
+    r.cost_usd = Some(cost_micros as f64 / 1e6);
+    r.budgets.push(BudgetUse {
+        scope: BudgetScope::Key,
+        period: BudgetPeriod::Day,
+        budget_micros: budget,
+        spent_micros: spent,
+        window_end_ms: (at / DAY + 1) * DAY,
+    });
+    b.push(at, r.to_line());
+}
+
+#[tokio::test]
+async fn slow_spend_creep_that_would_exhaust_a_daily_budget_raises_one_burn_alert() {
+    let s = stack("burn").await;
+    let key = "BURNKEY00001";
+    let budget = 40_000_000; // $40 a day
+    let mut b = Batch::default();
+    // Two days at $1 an hour (a line every two minutes): $24 a day, well inside the budget.
+    for d in 0..2u64 {
+        let mut spent = 0;
+        for i in 0..720u64 {
+            let cost = 33_333;
+            spend_line(&mut b, T0 + d * DAY + i * 2 * MIN, key, cost, budget, spent);
+            spent += cost;
+        }
+    }
+    s.replay(&b.take(), 240).await;
+    assert!(s.alerts().await.is_empty(), "two ordinary days");
+    // Day three: the spend creeps up by $0.25 an hour every hour; at that pace the $40 run
+    // out in the early afternoon. The proxy refuses past the budget, so the lines stop there.
+    let day = T0 + 2 * DAY;
+    let mut spent = 0;
+    for i in 0..720u64 {
+        let hourly = 1_000_000 + 250_000 * (i / 30);
+        let cost = hourly / 30;
+        if spent + cost > budget {
+            break;
+        }
+        spend_line(&mut b, day + i * 2 * MIN, key, cost, budget, spent);
+        spent += cost;
+    }
+    s.replay(&b.take(), 60).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::BudgetBurnRate, format!("key:{key}"))]
+    );
+    let a = &alerts[0];
+    assert_eq!(a.counts["budget_micros"], budget);
+    assert!(a.counts["minutes_early"] >= 60, "{:?}", a.counts);
+    assert!(a.summary.contains("runs out at"), "{}", a.summary);
+    assert!(a.summary.contains(Rule::BudgetBurnRate.runbook()));
+    // Suppressed until the budget's window resets, not for an hour.
+    assert_eq!(a.suppressed_until, "2026-01-08T00:00:00Z");
+    println!("burn alert: {}", a.summary);
+}
+
+/// A served line whose upstream attempts went to `attempts` (token, outcome), the last one
+/// answering.
+fn token_line(
+    b: &mut Batch,
+    at: u64,
+    reason: Reason,
+    attempts: &[(&str, tollgate_core::audit::AttemptOutcome)],
+) {
+    let mut r = tollgate_core::audit::AuditRecord::new(format!("req-{at}-{}", b.n + 1), at);
+    r.reason = reason;
+    r.decision = reason.decision();
+    r.status = if reason == Reason::Ok { 200 } else { 502 };
+    r.key_id = Some("APPKEY000001".into());
+    r.tenant = Some("acme".into());
+    r.source_ip = Some("10.1.2.3".into());
+    r.route = Some("chat.completions".into());
+    r.pool = Some("openai".into());
+    for (t, o) in attempts {
+        r.note_attempt(t, *o);
+        r.attempts += 1;
+        r.token_id = Some((*t).to_owned());
+    }
+    b.push(at, r.to_line());
+}
+
+#[tokio::test]
+async fn a_provider_key_revoked_upstream_raises_one_invalid_token_alert() {
+    use tollgate_core::audit::AttemptOutcome::{AuthRejected, Ok};
+    let s = stack("revoked").await;
+    let mut b = Batch::default();
+    // An hour of traffic over two tokens.
+    for i in 0..120u64 {
+        let t = if i % 2 == 0 { "tok-a" } else { "tok-b" };
+        token_line(&mut b, T0 + i * 30_000, Reason::Ok, &[(t, Ok)]);
+    }
+    // tok-a is revoked at the provider: the request that meets it fails over to tok-b, and
+    // two other proxy instances, whose pool view has not caught up yet, meet it too.
+    let at = T0 + HOUR;
+    for j in 0..3u64 {
+        token_line(
+            &mut b,
+            at + j * 4_000,
+            Reason::Ok,
+            &[("tok-a", AuthRejected), ("tok-b", Ok)],
+        );
+    }
+    // Then only tok-b.
+    for i in 0..60u64 {
+        token_line(&mut b, at + MIN + i * 30_000, Reason::Ok, &[("tok-b", Ok)]);
+    }
+    s.replay(&b.take(), 50).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::ProviderTokenInvalid, "token:openai/tok-a".to_owned())]
+    );
+    assert_eq!(alerts[0].severity, tollgate_core::detect::Severity::High);
+    assert!(alerts[0].runbook.contains("tollgate token add"));
+    assert_eq!(alerts[0].evidence.len(), 1, "the first rejection opened it");
+}
+
+#[tokio::test]
+async fn a_flapping_provider_token_raises_one_flapping_alert() {
+    use tollgate_core::audit::AttemptOutcome::{Ok, Transient};
+    let s = stack("flap").await;
+    let mut b = Batch::default();
+    // Twenty minutes, a request every 10 s: one in three meets tok-f failing (a 5xx) and
+    // fails over to tok-g; the others are answered by tok-f.
+    for i in 0..120u64 {
+        let at = T0 + i * 10_000;
+        if i % 3 == 2 {
+            token_line(
+                &mut b,
+                at,
+                Reason::Ok,
+                &[("tok-f", Transient), ("tok-g", Ok)],
+            );
+        } else {
+            token_line(&mut b, at, Reason::Ok, &[("tok-f", Ok)]);
+        }
+    }
+    s.replay(&b.take(), 25).await;
+    let alerts = s.alerts().await;
+    assert_eq!(
+        rules(&alerts),
+        vec![(Rule::ProviderTokenFlapping, "token:openai/tok-f".to_owned())]
+    );
+    let a = &alerts[0];
+    assert!(
+        a.counts["changes"] >= 6 && a.counts["failed"] >= 2,
+        "{:?}",
+        a.counts
+    );
+}

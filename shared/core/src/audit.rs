@@ -62,6 +62,19 @@ pub struct AuditRecord {
     pub status: u16,
     pub token_id: Option<String>,
     pub attempts: u32,
+    /// Each upstream attempt's token and outcome, oldest first, when any attempt failed
+    /// (at most [`MAX_UPSTREAM_ATTEMPTS`]). Absent when the request made no attempt or its
+    /// single attempt succeeded (then `token_id` with `attempts: 1` says it all, and the line
+    /// costs nothing more), and on lines written before the field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<UpstreamAttempt>,
+    /// The spend budgets (key's and tenant's, day and month) the request was admitted under,
+    /// with each window's spend as the limit stage saw it at admission (settled spend plus
+    /// reservations in flight, this request's excluded) and when the window ends. Absent when
+    /// no spend budget applies, for requests refused before the limit stage, and on lines
+    /// written before the field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetUse>,
     pub latency_ms: f64,
     pub upstream_ms: Option<f64>,
     pub overhead_ms: f64,
@@ -82,6 +95,122 @@ pub struct AuditRecord {
     pub store_reads: u32,
     #[serde(default)]
     pub store_writes: u32,
+}
+
+/// The most upstream attempts a line lists (the retry policy bounds attempts well below it).
+pub const MAX_UPSTREAM_ATTEMPTS: usize = 8;
+
+/// What one upstream attempt told the proxy about its token (the pool's health outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The provider answered (2xx, or a 4xx that is the caller's doing).
+    Ok,
+    /// 401 / 403 (or a rejected federation exchange): the token was marked invalid.
+    AuthRejected,
+    /// 429: the token was cooled.
+    RateLimited,
+    /// 5xx, connect error, timeout, a body or stream that broke.
+    Transient,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::AuthRejected => "auth_rejected",
+            AttemptOutcome::RateLimited => "rate_limited",
+            AttemptOutcome::Transient => "transient",
+        }
+    }
+}
+
+impl From<crate::pool::Outcome> for AttemptOutcome {
+    fn from(o: crate::pool::Outcome) -> Self {
+        use crate::pool::Outcome;
+        match o {
+            Outcome::Success => AttemptOutcome::Ok,
+            Outcome::AuthRejected => AttemptOutcome::AuthRejected,
+            Outcome::RateLimited { .. } => AttemptOutcome::RateLimited,
+            Outcome::Transient => AttemptOutcome::Transient,
+        }
+    }
+}
+
+/// One upstream attempt: the token tried (id only, never its value) and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamAttempt {
+    pub token_id: String,
+    pub outcome: AttemptOutcome,
+}
+
+impl AuditRecord {
+    /// Records one upstream attempt's outcome. A single successful attempt is left implicit
+    /// (`token_id` + `attempts`), so the common request allocates nothing here: the list is
+    /// written only once an attempt failed, and then holds every attempt.
+    pub fn note_attempt(&mut self, token_id: &str, outcome: AttemptOutcome) {
+        if outcome == AttemptOutcome::Ok && self.upstream.is_empty() {
+            return;
+        }
+        if self.upstream.len() < MAX_UPSTREAM_ATTEMPTS {
+            self.upstream.push(UpstreamAttempt {
+                token_id: token_id.to_owned(),
+                outcome,
+            });
+        }
+    }
+
+    /// Every upstream attempt with its outcome, the implicit single success included.
+    pub fn attempts_iter(&self) -> impl Iterator<Item = (&str, AttemptOutcome)> {
+        let implicit =
+            (self.upstream.is_empty() && self.attempts == 1 && self.decision == Decision::Allow)
+                .then_some(self.token_id.as_deref())
+                .flatten()
+                .map(|t| (t, AttemptOutcome::Ok));
+        implicit.into_iter().chain(
+            self.upstream
+                .iter()
+                .map(|a| (a.token_id.as_str(), a.outcome)),
+        )
+    }
+}
+
+/// Whose budget a [`BudgetUse`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetScope {
+    Key,
+    Tenant,
+}
+
+/// The UTC window of a spend budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    Day,
+    Month,
+}
+
+impl BudgetPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriod::Day => "day",
+            BudgetPeriod::Month => "month",
+        }
+    }
+}
+
+/// One spend budget at admission: the limit, the window's spend then, and the window's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetUse {
+    pub scope: BudgetScope,
+    pub period: BudgetPeriod,
+    /// The budget, in millionths of a dollar (as the limits hold it: exact).
+    pub budget_micros: u64,
+    /// The window's spend at admission, in millionths of a dollar.
+    pub spent_micros: u64,
+    /// When the window ends (epoch ms, UTC): the budget resets then.
+    pub window_end_ms: u64,
 }
 
 /// The longest value of a caller-controlled field (model, user agent, ...) the line keeps.
@@ -142,6 +271,8 @@ impl AuditRecord {
             status: 0,
             token_id: None,
             attempts: 0,
+            upstream: Vec::new(),
+            budgets: Vec::new(),
             latency_ms: 0.0,
             upstream_ms: None,
             overhead_ms: 0.0,
@@ -379,10 +510,70 @@ mod tests {
             "issuer",
             "superseded_by",
             "key_expiring_in_days",
+            "upstream",
+            "budgets",
         ] {
             o.remove(f);
         }
         assert_eq!(AuditRecord::from_line(&v.to_string()), Some(r));
+    }
+
+    #[test]
+    fn a_single_successful_attempt_is_implicit_and_allocates_nothing() {
+        let mut r = AuditRecord::new("r".into(), 0);
+        r.decision = Decision::Allow;
+        r.token_id = Some("t1".into());
+        r.attempts = 1;
+        r.note_attempt("t1", AttemptOutcome::Ok);
+        assert_eq!(r.upstream.capacity(), 0);
+        assert!(!r.to_line().contains("\"upstream\":"));
+        assert_eq!(
+            r.attempts_iter().collect::<Vec<_>>(),
+            vec![("t1", AttemptOutcome::Ok)]
+        );
+    }
+
+    #[test]
+    fn failed_attempts_are_listed_with_the_one_that_answered() {
+        let mut r = AuditRecord::new("r".into(), 0);
+        r.decision = Decision::Allow;
+        r.note_attempt("t1", AttemptOutcome::AuthRejected);
+        r.note_attempt("t2", AttemptOutcome::Transient);
+        r.note_attempt("t2", AttemptOutcome::Ok);
+        r.token_id = Some("t2".into());
+        r.attempts = 2;
+        let line = r.to_line();
+        assert!(line.contains(r#""upstream":[{"token_id":"t1","outcome":"auth_rejected"}"#));
+        let back = AuditRecord::from_line(&line).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            back.attempts_iter().map(|(_, o)| o).collect::<Vec<_>>(),
+            vec![
+                AttemptOutcome::AuthRejected,
+                AttemptOutcome::Transient,
+                AttemptOutcome::Ok
+            ]
+        );
+        for _ in 0..20 {
+            r.note_attempt("t3", AttemptOutcome::Transient);
+        }
+        assert_eq!(r.upstream.len(), MAX_UPSTREAM_ATTEMPTS);
+    }
+
+    #[test]
+    fn budgets_round_trip_and_are_absent_without_any() {
+        let mut r = AuditRecord::new("r".into(), 0);
+        assert!(!r.to_line().contains("budgets"));
+        r.budgets.push(BudgetUse {
+            scope: BudgetScope::Tenant,
+            period: BudgetPeriod::Day,
+            budget_micros: 50_000_000,
+            spent_micros: 12_345_678,
+            window_end_ms: 86_400_000,
+        });
+        let line = r.to_line();
+        assert!(line.contains(r#""budgets":[{"scope":"tenant","period":"day","budget_micros":50000000,"spent_micros":12345678,"window_end_ms":86400000}]"#));
+        assert_eq!(AuditRecord::from_line(&line), Some(r));
     }
 
     #[test]

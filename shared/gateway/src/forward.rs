@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use std::time::{Duration, Instant};
+use tollgate_core::audit::AttemptOutcome;
 use tollgate_core::federation::ANTHROPIC_OAUTH_BETA;
 use tollgate_core::pool::Outcome;
 use tollgate_core::ports::Secret;
@@ -111,6 +112,8 @@ pub(crate) async fn forward(
                 // The provider refused this token's federation: invalid, like a 401.
                 tracing::warn!(token_id = %token.token_id, error = %e, "federated token exchange rejected; token marked invalid");
                 last_failure = Reason::AllTokensFailed;
+                ctx.audit
+                    .note_attempt(&token.token_id, AttemptOutcome::AuthRejected);
                 gw.pools
                     .observe(
                         &token,
@@ -174,6 +177,7 @@ pub(crate) async fn forward(
         if outcome == Outcome::Transient {
             transient += 1;
         }
+        ctx.audit.note_attempt(&token.token_id, outcome.into());
         gw.pools
             .observe(&token, outcome, &gw.cfg.health, &mut ctx.calls)
             .await;

@@ -9,8 +9,10 @@ use crate::context::RequestCtx;
 use crate::request::Parsed;
 use crate::respond::{LimitHeaders, Refusal};
 use crate::state::Gateway;
-use crate::state::limits::LimitError;
-use tollgate_core::limits::{Ask, Limits};
+use crate::state::limits::{Admission, LimitError};
+use tollgate_core::audit::{BudgetPeriod, BudgetScope, BudgetUse};
+use tollgate_core::clock::EpochMs;
+use tollgate_core::limits::{Ask, LimitKind, Limits, Windows};
 use tollgate_core::pricing::worst_case;
 use tollgate_core::reason::Reason;
 
@@ -37,6 +39,46 @@ fn priced(subjects: &[(String, Limits)]) -> bool {
     subjects
         .iter()
         .any(|(_, l)| l.budget_day_micros.is_some() || l.budget_month_micros.is_some())
+}
+
+/// Puts the key's and tenant's spend budgets, with each window's spend at admission, in the
+/// audit line (the audit function projects the burn rate against them). Nothing when no
+/// spend budget applies.
+fn note_budgets(subjects: &[(String, Limits)], a: &Admission, now: EpochMs, ctx: &mut RequestCtx) {
+    for ((subject, limits), (day, month)) in subjects.iter().zip(&a.spent) {
+        let scope = if subject.starts_with("key#") {
+            BudgetScope::Key
+        } else if subject.starts_with("tenant#") {
+            BudgetScope::Tenant
+        } else {
+            continue;
+        };
+        let periods = [
+            (
+                BudgetPeriod::Day,
+                limits.budget_day_micros,
+                *day,
+                LimitKind::BudgetDay,
+            ),
+            (
+                BudgetPeriod::Month,
+                limits.budget_month_micros,
+                *month,
+                LimitKind::BudgetMonth,
+            ),
+        ];
+        for (period, budget, spent, kind) in periods {
+            if let Some(budget) = budget {
+                ctx.audit.budgets.push(BudgetUse {
+                    scope,
+                    period,
+                    budget_micros: budget,
+                    spent_micros: spent,
+                    window_end_ms: Windows::reset_at(kind, now),
+                });
+            }
+        }
+    }
 }
 
 pub(crate) async fn admit(
@@ -100,6 +142,7 @@ pub(crate) async fn admit(
         .await
     {
         Ok(a) => {
+            note_budgets(&subjects, &a, gw.now(), ctx);
             ctx.admission = Some(a);
             Ok(())
         }

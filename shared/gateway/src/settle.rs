@@ -59,6 +59,8 @@ pub(crate) async fn settle(
     // can carry it (one write for both), else on its own.
     let mut usage = None;
     if let Some(d) = ctx.delivering.take() {
+        // Allocates nothing for a single successful attempt (see `note_attempt`).
+        ctx.audit.note_attempt(&d.token.token_id, d.outcome.into());
         gw.pools
             .observe(&d.token, d.outcome, &gw.cfg.health, &mut ctx.calls)
             .await;

@@ -352,6 +352,19 @@ async fn a_401_token_is_marked_invalid_and_the_request_succeeds_on_the_next() {
     let a = h.last_audit();
     assert_eq!(a.attempts, 2);
     assert_eq!(a.token_id.as_deref(), Some("b-good"));
+    // Each attempt's token and outcome, for the audit function's token rules.
+    let tried: Vec<_> = a
+        .upstream
+        .iter()
+        .map(|t| (t.token_id.as_str(), t.outcome))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("a-bad", tollgate_core::audit::AttemptOutcome::AuthRejected),
+            ("b-good", tollgate_core::audit::AttemptOutcome::Ok)
+        ]
+    );
     // The invalid token is not tried again.
     h.post("/v1/chat/completions", &chat(false)).await;
     let tokens: Vec<_> = h.calls().await.iter().map(|c| c["token"].clone()).collect();
@@ -1076,8 +1089,10 @@ async fn a_warm_limited_request_writes_twice_admit_and_settle_with_its_usage() {
         ..Limits::default()
     };
     for tenant in [None, Some(limits.clone())] {
+        let with_tenant = tenant.is_some();
         let h = with_limits(&[("openai", "t1", "mock-ok-one")], limits.clone(), tenant).await;
         assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
+        let first_cost = (h.last_audit().cost_usd.expect("priced") * 1_000_000.0).round() as u64;
         let before = h.store.ops.snapshot();
         assert_eq!(h.post("/v1/chat/completions", &chat(false)).await.0, 200);
         let after = h.store.ops.snapshot();
@@ -1088,6 +1103,23 @@ async fn a_warm_limited_request_writes_twice_admit_and_settle_with_its_usage() {
         );
         let a = h.last_audit();
         assert_eq!((a.store_reads, a.store_writes), (0, 2));
+        // A single successful attempt lists nothing (`token_id` + `attempts` say it).
+        assert!(a.upstream.is_empty());
+        // The budgets it was admitted under, with the day's spend before it: the first
+        // request's, settled.
+        use tollgate_core::audit::{BudgetPeriod, BudgetScope};
+        let scopes: Vec<_> = a.budgets.iter().map(|b| b.scope).collect();
+        if with_tenant {
+            assert_eq!(scopes, [BudgetScope::Key, BudgetScope::Tenant]);
+        } else {
+            assert_eq!(scopes, [BudgetScope::Key]);
+        }
+        for b in &a.budgets {
+            assert_eq!(b.period, BudgetPeriod::Day);
+            assert_eq!(b.budget_micros, 10_000_000);
+            assert_eq!(b.spent_micros, first_cost);
+            assert_eq!(b.window_end_ms, (T0 / 86_400_000 + 1) * 86_400_000);
+        }
         let cost = (a.cost_usd.expect("priced") * 1_000_000.0).round() as u64;
         let key = h
             .store

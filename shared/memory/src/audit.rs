@@ -344,6 +344,8 @@ pub mod contract {
             networks: vec!["198.51.100.0/24".into()],
             tenant: Some("acme".into()),
             user_agents: vec![],
+            suppress_until: None,
+            note: None,
         };
         let mut st = tollgate_core::detect::AuditState::new();
         let a = st.suppress(&Params::default(), &f).expect("a new alert");
@@ -459,6 +461,8 @@ mod tests {
             networks: vec![],
             tenant: None,
             user_agents: vec![],
+            suppress_until: None,
+            note: None,
         };
         let a = Alert::from_finding(&f, 10);
         assert!(sink.publish(&a).await.is_err());

@@ -17,18 +17,22 @@
 //! Never holds a key value or prompt text: key ids, network prefixes and request ids only.
 //! Parameters, defaults, false positives and runbooks: `README.md` beside this file.
 
+mod budget;
 pub mod port;
 mod rate;
 mod rules;
 mod suppress;
+mod tokens;
 mod window;
 
+pub use budget::{BurnState, budget_subject};
 pub use rate::{Ewm, RateState};
 pub use rules::{Params, Rule, Severity};
 pub use suppress::{ALERT_SCHEMA, Alert, Suppression, alert_id, grouping_ids, parse_alert_id};
+pub use tokens::{TokenState, token_subject};
 pub use window::{Hit, Window};
 
-use crate::audit::{AuditRecord, Decision};
+use crate::audit::{AuditRecord, BudgetScope, Decision};
 use crate::clock::EpochMs;
 use crate::reason::Reason;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -191,6 +195,10 @@ pub enum EntryId {
     Key(String),
     /// The open alert of one (rule, subject).
     Suppression(Rule, String),
+    /// One tenant's budgets (burn rate).
+    Tenant(String),
+    /// One provider token of a pool: (pool, token id).
+    Token(String, String),
 }
 
 impl std::fmt::Display for EntryId {
@@ -201,6 +209,8 @@ impl std::fmt::Display for EntryId {
             EntryId::Pool(p) => write!(f, "pool#{p}"),
             EntryId::Key(k) => write!(f, "key#{k}"),
             EntryId::Suppression(r, s) => write!(f, "sup#{}#{s}", r.as_str()),
+            EntryId::Tenant(t) => write!(f, "tenant#{t}"),
+            EntryId::Token(p, t) => write!(f, "tok#{p}/{t}"),
         }
     }
 }
@@ -238,6 +248,17 @@ pub struct KeyState {
     /// Requests, tokens and spend per hour against the key's baselines.
     #[serde(default)]
     pub rate: RateState,
+    /// The key's own spend budgets: period (`day`, `month`) → recent spend samples.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub burn: BTreeMap<String, BurnState>,
+}
+
+/// What one tenant's entry holds: its budgets' recent spend.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TenantState {
+    /// Period (`day`, `month`) → recent spend samples.
+    #[serde(default)]
+    pub burn: BTreeMap<String, BurnState>,
 }
 
 /// A stored entry.
@@ -250,6 +271,8 @@ pub enum Entry {
     Window(Window),
     Key(KeyState),
     Suppression(Suppression),
+    Tenant(TenantState),
+    Token(TokenState),
 }
 
 /// A rule fired: the rule, who it is about, and the evidence (request ids).
@@ -274,6 +297,13 @@ pub struct Finding {
     /// fire, for rules that look at them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_agents: Vec<String>,
+    /// The alert this opens suppresses its (rule, subject) until then instead of for
+    /// `suppression_ms` (a budget's window end; a day for an invalid token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppress_until: Option<EpochMs>,
+    /// A sentence for the alert's summary, before the runbook line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One audit line as the detectors see it.
@@ -288,24 +318,69 @@ pub struct Observed<'a> {
 
 /// The entries [`observe`] may read or write for `rec` (load these first).
 pub fn entries_for(rec: &AuditRecord) -> Vec<EntryId> {
+    let mut v: Vec<EntryId> = Vec::new();
+    entry_refs(rec, |e| {
+        let id = e.to_id();
+        if !v.contains(&id) {
+            v.push(id);
+        }
+    });
+    v
+}
+
+/// An [`EntryId`] borrowing its names from an audit record: a batch collects these (a set of
+/// them allocates nothing for the thousandth line of a key it already holds) and makes ids
+/// of the distinct ones.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryRef<'a> {
+    Network(String),
+    AuthGlobal,
+    Pool(&'a str),
+    Key(&'a str),
+    Tenant(&'a str),
+    Token(&'a str, &'a str),
+}
+
+impl EntryRef<'_> {
+    pub fn to_id(&self) -> EntryId {
+        match self {
+            EntryRef::Network(n) => EntryId::Network(n.clone()),
+            EntryRef::AuthGlobal => EntryId::AuthGlobal,
+            EntryRef::Pool(p) => EntryId::Pool((*p).to_owned()),
+            EntryRef::Key(k) => EntryId::Key((*k).to_owned()),
+            EntryRef::Tenant(t) => EntryId::Tenant((*t).to_owned()),
+            EntryRef::Token(p, t) => EntryId::Token((*p).to_owned(), (*t).to_owned()),
+        }
+    }
+}
+
+/// Calls `f` with each entry [`observe`] may read or write for `rec` (a token may come
+/// twice, once per attempt).
+pub fn entry_refs<'a>(rec: &'a AuditRecord, mut f: impl FnMut(EntryRef<'a>)) {
     let sig = signal(rec.reason);
     if touches_key(sig) {
-        return rec
-            .key_id
-            .as_ref()
-            .map(|k| vec![EntryId::Key(k.clone())])
-            .unwrap_or_default();
-    }
-    match sig {
-        Signal::Scan => {
-            let mut v = vec![EntryId::AuthGlobal];
-            if let Some(n) = record_network(rec) {
-                v.push(EntryId::Network(n));
-            }
-            v
+        if let Some(k) = &rec.key_id {
+            f(EntryRef::Key(k));
         }
-        Signal::PoolExhausted => vec![EntryId::Pool(pool_name(rec).to_owned())],
-        _ => Vec::new(),
+    } else {
+        match sig {
+            Signal::Scan => {
+                f(EntryRef::AuthGlobal);
+                if let Some(n) = record_network(rec) {
+                    f(EntryRef::Network(n));
+                }
+            }
+            Signal::PoolExhausted => f(EntryRef::Pool(pool_name(rec))),
+            _ => {}
+        }
+    }
+    if let Some(t) = &rec.tenant
+        && rec.budgets.iter().any(|b| b.scope == BudgetScope::Tenant)
+    {
+        f(EntryRef::Tenant(t));
+    }
+    for (t, _) in rec.attempts_iter() {
+        f(EntryRef::Token(pool_name(rec), t));
     }
 }
 
@@ -332,7 +407,17 @@ pub struct AuditState {
     pub windows: BTreeMap<EntryId, Window>,
     pub keys: BTreeMap<String, KeyState>,
     pub suppressions: BTreeMap<(Rule, String), Suppression>,
+    pub tenants: BTreeMap<String, TenantState>,
+    /// Pool → token id → state.
+    pub tokens: BTreeMap<String, BTreeMap<String, TokenState>>,
     dirty: BTreeSet<EntryId>,
+    /// Keys and tokens changed (kept apart from `dirty` so that marking one found by `&str`
+    /// allocates nothing: every served line touches its key and its token).
+    dirty_keys: BTreeSet<String>,
+    dirty_tokens: BTreeMap<String, BTreeSet<String>>,
+    /// See [`get_or_insert`]; never read.
+    spare: (KeyState, BTreeMap<String, TokenState>, TokenState),
+    spare_set: BTreeSet<String>,
 }
 
 impl AuditState {
@@ -348,6 +433,12 @@ impl AuditState {
             }
             (EntryId::Suppression(r, s), Entry::Suppression(x)) => {
                 self.suppressions.insert((r, s), x);
+            }
+            (EntryId::Tenant(t), Entry::Tenant(x)) => {
+                self.tenants.insert(t, x);
+            }
+            (EntryId::Token(p, t), Entry::Token(x)) => {
+                self.tokens.entry(p).or_default().insert(t, x);
             }
             (
                 id @ (EntryId::Network(_) | EntryId::AuthGlobal | EntryId::Pool(_)),
@@ -368,23 +459,45 @@ impl AuditState {
                 .get(&(*r, s.clone()))
                 .cloned()
                 .map(Entry::Suppression),
+            EntryId::Tenant(t) => self.tenants.get(t).cloned().map(Entry::Tenant),
+            EntryId::Token(p, t) => self
+                .tokens
+                .get(p)
+                .and_then(|m| m.get(t))
+                .cloned()
+                .map(Entry::Token),
             other => self.windows.get(other).cloned().map(Entry::Window),
         }
     }
 
     /// Entries changed since the state was built, with the time each may be forgotten.
     pub fn changed(&self, p: &Params) -> Vec<(EntryId, Entry, EpochMs)> {
+        let keys = self.dirty_keys.iter().map(|k| EntryId::Key(k.clone()));
+        let tokens = self
+            .dirty_tokens
+            .iter()
+            .flat_map(|(pool, ids)| ids.iter().map(|t| EntryId::Token(pool.clone(), t.clone())));
         self.dirty
             .iter()
+            .cloned()
+            .chain(keys)
+            .chain(tokens)
             .filter_map(|id| {
-                let e = self.get(id)?;
+                let e = self.get(&id)?;
                 let expires = match &e {
                     Entry::Window(w) => w.newest().unwrap_or(0) + p.longest_window_ms(),
                     Entry::Key(k) => k.last_seen + p.key_retention_ms,
                     Entry::Suppression(s) => (s.until + p.suppression_ms)
                         .max(s.opened_at.saturating_add(p.alert_retention_ms)),
+                    // Samples are worth nothing once their window has reset.
+                    Entry::Tenant(t) => t.burn.values().map(|b| b.window_end).max().unwrap_or(0),
+                    Entry::Token(t) => t
+                        .through
+                        .as_ref()
+                        .map_or(0, |(at, _)| *at)
+                        .saturating_add(p.token_invalid_suppression_ms.max(p.flap_window_ms)),
                 };
-                Some((id.clone(), e, expires))
+                Some((id, e, expires))
             })
             .collect()
     }
@@ -392,6 +505,8 @@ impl AuditState {
     /// Forgets what changed (after a successful save).
     pub fn clear_changed(&mut self) {
         self.dirty.clear();
+        self.dirty_keys.clear();
+        self.dirty_tokens.clear();
     }
 
     fn window(&mut self, id: EntryId) -> &mut Window {
@@ -399,10 +514,43 @@ impl AuditState {
         self.windows.entry(id).or_default()
     }
 
-    fn key(&mut self, key_id: &str) -> &mut KeyState {
-        self.dirty.insert(EntryId::Key(key_id.to_owned()));
-        self.keys.entry(key_id.to_owned()).or_default()
+    fn tenant(&mut self, tenant: &str) -> &mut TenantState {
+        self.dirty.insert(EntryId::Tenant(tenant.to_owned()));
+        self.tenants.entry(tenant.to_owned()).or_default()
     }
+
+    /// The token's state, marked changed; allocates only the first time a batch touches it.
+    fn token(&mut self, pool: &str, token_id: &str) -> &mut TokenState {
+        let dirty = get_or_insert(&mut self.dirty_tokens, pool, &mut self.spare_set);
+        if !dirty.contains(token_id) {
+            dirty.insert(token_id.to_owned());
+        }
+        let tokens = get_or_insert(&mut self.tokens, pool, &mut self.spare.1);
+        get_or_insert(tokens, token_id, &mut self.spare.2)
+    }
+
+    /// The key's state, marked changed; allocates only the first time a batch touches it.
+    fn key(&mut self, key_id: &str) -> &mut KeyState {
+        if !self.dirty_keys.contains(key_id) {
+            self.dirty_keys.insert(key_id.to_owned());
+        }
+        get_or_insert(&mut self.keys, key_id, &mut self.spare.0)
+    }
+}
+
+/// `map[k]`, inserted as the default when absent; the key is copied only then (`entry`
+/// would copy it on every call). `spare` is never returned in practice (the entry was just
+/// made sure of): it only spares an `unwrap`, since the borrow checker refuses the
+/// `get_mut`-or-insert form when the reference is returned.
+fn get_or_insert<'m, V: Default>(
+    map: &'m mut BTreeMap<String, V>,
+    k: &str,
+    spare: &'m mut V,
+) -> &'m mut V {
+    if !map.contains_key(k) {
+        map.insert(k.to_owned(), V::default());
+    }
+    map.get_mut(k).unwrap_or(spare)
 }
 
 fn hit(ev: &Observed<'_>, network: Option<String>) -> Hit {
@@ -446,6 +594,8 @@ fn finding(
             .collect(),
         tenant: ev.record.tenant.clone(),
         user_agents: Vec::new(),
+        suppress_until: None,
+        note: None,
     }
 }
 
@@ -455,8 +605,11 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
     let net = record_network(rec);
     let mut out = Vec::new();
     let sig = signal(rec.reason);
+    // A served line (most lines) finds its key once, below: each lookup compares key ids
+    // down a tree of every key in the batch.
     if let Some(k) = rec.key_id.as_deref()
         && touches_key(sig)
+        && sig != Signal::Served
     {
         let ks = state.key(k);
         ks.last_seen = ks.last_seen.max(ev.at);
@@ -580,23 +733,28 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
             }
         }
         Signal::Served => {
-            if let (Some(k), Some(n)) = (rec.key_id.as_deref(), net)
-                && rec.decision == Decision::Allow
-                && let Some(f) = served(state.key(k), p, &ev, k, n)
-            {
-                out.push(f);
-            }
-            if let (Some(k), Some(ua)) = (rec.key_id.as_deref(), rec.user_agent.as_deref())
-                && rec.decision == Decision::Allow
-                && let Some(f) = served_user_agent(state.key(k), p, &ev, k, ua)
-            {
-                out.push(f);
-            }
-            if let Some(k) = rec.key_id.as_deref()
-                && rec.decision == Decision::Allow
-                && let Some(f) = rate::observe(&mut state.key(k).rate, p, &ev, k)
-            {
-                out.push(f);
+            if let Some(k) = rec.key_id.as_deref() {
+                let ks = state.key(k);
+                ks.last_seen = ks.last_seen.max(ev.at);
+                let allowed = rec.decision == Decision::Allow;
+                if let Some(n) = net
+                    && allowed
+                    && let Some(f) = served(ks, p, &ev, k, n)
+                {
+                    out.push(f);
+                }
+                if let Some(ua) = rec.user_agent.as_deref()
+                    && allowed
+                    && let Some(f) = served_user_agent(ks, p, &ev, k, ua)
+                {
+                    out.push(f);
+                }
+                if allowed && let Some(f) = rate::observe(&mut ks.rate, p, &ev, k) {
+                    out.push(f);
+                }
+                if rec.budgets.iter().any(|b| b.scope == BudgetScope::Key) {
+                    budget::observe(&mut ks.burn, BudgetScope::Key, p, &ev, &mut out);
+                }
             }
         }
         Signal::Canary => {
@@ -616,6 +774,26 @@ pub fn observe(state: &mut AuditState, p: &Params, ev: Observed<'_>) -> Vec<Find
             }
         }
         Signal::Other => {}
+    }
+    if let Some(t) = rec.tenant.as_deref()
+        && rec.budgets.iter().any(|b| b.scope == BudgetScope::Tenant)
+    {
+        budget::observe(
+            &mut state.tenant(t).burn,
+            BudgetScope::Tenant,
+            p,
+            &ev,
+            &mut out,
+        );
+    }
+    if rec.attempts > 0 || !rec.upstream.is_empty() {
+        let pool = pool_name(rec);
+        // Each token once (its attempts are counted together); no allocation.
+        for (i, (t, _)) in rec.attempts_iter().enumerate() {
+            if !rec.attempts_iter().take(i).any(|(u, _)| u == t) {
+                tokens::observe(state.token(pool, t), p, &ev, pool, t, &mut out);
+            }
+        }
     }
     out
 }

@@ -152,12 +152,15 @@ impl RateState {
 /// Counts one served line of key `k`; returns a finding when a metric of the current hour
 /// passes its threshold (every line above it finds again; suppression keeps one alert).
 pub fn observe(st: &mut RateState, p: &Params, ev: &Observed<'_>, k: &str) -> Option<Finding> {
-    let me = (ev.at, ev.event_id.to_owned());
-    if st.through.as_ref().is_some_and(|t| me <= *t) {
+    let fresh = st.through.is_none();
+    if super::tokens::seen(&mut st.through, ev.at, ev.event_id) {
         return None;
     }
-    st.roll_to(ev.at / HOUR, p);
-    st.through = Some(me);
+    if fresh {
+        st.hour = ev.at / HOUR;
+    } else {
+        st.roll_to(ev.at / HOUR, p);
+    }
     let rec = ev.record;
     st.requests += 1;
     st.tokens += rec.tokens_in.unwrap_or(0) + rec.tokens_out.unwrap_or(0);
@@ -212,6 +215,8 @@ pub fn observe(st: &mut RateState, p: &Params, ev: &Observed<'_>, k: &str) -> Op
         networks: super::record_network(rec).into_iter().collect(),
         tenant: rec.tenant.clone(),
         user_agents: Vec::new(),
+        suppress_until: None,
+        note: None,
     })
 }
 

@@ -28,6 +28,12 @@ pub enum Rule {
     /// A canary key was used: it was only ever planted, so whoever used it read where it was
     /// planted. No false positives; always an alert, at the highest severity.
     CanaryKeyUsed,
+    /// A key's or tenant's spend rate would exhaust its budget well before the window resets.
+    BudgetBurnRate,
+    /// The provider rejected a pool token (401/403): the proxy marked it invalid.
+    ProviderTokenInvalid,
+    /// A pool token alternating between working and failing.
+    ProviderTokenFlapping,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,7 +57,7 @@ impl Severity {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 13] = [
         Rule::AuthScanNetwork,
         Rule::AuthStuffing,
         Rule::AuthTargetedKey,
@@ -62,6 +68,9 @@ impl Rule {
         Rule::KeyRateSpike,
         Rule::CanaryKeyUsed,
         Rule::KeyNewUserAgent,
+        Rule::BudgetBurnRate,
+        Rule::ProviderTokenInvalid,
+        Rule::ProviderTokenFlapping,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +85,9 @@ impl Rule {
             Rule::KeyRateSpike => "key_rate_spike",
             Rule::CanaryKeyUsed => "canary_key_used",
             Rule::KeyNewUserAgent => "key_new_user_agent",
+            Rule::BudgetBurnRate => "budget_burn_rate",
+            Rule::ProviderTokenInvalid => "provider_token_invalid",
+            Rule::ProviderTokenFlapping => "provider_token_flapping",
         }
     }
 
@@ -83,6 +95,8 @@ impl Rule {
         match self {
             Rule::AuthScanNetwork | Rule::DlpBlockBurst => Severity::Medium,
             Rule::KeyNewNetwork | Rule::KeyRateSpike | Rule::KeyNewUserAgent => Severity::Medium,
+            Rule::BudgetBurnRate | Rule::ProviderTokenFlapping => Severity::Medium,
+            Rule::ProviderTokenInvalid => Severity::High,
             Rule::AuthStuffing
             | Rule::AuthTargetedKey
             | Rule::KeyRefusedOutside
@@ -120,6 +134,15 @@ impl Rule {
             }
             Rule::CanaryKeyUsed => {
                 "A canary key was used. It was only ever planted, so whoever used it read the place it was planted: `tollgate key show <id>` for its name and owner, treat every secret stored in that place as leaked and rotate it, and look up the source addresses and user agents of the evidence request ids. The proxy refused the request; nothing reached a provider, and the key needs no suspension."
+            }
+            Rule::BudgetBurnRate => {
+                "At the recent spend rate the budget runs out well before its window resets, and the proxy will then refuse every request of the key (or tenant) until it does. Ask the owner whether the spend is expected: if so raise the budget (`tollgate limits set`); if not, find what spends (the evidence request ids: model, user agent, source) and suspend the key (`tollgate key suspend <id>`, reversible)."
+            }
+            Rule::ProviderTokenInvalid => {
+                "The provider rejected a pool token (401/403) and the proxy marked it invalid: it was revoked, deleted or rotated upstream (providers revoke keys they find leaked). Rotate or replace it: `tollgate token add` a fresh one to the pool, then `tollgate token remove <id>`; check the provider's console for why it was revoked."
+            }
+            Rule::ProviderTokenFlapping => {
+                "A pool token keeps alternating between working and failing: every failure costs a request a retry. Run `tollgate pool health <pool>`, check the provider's status for that account or region, and disable the token (`tollgate token disable`) if it keeps flapping. If every token of the pool flaps at once, it is the provider."
             }
             Rule::PoolTokensFailing => {
                 "No provider token of the pool is usable: requests are failing. Run `tollgate pool health <pool>`; replace invalid tokens (`tollgate token add`) or wait for cooling ones."
@@ -202,6 +225,22 @@ pub struct Params {
     pub rate_floor_requests: f64,
     pub rate_floor_tokens: f64,
     pub rate_floor_cost_usd: f64,
+    /// [`Rule::BudgetBurnRate`]: how far back the spend rate is measured for daily and
+    /// monthly budgets; the budget share spent before it may fire; how soon (as a share of
+    /// the window: day 24 h, month 30 days) the projection must run out, and at least how
+    /// long before the window resets.
+    pub burn_day_lookback_ms: u64,
+    pub burn_month_lookback_ms: u64,
+    pub burn_min_used_fraction: f64,
+    pub burn_horizon_fraction: f64,
+    pub burn_min_early_fraction: f64,
+    /// [`Rule::ProviderTokenInvalid`]: one alert per token per this long.
+    pub token_invalid_suppression_ms: u64,
+    /// [`Rule::ProviderTokenFlapping`]: the (fixed) window, the ok/failed changes within it,
+    /// and the share of its attempts that failed.
+    pub flap_window_ms: u64,
+    pub flap_min_changes: u64,
+    pub flap_min_failure_ratio: f64,
     /// Grouping: a finding about a key while another rule's alert about the same key is open
     /// is counted into that alert (as a related rule) instead of sent, unless it is more
     /// severe or its rule responds on its own (auto-suspend).
@@ -249,6 +288,15 @@ impl Default for Params {
             rate_floor_requests: 200.0,
             rate_floor_tokens: 200_000.0,
             rate_floor_cost_usd: 5.0,
+            burn_day_lookback_ms: HOUR,
+            burn_month_lookback_ms: DAY,
+            burn_min_used_fraction: 0.25,
+            burn_horizon_fraction: 0.25,
+            burn_min_early_fraction: 0.04,
+            token_invalid_suppression_ms: DAY,
+            flap_window_ms: 10 * MINUTE,
+            flap_min_changes: 6,
+            flap_min_failure_ratio: 0.2,
             group_related: true,
         }
     }

@@ -108,13 +108,17 @@ impl Alert {
             user_agents: f.user_agents.clone(),
             suppressed_until: rfc3339(until),
             summary: format!(
-                "[{}] {} on {} ({}) between {} and {}. {}",
+                "[{}] {} on {} ({}) between {} and {}. {}{}",
                 f.severity.as_str(),
                 f.rule.as_str(),
                 f.subject,
                 counts,
                 rfc3339(f.first_seen),
                 rfc3339(f.at),
+                f.note
+                    .as_deref()
+                    .map(|n| format!("{n}. "))
+                    .unwrap_or_default(),
                 f.rule.runbook()
             ),
             runbook: f.rule.runbook().to_owned(),
@@ -159,7 +163,10 @@ impl AuditState {
             s.evidence.drain(..extra);
             return None;
         }
-        let until = f.at.saturating_add(p.suppression_ms);
+        let until = f
+            .suppress_until
+            .filter(|u| *u > f.at)
+            .unwrap_or_else(|| f.at.saturating_add(p.suppression_ms));
         self.suppressions.insert(
             slot,
             Suppression {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::audit::AuditRecord;
+use crate::audit::{AttemptOutcome, AuditRecord, BudgetPeriod, BudgetUse};
 
 const MIN: u64 = 60_000;
 const HOUR: u64 = 60 * MIN;
@@ -401,6 +401,20 @@ fn observe_changes_only_the_entries_entries_for_names() {
             r.key_id = key.map(str::to_owned);
             r.source_ip = Some("192.0.2.1".into());
             r.pool = Some("openai".into());
+            r.tenant = Some("acme".into());
+            for scope in [BudgetScope::Key, BudgetScope::Tenant] {
+                r.budgets.push(BudgetUse {
+                    scope,
+                    period: BudgetPeriod::Day,
+                    budget_micros: 10,
+                    spent_micros: 5,
+                    window_end_ms: T0 + 3_600_000,
+                });
+            }
+            r.note_attempt("t1", AttemptOutcome::AuthRejected);
+            r.note_attempt("t2", AttemptOutcome::Ok);
+            r.attempts = 2;
+            r.token_id = Some("t2".into());
             feed.replay("ev", T0, &r);
             let listed: BTreeSet<EntryId> = entries_for(&r).into_iter().collect();
             let changed: BTreeSet<EntryId> = feed
@@ -542,6 +556,8 @@ fn related_findings_about_a_key_join_its_open_alert() {
         networks: vec![],
         tenant: None,
         user_agents: vec![],
+        suppress_until: None,
+        note: None,
     };
     let none = BTreeSet::new();
     assert!(

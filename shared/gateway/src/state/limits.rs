@@ -20,7 +20,8 @@ use crate::context::StoreCalls;
 use std::sync::Arc;
 use tollgate_core::clock::{Clock, EpochMs};
 use tollgate_core::limits::{
-    Ask, Counters, LimitKind, LimitRefusal, Limits, MINUTE_MS, Windows, admit, settle, settle_delta,
+    Ask, Counters, LimitKind, LimitRefusal, Limits, MINUTE_MS, Micros, Windows, admit, settle,
+    settle_delta,
 };
 use tollgate_core::ports::{
     CounterDelta, CounterWrite, DeltaOutcome, LimitStore, StoreError, SwapOutcome, UsageWrite,
@@ -54,6 +55,10 @@ pub struct Admission {
     pub ask: Ask,
     pub windows: Windows,
     pub request_id: String,
+    /// Each subject's spend in the day and month windows at admission, this request's
+    /// reservation excluded (same order as `subjects`); empty when no subject has a spend
+    /// budget. The audit line reports it against the budgets.
+    pub spent: Vec<(Micros, Micros)>,
 }
 
 #[derive(Debug)]
@@ -276,8 +281,12 @@ impl LimitCounters {
         }
         // Subjects whose state this admission has read from the store itself.
         let mut read_here: Vec<&str> = Vec::new();
+        let budgeted = subjects
+            .iter()
+            .any(|(_, l)| l.budget_day_micros.is_some() || l.budget_month_micros.is_some());
         'rounds: for _ in 0..MAX_ROUNDS {
             let mut writes = Vec::with_capacity(subjects.len());
+            let mut spent = Vec::new();
             for (subject, limits) in subjects {
                 let cached = self.known.get(subject.as_str()).is_some();
                 let state = self
@@ -295,11 +304,19 @@ impl LimitCounters {
                     now,
                     self.lease_ms,
                 ) {
-                    Ok(next) => writes.push(CounterWrite {
-                        subject: subject.clone(),
-                        expected_version: state.version,
-                        counters: next,
-                    }),
+                    Ok(next) => {
+                        if budgeted {
+                            spent.push((
+                                next.spend_day.saturating_sub(ask.spend),
+                                next.spend_month.saturating_sub(ask.spend),
+                            ));
+                        }
+                        writes.push(CounterWrite {
+                            subject: subject.clone(),
+                            expected_version: state.version,
+                            counters: next,
+                        });
+                    }
                     Err(r) => {
                         if r.kind == LimitKind::Rpm {
                             // The window's count only grows until it resets: a refusal on
@@ -326,6 +343,7 @@ impl LimitCounters {
                     ask,
                     windows: Windows::at(now),
                     request_id: request_id.to_owned(),
+                    spent,
                 });
             }
         }
