@@ -773,7 +773,7 @@ async fn alerts_list_and_show_read_what_the_audit_function_kept() {
     let emu = emulator();
     let conf = emu.sdk_config().await;
     // The local stack's table (resources.py creates every table of template.yaml).
-    let store = tollgate_aws::DynamoAuditState::new(&conf, "tollgate-audit-state");
+    let store = tollgate_aws::DynamoAuditState::new(&conf, tollgate_testkit::AUDIT_STATE_TABLE);
     let key = fresh_key_id('A');
     let now = tollgate_core::clock::SystemClock.now_ms();
     let finding = Finding {
