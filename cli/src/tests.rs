@@ -135,6 +135,13 @@ fn both(out: &Out) -> String {
     format!("{}\n{}", out.human, out.json)
 }
 
+/// `token add --pool <pool> --provider <provider>` followed by what the test adds.
+fn token_add<'a>(pool: &'a str, provider: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["token", "add", "--pool", pool, "--provider", provider];
+    argv.extend_from_slice(extra);
+    argv
+}
+
 #[tokio::test]
 async fn key_list_by_pepper_version_names_the_keys_an_old_version_still_serves() {
     let mut h = Harness::new().await;
@@ -500,19 +507,11 @@ async fn token_add_reads_the_value_from_stdin_and_never_puts_it_in_the_record() 
     let mut h = Harness::new().await;
     h.console.stdin = Some(format!("{TOKEN_VALUE}\n"));
     let out = h
-        .ok(&[
-            "token",
-            "add",
-            "--pool",
+        .ok(&token_add(
             "openai",
-            "--new-pool",
-            "--provider",
             "openai",
-            "--weight",
-            "3",
-            "--owner",
-            "ops",
-        ])
+            &["--new-pool", "--weight", "3", "--owner", "ops"],
+        ))
         .await;
     assert!(!both(&out).contains(TOKEN_VALUE));
     let id = out.json["token_id"].as_str().unwrap().to_owned();
@@ -544,24 +543,22 @@ async fn token_add_federated_reads_nothing_and_stores_no_secret() {
     let mut h = Harness::new().await;
     // No stdin: a federated token must not ask for a value.
     let out = h
-        .ok(&[
-            "token",
-            "add",
-            "--pool",
+        .ok(&token_add(
             "openai",
-            "--new-pool",
-            "--provider",
             "openai",
-            "--id",
-            "fed-1",
-            "--federated",
-            "--audience",
-            "https://api.openai.com/v1",
-            "--identity-provider-id",
-            "idp_123",
-            "--service-account-id",
-            "svc_acct_456",
-        ])
+            &[
+                "--new-pool",
+                "--id",
+                "fed-1",
+                "--federated",
+                "--audience",
+                "https://api.openai.com/v1",
+                "--identity-provider-id",
+                "idp_123",
+                "--service-account-id",
+                "svc_acct_456",
+            ],
+        ))
         .await;
     assert_eq!(out.json["secret"]["kind"], "federated");
     let rec = h.pools.load_pool("openai").await.unwrap().tokens.remove(0);
@@ -581,26 +578,24 @@ async fn token_add_federated_reads_nothing_and_stores_no_secret() {
         Err(StoreError::NotFound)
     );
     // Anthropic: the token endpoint follows the base URL; missing fields are named.
-    h.ok(&[
-        "token",
-        "add",
-        "--pool",
+    h.ok(&token_add(
         "anthropic",
-        "--new-pool",
-        "--provider",
         "anthropic",
-        "--id",
-        "fed-a",
-        "--federated",
-        "--audience",
-        "https://api.anthropic.com",
-        "--federation-rule-id",
-        "fdrl_1",
-        "--organization-id",
-        "00000000-0000-4000-8000-000000000000",
-        "--service-account-id",
-        "svac_1",
-    ])
+        &[
+            "--new-pool",
+            "--id",
+            "fed-a",
+            "--federated",
+            "--audience",
+            "https://api.anthropic.com",
+            "--federation-rule-id",
+            "fdrl_1",
+            "--organization-id",
+            "00000000-0000-4000-8000-000000000000",
+            "--service-account-id",
+            "svac_1",
+        ],
+    ))
     .await;
     let rec = h
         .pools
@@ -617,40 +612,36 @@ async fn token_add_federated_reads_nothing_and_stores_no_secret() {
         "https://api.anthropic.com/v1/oauth/token"
     );
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
+        .run(&token_add(
             "anthropic",
-            "--provider",
             "anthropic",
-            "--federated",
-            "--audience",
-            "x",
-            "--service-account-id",
-            "svac_1",
-        ])
+            &[
+                "--federated",
+                "--audience",
+                "x",
+                "--service-account-id",
+                "svac_1",
+            ],
+        ))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("--federation-rule-id"), "{e}");
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
+        .run(&token_add(
             "openai",
-            "--provider",
             "openai",
-            "--federated",
-            "--audience",
-            "x",
-            "--identity-provider-id",
-            "i",
-            "--service-account-id",
-            "s",
-            "--token-url",
-            "http://auth.example.test/oauth/token",
-        ])
+            &[
+                "--federated",
+                "--audience",
+                "x",
+                "--identity-provider-id",
+                "i",
+                "--service-account-id",
+                "s",
+                "--token-url",
+                "http://auth.example.test/oauth/token",
+            ],
+        ))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("https"), "{e}");
@@ -664,21 +655,19 @@ async fn token_add_from_env_and_refusals() {
         .insert("ANTHROPIC_KEY".into(), TOKEN_VALUE.into());
     h.console.env.insert("USER".into(), "alice".into());
     let out = h
-        .ok(&[
-            "token",
-            "add",
-            "--pool",
+        .ok(&token_add(
             "claude",
-            "--new-pool",
-            "--provider",
             "anthropic",
-            "--id",
-            "tok_claude1",
-            "--value-env",
-            "ANTHROPIC_KEY",
-            "--base-url",
-            "http://127.0.0.1:9000/v1/",
-        ])
+            &[
+                "--new-pool",
+                "--id",
+                "tok_claude1",
+                "--value-env",
+                "ANTHROPIC_KEY",
+                "--base-url",
+                "http://127.0.0.1:9000/v1/",
+            ],
+        ))
         .await;
     assert_eq!(out.json["owner"], "alice");
     assert_eq!(out.json["base_url"], "http://127.0.0.1:9000/v1");
@@ -692,33 +681,16 @@ async fn token_add_from_env_and_refusals() {
     );
     // Same id again in the same pool: refused before reading any value.
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
-            "claude",
-            "--provider",
-            "openai",
-            "--id",
-            "tok_claude1",
-        ])
+        .run(&token_add("claude", "openai", &["--id", "tok_claude1"]))
         .await
         .unwrap_err();
     assert!(e.0.contains("already exists in pool claude"), "{e}");
     // The same id in another pool is another token with its own secret.
-    h.ok(&[
-        "token",
-        "add",
-        "--pool",
+    h.ok(&token_add(
         "other",
-        "--new-pool",
-        "--provider",
         "openai",
-        "--id",
-        "tok_claude1",
-        "--value-env",
-        "USER",
-    ])
+        &["--new-pool", "--id", "tok_claude1", "--value-env", "USER"],
+    ))
     .await;
     assert_eq!(
         h.store
@@ -739,44 +711,22 @@ async fn token_add_from_env_and_refusals() {
     // Empty or missing values.
     h.console.stdin = Some("\n".into());
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
-            "p",
-            "--new-pool",
-            "--provider",
-            "openai",
-        ])
+        .run(&token_add("p", "openai", &["--new-pool"]))
         .await
         .unwrap_err();
     assert!(e.0.contains("empty"), "{e}");
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
+        .run(&token_add(
             "p",
-            "--new-pool",
-            "--provider",
             "openai",
-            "--value-env",
-            "NOPE",
-        ])
+            &["--new-pool", "--value-env", "NOPE"],
+        ))
         .await
         .unwrap_err();
     assert!(e.0.contains("NOPE is not set"), "{e}");
     h.console.stdin = Some("two\nlines\n".into());
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
-            "p",
-            "--new-pool",
-            "--provider",
-            "openai",
-        ])
+        .run(&token_add("p", "openai", &["--new-pool"]))
         .await
         .unwrap_err();
     assert!(e.0.contains("whitespace") && !e.0.contains("two"), "{e}");
@@ -788,16 +738,7 @@ async fn token_add_from_env_and_refusals() {
 async fn token_add_to_a_pool_that_does_not_exist_needs_new_pool() {
     let mut h = Harness::new().await;
     let add = |pool: &'static str, id: &'static str, extra: &[&'static str]| {
-        let mut argv = vec![
-            "token",
-            "add",
-            "--pool",
-            pool,
-            "--provider",
-            "openai",
-            "--id",
-            id,
-        ];
+        let mut argv = token_add(pool, "openai", &["--id", id]);
         argv.extend_from_slice(extra);
         argv
     };
@@ -863,16 +804,7 @@ async fn pool_set_strategy_refuses_a_pool_that_does_not_exist() {
     );
     assert!(h.pools.list_pool_configs().await.unwrap().is_empty());
     h.console.stdin = Some(TOKEN_VALUE.into());
-    h.ok(&[
-        "token",
-        "add",
-        "--pool",
-        "openai",
-        "--provider",
-        "openai",
-        "--new-pool",
-    ])
-    .await;
+    h.ok(&token_add("openai", "openai", &["--new-pool"])).await;
     let e = h
         .run(&["pool", "set-strategy", "opneai", "priority"])
         .await
@@ -944,17 +876,7 @@ async fn token_add_deletes_the_secret_when_the_record_write_fails() {
     let mut h = Harness::with_pools(FailingPuts(MemoryStore::new())).await;
     h.console.stdin = Some(TOKEN_VALUE.into());
     let e = h
-        .run(&[
-            "token",
-            "add",
-            "--pool",
-            "p",
-            "--new-pool",
-            "--provider",
-            "openai",
-            "--id",
-            "tok_x",
-        ])
+        .run(&token_add("p", "openai", &["--new-pool", "--id", "tok_x"]))
         .await
         .unwrap_err();
     assert!(
@@ -972,18 +894,8 @@ async fn token_add_deletes_the_secret_when_the_record_write_fails() {
 async fn enable_disable_set_value_remove() {
     let mut h = Harness::new().await;
     h.console.stdin = Some(TOKEN_VALUE.into());
-    h.ok(&[
-        "token",
-        "add",
-        "--pool",
-        "p",
-        "--new-pool",
-        "--provider",
-        "openai",
-        "--id",
-        "tok_a",
-    ])
-    .await;
+    h.ok(&token_add("p", "openai", &["--new-pool", "--id", "tok_a"]))
+        .await;
     h.ok(&["token", "disable", "p", "tok_a"]).await;
     assert_eq!(
         h.pools.load_pool("p").await.unwrap().tokens[0].status,
@@ -1030,17 +942,7 @@ async fn pool_health_counts_by_status_and_names_last_probe_next_rotation_and_exp
         ("tok_c", vec![]),
     ] {
         h.console.stdin = Some(TOKEN_VALUE.into());
-        let mut args = vec![
-            "token",
-            "add",
-            "--pool",
-            "p",
-            "--new-pool",
-            "--provider",
-            "openai",
-            "--id",
-            id,
-        ];
+        let mut args = token_add("p", "openai", &["--new-pool", "--id", id]);
         args.extend(extra);
         h.ok(&args).await;
     }
@@ -1092,30 +994,10 @@ async fn pool_health_counts_by_status_and_names_last_probe_next_rotation_and_exp
 async fn pool_show_renders_cooldown_remaining_and_counters() {
     let mut h = Harness::new().await;
     h.console.stdin = Some(TOKEN_VALUE.into());
-    h.ok(&[
-        "token",
-        "add",
-        "--pool",
-        "p",
-        "--new-pool",
-        "--provider",
-        "openai",
-        "--id",
-        "tok_a",
-    ])
-    .await;
+    h.ok(&token_add("p", "openai", &["--new-pool", "--id", "tok_a"]))
+        .await;
     h.console.stdin = Some(TOKEN_VALUE.into());
-    h.ok(&[
-        "token",
-        "add",
-        "--pool",
-        "p",
-        "--provider",
-        "openai",
-        "--id",
-        "tok_b",
-    ])
-    .await;
+    h.ok(&token_add("p", "openai", &["--id", "tok_b"])).await;
     h.ok(&["pool", "set-strategy", "p", "least-used"]).await;
     let change = TokenChange {
         status: TokenStatus::Cooling,

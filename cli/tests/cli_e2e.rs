@@ -73,6 +73,13 @@ fn ok(emu: &Emulator, args: &[&str], stdin: Option<&str>) -> Run {
     r
 }
 
+/// `token add --pool <pool> --provider <provider>` followed by what the test adds.
+fn token_add<'a>(pool: &'a str, provider: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["token", "add", "--pool", pool, "--provider", provider];
+    argv.extend_from_slice(extra);
+    argv
+}
+
 async fn secrets(emu: &Emulator) -> SecretsManagerStore {
     SecretsManagerStore::new(&emu.sdk_config().await)
 }
@@ -172,24 +179,22 @@ async fn operator_flow_end_to_end_never_leaks_a_secret() {
     // Token: the value comes in on stdin and goes only to Secrets Manager.
     let r = ok(
         emu,
-        &[
-            "token",
-            "add",
-            "--pool",
+        &token_add(
             &pool,
-            "--new-pool",
-            "--provider",
             "openai",
-            "--id",
-            &token_id,
-            "--base-url",
-            "http://127.0.0.1:9/v1",
-            "--owner",
-            "ops@acme.test",
-            "--weight",
-            "2",
-            "--json",
-        ],
+            &[
+                "--new-pool",
+                "--id",
+                &token_id,
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--owner",
+                "ops@acme.test",
+                "--weight",
+                "2",
+                "--json",
+            ],
+        ),
         Some(&format!("{TOKEN_VALUE}\n")),
     );
     assert_eq!(r.json()["token_id"], token_id.as_str());
@@ -319,15 +324,7 @@ fn empty_token_value_is_refused_and_leaves_nothing_behind() {
     let pool = format!("{ns}pool");
     let r = tollgate(
         Some(emu),
-        &[
-            "token",
-            "add",
-            "--pool",
-            &pool,
-            "--new-pool",
-            "--provider",
-            "anthropic",
-        ],
+        &token_add(&pool, "anthropic", &["--new-pool"]),
         Some("\n"),
     );
     assert_eq!(r.code, 1, "{r:?}");
@@ -341,41 +338,19 @@ fn a_token_value_flag_does_not_exist() {
     // Usage errors come from clap before any AWS access: no emulator needed.
     let r = tollgate(
         None,
-        &[
-            "token",
-            "add",
-            "--pool",
-            "p",
-            "--provider",
-            "openai",
-            "--value",
-            TOKEN_VALUE,
-        ],
+        &token_add("p", "openai", &["--value", TOKEN_VALUE]),
         None,
     );
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--value"), "{r:?}");
     assert!(!r.all().contains(TOKEN_VALUE), "{r:?}");
-    let r = tollgate(
-        None,
-        &["token", "add", "--pool", "p", "--provider", "nope"],
-        None,
-    );
+    let r = tollgate(None, &token_add("p", "nope", &[]), None);
     assert_eq!(r.code, 2, "{r:?}");
     let r = tollgate(None, &["key", "issue", "--tenant", "t"], None);
     assert_eq!(r.code, 2, "owner is required: {r:?}");
     let r = tollgate(
         None,
-        &[
-            "token",
-            "add",
-            "--pool",
-            "p",
-            "--provider",
-            "openai",
-            "--base-url",
-            "https://u:pw-SECRET@h/v1",
-        ],
+        &token_add("p", "openai", &["--base-url", "https://u:pw-SECRET@h/v1"]),
         None,
     );
     assert_eq!(r.code, 2, "{r:?}");
@@ -390,18 +365,7 @@ async fn careless_base_urls_are_refused_before_anything_is_stored() {
     let sm = secrets(emu).await;
     // A refusal exits before reading stdin, so only the accepted run gets a value.
     let add = |url: &str, extra: &[&str], value: Option<&str>| {
-        let mut args = vec![
-            "token",
-            "add",
-            "--pool",
-            &pool,
-            "--provider",
-            "openai",
-            "--id",
-            "t1",
-            "--base-url",
-            url,
-        ];
+        let mut args = token_add(&pool, "openai", &["--id", "t1", "--base-url", url]);
         args.extend_from_slice(extra);
         tollgate(Some(emu), &args, value)
     };
@@ -472,16 +436,7 @@ fn pools_come_into_being_only_on_purpose() {
 
     // token add to a new pool needs --new-pool; the refusal reads no value.
     let add = |p: &str, id: &str, extra: &[&str], value: Option<&str>| {
-        let mut args = vec![
-            "token",
-            "add",
-            "--pool",
-            p,
-            "--provider",
-            "openai",
-            "--id",
-            id,
-        ];
+        let mut args = token_add(p, "openai", &["--id", id]);
         args.extend_from_slice(extra);
         tollgate(Some(emu), &args, value)
     };
@@ -507,16 +462,7 @@ fn pools_come_into_being_only_on_purpose() {
     // The existing pool takes tokens and a strategy without any flag.
     ok(
         emu,
-        &[
-            "token",
-            "add",
-            "--pool",
-            &pool,
-            "--provider",
-            "openai",
-            "--id",
-            "t2",
-        ],
+        &token_add(&pool, "openai", &["--id", "t2"]),
         Some(&value),
     );
     ok(emu, &["pool", "set-strategy", &pool, "weighted"], None);
@@ -827,7 +773,7 @@ async fn alerts_list_and_show_read_what_the_audit_function_kept() {
     let emu = emulator();
     let conf = emu.sdk_config().await;
     // The local stack's table (resources.py creates every table of template.yaml).
-    let store = tollgate_aws::DynamoAuditState::new(&conf, "tollgate-audit-state");
+    let store = tollgate_aws::DynamoAuditState::new(&conf, tollgate_testkit::AUDIT_STATE_TABLE);
     let key = fresh_key_id('A');
     let now = tollgate_core::clock::SystemClock.now_ms();
     let finding = Finding {
@@ -1125,20 +1071,11 @@ async fn a_tenant_owned_token_is_kms_encrypted_for_its_tenant_and_never_stored_i
     let value = "sk-tenant-OWNED-value-5e4d3c2b1a";
     let r = ok(
         emu,
-        &[
-            "--json",
-            "token",
-            "add",
-            "--pool",
+        &token_add(
             &pool,
-            "--new-pool",
-            "--provider",
             "openai",
-            "--id",
-            "t1",
-            "--tenant",
-            &tenant,
-        ],
+            &["--new-pool", "--id", "t1", "--tenant", &tenant, "--json"],
+        ),
         Some(value),
     );
     assert!(!r.all().contains(value), "{r:?}");
@@ -1175,18 +1112,11 @@ async fn a_tenant_owned_token_is_kms_encrypted_for_its_tenant_and_never_stored_i
     // An unknown tenant is refused before anything is read or stored.
     let r = tollgate(
         Some(emu),
-        &[
-            "token",
-            "add",
-            "--pool",
+        &token_add(
             &pool,
-            "--provider",
             "openai",
-            "--id",
-            "t2",
-            "--tenant",
-            &format!("{ns}nobody"),
-        ],
+            &["--id", "t2", "--tenant", &format!("{ns}nobody")],
+        ),
         Some(value),
     );
     assert_ne!(r.code, 0);

@@ -134,12 +134,18 @@ def _names_attribute(v: Any, ids: set[str]) -> bool:
             a = v["Fn::GetAtt"]
             if (a[0] if isinstance(a, list) else a.split(".")[0]) in ids:
                 return True
-        if "Fn::Sub" in v:
-            text = v["Fn::Sub"] if isinstance(v["Fn::Sub"], str) else v["Fn::Sub"][0]
-            if any(m in ids for m in re.findall(r"\$\{(\w+)\.\w+\}", text)):
-                return True
+        if _sub_names(v, ids, r"\$\{(\w+)\.\w+\}"):
+            return True
         return any(_names_attribute(x, ids) for x in v.values())
     return False
+
+
+def _sub_names(v: dict, ids: set[str], pattern: str) -> bool:
+    """v is a Fn::Sub whose text has a `pattern` match (group 1: a logical id) naming one of ids."""
+    if "Fn::Sub" not in v:
+        return False
+    text = v["Fn::Sub"] if isinstance(v["Fn::Sub"], str) else v["Fn::Sub"][0]
+    return any(m in ids for m in re.findall(pattern, text))
 
 
 def _names(v: Any, ids: set[str]) -> bool:
@@ -149,12 +155,8 @@ def _names(v: Any, ids: set[str]) -> bool:
     if isinstance(v, list):
         return any(_names(x, ids) for x in v)
     if isinstance(v, dict):
-        if v.get("Ref") in ids or _names_attribute(v, ids):
+        if v.get("Ref") in ids or _names_attribute(v, ids) or _sub_names(v, ids, r"\$\{(\w+)[.}]"):
             return True
-        if "Fn::Sub" in v:
-            text = v["Fn::Sub"] if isinstance(v["Fn::Sub"], str) else v["Fn::Sub"][0]
-            if any(m in ids for m in re.findall(r"\$\{(\w+)[.}]", text)):
-                return True
         return any(_names(x, ids) for x in v.values())
     return False
 
@@ -399,13 +401,18 @@ def _alarm(st: Stack, lid: str, p: dict) -> str:
     return name
 
 
+def _log_filter(st: Stack, lid: str, p: dict) -> dict[str, str]:
+    """What AWS::Logs::SubscriptionFilter and AWS::Logs::MetricFilter share: the Logs API's log
+    group, filter name (CloudFormation's generated one when the template names none) and pattern."""
+    return {"logGroupName": p["LogGroupName"], "filterName": p.get("FilterName", f"{st.name}-{lid}"),
+            "filterPattern": p["FilterPattern"]}
+
+
 def _subscription_filter(st: Stack, lid: str, p: dict) -> str:
-    name = p.get("FilterName", f"{st.name}-{lid}")
+    f = _log_filter(st, lid, p)
     # moto checks the destination function exists (it cannot deliver: MOTO-NOTES.md).
-    st.client("logs").put_subscription_filter(logGroupName=p["LogGroupName"], filterName=name,
-                                              filterPattern=p["FilterPattern"],
-                                              destinationArn=p["DestinationArn"])
-    return name
+    st.client("logs").put_subscription_filter(**f, destinationArn=p["DestinationArn"])
+    return f["filterName"]
 
 
 def _sns_subscription(st: Stack, lid: str, p: dict) -> str:
@@ -422,13 +429,12 @@ def _rotation_schedule(st: Stack, lid: str, p: dict) -> str:
 
 
 def _metric_filter(st: Stack, lid: str, p: dict) -> str:
-    name = p.get("FilterName", f"{st.name}-{lid}")
+    f = _log_filter(st, lid, p)
     keys = {"MetricName": "metricName", "MetricNamespace": "metricNamespace", "MetricValue": "metricValue",
             "DefaultValue": "defaultValue", "Unit": "unit", "Dimensions": "dimensions"}
     st.client("logs").put_metric_filter(
-        logGroupName=p["LogGroupName"], filterName=name, filterPattern=p["FilterPattern"],
-        metricTransformations=[{keys[k]: v for k, v in t.items()} for t in p["MetricTransformations"]])
-    return name
+        **f, metricTransformations=[{keys[k]: v for k, v in t.items()} for t in p["MetricTransformations"]])
+    return f["filterName"]
 
 
 def _dashboard(st: Stack, lid: str, p: dict) -> str:

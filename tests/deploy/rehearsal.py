@@ -8,10 +8,10 @@
    gap worked around (which, how), or not supported by the emulator (which). The emulator's
    gaps and their workarounds are in emulator_stack.py.
 2. On each stack, the proxy binary (target/debug/proxy) is run the way Lambda runs it, against a Lambda
-   Runtime API (lambda_runtime_api.py) that plays API Gateway's InvokeWithResponseStream, with
-   the environment the stack gave the function, the stack's tables, a tenant and key seeded
-   with the CLI and the mock provider; events/' API Gateway REST samples are sent and each
-   streamed response is read as API Gateway reads it (JSON prelude, 8 NUL bytes, body).
+   Runtime API (tests/support/lambda_runtime_api.py) that plays API Gateway's
+   InvokeWithResponseStream, with the environment the stack gave the function, the stack's
+   tables, a tenant and key seeded with the CLI and the mock provider; events/' API Gateway REST
+   samples are sent and each streamed response is read as API Gateway reads it (JSON prelude, 8 NUL bytes, body).
 
 Fails (exit 1) when stack creation fails or rolls back, when a resource the emulator can create
 is not created, when the template has a resource this rehearsal does not account for (a type
@@ -37,6 +37,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))  # lambda_runtime_api
 
 from all_options import ON as ALL_OPTIONS_ON  # noqa: E402
 from emulator_stack import ACCOUNT, CREATORS, SKIPPED_BY_EMULATOR, Stack, Unresolved, for_emulator  # noqa: E402

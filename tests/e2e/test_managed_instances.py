@@ -2,7 +2,8 @@
 Runtime API that hands out invocations concurrently, as Lambda Managed Instances does, with
 `AWS_LAMBDA_MAX_CONCURRENCY=8` (lambda_runtime's `concurrency-tokio` mode: eight tasks in one
 process, each long-polling `/next`). The runtime emulator and its API Gateway-like front are in
-runtime_api.py (`cargo lambda watch` forces the variable to 1, so it cannot run this mode).
+tests/support/lambda_runtime_api.py (`cargo lambda watch` forces the variable to 1, so it cannot
+run this mode).
 
 The proxy uses the e2e stack's emulator tables and mock provider, through a forwarder that
 records every AWS call. Clients are the official OpenAI SDK (streaming) and, for the limit
@@ -32,7 +33,7 @@ import urllib.request
 import openai
 import pytest
 
-from runtime_api import ApiFront, AwsWire, RuntimeApi
+from lambda_runtime_api import ApiFront, AwsWire, RuntimeApi
 from test_limits import (
     chat,
     issue,

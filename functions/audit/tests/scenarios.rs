@@ -7,9 +7,6 @@
 
 mod common;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use common::{Batch, Event, logs_event};
 use std::sync::Arc;
 use tollgate_audit::Processor;
@@ -39,28 +36,10 @@ async fn stack(tag: &str) -> Stack {
     let conf = emu.sdk_config().await;
     let ns = unique_ns(tag);
 
-    let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let table = format!("{ns}audit-state");
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
+    emu.create_table_like(tollgate_testkit::AUDIT_STATE_TABLE, &table)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let sns = aws_sdk_sns::Client::new(&conf);
     let topic_arn = sns

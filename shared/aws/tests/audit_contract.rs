@@ -2,9 +2,6 @@
 //! with the real AWS SDK against the local AWS emulator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use tollgate_aws::DynamoAuditState;
 use tollgate_memory::audit::contract;
 use tollgate_testkit::unique_ns;
@@ -12,30 +9,11 @@ use tollgate_testkit::unique_ns;
 async fn store(ns: &str) -> DynamoAuditState {
     let emu = tollgate_testkit::shared().unwrap_or_else(|e| panic!("AWS emulator: {e}"));
     let conf = emu.sdk_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
     let table = format!("{ns}audit-state");
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
+    emu.create_table_like(tollgate_testkit::AUDIT_STATE_TABLE, &table)
         .await
-        .expect("create the audit state table");
-    DynamoAuditState::from_client(client, table)
+        .unwrap_or_else(|e| panic!("create the audit state table: {e}"));
+    DynamoAuditState::new(&conf, table)
 }
 
 #[tokio::test]

@@ -177,6 +177,16 @@ impl TokenRotation {
             RotationMode::Staged { retire } => *retire != RetireVia::None,
         }
     }
+
+    /// The state once no version is pending: `Retiring` while replaced keys wait for
+    /// retirement, else `Current`.
+    fn at_rest(&self) -> RotationState {
+        if self.retiring.is_empty() {
+            RotationState::Current
+        } else {
+            RotationState::Retiring
+        }
+    }
 }
 
 /// The four steps, by the names Secrets Manager sends.
@@ -618,15 +628,14 @@ impl Rotator<'_> {
     /// earlier version whose rotation failed, is deleted before minting another. A createSecret
     /// for this version still inside its lease is left to finish: [`RotationError::Conflict`].
     async fn clear_abandoned(&self, rec: &TokenRecord, token: &str) -> Result<(), RotationError> {
-        for _ in 0..SWAP_ATTEMPTS {
-            let (_, rot) = self.reload(rec).await?;
+        self.swap_record(rec, token, async |rot: &TokenRotation| {
             let RotationState::Pending {
                 version_id,
                 key_id,
                 started_at,
             } = &rot.state
             else {
-                return Ok(());
+                return Ok(None);
             };
             let now = self.clock.now_ms();
             if version_id == token && now < started_at.saturating_add(CREATE_LEASE_MS) {
@@ -636,21 +645,10 @@ impl Rotator<'_> {
                 self.minter.retire(rec, k).await.map_err(provider_error)?;
             }
             let mut next = rot.clone();
-            next.state = if next.retiring.is_empty() {
-                RotationState::Current
-            } else {
-                RotationState::Retiring
-            };
-            next.rev = rot.rev + 1;
-            if self
-                .records
-                .swap_rotation(&rec.pool, &rec.token_id, rot.rev, &next)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(RotationError::Conflict(token.to_owned()))
+            next.state = next.at_rest();
+            Ok(Some(next))
+        })
+        .await
     }
 
     /// Records that `token` is being prepared (with the provider key it holds). Fails with
@@ -661,8 +659,7 @@ impl Rotator<'_> {
         token: &str,
         key_id: Option<String>,
     ) -> Result<(), RotationError> {
-        for _ in 0..SWAP_ATTEMPTS {
-            let (_, rot) = self.reload(rec).await?;
+        self.swap_record(rec, token, async |rot: &TokenRotation| {
             let want = match &rot.mode {
                 RotationMode::Staged { .. } => rot.staged_key_id.clone(),
                 RotationMode::OpenaiAdmin { .. } => key_id.clone(),
@@ -675,7 +672,7 @@ impl Rotator<'_> {
                 && version_id == token
             {
                 if *held == want {
-                    return Ok(());
+                    return Ok(None);
                 }
                 return Err(RotationError::Conflict(token.to_owned()));
             }
@@ -685,16 +682,9 @@ impl Rotator<'_> {
                 key_id: want,
                 started_at: self.clock.now_ms(),
             };
-            next.rev = rot.rev + 1;
-            if self
-                .records
-                .swap_rotation(&rec.pool, &rec.token_id, rot.rev, &next)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(RotationError::Conflict(token.to_owned()))
+            Ok(Some(next))
+        })
+        .await
     }
 
     async fn finish(
@@ -731,10 +721,9 @@ impl Rotator<'_> {
     /// date, the new key id, and the replaced key queued for retirement after the grace period.
     /// A no-op when the record already says so.
     async fn sync_record(&self, rec: &TokenRecord, token: &str) -> Result<(), RotationError> {
-        for _ in 0..SWAP_ATTEMPTS {
-            let (_, rot) = self.reload(rec).await?;
+        self.swap_record(rec, token, async |rot: &TokenRotation| {
             if rot.secret_version.as_deref() == Some(token) {
-                return Ok(());
+                return Ok(None);
             }
             let now = self.clock.now_ms();
             let mut next = rot.clone();
@@ -760,10 +749,26 @@ impl Rotator<'_> {
             next.secret_version = Some(token.to_owned());
             next.rotated_at = Some(now);
             next.next_due_at = Some(now.saturating_add(u64::from(rot.interval_days) * DAY_MS));
-            next.state = if next.retiring.is_empty() {
-                RotationState::Current
-            } else {
-                RotationState::Retiring
+            next.state = next.at_rest();
+            Ok(Some(next))
+        })
+        .await
+    }
+
+    /// One compare-and-swap of the token's rotation record, retried on a lost race: `change`
+    /// sees the record as stored now and returns the record to write (its `rev` is set here),
+    /// `None` when there is nothing to write, or an error that ends the step.
+    /// [`RotationError::Conflict`] after [`SWAP_ATTEMPTS`] lost races.
+    async fn swap_record(
+        &self,
+        rec: &TokenRecord,
+        token: &str,
+        mut change: impl AsyncFnMut(&TokenRotation) -> Result<Option<TokenRotation>, RotationError>,
+    ) -> Result<(), RotationError> {
+        for _ in 0..SWAP_ATTEMPTS {
+            let (_, rot) = self.reload(rec).await?;
+            let Some(mut next) = change(&rot).await? else {
+                return Ok(());
             };
             next.rev = rot.rev + 1;
             if self
@@ -818,8 +823,8 @@ impl Rotator<'_> {
         }
         let mut next = rot.clone();
         next.retiring = keep;
-        if next.retiring.is_empty() && next.state == RotationState::Retiring {
-            next.state = RotationState::Current;
+        if next.state == RotationState::Retiring {
+            next.state = next.at_rest();
         }
         next.rev = rot.rev + 1;
         // A lost race only delays the record: the keys are retired (retiring twice is Ok).

@@ -7,6 +7,9 @@
 //! it; [`Emulator::sdk_config`] gives an `aws_config::SdkConfig` for in-process clients.
 //! Dropping the value stops the server.
 //!
+//! [`Emulator::create_table_like`] gives a test its own empty table shaped like one of those
+//! (for state a test must not share, e.g. the audit function's detector state).
+//!
 //! [`shared`] gives one emulator per test process (start it once, prefix ids with
 //! [`unique_ns`]); it stops when the process exits. moto runs under a tiny Python supervisor
 //! that stops it as soon as the harness's pipe to it closes, so no server outlives its tests,
@@ -40,6 +43,10 @@ pub const RESOURCE_VARS: [&str; 7] = [
     "TOLLGATE_PEPPER_SECRET_ID",
     "TOLLGATE_KMS_KEY_ID",
 ];
+
+/// The audit function's state table as `infra/local/resources.py` names template.yaml's
+/// `AuditStateTable` (`${AWS::StackName}-audit-state`, stack `tollgate`; the CLI's default).
+pub const AUDIT_STATE_TABLE: &str = "tollgate-audit-state";
 
 const START_ATTEMPTS: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -162,6 +169,73 @@ impl Emulator {
             ))
             .load()
             .await
+    }
+
+    /// Creates the empty table `name` with the key schema, attribute definitions, indexes,
+    /// billing mode and time-to-live attribute of `like`, one of the tables
+    /// `infra/local/resources.py` created from template.yaml: a test's own copy, defined in one
+    /// place (the template).
+    pub async fn create_table_like(&self, like: &str, name: &str) -> Result<(), String> {
+        use aws_sdk_dynamodb::types::{
+            BillingMode, GlobalSecondaryIndex, TimeToLiveSpecification, TimeToLiveStatus,
+        };
+        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk_config().await);
+        let src = ddb
+            .describe_table()
+            .table_name(like)
+            .send()
+            .await
+            .map_err(|e| format!("describe table {like}: {e:?}"))?
+            .table
+            .ok_or_else(|| format!("describe table {like}: no table description"))?;
+        let mut create = ddb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(src.attribute_definitions)
+            .set_key_schema(src.key_schema);
+        for g in src.global_secondary_indexes.unwrap_or_default() {
+            create = create.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .set_index_name(g.index_name)
+                    .set_key_schema(g.key_schema)
+                    .set_projection(g.projection)
+                    .build()
+                    .map_err(|e| format!("index of {like}: {e}"))?,
+            );
+        }
+        create
+            .send()
+            .await
+            .map_err(|e| format!("create table {name} like {like}: {e:?}"))?;
+        let ttl = ddb
+            .describe_time_to_live()
+            .table_name(like)
+            .send()
+            .await
+            .map_err(|e| format!("describe time to live of {like}: {e:?}"))?
+            .time_to_live_description;
+        let on = |t: &aws_sdk_dynamodb::types::TimeToLiveDescription| {
+            matches!(
+                t.time_to_live_status,
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            )
+        };
+        if let Some(attr) = ttl.filter(on).and_then(|t| t.attribute_name) {
+            ddb.update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(attr)
+                        .enabled(true)
+                        .build()
+                        .map_err(|e| format!("time to live of {name}: {e}"))?,
+                )
+                .send()
+                .await
+                .map_err(|e| format!("time to live of {name}: {e:?}"))?;
+        }
+        Ok(())
     }
 
     fn create_resources(
