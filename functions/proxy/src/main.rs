@@ -4,9 +4,13 @@
 //! - **Lambda** (when `AWS_LAMBDA_RUNTIME_API` is set, as in Lambda and `cargo lambda watch`):
 //!   response streaming behind API Gateway, through `tollgate-lambda-start`'s supervised
 //!   runtime loop (survives Runtime API client errors, answers unreadable events;
-//!   `TOLLGATE_LAMBDA_POLLERS` loops per process, 1 unless the local stack sets it).
-//! - **Plain HTTP** (`proxy --http ADDR`, or no Lambda runtime): the same pipeline on a TCP
-//!   listener with `TCP_NODELAY`. Used by the benchmark and for container platforms.
+//!   `TOLLGATE_LAMBDA_POLLERS` loops per process, 1 unless the local stack sets it), on a
+//!   current-thread runtime, or a multi-thread one when `AWS_LAMBDA_MAX_CONCURRENCY` > 1
+//!   (Managed Instances).
+//! - **Plain HTTP** (`proxy --http ADDR`, or no Lambda runtime): the same pipeline on TCP
+//!   listeners with `TCP_NODELAY`, one thread per core (`TOLLGATE_HTTP_THREADS`), each with
+//!   its own current-thread runtime (`tollgate_lambda_start::plain`). Used by the benchmark
+//!   and for container platforms.
 //!
 //! Stores: DynamoDB + Secrets Manager (+ KMS) by default; `TOLLGATE_STORE=memory` with
 //! `TOLLGATE_MEMORY_SEED=<json>` serves from memory (benchmarks, demos; nothing persists).
@@ -34,7 +38,7 @@ use tollgate_gateway::{
     Gateway, GatewayConfig, HttpJwks, IdentityStores, RequestId, SourceIp, StdoutAuditSink, Stores,
     router,
 };
-use tollgate_lambda_start::env;
+use tollgate_lambda_start::{env, plain};
 
 /// The stores, and the trusted-issuer store when one is configured.
 async fn build_stores() -> Result<(Stores, Option<Arc<dyn IssuerStore>>), String> {
@@ -126,7 +130,8 @@ async fn federation_source() -> Result<Option<Arc<dyn IdentityTokenSource>>, Str
     }
 }
 
-async fn run() -> Result<(), String> {
+/// The gateway's router, with everything it needs built (stores, identity, federation).
+async fn build_app() -> Result<axum::Router, String> {
     let cfg = GatewayConfig::from_env().map_err(|e| e.to_string())?;
     // Compile the sensitive-data patterns now: a defect stops the cold start, not a request.
     tollgate_dlp::init().map_err(|e| format!("sensitive-data scanner: {e}"))?;
@@ -156,8 +161,10 @@ async fn run() -> Result<(), String> {
         Arc::new(StdoutAuditSink),
     )
     .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
-    let app = router(gw);
+    Ok(router(gw))
+}
 
+fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let http_addr = args.iter().position(|a| a == "--http").map(|i| {
         args.get(i + 1)
@@ -168,49 +175,41 @@ async fn run() -> Result<(), String> {
 
     if let (None, true) = (&http_addr, in_lambda) {
         let pollers = tollgate_lambda_start::http::pollers_from_env().map_err(|e| e.to_string())?;
-        let svc = tower::ServiceBuilder::new()
-            .map_request(lambda_extensions)
-            .service(app);
-        return tollgate_lambda_start::http::serve_streaming(svc, pollers)
-            .await
-            .map_err(|e| format!("lambda runtime cannot start: {e}"));
+        let rt = tollgate_lambda_start::http::runtime_from_env()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        return rt.block_on(async {
+            let svc = tower::ServiceBuilder::new()
+                .map_request(lambda_extensions)
+                .service(build_app().await?);
+            tollgate_lambda_start::http::serve_streaming(svc, pollers)
+                .await
+                .map_err(|e| format!("lambda runtime cannot start: {e}"))
+        });
     }
 
     let addr = http_addr
         .or(env::optional("TOLLGATE_HTTP_ADDR").map_err(|e| e.to_string())?)
         .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let threads = plain::threads_from_env().map_err(|e| e.to_string())?;
+    // The first serving thread's runtime builds the gateway, then serves on this thread.
+    let rt = plain::runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let app = rt.block_on(build_app())?;
+    let listeners = plain::bind(&addr, threads).map_err(|e| e.to_string())?;
     // One line harnesses can wait for.
-    println!("LISTENING http://{local}");
+    println!("LISTENING http://{}", listeners.local_addr());
+    tracing::info!(threads, "serving plain HTTP");
     let app = app.layer(axum::middleware::map_request(
         |ConnectInfo(peer): ConnectInfo<SocketAddr>, mut req: axum::extract::Request| async move {
             req.extensions_mut().insert(SourceIp(Some(peer.ip())));
             req
         },
     ));
-    // Nagle plus delayed ACKs would stall small responses by ~40 ms: disable Nagle.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| format!("server stopped: {e}"))
+    plain::serve(rt, listeners, app).map_err(|e| e.to_string())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tollgate_lambda_start::logging::init();
-    match run().await {
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "proxy failed to start");

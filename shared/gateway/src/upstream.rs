@@ -6,6 +6,14 @@
 //! followed and no proxy is read from the environment. Bodies stream both ways: a request
 //! body is one buffer, a response body is hyper's `Incoming`, read whole or relayed as it
 //! arrives.
+//!
+//! **One pool per thread under current-thread runtimes.** hyper-util spawns each connection's
+//! task on the runtime that opened it. When the proxy serves from several threads, each with
+//! its own current-thread runtime (`proxy --http`, see `tollgate-lambda-start`'s `plain`), a
+//! shared pool would hand a connection whose task lives on thread A to a request on thread B:
+//! every such request then wakes both threads. Under a current-thread runtime, a client
+//! therefore keeps one pool per thread (built on first use, same settings); under a
+//! multi-thread runtime, whose tasks move between workers anyway, it keeps one shared pool.
 
 use bytes::Bytes;
 use http::header::{ACCEPT, USER_AGENT};
@@ -16,8 +24,9 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::cell::RefCell;
 use std::error::Error as StdError;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// A request body: one buffer (requests are read whole before they are forwarded).
@@ -83,10 +92,33 @@ fn timed_out(e: &(dyn StdError + 'static)) -> bool {
     false
 }
 
-/// A cheap-to-clone handle on one connection pool.
+type Pool = Client<HttpsConnector<HttpConnector>, ReqBody>;
+
+/// Which [`HttpClient`] a thread's pool belongs to (compared by address while it lives).
+struct Identity;
+
+thread_local! {
+    /// This thread's pools, one per live [`HttpClient`] used here under a current-thread
+    /// runtime. Entries of dropped clients are pruned when a new one is added.
+    static THREAD_POOLS: RefCell<Vec<(Weak<Identity>, Pool)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A cheap-to-clone handle on a connection pool (one shared, or one per thread: see the
+/// module doc).
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, ReqBody>,
+    shared: Pool,
+    connector: HttpsConnector<HttpConnector>,
+    id: Arc<Identity>,
+}
+
+fn pool(connector: HttpsConnector<HttpConnector>) -> Pool {
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .build(connector)
 }
 
 impl HttpClient {
@@ -112,13 +144,37 @@ impl HttpClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(https);
-        Ok(Self { inner })
+        Ok(Self {
+            shared: pool(https.clone()),
+            connector: https,
+            id: Arc::new(Identity),
+        })
+    }
+
+    /// Starts `req` on this thread's pool under a current-thread runtime, else on the shared
+    /// one.
+    fn start(&self, req: Request<ReqBody>) -> hyper_util::client::legacy::ResponseFuture {
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !current_thread {
+            return self.shared.request(req);
+        }
+        THREAD_POOLS.with_borrow_mut(|pools| {
+            let mine = Arc::as_ptr(&self.id);
+            // A live entry at the same address is this client (a dead one may share a reused
+            // address: it is skipped, then pruned).
+            let found = pools
+                .iter()
+                .find(|(id, _)| id.strong_count() > 0 && std::ptr::eq(id.as_ptr(), mine));
+            if let Some((_, p)) = found {
+                return p.request(req);
+            }
+            pools.retain(|(id, _)| id.strong_count() > 0);
+            let p = pool(self.connector.clone());
+            let fut = p.request(req);
+            pools.push((Arc::downgrade(&self.id), p));
+            fut
+        })
     }
 
     /// Sends `req` (an absolute URI) and waits for the response head. The gateway's
@@ -131,7 +187,7 @@ impl HttpClient {
         if !h.contains_key(ACCEPT) {
             h.insert(ACCEPT, HeaderValue::from_static("*/*"));
         }
-        self.inner.request(req).await.map_err(|e| CallError::of(&e))
+        self.start(req).await.map_err(|e| CallError::of(&e))
     }
 
     /// Sends `req` and reads the whole answer, at most `limit` bytes, all within `timeout`.
@@ -237,5 +293,97 @@ mod tests {
         };
         let req = Request::get(closed).body(ReqBody::default()).unwrap();
         assert_eq!(client.send(req).await.unwrap_err(), CallError::Connect);
+    }
+
+    /// A server answering each request with the client port of its connection, and the
+    /// client's URL for it.
+    fn port_echo() -> String {
+        use axum::extract::ConnectInfo;
+        use std::net::SocketAddr;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let app = axum::Router::new().route(
+                    "/",
+                    axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                        peer.port().to_string()
+                    }),
+                );
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+                    .unwrap();
+            });
+        });
+        url
+    }
+
+    async fn port_of(client: &HttpClient, url: &str) -> String {
+        let req = Request::get(url).body(ReqBody::default()).unwrap();
+        let body = read_all(client.send(req).await.unwrap().into_body()).await;
+        String::from_utf8(body.unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn current_thread_runtimes_keep_a_pool_per_thread() {
+        use tokio::sync::oneshot;
+        let url = port_echo();
+        let client = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let on_own_thread =
+            |f: std::pin::Pin<Box<dyn Future<Output = (String, String)> + Send>>| {
+                std::thread::spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                        .block_on(f)
+                })
+            };
+        let (a_idle, b_wait) = oneshot::channel::<()>();
+        let (b_done, a_wait) = oneshot::channel::<()>();
+        // Thread A's connection sits idle in a pool, its runtime alive, while thread B sends.
+        let (c, u) = (client.clone(), url.clone());
+        let a = on_own_thread(Box::pin(async move {
+            let first = port_of(&c, &u).await;
+            a_idle.send(()).unwrap();
+            a_wait.await.unwrap();
+            (first, port_of(&c, &u).await)
+        }));
+        let b = on_own_thread(Box::pin(async move {
+            b_wait.await.unwrap();
+            let first = port_of(&client, &url).await;
+            let second = port_of(&client, &url).await;
+            b_done.send(()).unwrap();
+            (first, second)
+        }));
+        let (a1, a2) = a.join().unwrap();
+        let (b1, b2) = b.join().unwrap();
+        // Each thread reuses its own connection and never takes the other thread's.
+        assert_eq!(a1, a2);
+        assert_eq!(b1, b2);
+        assert_ne!(a1, b1, "thread B used thread A's connection");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_multi_thread_runtime_shares_one_pool() {
+        let url = port_echo();
+        let client = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let mut ports = std::collections::HashSet::new();
+        for _ in 0..6 {
+            let (c, u) = (client.clone(), url.clone());
+            // Each request from its own task, wherever the runtime runs it.
+            ports.insert(
+                tokio::spawn(async move { port_of(&c, &u).await })
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(ports.len(), 1, "one pooled connection, reused: {ports:?}");
     }
 }

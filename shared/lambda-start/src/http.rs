@@ -21,6 +21,12 @@
 //!   many workers and [`effective_pollers`] ignores `TOLLGATE_LAMBDA_POLLERS` (with a warning):
 //!   more pollers would ask the Runtime API for more invocations than the environment takes.
 //!
+//! The tokio runtime ([`runtime_for`]): standard Lambda hands an environment one invocation at
+//! a time, so the loop runs on a current-thread runtime (one thread: no worker pool to start,
+//! no wake-up of another thread per request); with `AWS_LAMBDA_MAX_CONCURRENCY` above 1 it
+//! runs on a multi-thread runtime with a worker per CPU, since many invocations then share the
+//! environment's vCPUs.
+//!
 //! Never logs an event, a header or a body.
 
 use crate::env::{self, EnvError};
@@ -67,18 +73,39 @@ pub fn pollers_from_env() -> Result<usize, EnvError> {
 /// 1.5 reads it (`u32` parse, no trimming), so both agree on whether it is in force.
 pub const ENV_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 
+/// Whether Lambda's own per-environment concurrency (`max_concurrency`, from
+/// [`ENV_MAX_CONCURRENCY`]) is in force: above 1, read as lambda_runtime reads it.
+fn concurrent(max_concurrency: Option<&str>) -> bool {
+    max_concurrency
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|n| n > 1)
+}
+
 /// The runtime loops to start: `pollers`, or 1 when Lambda's own per-environment concurrency
 /// (`max_concurrency`, from [`ENV_MAX_CONCURRENCY`]) is above 1, since each loop then runs
 /// that many workers itself.
 pub fn effective_pollers(pollers: usize, max_concurrency: Option<&str>) -> usize {
-    let lambda_concurrency = max_concurrency
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
-    if lambda_concurrency > 1 {
+    if concurrent(max_concurrency) {
         1
     } else {
         pollers.clamp(1, MAX_POLLERS)
     }
+}
+
+/// The tokio runtime a Lambda function runs on (see the module doc): multi-thread when
+/// `max_concurrency` (from [`ENV_MAX_CONCURRENCY`]) is above 1, else current-thread.
+pub fn runtime_for(max_concurrency: Option<&str>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = if concurrent(max_concurrency) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all().build()
+}
+
+/// [`runtime_for`] over the process environment.
+pub fn runtime_from_env() -> std::io::Result<tokio::runtime::Runtime> {
+    runtime_for(std::env::var(ENV_MAX_CONCURRENCY).ok().as_deref())
 }
 
 /// An invocation payload that always deserializes (as long as it is JSON): either an HTTP
@@ -342,6 +369,16 @@ mod tests {
         assert_eq!(effective_pollers(1, Some("64")), 1);
         // Read exactly as lambda_runtime reads it: what it ignores, this ignores.
         assert_eq!(effective_pollers(4, Some(" 64 ")), 4);
+    }
+
+    #[test]
+    fn managed_instances_concurrency_means_a_multi_thread_runtime() {
+        use tokio::runtime::RuntimeFlavor::{CurrentThread, MultiThread};
+        let flavor = |v| runtime_for(v).unwrap().handle().runtime_flavor();
+        assert_eq!(flavor(None), CurrentThread);
+        assert_eq!(flavor(Some("1")), CurrentThread);
+        assert_eq!(flavor(Some(" 64 ")), CurrentThread);
+        assert_eq!(flavor(Some("8")), MultiThread);
     }
 
     #[test]
