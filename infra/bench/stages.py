@@ -22,8 +22,14 @@ STAGES = [
     ("authenticate: the key check (HMAC, constant-time compare)", ["tollgate_core::auth::verify_key"]),
     ("  of which SHA-256 blocks (the HMAC)", ["sha2::sha256::compress256"]),
     ("parse: strict JSON, request and response bodies", ["tollgate_dlp::json::strict::parse_strict"]),
-    ("parse: model check (bounded, never credential-shaped)", ["tollgate_gateway::request::check_model"]),
+    ("parse: model check (bounded, never credential-shaped)", ["tollgate_gateway::request::check_model", "tollgate_gateway::request::model_of"]),
     ("DLP request (inspect every string)", ["tollgate_gateway::inspect::inspect"]),
+    # Since the borrowed pass (shared/dlp/src/fast.rs): a clean request or complete response is
+    # validated, read and scanned in one pass; the parsed rows above then count only bodies
+    # with something to redact or block.
+    ("borrowed pass, request body (strict JSON, model/stream, DLP scan of every text)", ["tollgate_dlp::fast::scan_request_bytes"]),
+    ("borrowed pass, response body (strict JSON, usage, DLP scan of every string)", ["tollgate_dlp::fast::scan_response_bytes"]),
+    ("  of which the DLP scanner itself (every request and response text)", ["tollgate_dlp::scan::scan "]),
     ("limit admission (no limits on the bench key)", ["tollgate_gateway::limit::admit::{{closure}}"]),
     ("upstream client (pick token, build and send, read answer)", ["tollgate_gateway::forward::forward::{{closure}}"]),
     ("  of which URL parse", ["url::ParseOptions::parse"]),

@@ -16,6 +16,7 @@ pub mod base62;
 pub mod cli;
 pub mod entity;
 pub mod error;
+pub mod fast;
 pub mod json;
 pub(crate) mod keys;
 pub mod normalize;

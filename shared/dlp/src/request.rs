@@ -78,23 +78,46 @@ pub struct Report {
 
 impl Report {
     fn from_findings(all: &[Vec<Finding>]) -> Report {
-        let mut counts = BTreeMap::new();
-        let mut blocked = Vec::new();
-        let mut any_redact = false;
-        let mut any = false;
+        let mut tally = Tally::default();
         for f in all.iter().flatten() {
-            any = true;
-            *counts.entry(f.entity).or_insert(0) += 1;
-            match f.action {
-                Action::Block => {
-                    if !blocked.contains(&f.entity) {
-                        blocked.push(f.entity);
-                    }
-                }
-                Action::Redact => any_redact = true,
-                Action::Log | Action::Off => {}
-            }
+            tally.add(f.entity, f.action);
         }
+        tally.report(all.len() as u32)
+    }
+}
+
+/// A report built one finding at a time (the same rules whichever pass feeds it: the walk
+/// over a parsed [`Value`] or the borrowed pass of [`crate::fast`]).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    counts: BTreeMap<Entity, u32>,
+    blocked: Vec<Entity>,
+    any_redact: bool,
+    any: bool,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, entity: Entity, action: Action) {
+        self.any = true;
+        *self.counts.entry(entity).or_insert(0) += 1;
+        match action {
+            Action::Block => {
+                if !self.blocked.contains(&entity) {
+                    self.blocked.push(entity);
+                }
+            }
+            Action::Redact => self.any_redact = true,
+            Action::Log | Action::Off => {}
+        }
+    }
+
+    pub(crate) fn report(self, fields: u32) -> Report {
+        let Tally {
+            counts,
+            mut blocked,
+            any_redact,
+            any,
+        } = self;
         blocked.sort();
         let decision = if !blocked.is_empty() {
             Decision::Block
@@ -110,13 +133,13 @@ impl Report {
             counts,
             blocked,
             redacted: 0,
-            fields: all.len() as u32,
+            fields,
         }
     }
 }
 
 /// Media types whose payload is text.
-fn text_media(mt: &str) -> bool {
+pub(crate) fn text_media(mt: &str) -> bool {
     let mt = mt.trim().to_ascii_lowercase();
     let base = mt.split(';').next().unwrap_or("").trim();
     base.starts_with("text/")
@@ -138,7 +161,7 @@ fn text_media(mt: &str) -> bool {
 }
 
 /// `type` values of parts the scanner cannot read.
-fn opaque_part(ty: &str) -> bool {
+pub(crate) fn opaque_part(ty: &str) -> bool {
     matches!(
         ty,
         "image_url" | "input_image" | "image" | "input_audio" | "audio" | "container_upload"
@@ -321,6 +344,14 @@ pub fn count_opaque(body: &mut Value) -> u32 {
     walk(body, &mut |_| {})
 }
 
+/// The action for items the scanner cannot read: what cannot be read cannot be redacted.
+pub(crate) fn opaque_action(policy: &Policy) -> Action {
+    match policy.action_for(Entity::OpaqueInput) {
+        Action::Redact => Action::Block,
+        a => a,
+    }
+}
+
 /// Scan every text field of a parsed request body. When the decision is
 /// `Redact`, the fields are rewritten in place (placeholders numbered across
 /// the whole request); on `Block` the body is left untouched.
@@ -329,11 +360,7 @@ pub fn inspect_request(kind: RequestKind, body: &mut Value, policy: &Policy) -> 
     let mut per_field: Vec<Vec<Finding>> = Vec::new();
     let opaque = walk(body, &mut |s: &mut String| per_field.push(scan(s, policy)));
     let fields = per_field.len() as u32;
-    let opaque_action = match policy.action_for(Entity::OpaqueInput) {
-        // what cannot be read cannot be redacted
-        Action::Redact => Action::Block,
-        a => a,
-    };
+    let opaque_action = opaque_action(policy);
     if opaque > 0 && opaque_action != Action::Off {
         per_field.push(
             (0..opaque)

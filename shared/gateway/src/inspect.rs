@@ -19,7 +19,7 @@ use tollgate_dlp::{
     Action, Category, Decision, Entity, Redactor, RequestKind, StreamRedactor, inspect_request,
 };
 
-fn request_kind(kind: ProviderKind) -> RequestKind {
+pub(crate) fn request_kind(kind: ProviderKind) -> RequestKind {
     match kind {
         ProviderKind::Openai => RequestKind::Openai,
         ProviderKind::Anthropic => RequestKind::Anthropic,
@@ -32,19 +32,27 @@ fn add_counts(ctx: &mut RequestCtx, counts: &BTreeMap<Entity, u32>) {
     }
 }
 
-/// Scans the parsed request and applies the policy. On redact, `parsed.body` is replaced by
-/// the re-serialized JSON; otherwise the original bytes go upstream untouched.
+/// Applies the caller's policy to the request's sensitive-data report: the one the borrowed
+/// pass found for a clean body (`parsed.scanned`), else a scan of the parsed body. On redact,
+/// `parsed.body` is replaced by the re-serialized JSON; otherwise the original bytes go
+/// upstream untouched.
 pub(crate) fn inspect(
     route: Route,
-    principal: &Principal,
+    _principal: &Principal,
     parsed: &mut Parsed,
     ctx: &mut RequestCtx,
 ) -> Result<Policy, Refusal> {
-    let policy = principal.rec.effective_dlp_policy(&principal.tenant);
-    let Some(json) = parsed.json.as_mut() else {
-        return Ok(policy);
+    // The policy was resolved from the principal when the body was read.
+    let policy = parsed.dlp_policy.clone();
+    let report = match parsed.scanned.take() {
+        Some(report) => report,
+        None => {
+            let Some(json) = parsed.json.as_mut() else {
+                return Ok(policy);
+            };
+            inspect_request(request_kind(route.kind()), json, &policy)
+        }
     };
-    let report = inspect_request(request_kind(route.kind()), json, &policy);
     add_counts(ctx, &report.counts);
     match report.decision {
         Decision::Block => {
@@ -55,8 +63,12 @@ pub(crate) fn inspect(
             ))
         }
         Decision::Redact => {
-            let body =
-                serde_json::to_vec(json).map_err(|_| Refusal::new(Reason::UnserializableBody))?;
+            // Only the parsed path redacts (the borrowed pass hands such bodies over).
+            let body = parsed
+                .json
+                .as_ref()
+                .and_then(|json| serde_json::to_vec(json).ok())
+                .ok_or_else(|| Refusal::new(Reason::UnserializableBody))?;
             parsed.body = Bytes::from(body);
             Ok(policy)
         }

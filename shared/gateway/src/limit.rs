@@ -130,7 +130,18 @@ pub(crate) async fn admit(
         tracing::error!("this key has limits but no limit store is configured");
         return Err(Refusal::new(Reason::StoreUnavailable));
     };
-    let ask = match (&parsed.json, &parsed.model) {
+    // A clean body was validated and scanned without building a value (see
+    // `tollgate_dlp::fast`); the estimate walks one, parsed here for limited keys only.
+    let reparsed;
+    let body = match &parsed.json {
+        Some(v) => Some(v),
+        None if parsed.model.is_some() => {
+            reparsed = tollgate_core::json::parse_request_body(&parsed.body).ok();
+            reparsed.as_ref()
+        }
+        None => None,
+    };
+    let ask = match (body, &parsed.model) {
         (Some(body), Some(model)) => {
             worst_case(body, model, &prices, gw.cfg.default_max_output_tokens)
         }

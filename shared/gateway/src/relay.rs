@@ -22,6 +22,7 @@ use tollgate_core::records::{Policy, ProviderKind};
 use tollgate_core::scrub::{Scrubber, StreamScrubber};
 use tollgate_core::sse::SseReader;
 use tollgate_dlp::Entity;
+use tollgate_dlp::fast::{ResponsePass, scan_response_bytes};
 
 /// Provider response headers worth passing on.
 const RESPONSE_HEADERS: [&str; 4] = [
@@ -66,8 +67,10 @@ pub(crate) fn head(
     b
 }
 
-/// A complete body: usage read and secrets redacted from one parse, then pool token values
-/// scrubbed from the bytes (error bodies included).
+/// A complete body: usage read and secrets redacted, then pool token values scrubbed from the
+/// bytes (error bodies included). A clean body (the usual case) is validated, scanned and its
+/// usage read in one borrowed pass (`tollgate_dlp::fast`); a body with a secret to redact, or
+/// one the pass refuses, takes the parsed path.
 pub(crate) fn complete(
     body: Bytes,
     ok: bool,
@@ -75,22 +78,51 @@ pub(crate) fn complete(
     scrub: &Scrubber,
     redactions: &mut Redactions,
 ) -> (Bytes, Usage) {
+    let (body, usage) = if !ok {
+        (body, Usage::default())
+    } else {
+        match scan_response_bytes(&body, policy) {
+            Ok(ResponsePass::Clean { usage }) => {
+                let usage = usage
+                    .and_then(|u| usage_from_body(&serde_json::json!({ "usage": u })))
+                    .unwrap_or_default();
+                (body, usage)
+            }
+            Ok(ResponsePass::Fallback) => {
+                let parsed = tollgate_core::json::parse_strict(&body);
+                redact_parsed(body, parsed, policy, redactions)
+            }
+            Err(e) => redact_parsed(body, Err(e), policy, redactions),
+        }
+    };
+    let body = match scrub.scrub_counted(&body) {
+        Some((clean, n)) => {
+            redactions.pool_tokens += n;
+            Bytes::from(clean)
+        }
+        None => body,
+    };
+    (body, usage)
+}
+
+/// The parsed path of [`complete`]: usage read and secrets redacted from one strict parse.
+fn redact_parsed(
+    body: Bytes,
+    parsed: Result<serde_json::Value, tollgate_core::json::BodyError>,
+    policy: &Policy,
+    redactions: &mut Redactions,
+) -> (Bytes, Usage) {
     // Parsed strictly, as requests are: a body that repeats a key would otherwise be scanned
     // by its last value while the client's parser may read the first.
-    let parsed = if ok {
-        Some(tollgate_core::json::parse_strict(&body))
-    } else {
-        None
-    };
-    let (body, usage) = match parsed {
-        Some(Ok(mut v)) => {
+    match parsed {
+        Ok(mut v) => {
             let usage = usage_from_body(&v).unwrap_or_default();
             match redact_response_body(&mut v, policy, &mut redactions.dlp) {
                 Some(redacted) => (Bytes::from(redacted), usage),
                 None => (body, usage),
             }
         }
-        Some(Err(tollgate_core::json::BodyError::DuplicateKey { .. })) => {
+        Err(tollgate_core::json::BodyError::DuplicateKey { .. }) => {
             // Ambiguous JSON: scan the text as a whole so every copy is checked.
             let text = String::from_utf8_lossy(&body);
             let (redacted, findings) = tollgate_dlp::redact_text(&text, policy);
@@ -106,16 +138,8 @@ pub(crate) fn complete(
                 (body, Usage::default())
             }
         }
-        _ => (body, Usage::default()),
-    };
-    let body = match scrub.scrub_counted(&body) {
-        Some((clean, n)) => {
-            redactions.pool_tokens += n;
-            Bytes::from(clean)
-        }
-        None => body,
-    };
-    (body, usage)
+        Err(_) => (body, Usage::default()),
+    }
 }
 
 /// What a relayed stream reports when it ends.

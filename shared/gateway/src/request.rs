@@ -16,6 +16,9 @@ use tollgate_core::auth::{check_scope, resolve_pool};
 use tollgate_core::json::{BodyError, parse_request_body};
 use tollgate_core::provider::Route;
 use tollgate_core::reason::Reason;
+use tollgate_core::records::Policy;
+use tollgate_dlp::Report;
+use tollgate_dlp::fast::{RequestPass, Top, scan_request_bytes};
 
 /// Client headers that may reach the provider. Everything else — the client's credentials,
 /// hosts, forwarding headers, cookies — is dropped.
@@ -34,7 +37,14 @@ pub const MAX_MODEL_BYTES: usize = 256;
 #[derive(Debug)]
 pub struct Parsed {
     pub body: Bytes,
+    /// The parsed body, when the borrowed pass could not settle the sensitive-data check
+    /// alone (something to redact or block; see `tollgate_dlp::fast`). `None` for a clean
+    /// body: `scanned` holds its report instead.
     pub json: Option<Value>,
+    /// The sensitive-data report of a clean body, found in the same pass that validated it.
+    pub scanned: Option<Report>,
+    /// The caller's effective sensitive-data policy (defaults ← tenant ← key).
+    pub dlp_policy: Policy,
     pub model: Option<String>,
     pub stream: bool,
     pub pool: String,
@@ -61,6 +71,28 @@ fn check_model(m: &str) -> Result<(), Reason> {
         return Err(Reason::ModelInvalid);
     }
     Ok(())
+}
+
+/// The top-level `model`: present, a string, fit to forward.
+fn model_of(v: Option<Top<'_>>) -> Result<String, Refusal> {
+    match v {
+        None | Some(Top::Null) => Err(Reason::ModelMissing.into()),
+        Some(Top::String(m)) => {
+            check_model(&m)?;
+            Ok(m.into_owned())
+        }
+        Some(_) => Err(Reason::ModelInvalid.into()),
+    }
+}
+
+/// The top-level `stream`. The providers refuse a non-boolean one; forwarding it would let
+/// the provider stream while the gateway expects a complete body.
+fn stream_of(v: Option<Top<'_>>) -> Result<bool, Refusal> {
+    match v {
+        None | Some(Top::Null) => Ok(false),
+        Some(Top::Bool(b)) => Ok(b),
+        Some(_) => Err(Reason::StreamNotBoolean.into()),
+    }
 }
 
 pub(crate) async fn read(
@@ -90,33 +122,36 @@ pub(crate) async fn read(
         .await
         .map_err(|_| Refusal::new(Reason::BodyTooLarge))?;
 
-    let (json, model, stream) = if route.has_body() {
-        let v = parse_request_body(&body).map_err(|e| {
+    let dlp_policy = principal.rec.effective_dlp_policy(&principal.tenant);
+    let (json, scanned, model, stream) = if route.has_body() {
+        let refuse = |e: BodyError| {
             Refusal::new(match e {
                 BodyError::NotUtf8 => Reason::BodyNotUtf8,
                 BodyError::DuplicateKey { .. } => Reason::DuplicateJsonKey,
                 BodyError::NotObject => Reason::NotJsonObject,
                 _ => Reason::InvalidJson,
             })
-        })?;
-        let model = match v.get("model") {
-            None | Some(Value::Null) => return Err(Reason::ModelMissing.into()),
-            Some(Value::String(m)) => {
-                check_model(m)?;
-                m.clone()
+        };
+        // One borrowed pass validates the body, reads the fields below and scans every text
+        // (the verdict is applied by `inspect`, in its place among the stages); only a body
+        // with something to redact or block is parsed into a value.
+        let kind = crate::inspect::request_kind(route.kind());
+        match scan_request_bytes(kind, &body, &dlp_policy, &["model", "stream"]).map_err(refuse)? {
+            RequestPass::Clean { report, top } => {
+                let mut top = top.into_iter();
+                let model = model_of(top.next().flatten())?;
+                let stream = stream_of(top.next().flatten())?;
+                (None, Some(report), Some(model), stream)
             }
-            Some(_) => return Err(Reason::ModelInvalid.into()),
-        };
-        // The providers refuse a non-boolean `stream`; forwarding one would let the provider
-        // stream while the gateway expects a complete body.
-        let stream = match v.get("stream") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(Reason::StreamNotBoolean.into()),
-        };
-        (Some(v), Some(model), stream)
+            RequestPass::Fallback => {
+                let v = parse_request_body(&body).map_err(refuse)?;
+                let model = model_of(v.get("model").map(Top::of))?;
+                let stream = stream_of(v.get("stream").map(Top::of))?;
+                (Some(v), None, Some(model), stream)
+            }
+        }
     } else {
-        (None, None, false)
+        (None, None, None, false)
     };
     ctx.audit.model = model.as_deref().map(bounded);
     ctx.audit.stream = stream;
@@ -134,6 +169,8 @@ pub(crate) async fn read(
     Ok(Parsed {
         body,
         json,
+        scanned,
+        dlp_policy,
         model,
         stream,
         pool,

@@ -75,7 +75,11 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, BodyError> {
 /// string as a syntax error ("invalid unicode code point") and outside one as an
 /// unexpected character; checking the bytes tells both apart from other syntax errors
 /// without matching on message text.
-fn classify(bytes: &[u8], duplicate: &Cell<Option<usize>>, e: &serde_json::Error) -> BodyError {
+pub(crate) fn classify(
+    bytes: &[u8],
+    duplicate: &Cell<Option<usize>>,
+    e: &serde_json::Error,
+) -> BodyError {
     if let Some(depth) = duplicate.get() {
         return BodyError::DuplicateKey { depth };
     }
@@ -91,9 +95,9 @@ fn classify(bytes: &[u8], duplicate: &Cell<Option<usize>>, e: &serde_json::Error
 /// Seed carrying where a duplicate was seen (out-of-band, so classification never depends
 /// on an error message) and the current object depth.
 #[derive(Clone, Copy)]
-struct Strict<'a> {
-    duplicate: &'a Cell<Option<usize>>,
-    depth: usize,
+pub(crate) struct Strict<'a> {
+    pub(crate) duplicate: &'a Cell<Option<usize>>,
+    pub(crate) depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Strict<'_> {
