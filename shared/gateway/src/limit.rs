@@ -34,6 +34,12 @@ pub(crate) fn subjects(p: &Principal) -> Vec<(String, Limits)> {
     out
 }
 
+/// Whether the key or its tenant has limits ([`subjects`] is not empty), without building them.
+pub(crate) fn has_limits(p: &Principal) -> bool {
+    !p.rec.effective_limits(&p.tenant).is_empty()
+        || p.tenant.limits.as_ref().is_some_and(|l| !l.is_empty())
+}
+
 /// Whether any subject has a spend budget (those need the operators' price table).
 fn priced(subjects: &[(String, Limits)]) -> bool {
     subjects
@@ -131,7 +137,8 @@ pub(crate) async fn admit(
         return Err(Refusal::new(Reason::StoreUnavailable));
     };
     // A clean body was validated and scanned without building a value (see
-    // `tollgate_dlp::fast`); the estimate walks one, parsed here for limited keys only.
+    // `tollgate_dlp::fast`) unless the key or tenant has limits (`request::read`); a request
+    // limited only by its pool's tenant share is parsed here for the estimate.
     let reparsed;
     let body = match &parsed.json {
         Some(v) => Some(v),

@@ -135,8 +135,15 @@ pub(crate) async fn read(
         // One borrowed pass validates the body, reads the fields below and scans every text
         // (the verdict is applied by `inspect`, in its place among the stages); only a body
         // with something to redact or block is parsed into a value.
+        // A key or tenant with limits needs the parsed value anyway (the reservation estimate
+        // in `limit::admit` walks it): parse once rather than scan borrowed and parse again.
         let kind = crate::inspect::request_kind(route.kind());
-        match scan_request_bytes(kind, &body, &dlp_policy, &["model", "stream"]).map_err(refuse)? {
+        let pass = if !crate::limit::has_limits(principal) {
+            scan_request_bytes(kind, &body, &dlp_policy, &["model", "stream"]).map_err(refuse)?
+        } else {
+            RequestPass::Fallback
+        };
+        match pass {
             RequestPass::Clean { report, top } => {
                 let mut top = top.into_iter();
                 let model = model_of(top.next().flatten())?;
