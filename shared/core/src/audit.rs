@@ -20,6 +20,18 @@ pub enum Decision {
     Canary,
 }
 
+impl Decision {
+    /// The audit line's string for this decision (its serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+            Decision::Canary => "canary",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Always 1: marks the line as an audit line among the function's other output.
@@ -191,6 +203,15 @@ pub enum BudgetPeriod {
     Month,
 }
 
+impl BudgetScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetScope::Key => "key",
+            BudgetScope::Tenant => "tenant",
+        }
+    }
+}
+
 impl BudgetPeriod {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -251,10 +272,20 @@ pub fn bounded(s: &str) -> String {
 impl AuditRecord {
     pub fn new(request_id: String, at: EpochMs) -> Self {
         Self {
-            tollgate_audit: 1,
-            v: SCHEMA_VERSION,
             time: rfc3339(at),
             request_id,
+            ..Self::placeholder()
+        }
+    }
+
+    /// A record that is never written (a stand-in while the real one moves elsewhere): no
+    /// request id, no time — and none of `new`'s time formatting.
+    pub fn placeholder() -> Self {
+        Self {
+            tollgate_audit: 1,
+            v: SCHEMA_VERSION,
+            time: String::new(),
+            request_id: String::new(),
             tenant: None,
             key_id: None,
             principal: None,
@@ -290,7 +321,166 @@ impl AuditRecord {
 
     /// The line as written to stdout: `{"tollgate_audit":1, ...}` on one line.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(LINE_CAPACITY);
+        self.write_line(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the audit line (no newline) to `out`: byte for byte what the derived
+    /// `Serialize` writes (`serde_json::to_string(self)`, the line's contract — a test
+    /// compares the two over many records), written straight from the fields: keys as
+    /// literals, strings and numbers through serde_json's own escaping and number formatting,
+    /// no intermediate value and no allocation beyond `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        // Every field named: a field added to the record without being added here does not
+        // compile.
+        let AuditRecord {
+            tollgate_audit,
+            v,
+            time,
+            request_id,
+            tenant,
+            key_id,
+            principal,
+            issuer,
+            superseded_by,
+            key_expiring_in_days,
+            source_ip,
+            user_agent,
+            route,
+            model,
+            pool,
+            decision,
+            reason,
+            status,
+            token_id,
+            attempts,
+            upstream,
+            budgets,
+            latency_ms,
+            upstream_ms,
+            overhead_ms,
+            tokens_in,
+            tokens_out,
+            cost_usd,
+            dlp,
+            dlp_response,
+            stream,
+            error_class,
+            store_reads,
+            store_writes,
+        } = self;
+        let mut w = LineWriter(out);
+        w.raw("{\"tollgate_audit\":");
+        w.u64(u64::from(*tollgate_audit));
+        w.raw(",\"v\":");
+        w.u64(u64::from(*v));
+        w.raw(",\"time\":");
+        w.str(time);
+        w.raw(",\"request_id\":");
+        w.str(request_id);
+        w.raw(",\"tenant\":");
+        w.opt_str(tenant.as_deref());
+        w.raw(",\"key_id\":");
+        w.opt_str(key_id.as_deref());
+        w.raw(",\"principal\":");
+        w.opt_str(principal.as_deref());
+        w.raw(",\"issuer\":");
+        w.opt_str(issuer.as_deref());
+        if let Some(s) = superseded_by {
+            w.raw(",\"superseded_by\":");
+            w.str(s);
+        }
+        if let Some(d) = key_expiring_in_days {
+            w.raw(",\"key_expiring_in_days\":");
+            w.u64(u64::from(*d));
+        }
+        w.raw(",\"source_ip\":");
+        w.opt_str(source_ip.as_deref());
+        if let Some(s) = user_agent {
+            w.raw(",\"user_agent\":");
+            w.str(s);
+        }
+        w.raw(",\"route\":");
+        w.opt_str(route.as_deref());
+        w.raw(",\"model\":");
+        w.opt_str(model.as_deref());
+        w.raw(",\"pool\":");
+        w.opt_str(pool.as_deref());
+        w.raw(",\"decision\":\"");
+        w.raw(decision.as_str());
+        w.raw("\",\"reason\":\"");
+        w.raw(reason.as_str());
+        w.raw("\",\"status\":");
+        w.u64(u64::from(*status));
+        w.raw(",\"token_id\":");
+        w.opt_str(token_id.as_deref());
+        w.raw(",\"attempts\":");
+        w.u64(u64::from(*attempts));
+        if !upstream.is_empty() {
+            w.raw(",\"upstream\":[");
+            for (i, a) in upstream.iter().enumerate() {
+                w.raw(if i == 0 {
+                    "{\"token_id\":"
+                } else {
+                    ",{\"token_id\":"
+                });
+                w.str(&a.token_id);
+                w.raw(",\"outcome\":\"");
+                w.raw(a.outcome.as_str());
+                w.raw("\"}");
+            }
+            w.raw("]");
+        }
+        if !budgets.is_empty() {
+            w.raw(",\"budgets\":[");
+            for (i, b) in budgets.iter().enumerate() {
+                w.raw(if i == 0 {
+                    "{\"scope\":\""
+                } else {
+                    ",{\"scope\":\""
+                });
+                w.raw(b.scope.as_str());
+                w.raw("\",\"period\":\"");
+                w.raw(b.period.as_str());
+                w.raw("\",\"budget_micros\":");
+                w.u64(b.budget_micros);
+                w.raw(",\"spent_micros\":");
+                w.u64(b.spent_micros);
+                w.raw(",\"window_end_ms\":");
+                w.u64(b.window_end_ms);
+                w.raw("}");
+            }
+            w.raw("]");
+        }
+        w.raw(",\"latency_ms\":");
+        w.f64(*latency_ms);
+        w.raw(",\"upstream_ms\":");
+        w.opt_f64(*upstream_ms);
+        w.raw(",\"overhead_ms\":");
+        w.f64(*overhead_ms);
+        w.raw(",\"tokens_in\":");
+        w.opt_u64(*tokens_in);
+        w.raw(",\"tokens_out\":");
+        w.opt_u64(*tokens_out);
+        w.raw(",\"cost_usd\":");
+        w.opt_f64(*cost_usd);
+        w.raw(",\"dlp\":");
+        w.counts(dlp);
+        w.raw(",\"dlp_response\":");
+        w.counts(dlp_response);
+        w.raw(if *stream {
+            ",\"stream\":true"
+        } else {
+            ",\"stream\":false"
+        });
+        w.raw(",\"error_class\":");
+        w.opt_str(error_class.as_deref());
+        w.raw(",\"store_reads\":");
+        w.u64(u64::from(*store_reads));
+        w.raw(",\"store_writes\":");
+        w.u64(u64::from(*store_writes));
+        w.raw("}");
     }
 
     /// Reads a line back, as the audit function does.
@@ -309,115 +499,218 @@ impl AuditRecord {
     /// metric existed, and costs what it cost (a Sum of the metric counts the flagged requests;
     /// an alarm on it treats missing data as not breaching).
     pub fn to_emf_line(&self, at: EpochMs) -> String {
+        let mut out = Vec::with_capacity(EMF_LINE_CAPACITY);
+        self.write_emf_line(at, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the EMF line (no newline) to `out`: what [`Self::to_emf_line`] returns. The
+    /// metric declarations are constant text; only the values are written per line.
+    pub fn write_emf_line(&self, at: EpochMs, out: &mut Vec<u8>) {
         let expiring = self.key_expiring_in_days.is_some();
-        let line = EmfLine {
-            aws: EmfMeta {
-                cloud_watch_metrics: [EmfDirective {
-                    dimensions: [["route", "decision"]],
-                    metrics: if expiring {
-                        &EMF_METRICS_EXPIRING
-                    } else {
-                        &EMF_METRICS_EXPIRING[..6]
-                    },
-                    namespace: "tollgate",
-                }],
-                timestamp: at,
-            },
-            attempts: self.attempts,
-            decision: self.decision,
-            key_expiring: expiring.then_some(1),
-            latency: self.latency_ms,
-            overhead: self.overhead_ms,
-            requests: 1,
-            route: self.route.as_deref().unwrap_or("none"),
-            tokens_in: self.tokens_in.unwrap_or(0),
-            tokens_out: self.tokens_out.unwrap_or(0),
-        };
-        serde_json::to_string(&line).unwrap_or_default()
+        let mut w = LineWriter(out);
+        w.raw(EMF_HEAD);
+        if expiring {
+            w.raw(EMF_EXPIRING_METRIC);
+        }
+        w.raw(EMF_TAIL);
+        w.u64(at);
+        w.raw("},\"attempts\":");
+        w.u64(u64::from(self.attempts));
+        w.raw(",\"decision\":\"");
+        w.raw(self.decision.as_str());
+        w.raw(if expiring {
+            "\",\"key_expiring\":1,\"latency\":"
+        } else {
+            "\",\"latency\":"
+        });
+        w.f64(self.latency_ms);
+        w.raw(",\"overhead\":");
+        w.f64(self.overhead_ms);
+        w.raw(",\"requests\":1,\"route\":");
+        w.str(self.route.as_deref().unwrap_or("none"));
+        w.raw(",\"tokens_in\":");
+        w.u64(self.tokens_in.unwrap_or(0));
+        w.raw(",\"tokens_out\":");
+        w.u64(self.tokens_out.unwrap_or(0));
+        w.raw("}");
     }
 }
 
-// The EMF line's shape. Fields are declared in the order a `serde_json::Value` would print
-// them (sorted), so the line is byte for byte what it was when it was built as a `Value`.
-#[derive(Serialize)]
-struct EmfLine<'a> {
-    #[serde(rename = "_aws")]
-    aws: EmfMeta,
-    attempts: u32,
-    decision: Decision,
-    /// 1 when the request's key expires within the warning window (absent otherwise):
-    /// summed, the requests still made with keys about to expire.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_expiring: Option<u8>,
-    latency: f64,
-    overhead: f64,
-    requests: u32,
-    route: &'a str,
-    tokens_in: u64,
-    tokens_out: u64,
-}
+// The EMF line's shape, keys in the order a `serde_json::Value` prints them (sorted), as when
+// the line was built as a `Value` (tests compare with both that and the serde structs that
+// wrote it until the writer above existed). The metrics of every line; `key_expiring` (last)
+// only on lines of keys about to expire.
+const EMF_HEAD: &str = concat!(
+    r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["route","decision"]],"Metrics":["#,
+    r#"{"Name":"requests","Unit":"Count"},"#,
+    r#"{"Name":"latency","Unit":"Milliseconds"},"#,
+    r#"{"Name":"overhead","Unit":"Milliseconds"},"#,
+    r#"{"Name":"attempts","Unit":"Count"},"#,
+    r#"{"Name":"tokens_in","Unit":"Count"},"#,
+    r#"{"Name":"tokens_out","Unit":"Count"}"#,
+);
+const EMF_EXPIRING_METRIC: &str = r#",{"Name":"key_expiring","Unit":"Count"}"#;
+const EMF_TAIL: &str = r#"],"Namespace":"tollgate"}],"Timestamp":"#;
 
-#[derive(Serialize)]
-struct EmfMeta {
-    #[serde(rename = "CloudWatchMetrics")]
-    cloud_watch_metrics: [EmfDirective; 1],
-    #[serde(rename = "Timestamp")]
-    timestamp: EpochMs,
-}
+/// Room for a typical audit line (~650 bytes) without growing.
+pub const LINE_CAPACITY: usize = 1024;
+/// Room for an EMF line (~470 bytes) without growing.
+pub const EMF_LINE_CAPACITY: usize = 640;
 
-#[derive(Serialize)]
-struct EmfDirective {
-    #[serde(rename = "Dimensions")]
-    dimensions: [[&'static str; 2]; 1],
-    #[serde(rename = "Metrics")]
-    metrics: &'static [EmfMetric],
-    #[serde(rename = "Namespace")]
-    namespace: &'static str,
-}
+/// Writes JSON pieces into the line. Strings and numbers go through serde_json's serializer,
+/// so escaping and number formatting are exactly those of the derived `Serialize`; writing to
+/// a `Vec` cannot fail.
+struct LineWriter<'a>(&'a mut Vec<u8>);
 
-#[derive(Serialize, Clone, Copy)]
-struct EmfMetric {
-    #[serde(rename = "Name")]
-    name: &'static str,
-    #[serde(rename = "Unit")]
-    unit: &'static str,
-}
+impl LineWriter<'_> {
+    fn raw(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
 
-/// The metrics of every line; the last one only on lines of keys about to expire.
-const EMF_METRICS_EXPIRING: [EmfMetric; 7] = [
-    EmfMetric {
-        name: "requests",
-        unit: "Count",
-    },
-    EmfMetric {
-        name: "latency",
-        unit: "Milliseconds",
-    },
-    EmfMetric {
-        name: "overhead",
-        unit: "Milliseconds",
-    },
-    EmfMetric {
-        name: "attempts",
-        unit: "Count",
-    },
-    EmfMetric {
-        name: "tokens_in",
-        unit: "Count",
-    },
-    EmfMetric {
-        name: "tokens_out",
-        unit: "Count",
-    },
-    EmfMetric {
-        name: "key_expiring",
-        unit: "Count",
-    },
-];
+    fn ser(&mut self) -> serde_json::Serializer<&mut Vec<u8>> {
+        serde_json::Serializer::new(&mut *self.0)
+    }
+
+    /// A JSON string. Most need no escape (ids, names, addresses): they are copied as they
+    /// are; the others go through serde_json's escaping (which escapes exactly the control
+    /// characters, `"` and `\\`).
+    fn str(&mut self, s: &str) {
+        if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            let _ = serde::Serializer::serialize_str(&mut self.ser(), s);
+        } else {
+            self.0.reserve(s.len() + 2);
+            self.0.push(b'"');
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(b'"');
+        }
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.raw("null"),
+        }
+    }
+
+    fn u64(&mut self, n: u64) {
+        let _ = serde::Serializer::serialize_u64(&mut self.ser(), n);
+    }
+
+    fn opt_u64(&mut self, n: Option<u64>) {
+        match n {
+            Some(n) => self.u64(n),
+            None => self.raw("null"),
+        }
+    }
+
+    /// A finite float as serde_json writes it (shortest round-trip form); `null` otherwise.
+    fn f64(&mut self, x: f64) {
+        let _ = serde::Serializer::serialize_f64(&mut self.ser(), x);
+    }
+
+    fn opt_f64(&mut self, x: Option<f64>) {
+        match x {
+            Some(x) => self.f64(x),
+            None => self.raw("null"),
+        }
+    }
+
+    /// `{"EMAIL":2,...}`, keys in the map's (sorted) order.
+    fn counts(&mut self, m: &BTreeMap<String, u32>) {
+        self.raw("{");
+        for (i, (k, n)) in m.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.str(k);
+            self.raw(":");
+            self.u64(u64::from(*n));
+        }
+        self.raw("}");
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The serde structs that wrote the EMF line before `write_emf_line` (the reference).
+    #[derive(Serialize)]
+    struct EmfLine<'a> {
+        #[serde(rename = "_aws")]
+        aws: EmfMeta,
+        attempts: u32,
+        decision: Decision,
+        /// 1 when the request's key expires within the warning window (absent otherwise):
+        /// summed, the requests still made with keys about to expire.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_expiring: Option<u8>,
+        latency: f64,
+        overhead: f64,
+        requests: u32,
+        route: &'a str,
+        tokens_in: u64,
+        tokens_out: u64,
+    }
+
+    #[derive(Serialize)]
+    struct EmfMeta {
+        #[serde(rename = "CloudWatchMetrics")]
+        cloud_watch_metrics: [EmfDirective; 1],
+        #[serde(rename = "Timestamp")]
+        timestamp: EpochMs,
+    }
+
+    #[derive(Serialize)]
+    struct EmfDirective {
+        #[serde(rename = "Dimensions")]
+        dimensions: [[&'static str; 2]; 1],
+        #[serde(rename = "Metrics")]
+        metrics: &'static [EmfMetric],
+        #[serde(rename = "Namespace")]
+        namespace: &'static str,
+    }
+
+    #[derive(Serialize, Clone, Copy)]
+    struct EmfMetric {
+        #[serde(rename = "Name")]
+        name: &'static str,
+        #[serde(rename = "Unit")]
+        unit: &'static str,
+    }
+
+    /// The metrics of every line; the last one only on lines of keys about to expire.
+    const EMF_METRICS_EXPIRING: [EmfMetric; 7] = [
+        EmfMetric {
+            name: "requests",
+            unit: "Count",
+        },
+        EmfMetric {
+            name: "latency",
+            unit: "Milliseconds",
+        },
+        EmfMetric {
+            name: "overhead",
+            unit: "Milliseconds",
+        },
+        EmfMetric {
+            name: "attempts",
+            unit: "Count",
+        },
+        EmfMetric {
+            name: "tokens_in",
+            unit: "Count",
+        },
+        EmfMetric {
+            name: "tokens_out",
+            unit: "Count",
+        },
+        EmfMetric {
+            name: "key_expiring",
+            unit: "Count",
+        },
+    ];
 
     #[test]
     fn audit_line_round_trips_and_is_marked() {
@@ -586,6 +879,321 @@ mod tests {
         assert!(line.contains("\"decision\":\"canary\""));
         assert!(line.contains("\"user_agent\":\"curl/8.5.0\""));
         assert_eq!(AuditRecord::from_line(&line), Some(r));
+    }
+
+    /// The EMF line as the serde structs wrote it before `write_emf_line`.
+    fn derived_emf_line(r: &AuditRecord, at: EpochMs) -> String {
+        let expiring = r.key_expiring_in_days.is_some();
+        let line = EmfLine {
+            aws: EmfMeta {
+                cloud_watch_metrics: [EmfDirective {
+                    dimensions: [["route", "decision"]],
+                    metrics: if expiring {
+                        &EMF_METRICS_EXPIRING
+                    } else {
+                        &EMF_METRICS_EXPIRING[..6]
+                    },
+                    namespace: "tollgate",
+                }],
+                timestamp: at,
+            },
+            attempts: r.attempts,
+            decision: r.decision,
+            key_expiring: expiring.then_some(1),
+            latency: r.latency_ms,
+            overhead: r.overhead_ms,
+            requests: 1,
+            route: r.route.as_deref().unwrap_or("none"),
+            tokens_in: r.tokens_in.unwrap_or(0),
+            tokens_out: r.tokens_out.unwrap_or(0),
+        };
+        serde_json::to_string(&line).unwrap()
+    }
+
+    mod line_writer {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings that need escaping (quotes, backslashes, every control character, DEL,
+        /// non-ASCII) as well as arbitrary ones.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[\"\\\\\\x00-\\x1f\\x7f a-zA-Z0-9/._\u{e9}\u{2028}\u{1F600}…-]{0,24}",
+                Just(String::new()),
+            ]
+        }
+
+        fn opt_text() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of(text())
+        }
+
+        fn float() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                any::<f64>(),
+                (0u64..10_000_000).prop_map(|n| n as f64 / 1000.0),
+                Just(0.0),
+                Just(-0.0),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(1e-7),
+                Just(0.00002),
+                Just(1e21),
+            ]
+        }
+
+        fn counts() -> impl Strategy<Value = BTreeMap<String, u32>> {
+            proptest::collection::btree_map(text(), any::<u32>(), 0..4)
+        }
+
+        fn outcome() -> impl Strategy<Value = AttemptOutcome> {
+            prop_oneof![
+                Just(AttemptOutcome::Ok),
+                Just(AttemptOutcome::AuthRejected),
+                Just(AttemptOutcome::RateLimited),
+                Just(AttemptOutcome::Transient),
+            ]
+        }
+
+        fn budget() -> impl Strategy<Value = BudgetUse> {
+            (
+                any::<bool>(),
+                any::<bool>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+            )
+                .prop_map(|(k, d, budget_micros, spent_micros, window_end_ms)| {
+                    BudgetUse {
+                        scope: if k {
+                            BudgetScope::Key
+                        } else {
+                            BudgetScope::Tenant
+                        },
+                        period: if d {
+                            BudgetPeriod::Day
+                        } else {
+                            BudgetPeriod::Month
+                        },
+                        budget_micros,
+                        spent_micros,
+                        window_end_ms,
+                    }
+                })
+        }
+
+        // The reasons' strings equal their serialized form for every reason (reason.rs,
+        // `serialized_form_is_the_audit_string`); a sample is enough here.
+        const REASONS: [Reason; 8] = [
+            Reason::Ok,
+            Reason::ClientDisconnected,
+            Reason::BadChecksum,
+            Reason::UnknownKey,
+            Reason::Canary,
+            Reason::ScrubberUnavailable,
+            Reason::StoreUnavailable,
+            Reason::Unrecognized,
+        ];
+
+        const DECISIONS: [Decision; 4] = [
+            Decision::Allow,
+            Decision::Deny,
+            Decision::Error,
+            Decision::Canary,
+        ];
+
+        fn record() -> impl Strategy<Value = AuditRecord> {
+            let who = (
+                text(),
+                text(),
+                opt_text(),
+                opt_text(),
+                opt_text(),
+                opt_text(),
+                opt_text(),
+                proptest::option::of(any::<u32>()),
+                opt_text(),
+                opt_text(),
+            );
+            let what = (
+                opt_text(),
+                opt_text(),
+                opt_text(),
+                0..DECISIONS.len(),
+                0..REASONS.len(),
+                any::<u16>(),
+                opt_text(),
+                any::<u32>(),
+                proptest::collection::vec((text(), outcome()), 0..3),
+                proptest::collection::vec(budget(), 0..3),
+            );
+            let numbers = (
+                float(),
+                proptest::option::of(float()),
+                float(),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(float()),
+                counts(),
+                counts(),
+                any::<bool>(),
+                opt_text(),
+                any::<u32>(),
+                any::<u32>(),
+            );
+            (who, what, numbers, any::<u8>(), any::<u32>()).prop_map(
+                |(who, what, numbers, tollgate_audit, v)| {
+                    let (
+                        time,
+                        request_id,
+                        tenant,
+                        key_id,
+                        principal,
+                        issuer,
+                        superseded_by,
+                        key_expiring_in_days,
+                        source_ip,
+                        user_agent,
+                    ) = who;
+                    let (route, model, pool, d, r, status, token_id, attempts, up, budgets) = what;
+                    let (
+                        latency_ms,
+                        upstream_ms,
+                        overhead_ms,
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                        dlp,
+                        dlp_response,
+                        stream,
+                        error_class,
+                        store_reads,
+                        store_writes,
+                    ) = numbers;
+                    AuditRecord {
+                        tollgate_audit,
+                        v,
+                        time,
+                        request_id,
+                        tenant,
+                        key_id,
+                        principal,
+                        issuer,
+                        superseded_by,
+                        key_expiring_in_days,
+                        source_ip,
+                        user_agent,
+                        route,
+                        model,
+                        pool,
+                        decision: DECISIONS[d],
+                        reason: REASONS[r],
+                        status,
+                        token_id,
+                        attempts,
+                        upstream: up
+                            .into_iter()
+                            .map(|(token_id, outcome)| UpstreamAttempt { token_id, outcome })
+                            .collect(),
+                        budgets,
+                        latency_ms,
+                        upstream_ms,
+                        overhead_ms,
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                        dlp,
+                        dlp_response,
+                        stream,
+                        error_class,
+                        store_reads,
+                        store_writes,
+                    }
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            /// The written line is byte for byte the derived serialization (the line as it
+            /// was written before the writer existed).
+            #[test]
+            fn the_line_is_byte_for_byte_the_derived_serialization(r in record()) {
+                let derived = serde_json::to_string(&r).unwrap();
+                prop_assert_eq!(r.to_line(), derived.clone());
+                let mut buf = b"prefix\n".to_vec();
+                r.write_line(&mut buf);
+                prop_assert_eq!(&buf[7..], derived.as_bytes());
+            }
+
+            /// So is the EMF line (the serde structs that wrote it before).
+            #[test]
+            fn the_emf_line_is_byte_for_byte_the_derived_serialization(
+                r in record(),
+                at in any::<u64>(),
+            ) {
+                let derived = super::derived_emf_line(&r, at);
+                prop_assert_eq!(r.to_emf_line(at), derived.clone());
+                let mut buf = b"line\n".to_vec();
+                r.write_emf_line(at, &mut buf);
+                prop_assert_eq!(&buf[5..], derived.as_bytes());
+            }
+        }
+
+        #[test]
+        fn a_typical_line_is_the_derived_serialization_and_fits_its_capacity() {
+            let mut r = AuditRecord::new("5f0c6f3e-8a4f-4d7e-9c51-2f1d0f6b9a11".into(), 1);
+            r.tenant = Some("acme".into());
+            r.key_id = Some("AbCdEf012345".into());
+            r.principal = Some("dev@acme.test".into());
+            r.source_ip = Some("203.0.113.7".into());
+            r.user_agent = Some("OpenAI/Python 1.54.0".into());
+            r.route = Some("chat_completions".into());
+            r.model = Some("gpt-4o-mini".into());
+            r.pool = Some("openai".into());
+            r.decision = Decision::Allow;
+            r.status = 200;
+            r.token_id = Some("t1".into());
+            r.attempts = 1;
+            r.latency_ms = 1.234;
+            r.upstream_ms = Some(0.9);
+            r.overhead_ms = 0.334;
+            r.tokens_in = Some(12);
+            r.tokens_out = Some(34);
+            r.cost_usd = Some(0.00002);
+            r.dlp.insert("EMAIL".into(), 2);
+            r.store_writes = 1;
+            let line = r.to_line();
+            assert_eq!(line, serde_json::to_string(&r).unwrap());
+            assert!(line.len() <= LINE_CAPACITY, "{}", line.len());
+            assert!(r.to_emf_line(1).len() <= EMF_LINE_CAPACITY);
+            r.key_expiring_in_days = Some(1);
+            assert!(r.to_emf_line(u64::MAX).len() <= EMF_LINE_CAPACITY);
+        }
+
+        #[test]
+        fn decisions_and_budget_scopes_write_their_serialized_form() {
+            for d in DECISIONS {
+                assert_eq!(
+                    serde_json::to_string(&d).unwrap(),
+                    format!("\"{}\"", d.as_str())
+                );
+            }
+            for s in [BudgetScope::Key, BudgetScope::Tenant] {
+                assert_eq!(
+                    serde_json::to_string(&s).unwrap(),
+                    format!("\"{}\"", s.as_str())
+                );
+            }
+            for p in [BudgetPeriod::Day, BudgetPeriod::Month] {
+                assert_eq!(
+                    serde_json::to_string(&p).unwrap(),
+                    format!("\"{}\"", p.as_str())
+                );
+            }
+        }
     }
 
     #[test]

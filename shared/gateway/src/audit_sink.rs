@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
-use tollgate_core::audit::AuditRecord;
+use tollgate_core::audit::{AuditRecord, EMF_LINE_CAPACITY, LINE_CAPACITY};
 
 pub trait AuditSink: Send + Sync {
     fn emit(&self, rec: &AuditRecord, at_ms: u64);
@@ -15,13 +15,15 @@ pub struct StdoutAuditSink;
 
 impl AuditSink for StdoutAuditSink {
     fn emit(&self, rec: &AuditRecord, at_ms: u64) {
-        let mut buf = rec.to_line();
-        buf.push('\n');
-        buf.push_str(&rec.to_emf_line(at_ms));
-        buf.push('\n');
+        // Both lines written into one buffer sized for them: one allocation per request.
+        let mut buf = Vec::with_capacity(LINE_CAPACITY + EMF_LINE_CAPACITY);
+        rec.write_line(&mut buf);
+        buf.push(b'\n');
+        rec.write_emf_line(at_ms, &mut buf);
+        buf.push(b'\n');
         let mut out = std::io::stdout().lock();
         // A failed stdout write must not fail the request; there is nowhere else to report it.
-        let _ = out.write_all(buf.as_bytes());
+        let _ = out.write_all(&buf);
         let _ = out.flush();
     }
 }

@@ -33,6 +33,30 @@ pub struct SourceIp(pub Option<IpAddr>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// The caller's address as the audit line writes it (`Display`'s form), without the
+/// formatting machinery for the common IPv4 address (a per-request cost, callgrind).
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if octet >= 100 {
+                    s.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    s.push(char::from(b'0' + octet / 10 % 10));
+                }
+                s.push(char::from(b'0' + octet % 10));
+            }
+            s
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 /// Every path goes through one handler: unknown routes get a provider-shaped 404 too.
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new().fallback(handle).with_state(gw)
@@ -93,7 +117,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let source_ip = req.extensions().get::<SourceIp>().and_then(|s| s.0);
     let mut audit = AuditRecord::new(request_id.clone(), gw.now());
-    audit.source_ip = source_ip.map(|ip| ip.to_string());
+    audit.source_ip = source_ip.map(ip_text);
     audit.user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -102,7 +126,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
     // Spans carry ids only: request, tenant, key id. Never a key or a token.
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id,
+        request_id = request_id.as_str(),
         tenant = tracing::field::Empty,
         key_id = tracing::field::Empty
     );
@@ -127,7 +151,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
             Err(refusal) => refusal_response(&gw, kind, &refusal, ctx, &span),
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    // The id's own bytes become the header value (no copy).
+    if let Ok(v) = HeaderValue::try_from(request_id) {
         resp.headers_mut().insert("x-tollgate-request-id", v);
     }
     resp
@@ -162,7 +187,7 @@ impl Unanswered {
     }
 
     fn take(&mut self) -> RequestCtx {
-        let blank = RequestCtx::new(AuditRecord::new(String::new(), 0), self.ctx.started);
+        let blank = RequestCtx::new(AuditRecord::placeholder(), self.ctx.started);
         std::mem::replace(&mut self.ctx, blank)
     }
 }
@@ -327,4 +352,31 @@ where
         )
     });
     Response::from_parts(parts, Body::new(SettlingBody::new(source, on_end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ip_text_is_the_display_form() {
+        for ip in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(255, 255, 255, 255),
+            Ipv4Addr::new(203, 0, 113, 7),
+            Ipv4Addr::new(10, 100, 9, 99),
+            Ipv4Addr::new(1, 20, 101, 110),
+        ] {
+            assert_eq!(ip_text(IpAddr::V4(ip)), ip.to_string());
+        }
+        for a in 0..=255u8 {
+            let ip = Ipv4Addr::new(a, a.wrapping_mul(7), a.wrapping_add(13), 255 - a);
+            assert_eq!(ip_text(IpAddr::V4(ip)), ip.to_string());
+        }
+        let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        assert_eq!(ip_text(IpAddr::V6(v6)), "2001:db8::7");
+        let mapped: Ipv6Addr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(ip_text(IpAddr::V6(mapped)), mapped.to_string());
+    }
 }
