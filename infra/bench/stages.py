@@ -41,8 +41,8 @@ STAGES = [
     ("response policy (derived from the caller's DLP policy)", ["tollgate_gateway::inspect::response_policy"]),
     ("usage/settle (pool health, usage, limits, audit)", ["tollgate_gateway::settle::settle::{{closure}}"]),
     ("  of which audit + EMF lines (format, write)", ["<tollgate_gateway::audit_sink::StdoutAuditSink as tollgate_gateway::audit_sink::AuditSink>::emit"]),
-    ("    EMF line", ["tollgate_core::audit::AuditRecord::to_emf_line"]),
-    ("    audit line", ["tollgate_core::audit::AuditRecord::to_line"]),
+    ("    EMF line", ["tollgate_core::audit::AuditRecord::write_emf_line "]),
+    ("    audit line", ["tollgate_core::audit::AuditRecord::write_line "]),
     ("logging: request span created, tenant/key id recorded (0 below RUST_LOG=info)", ["tracing::span::Span::new", "tracing::span::Span::record_all"]),
     ("malloc + free (everywhere)", ["malloc.c:malloc ", "malloc.c:free "]),
 ]
