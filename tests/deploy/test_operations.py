@@ -256,8 +256,14 @@ def test_log_matching_assumptions_hold_in_the_code():
     must be compact JSON; the rotation filters match `$.fields.message`, so tracing's JSON lines
     must nest the message under `fields` (not flattened)."""
     audit = read("shared/core/src/audit.rs")
-    to_line = audit[audit.index("pub fn to_line"):]
-    assert "serde_json::to_string(self)" in to_line[: to_line.index("}")]
+    # The line is written by `write_line` (no whitespace anywhere: the key, then the map's
+    # opening brace, then its first key), and a property test holds it byte for byte to
+    # serde_json's compact serialization.
+    assert 'w.raw(",\\"dlp\\":");' in audit
+    counts = audit[audit.index("fn counts"):]
+    counts = counts[: counts.index("\n    }\n")]
+    assert 'self.raw("{");' in counts and 'self.raw(" ' not in counts and 'self.raw(": ' not in counts
+    assert "prop_assert_eq!(r.to_line(), derived" in audit and "serde_json::to_string(" in audit
     logging = read("shared/lambda-start/src/logging.rs")
     assert ".json()" in logging and "flatten_event(true)" not in logging
 
