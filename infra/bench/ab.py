@@ -18,35 +18,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import run  # noqa: E402  (the bench's own helpers: spawn, listening, load, pct, rss_peak_mb)
 
 
-def start(binary, seed, name):
-    t0 = time.perf_counter()
-    p = run.spawn([binary, "--http", "127.0.0.1:0"],
-                  env={"TOLLGATE_STORE": "memory", "TOLLGATE_MEMORY_SEED": str(seed),
-                       "RUST_LOG": "warn"}, name=name)
-    url = run.listening(name)
-    return p, url, t0
-
-
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: ab.py PROXY_A PROXY_B")
     a_bin, b_bin = sys.argv[1], sys.argv[2]
-    mock = run.spawn([str(run.REL / "mock-provider"), "--addr", "127.0.0.1:0", "--no-log"], name="mock")
-    mock_url = run.listening("mock")
-    seed = run.TMP / "seed.json"
-    import subprocess
-    key = subprocess.run([str(run.REL / "tollgate-bench"), "seed", "--upstream", mock_url, "--out",
-                          str(seed)], capture_output=True, text=True, check=True).stdout.strip()
+    mock_url, seed, key = run.mock_and_seed()
     procs = {}
     starts = {}
     for label, binary in (("A", a_bin), ("B", b_bin)):
-        p, url, t0 = start(binary, seed, f"proxy-{label}")
-        while True:
-            try:
-                if run.post(f"{url}/v1/chat/completions", key) == 200:
-                    break
-            except OSError:
-                time.sleep(0.001)
+        t0 = time.perf_counter()
+        p, url = run.start_variant(binary, seed, key, f"proxy-{label}")
         starts[label] = (time.perf_counter() - t0) * 1000
         procs[label] = (p, url)
     rounds = max(1, run.SECONDS // 2)

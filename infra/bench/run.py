@@ -197,6 +197,31 @@ def post(url, key, timeout=2.0):
         return r.status
 
 
+def mock_and_seed():
+    """Starts the mock provider and writes the memory seed pointing at it (the bench's key and
+    tokens). Returns (mock URL, seed path, the key). For the comparison scripts."""
+    spawn([str(REL / "mock-provider"), "--addr", "127.0.0.1:0", "--no-log"], name="mock")
+    mock_url = listening("mock")
+    seed = TMP / "seed.json"
+    key = subprocess.run([str(REL / "tollgate-bench"), "seed", "--upstream", mock_url, "--out", str(seed)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return mock_url, seed, key
+
+
+def start_variant(binary, seed, key, name):
+    """Starts one proxy variant (a binary, or a wrapper script setting env vars) in plain-HTTP
+    mode on the memory seed, and waits for its first answered request. Returns (process, URL)."""
+    p = spawn([binary, "--http", "127.0.0.1:0"],
+              env={"TOLLGATE_STORE": "memory", "TOLLGATE_MEMORY_SEED": str(seed), "RUST_LOG": "warn"}, name=name)
+    url = listening(name)
+    while True:
+        try:
+            if post(f"{url}/v1/chat/completions", key) == 200:
+                return p, url
+        except OSError:
+            time.sleep(0.001)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

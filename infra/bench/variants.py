@@ -8,11 +8,7 @@ import os, sys, pathlib, subprocess, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run
 bins = sys.argv[1:]
-mock = run.spawn([str(run.REL / "mock-provider"), "--addr", "127.0.0.1:0", "--no-log"], name="mock")
-mock_url = run.listening("mock")
-seed = run.TMP / "seed.json"
-key = subprocess.run([str(run.REL / "tollgate-bench"), "seed", "--upstream", mock_url, "--out", str(seed)],
-                     capture_output=True, text=True, check=True).stdout.strip()
+mock_url, seed, key = run.mock_and_seed()
 floor = run.start_floor(mock_url)
 ms = [("direct", mock_url + "/v1/chat/completions", "mock-pace5-direct")]
 if floor:
@@ -20,12 +16,7 @@ if floor:
 pids = {}
 for i, b in enumerate(bins):
     name = f"p{i}"
-    p = run.spawn([b, "--http", "127.0.0.1:0"], env={"TOLLGATE_STORE": "memory", "TOLLGATE_MEMORY_SEED": str(seed), "RUST_LOG": "warn"}, name=name)
-    url = run.listening(name)
-    while True:
-        try:
-            if run.post(f"{url}/v1/chat/completions", key) == 200: break
-        except OSError: time.sleep(0.01)
+    p, url = run.start_variant(b, seed, key, name)
     ms.append((name, url + "/v1/chat/completions", key))
     pids[name] = p.pid
 for rate in run.RATES:

@@ -9,19 +9,10 @@ import os, sys, subprocess, time, re
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run
 rate, secs = int(sys.argv[1]), int(sys.argv[2]); bins = sys.argv[3:]
-mock = run.spawn([str(run.REL / "mock-provider"), "--addr", "127.0.0.1:0", "--no-log"], name="mock")
-mock_url = run.listening("mock")
-seed = run.TMP / "seed.json"
-key = subprocess.run([str(run.REL / "tollgate-bench"), "seed", "--upstream", mock_url, "--out", str(seed)],
-                     capture_output=True, text=True, check=True).stdout.strip()
+mock_url, seed, key = run.mock_and_seed()
 for i, b in enumerate(bins):
     name = f"w{i}"
-    p = run.spawn([b, "--http", "127.0.0.1:0"], env={"TOLLGATE_STORE": "memory", "TOLLGATE_MEMORY_SEED": str(seed), "RUST_LOG": "warn"}, name=name)
-    url = run.listening(name)
-    while True:
-        try:
-            if run.post(f"{url}/v1/chat/completions", key) == 200: break
-        except OSError: time.sleep(0.01)
+    p, url = run.start_variant(b, seed, key, name)
     run.load(url + "/v1/chat/completions", key, rate or 1000, 2, run.TMP / "warm.txt")
     perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "task-clock,context-switches,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_writev", "-p", str(p.pid)],
                             stderr=subprocess.PIPE, text=True)
