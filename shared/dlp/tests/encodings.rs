@@ -3,16 +3,14 @@
 //! run time from fragments.
 
 use tollgate_dlp::*;
+mod common;
+use common::aws_access_key;
 
 fn ents(text: &str) -> Vec<(Entity, String)> {
     detect(text)
         .into_iter()
         .map(|d| (d.entity, text[d.start..d.end].to_owned()))
         .collect()
-}
-
-fn aws_access_key() -> String {
-    ["AK", "IA", "Z7QW3ERT2YUI4OPL"].concat()
 }
 
 fn openai_key() -> String {

@@ -9,24 +9,12 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use std::fmt::Write as _;
-use tollgate_dlp::base62::crc32_checksum;
 use tollgate_dlp::fast::{RequestPass, ResponsePass, Top, scan_request_bytes, scan_response_bytes};
 use tollgate_dlp::json::{parse_request_body, parse_strict, walk_strings};
 use tollgate_dlp::validate::b64_encode;
 use tollgate_dlp::*;
-
-fn aws_access_key() -> String {
-    ["AK", "IA", "Z7QW3ERT2YUI4OPL"].concat()
-}
-
-fn github_token() -> String {
-    let body = "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1";
-    let c: String = crc32_checksum(body.as_bytes())
-        .map(char::from)
-        .into_iter()
-        .collect();
-    format!("gh{}_{body}{c}", "p")
-}
+mod common;
+use common::{aws_access_key, github_token};
 
 const CAPTURE: [&str; 3] = ["model", "stream", "max_tokens"];
 

@@ -5,6 +5,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use tollgate_dlp::base62::crc32_checksum;
 use tollgate_dlp::*;
+mod common;
+use common::{aws_access_key, github_token};
 
 fn all_redact() -> Policy {
     let mut p = Policy::default();
@@ -34,19 +36,6 @@ fn tollgate_key(live: bool) -> String {
     let c = crc32_checksum(k.as_bytes());
     k.extend(c.map(char::from));
     k
-}
-
-fn github_token() -> String {
-    let body = "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1";
-    let c: String = crc32_checksum(body.as_bytes())
-        .map(char::from)
-        .into_iter()
-        .collect();
-    format!("ghp_{body}{c}")
-}
-
-fn aws_access_key() -> String {
-    ["AK", "IA", "Z7QW3ERT2YUI4OPL"].concat()
 }
 
 fn openai_key() -> String {

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use tollgate_dlp::base62::crc32_checksum;
 use tollgate_dlp::validate::b64_encode;
 use tollgate_dlp::*;
+mod common;
+use common::{aws_access_key, github_token};
 
 fn openai_key() -> String {
     [
@@ -18,19 +20,6 @@ fn openai_key() -> String {
         "aB3dE5gH7jK9mN1pQ3sT5vW7",
     ]
     .concat()
-}
-
-fn aws_access_key() -> String {
-    ["AK", "IA", "Z7QW3ERT2YUI4OPL"].concat()
-}
-
-fn github_token() -> String {
-    let body = "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1";
-    let c: String = crc32_checksum(body.as_bytes())
-        .map(char::from)
-        .into_iter()
-        .collect();
-    format!("gh{}_{body}{c}", "p")
 }
 
 fn tollgate_key() -> String {
