@@ -82,7 +82,7 @@ async fn stages(
     let principal = authenticate::authenticate(gw, req.headers(), source_ip, ctx).await?;
     record_caller(span, &principal.rec.tenant_id, &principal.rec.key_id);
     let mut parsed = request::read(gw.cfg.max_body_bytes, route, req, &principal, ctx).await?;
-    let policy = inspect::inspect(route, &principal, &mut parsed, ctx)?;
+    let policy = inspect::inspect(route, &mut parsed, ctx)?;
     limit::admit(gw, &principal, &parsed, ctx).await?;
     let answer = forward::forward(gw, route, &parsed, ctx).await?;
     Ok(Answered {

@@ -4,7 +4,6 @@
 //! have secrets redacted before they reach the client (see [`ResponseFilter`]). The audit line
 //! gets entity types and counts, never the matched text.
 
-use crate::authenticate::Principal;
 use crate::context::RequestCtx;
 use crate::request::Parsed;
 use crate::respond::Refusal;
@@ -38,7 +37,6 @@ fn add_counts(ctx: &mut RequestCtx, counts: &BTreeMap<Entity, u32>) {
 /// upstream untouched.
 pub(crate) fn inspect(
     route: Route,
-    _principal: &Principal,
     parsed: &mut Parsed,
     ctx: &mut RequestCtx,
 ) -> Result<Policy, Refusal> {
