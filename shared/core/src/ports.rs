@@ -28,13 +28,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A secret value. `Debug` and `Display` never print it.
+/// A secret value. `Debug` and `Display` never print it. Shared, not copied, when cloned:
+/// cached values are handed to every request that sends them.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self(s.into().into())
     }
     pub fn expose(&self) -> &str {
         &self.0

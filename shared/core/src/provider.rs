@@ -342,7 +342,11 @@ fn u(v: &Value, k: &str) -> Option<u64> {
 
 /// Usage from a complete (non-streamed) response body of either provider.
 pub fn usage_from_body(body: &Value) -> Option<Usage> {
-    let usage = body.get("usage")?;
+    usage_from_value(body.get("usage")?)
+}
+
+/// [`usage_from_body`] given the body's `usage` value itself.
+pub fn usage_from_value(usage: &Value) -> Option<Usage> {
     let input = u(usage, "prompt_tokens").or_else(|| u(usage, "input_tokens"));
     let output = u(usage, "completion_tokens").or_else(|| u(usage, "output_tokens"));
     (input.is_some() || output.is_some()).then(|| Usage {

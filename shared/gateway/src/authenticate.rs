@@ -13,21 +13,25 @@ use crate::respond::Refusal;
 use crate::state::Gateway;
 use http::HeaderMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use tollgate_core::auth::{AuthFailure, verify_caller, verify_key};
 use tollgate_core::identity::{CallerShape, caller_shape};
 use tollgate_core::key::ClientKey;
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{ClientKeyRecord, Tenant};
 
-/// An authenticated caller.
+/// An authenticated caller. The key record and tenant are the cached ones, shared (a request
+/// never changes them).
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub rec: ClientKeyRecord,
-    pub tenant: Tenant,
+    pub rec: Arc<ClientKeyRecord>,
+    pub tenant: Arc<Tenant>,
     /// A JWT caller whose issuer's tenant-admin rule holds (the management API's only
     /// callers). Always false for a key.
     pub tenant_admin: bool,
 }
+
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// The key from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
 /// An empty value (`Bearer ` with nothing after it) counts as no key.
@@ -48,10 +52,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
                 _ => v,
             }
         }
-        None => headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())?
-            .trim(),
+        None => headers.get(X_API_KEY).and_then(|v| v.to_str().ok())?.trim(),
     };
     (!raw.is_empty()).then_some(raw)
 }
@@ -87,7 +88,7 @@ pub(crate) async fn authenticate(
         .await
         .map_err(store_down)?;
     let now = gw.now();
-    let verified = match verify_key(&key, stored.as_ref().as_ref(), &peppers, now) {
+    let verified = match verify_key(&key, stored.as_deref(), &peppers, now) {
         Err(AuthFailure::UnknownPepperVersion) => {
             // The pepper gained a version since we cached it: re-read once.
             let fresh = gw
@@ -95,17 +96,20 @@ pub(crate) async fn authenticate(
                 .peppers(true, &mut ctx.calls)
                 .await
                 .map_err(store_down)?;
-            verify_key(&key, stored.as_ref().as_ref(), &fresh, now)
+            verify_key(&key, stored.as_deref(), &fresh, now)
         }
         other => other,
     };
-    let rec = match verified {
-        Ok(rec) => rec,
-        Err(f) => {
+    let rec: Arc<ClientKeyRecord> = match (verified, &stored) {
+        // `verify_key` accepts only the record it was given: share that one.
+        (Ok(_), Some(rec)) => rec.clone(),
+        // Not reachable (no record verifies nothing); kept total rather than unwrapping.
+        (Ok(_), None) => return Err(deny(AuthFailure::UnknownKey)),
+        (Err(f), _) => {
             // A canary proved itself: the line names its tenant (from the record already in
             // hand — no tenant read, no write) so the alert can say whose tripwire it was.
             if f == AuthFailure::Canary
-                && let Some(r) = stored.as_ref().as_ref()
+                && let Some(r) = stored.as_deref()
             {
                 ctx.audit.tenant = Some(r.tenant_id.clone());
             }
@@ -118,8 +122,8 @@ pub(crate) async fn authenticate(
         .await
         .map_err(store_down)?;
     ctx.audit.tenant = Some(rec.tenant_id.clone());
-    verify_caller(rec, tenant.as_ref().as_ref(), source_ip).map_err(deny)?;
-    match tenant.as_ref() {
+    verify_caller(&rec, tenant.as_deref(), source_ip).map_err(deny)?;
+    match tenant {
         Some(tenant) => {
             ctx.audit.principal = Some(rec.owner.clone());
             // A rotated key still in its overlap: the audit line names the successor, so
@@ -128,8 +132,8 @@ pub(crate) async fn authenticate(
             ctx.audit.key_expiring_in_days = rec.expiring_in_days(now, gw.cfg.key_expiry_warn_ms);
             Ok(Principal {
                 tenant_admin: false,
-                rec: rec.clone(),
-                tenant: tenant.clone(),
+                rec,
+                tenant,
             })
         }
         // verify_caller() already refused this; kept total rather than unwrapping.

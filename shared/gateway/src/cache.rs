@@ -12,6 +12,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate_core::clock::{Clock, EpochMs};
 
@@ -28,6 +29,9 @@ pub struct TtlCache<K, V> {
     /// One turn per key being read through the cache; removed when its last holder is done,
     /// so a flood of distinct keys leaves nothing behind.
     turns: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bumped (under the entries' lock) whenever an entry is added, replaced or removed — not
+    /// when a value is changed in place. Equal versions: no entry came or went in between.
+    version: AtomicU64,
 }
 
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
@@ -38,7 +42,14 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
             capacity: capacity.max(1),
             clock,
             turns: Mutex::new(HashMap::new()),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// The entries' version (see the field): read it before reading entries, and anything
+    /// built from what was read is still current while the version stays the same.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub fn ttl_ms(&self) -> u64 {
@@ -108,6 +119,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
                 fetched_at: now,
             },
         );
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Runs `f` on the fresh cached value, else on the value `load` reads (counted in
@@ -192,8 +204,10 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if let Ok(mut g) = self.entries.lock() {
-            g.remove(key);
+        if let Ok(mut g) = self.entries.lock()
+            && g.remove(key).is_some()
+        {
+            self.version.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -285,6 +299,25 @@ mod tests {
         }
         assert_eq!(calls.reads, 5);
         assert!(z.turns.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_version_moves_when_entries_come_or_go_not_when_values_change_in_place() {
+        let c: TtlCache<String, u32> = TtlCache::new(2, 1_000, Arc::new(FakeClock::new(0)));
+        let v0 = c.version();
+        c.insert("a".into(), 1);
+        let v1 = c.version();
+        assert_ne!(v0, v1);
+        c.with_any("a", |v| *v += 1);
+        assert_eq!(c.get("a"), Some(2));
+        assert_eq!(c.version(), v1, "an in-place change is not a new entry");
+        c.remove("missing");
+        assert_eq!(c.version(), v1, "removing nothing changes nothing");
+        c.insert("a".into(), 5);
+        let v2 = c.version();
+        assert_ne!(v1, v2, "a replaced value is a new entry");
+        c.remove("a");
+        assert_ne!(c.version(), v2);
     }
 
     #[test]

@@ -19,12 +19,17 @@ use tollgate_core::audit::AttemptOutcome;
 use tollgate_core::federation::ANTHROPIC_OAUTH_BETA;
 use tollgate_core::pool::Outcome;
 use tollgate_core::ports::Secret;
-use tollgate_core::provider::{Route, Usage, cooldown_from_headers, upstream_url};
+use tollgate_core::provider::{Route, Usage, cooldown_from_headers};
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{ProviderKind, SecretRef, TokenRecord};
 use tollgate_core::retry::Next;
 
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Header names this stage writes, typed: a `&str` name is parsed and hashed on every use.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// The provider's answer, as far as it has arrived.
 pub(crate) struct Answer {
@@ -272,8 +277,7 @@ async fn send(
     value: &Secret,
     parsed: &Parsed,
 ) -> Result<Response<Incoming>, SendError> {
-    let url = upstream_url(&token.base_url, route);
-    let Some(uri) = gw.parsed_url(&url) else {
+    let Some(uri) = gw.upstream_uri(&token.base_url, route) else {
         // Not an absolute http(s) URL: a failed attempt, as any unusable upstream.
         tracing::warn!(token_id = %token.token_id, "upstream URL is not an absolute http(s) URL");
         return Err(SendError::Failed);
@@ -299,9 +303,7 @@ async fn send(
     // A federated access token is an OAuth bearer token (with the OAuth beta header, for
     // Anthropic); a stored Anthropic key goes in `x-api-key`.
     let credential = match token.provider {
-        ProviderKind::Anthropic if !federated => {
-            credential_header(HeaderName::from_static("x-api-key"), "", value)
-        }
+        ProviderKind::Anthropic if !federated => credential_header(X_API_KEY, "", value),
         _ => credential_header(header::AUTHORIZATION, "Bearer ", value),
     };
     let Some(credential) = credential else {
@@ -312,13 +314,13 @@ async fn send(
     h.append(credential.0, credential.1);
     if token.provider == ProviderKind::Anthropic && federated {
         h.append(
-            "anthropic-beta",
+            ANTHROPIC_BETA,
             HeaderValue::from_static(ANTHROPIC_OAUTH_BETA),
         );
     }
-    if token.provider == ProviderKind::Anthropic && !h.contains_key("anthropic-version") {
+    if token.provider == ProviderKind::Anthropic && !h.contains_key(&ANTHROPIC_VERSION) {
         h.insert(
-            "anthropic-version",
+            ANTHROPIC_VERSION,
             HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
         );
     }
@@ -354,7 +356,11 @@ fn credential_header(
     prefix: &str,
     value: &Secret,
 ) -> Option<(HeaderName, HeaderValue)> {
-    let mut v = HeaderValue::try_from(format!("{prefix}{}", value.expose())).ok()?;
+    // Joined by hand: `format!` runs the formatting machinery on every request.
+    let mut text = String::with_capacity(prefix.len() + value.expose().len());
+    text.push_str(prefix);
+    text.push_str(value.expose());
+    let mut v = HeaderValue::try_from(text).ok()?;
     v.set_sensitive(true);
     Some((name, v))
 }

@@ -57,6 +57,9 @@ pub fn ip_text(ip: IpAddr) -> String {
     }
 }
 
+/// The response header naming the request (typed: a `&str` name is parsed on every insert).
+const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static("x-tollgate-request-id");
+
 /// Every path goes through one handler: unknown routes get a provider-shaped 404 too.
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new().fallback(handle).with_state(gw)
@@ -66,7 +69,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 struct Answered {
     route: Route,
     answer: Answer,
-    response_policy: Policy,
+    response_policy: Arc<Policy>,
     pool: String,
 }
 
@@ -88,7 +91,7 @@ async fn stages(
     Ok(Answered {
         route,
         answer,
-        response_policy: inspect::response_policy(&policy),
+        response_policy: inspect::shared_response_policy(&policy),
         pool: parsed.pool,
     })
 }
@@ -153,7 +156,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request<Body>) -> Response<
     };
     // The id's own bytes become the header value (no copy).
     if let Ok(v) = HeaderValue::try_from(request_id) {
-        resp.headers_mut().insert("x-tollgate-request-id", v);
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     resp
 }
@@ -209,12 +212,17 @@ impl Drop for Unanswered {
 /// The values this response must never carry: every token value of the pool this instance
 /// knows, and the one it just sent.
 fn scrubber_for(gw: &Gateway, pool: &str, ctx: &RequestCtx) -> Option<Scrubber> {
-    let sent = ctx.delivering.as_ref()?.value.clone();
+    let sent = &ctx.delivering.as_ref()?.value;
+    // Read before the pool's token ids are (see `SecretCache::scrubber`).
+    let pools_version = gw.pools.version();
     // Federated access tokens are held by the exchange cache, not the value cache.
-    match gw
-        .secrets
-        .scrubber(&gw.pools.token_ids(pool), gw.federated.held(), &sent)
-    {
+    match gw.secrets.scrubber(
+        pool,
+        pools_version,
+        || gw.pools.token_ids(pool),
+        gw.federated.held(),
+        sent,
+    ) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, pool, "cannot build the token scrubber");
@@ -255,7 +263,7 @@ fn answer_response(
                 a.route.kind(),
                 upstream,
                 Duration::from_millis(gw.cfg.upstream_timeout_ms),
-                a.response_policy,
+                Policy::clone(&a.response_policy),
                 &scrub,
             );
             let head = head.header(header::CACHE_CONTROL, "no-cache");

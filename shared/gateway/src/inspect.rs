@@ -77,13 +77,19 @@ pub(crate) fn inspect(
 /// The policy applied to provider responses: only secrets, redacted unless the caller's
 /// policy turned that secret type off. Personal data in answers is the caller's own business.
 pub fn response_policy(request_policy: &Policy) -> Policy {
-    // Most callers run the defaults: their response policy is built once per process.
-    static FOR_DEFAULTS: std::sync::LazyLock<Policy> =
-        std::sync::LazyLock::new(|| build_response_policy(&Policy::default()));
+    Policy::clone(&shared_response_policy(request_policy))
+}
+
+/// [`response_policy`], shared: most callers run the defaults, and theirs is built once per
+/// process and handed out without a copy (copying and dropping it cost ~3k instructions per
+/// request, callgrind).
+pub fn shared_response_policy(request_policy: &Policy) -> std::sync::Arc<Policy> {
+    static FOR_DEFAULTS: std::sync::LazyLock<std::sync::Arc<Policy>> =
+        std::sync::LazyLock::new(|| std::sync::Arc::new(build_response_policy(&Policy::default())));
     if request_policy.categories.is_empty() && request_policy.entities.is_empty() {
         return FOR_DEFAULTS.clone();
     }
-    build_response_policy(request_policy)
+    std::sync::Arc::new(build_response_policy(request_policy))
 }
 
 fn build_response_policy(request_policy: &Policy) -> Policy {

@@ -79,11 +79,11 @@ pub(crate) async fn authenticate(
         .map_err(crate::authenticate::store_down)?;
     ctx.audit.tenant = Some(bounded(&id.tenant_id));
     let auth_deny = |f: AuthFailure| Refusal::new(Reason::from(f));
-    verify_caller(&rec, tenant.as_ref().as_ref(), source_ip).map_err(auth_deny)?;
-    match tenant.as_ref() {
+    verify_caller(&rec, tenant.as_deref(), source_ip).map_err(auth_deny)?;
+    match tenant {
         Some(tenant) => Ok(Principal {
-            tenant: tenant.clone(),
-            rec,
+            tenant,
+            rec: std::sync::Arc::new(rec),
             tenant_admin,
         }),
         // verify_caller() already refused this; kept total rather than unwrapping.

@@ -9,7 +9,7 @@ use crate::body::Source;
 use crate::inspect::{ResponseFilter, redact_response_body};
 use bytes::Bytes;
 use futures_util::Stream;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
@@ -17,19 +17,22 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::provider::{Usage, fold_stream_usage, stream_error_event, usage_from_body};
+use tollgate_core::provider::{
+    Usage, fold_stream_usage, stream_error_event, usage_from_body, usage_from_value,
+};
 use tollgate_core::records::{Policy, ProviderKind};
 use tollgate_core::scrub::{Scrubber, StreamScrubber};
 use tollgate_core::sse::SseReader;
 use tollgate_dlp::Entity;
 use tollgate_dlp::fast::{ResponsePass, scan_response_bytes};
 
-/// Provider response headers worth passing on.
-const RESPONSE_HEADERS: [&str; 4] = [
-    "content-type",
-    "x-request-id",
-    "request-id",
-    "openai-processing-ms",
+/// Provider response headers worth passing on (typed names: a `&str` is parsed and hashed on
+/// every lookup and insert).
+const RESPONSE_HEADERS: [HeaderName; 4] = [
+    http::header::CONTENT_TYPE,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("openai-processing-ms"),
 ];
 
 /// The audit line's name for a pool token value caught on its way out.
@@ -54,14 +57,13 @@ pub(crate) fn head(
     let mut b = http::Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
     for name in RESPONSE_HEADERS {
-        if let Some(v) = upstream.get(name) {
+        if let Some(v) = upstream.get(&name) {
             if scrub.contains(v.as_bytes()) {
                 redactions.pool_tokens += 1;
                 continue;
             }
-            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-                b = b.header(name, v);
-            }
+            // Already a valid value: shared, not copied.
+            b = b.header(name, v.clone());
         }
     }
     b
@@ -83,9 +85,7 @@ pub(crate) fn complete(
     } else {
         match scan_response_bytes(&body, policy) {
             Ok(ResponsePass::Clean { usage }) => {
-                let usage = usage
-                    .and_then(|u| usage_from_body(&serde_json::json!({ "usage": u })))
-                    .unwrap_or_default();
+                let usage = usage.and_then(|u| usage_from_value(&u)).unwrap_or_default();
                 (body, usage)
             }
             Ok(ResponsePass::Fallback) => {
@@ -273,6 +273,7 @@ impl Source for Relay {
 mod tests {
     use super::*;
     use crate::inspect::response_policy;
+    use http::HeaderValue;
 
     fn fake_github_token() -> String {
         let body = "q9W8e7R6t5Y4u3I2o1P0a9S8d7F6g5";

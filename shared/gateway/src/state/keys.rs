@@ -14,8 +14,8 @@ use tollgate_core::records::{ClientKeyRecord, Tenant};
 pub struct KeyDirectory {
     keys: Arc<dyn KeyStore>,
     tenants: Arc<dyn TenantStore>,
-    key_cache: TtlCache<String, Arc<Option<ClientKeyRecord>>>,
-    tenant_cache: TtlCache<String, Arc<Option<Tenant>>>,
+    key_cache: TtlCache<String, Option<Arc<ClientKeyRecord>>>,
+    tenant_cache: TtlCache<String, Option<Arc<Tenant>>>,
 }
 
 impl KeyDirectory {
@@ -43,34 +43,36 @@ impl KeyDirectory {
         self.key_cache.remove(key_id);
     }
 
-    /// The key record for `key_id` (`None`: no such key): cache, else one store read.
+    /// The key record for `key_id` (`None`: no such key): cache, else one store read. Shared,
+    /// not copied: the request's principal holds the cached record itself.
     pub async fn key(
         &self,
         key_id: &str,
         calls: &mut StoreCalls,
-    ) -> Result<Arc<Option<ClientKeyRecord>>, StoreError> {
+    ) -> Result<Option<Arc<ClientKeyRecord>>, StoreError> {
         self.key_cache
             .read_through(
                 key_id,
                 calls,
                 |e| e.clone(),
-                || async { Ok(Arc::new(self.keys.get_key(key_id).await?)) },
+                || async { Ok(self.keys.get_key(key_id).await?.map(Arc::new)) },
             )
             .await
     }
 
-    /// The tenant `tenant_id` (`None`: no such tenant): cache, else one store read.
+    /// The tenant `tenant_id` (`None`: no such tenant): cache, else one store read (shared,
+    /// like key records).
     pub async fn tenant(
         &self,
         tenant_id: &str,
         calls: &mut StoreCalls,
-    ) -> Result<Arc<Option<Tenant>>, StoreError> {
+    ) -> Result<Option<Arc<Tenant>>, StoreError> {
         self.tenant_cache
             .read_through(
                 tenant_id,
                 calls,
                 |t| t.clone(),
-                || async { Ok(Arc::new(self.tenants.get_tenant(tenant_id).await?)) },
+                || async { Ok(self.tenants.get_tenant(tenant_id).await?.map(Arc::new)) },
             )
             .await
     }

@@ -26,6 +26,7 @@ use tollgate_core::ports::{
     Decrypter, IdentityTokenSource, KeyStore, LimitStore, PoolStore, PriceStore, Secret,
     SecretStore, TenantStore,
 };
+use tollgate_core::provider::{Route, upstream_url};
 use tollgate_core::records::{SecretRef, TokenRecord};
 
 pub struct Stores {
@@ -74,12 +75,13 @@ pub struct Gateway {
     pub(crate) federated: federated::FederatedTokens,
     pub(crate) limits: Option<Arc<limits::LimitCounters>>,
     pub(crate) prices: prices::PriceBook,
-    /// Upstream URLs already parsed (a few per token: one per route). Parsing one costs more
-    /// than the rest of the upstream call's set-up.
-    upstream_urls: Mutex<HashMap<String, Uri>>,
+    /// Upstream URLs already parsed, by token base URL, one per route asked for. Parsing one
+    /// costs more than the rest of the upstream call's set-up; keyed by the base URL, a
+    /// cached one is found without joining the URL first.
+    upstream_urls: Mutex<HashMap<String, Vec<(Route, Uri)>>>,
 }
 
-/// Most parsed upstream URLs kept; the map starts over when full.
+/// Most base URLs kept (each with at most one URL per route); the map starts over when full.
 const MAX_UPSTREAM_URLS: usize = 1024;
 
 impl Gateway {
@@ -189,20 +191,25 @@ impl Gateway {
         self.clock.now_ms()
     }
 
-    /// `url` as a request URI, from the cache when it was parsed before; `None` when it is not
-    /// an absolute http(s) URL.
-    pub(crate) fn parsed_url(&self, url: &str) -> Option<Uri> {
+    /// The request URI of `route` at `base_url` ([`upstream_url`]), from the cache when it
+    /// was parsed before; `None` when it is not an absolute http(s) URL.
+    pub(crate) fn upstream_uri(&self, base_url: &str, route: Route) -> Option<Uri> {
+        let cached =
+            |v: &Vec<(Route, Uri)>| v.iter().find(|(r, _)| *r == route).map(|(_, u)| u.clone());
         if let Ok(m) = self.upstream_urls.lock()
-            && let Some(u) = m.get(url)
+            && let Some(u) = m.get(base_url).and_then(cached)
         {
-            return Some(u.clone());
+            return Some(u);
         }
-        let parsed = crate::upstream::absolute_uri(url)?;
+        let parsed = crate::upstream::absolute_uri(&upstream_url(base_url, route))?;
         if let Ok(mut m) = self.upstream_urls.lock() {
-            if m.len() >= MAX_UPSTREAM_URLS {
+            if m.len() >= MAX_UPSTREAM_URLS && !m.contains_key(base_url) {
                 m.clear();
             }
-            m.insert(url.to_owned(), parsed.clone());
+            let routes = m.entry(base_url.to_owned()).or_default();
+            if !routes.iter().any(|(r, _)| *r == route) {
+                routes.push((route, parsed.clone()));
+            }
         }
         Some(parsed)
     }

@@ -76,6 +76,12 @@ impl PoolCache {
         self.with_view(pool, calls, |v| v.tenant_concurrency).await
     }
 
+    /// Changes whenever a pool view is read anew or dropped (so whenever the token ids of a
+    /// pool may have changed); in-place health and usage updates leave it alone.
+    pub fn version(&self) -> u64 {
+        self.views.version()
+    }
+
     /// The token ids of `pool` in this instance's view (fresh or not).
     pub fn token_ids(&self, pool: &str) -> Vec<String> {
         self.views
@@ -83,14 +89,6 @@ impl PoolCache {
                 v.tokens.iter().map(|t| t.token_id.clone()).collect()
             })
             .unwrap_or_default()
-    }
-
-    fn cached_token(&self, pool: &str, token_id: &str) -> Option<TokenRecord> {
-        self.views
-            .with_any(pool, |v| {
-                v.tokens.iter().find(|t| t.token_id == token_id).cloned()
-            })
-            .flatten()
     }
 
     fn update_token(&self, pool: &str, token_id: &str, f: impl FnOnce(&mut TokenRecord)) {
@@ -111,18 +109,37 @@ impl PoolCache {
         policy: &HealthPolicy,
         calls: &mut StoreCalls,
     ) {
-        let current = self
-            .cached_token(&token.pool, &token.token_id)
-            .unwrap_or_else(|| token.clone());
-        let Some(change) = next_state(&current, outcome, self.clock.now_ms(), policy) else {
+        let now = self.clock.now_ms();
+        // Decided on this instance's copy of the token and applied to it in one step (no copy
+        // of the record); on `token` itself when the view no longer holds it.
+        let held = self
+            .views
+            .with_any(&token.pool, |v| {
+                let t = v.tokens.iter_mut().find(|t| t.token_id == token.token_id)?;
+                let (status, version) = (t.status, t.version);
+                let change = next_state(t, outcome, now, policy);
+                if let Some(c) = &change {
+                    apply(t, c);
+                }
+                Some((change, status, version))
+            })
+            .flatten();
+        let (change, status, version) = match held {
+            Some(h) => h,
+            None => (
+                next_state(token, outcome, now, policy),
+                token.status,
+                token.version,
+            ),
+        };
+        let Some(change) = change else {
             return;
         };
-        self.update_token(&token.pool, &token.token_id, |t| apply(t, &change));
-        if change.status != current.status {
+        if change.status != status {
             tracing::warn!(
                 token_id = %token.token_id,
                 pool = %token.pool,
-                from = current.status.as_str(),
+                from = status.as_str(),
                 to = change.status.as_str(),
                 reason = change.last_error.unwrap_or(""),
                 "token state changed"
@@ -131,7 +148,7 @@ impl PoolCache {
         calls.writes += 1;
         match self
             .store
-            .apply_change(&token.pool, &token.token_id, current.version, &change)
+            .apply_change(&token.pool, &token.token_id, version, &change)
             .await
         {
             Ok(true) => {}

@@ -18,8 +18,22 @@ pub struct SecretCache {
     pepper_secret_id: String,
     peppers: TtlCache<(), Arc<Peppers>>,
     token_values: TtlCache<String, Secret>,
-    /// The last scrubber built and the values it was built from.
-    scrubbers: Mutex<Option<(Vec<Secret>, Scrubber)>>,
+    /// The last scrubber built, the values it was built from and what they were read from.
+    scrubbers: Mutex<Option<BuiltScrubber>>,
+}
+
+/// A scrubber and where its values came from: while the pool's view and the value cache have
+/// gained or lost no entry since (same versions), and the values held elsewhere and the one
+/// sent are the same, the values would be the same, so the scrubber is reused without
+/// collecting them again (a per-request copy of every pool value otherwise).
+struct BuiltScrubber {
+    pool: String,
+    pools_version: u64,
+    values_version: u64,
+    also: Vec<Secret>,
+    sent: Secret,
+    values: Vec<Secret>,
+    scrubber: Scrubber,
 }
 
 impl SecretCache {
@@ -106,36 +120,65 @@ impl SecretCache {
             .await
     }
 
-    /// A scrubber for every value this instance holds (fresh or not) for the given token
-    /// ids, plus `sent`: what must never leave in a response. Built once per set of values
-    /// and reused while the set stays the same (building costs far more than comparing).
-    /// `also`: values held elsewhere (federated access tokens) that must not leave either.
+    /// A scrubber for every value this instance holds (fresh or not) for the token ids of
+    /// `pool` (`token_ids`, asked only when needed), plus `sent`: what must never leave in a
+    /// response. `also`: values held elsewhere (federated access tokens) that must not leave
+    /// either. `pools_version`: the pool cache's [`version`](crate::cache::TtlCache::version),
+    /// read before `token_ids` would be. Built once per set of values and reused while the set
+    /// stays the same (building costs far more than comparing); while neither cache gained or
+    /// lost an entry, the set is known to be the same without collecting it.
     pub fn scrubber(
         &self,
-        token_ids: &[String],
+        pool: &str,
+        pools_version: u64,
+        token_ids: impl FnOnce() -> Vec<String>,
         also: Vec<Secret>,
         sent: &Secret,
     ) -> Result<Scrubber, ScrubError> {
-        let mut values: Vec<Secret> = token_ids
+        // Before the values are read: a later change moves it, so nothing stale is reused.
+        let values_version = self.token_values.version();
+        if let Ok(g) = self.scrubbers.lock()
+            && let Some(b) = g.as_ref()
+            && b.pools_version == pools_version
+            && b.values_version == values_version
+            && b.pool == pool
+            && b.sent == *sent
+            && b.also == also
+        {
+            return Ok(b.scrubber.clone());
+        }
+        let mut values: Vec<Secret> = token_ids()
             .iter()
             .filter_map(|id| self.token_values.with_any(id.as_str(), |v| v.clone()))
             .collect();
-        for v in also.into_iter().chain(std::iter::once(sent.clone())) {
-            if !values.contains(&v) {
-                values.push(v);
+        for v in also.iter().chain(std::iter::once(sent)) {
+            if !values.contains(v) {
+                values.push(v.clone());
             }
         }
-        if let Ok(g) = self.scrubbers.lock()
-            && let Some((cached, s)) = g.as_ref()
-            && *cached == values
-        {
-            return Ok(s.clone());
-        }
-        let s = Scrubber::new(values.iter().map(|v| v.expose().as_bytes()))?;
+        let reused = match self.scrubbers.lock() {
+            Ok(g) => g
+                .as_ref()
+                .filter(|b| b.values == values)
+                .map(|b| b.scrubber.clone()),
+            Err(_) => None,
+        };
+        let scrubber = match reused {
+            Some(s) => s,
+            None => Scrubber::new(values.iter().map(|v| v.expose().as_bytes()))?,
+        };
         if let Ok(mut g) = self.scrubbers.lock() {
-            *g = Some((values, s.clone()));
+            *g = Some(BuiltScrubber {
+                pool: pool.to_owned(),
+                pools_version,
+                values_version,
+                also,
+                sent: sent.clone(),
+                values,
+                scrubber: scrubber.clone(),
+            });
         }
-        Ok(s)
+        Ok(scrubber)
     }
 }
 
@@ -143,6 +186,83 @@ impl SecretCache {
 mod tests {
     use super::*;
     use tollgate_core::clock::FakeClock;
+    use tollgate_core::records::ProviderKind;
+
+    fn token(id: &str) -> TokenRecord {
+        TokenRecord::new(
+            id,
+            "p",
+            ProviderKind::Openai,
+            "http://127.0.0.1:9/v1",
+            SecretRef::SecretsManager {
+                secret_id: format!("s-{id}"),
+            },
+            "ops",
+            0,
+        )
+    }
+
+    fn covers(s: &Scrubber, v: &Secret) -> bool {
+        s.contains(v.expose().as_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_reused_scrubber_never_misses_a_value_read_since() {
+        use tollgate_core::ports::SecretStore as _;
+        let store = Arc::new(tollgate_memory::MemoryStore::new());
+        let (a, b) = (
+            Secret::new("fake-pool-value-a-0123456789"),
+            Secret::new("fake-pool-value-b-0123456789"),
+        );
+        store.put_secret("s-ta", &a).await.unwrap();
+        store.put_secret("s-tb", &b).await.unwrap();
+        let cache = SecretCache::new(
+            store,
+            None,
+            "pepper".into(),
+            60_000,
+            Arc::new(FakeClock::new(0)),
+        );
+        let mut calls = StoreCalls::default();
+        let ids = || vec!["ta".to_owned(), "tb".to_owned()];
+        let sent = cache
+            .token_value(&token("ta"), false, &mut calls)
+            .await
+            .unwrap();
+        let first = cache.scrubber("p", 1, ids, vec![], &sent).unwrap();
+        assert!(
+            covers(&first, &a) && !covers(&first, &b),
+            "b was never read"
+        );
+        // Same versions, same sent value: the same scrubber, without asking for the ids.
+        let again = cache
+            .scrubber("p", 1, || unreachable!("not needed"), vec![], &sent)
+            .unwrap();
+        assert!(covers(&again, &a) && !covers(&again, &b));
+        // b's value is read (the value cache gains an entry): the next scrubber covers it.
+        cache
+            .token_value(&token("tb"), false, &mut calls)
+            .await
+            .unwrap();
+        let after = cache.scrubber("p", 1, ids, vec![], &sent).unwrap();
+        assert!(covers(&after, &a) && covers(&after, &b));
+        // Another sent value, another pool or a moved pool view: not taken from the slot.
+        let other = Secret::new("fake-other-sent-0123456789");
+        assert!(covers(
+            &cache.scrubber("p", 1, ids, vec![], &other).unwrap(),
+            &other
+        ));
+        let held = Secret::new("fake-held-elsewhere-0123456789");
+        let s = cache
+            .scrubber("p", 1, ids, vec![held.clone()], &sent)
+            .unwrap();
+        assert!(covers(&s, &held) && covers(&s, &a) && covers(&s, &b));
+        let s = cache.scrubber("p", 2, Vec::new, vec![], &other).unwrap();
+        assert!(
+            covers(&s, &other) && !covers(&s, &a),
+            "pool 2 view has no tokens"
+        );
+    }
 
     #[test]
     fn the_scrubber_covers_values_held_elsewhere_and_the_one_sent() {
@@ -155,7 +275,9 @@ mod tests {
         );
         let held = Secret::new("fake-federated-access-0123456789abcdef");
         let sent = Secret::new("fake-sent-token-fedcba9876543210");
-        let s = cache.scrubber(&[], vec![held.clone()], &sent).unwrap();
+        let s = cache
+            .scrubber("p", 0, Vec::new, vec![held.clone()], &sent)
+            .unwrap();
         for v in [&held, &sent] {
             let body = format!("{{\"echo\":\"{}\"}}", v.expose());
             let out = s.scrub(body.as_bytes()).expect("a held value is scrubbed");
