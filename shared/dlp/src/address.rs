@@ -132,6 +132,8 @@ pub(crate) struct Addresses {
     jp: OnceLock<Option<Regex>>,
     en: Regex,
     military: Regex,
+    /// Bytes in the shortest match of `military` (from the parsed pattern).
+    military_min_len: usize,
 }
 
 impl Addresses {
@@ -141,6 +143,10 @@ impl Addresses {
             jp: OnceLock::new(),
             en: Regex::new(&en_pattern())?,
             military: Regex::new(MILITARY)?,
+            military_min_len: regex_syntax::parse(MILITARY)
+                .ok()
+                .and_then(|h| h.properties().minimum_len())
+                .unwrap_or(0),
         })
     }
 
@@ -155,9 +161,9 @@ impl Addresses {
         let b = t.as_bytes();
         let mut anchors: Vec<usize> = digit_anchors.to_vec();
         let numerals = "一二三四五六七八九十";
-        // `丁目` is multi-byte: ASCII text cannot hold it
-        let hay = if t.is_ascii() { &b[..0] } else { b };
-        for p in CHOME.find_iter(hay) {
+        // `丁目` is multi-byte: ASCII text cannot hold it (and is not searched)
+        let hay = if t.is_ascii() { None } else { Some(b) };
+        for p in hay.into_iter().flat_map(|h| CHOME.find_iter(h)) {
             let mut k = p;
             while let Some(c) = t[..k].chars().next_back().filter(|c| numerals.contains(*c)) {
                 k -= c.len_utf8();
@@ -234,6 +240,10 @@ impl Addresses {
     /// US military (APO / FPO / DPO) addresses in `t`: spans.
     pub(crate) fn military(&self, t: &str, out: &mut Vec<(usize, usize)>) {
         let b = t.as_bytes();
+        // shorter than any match (`USS Ab APO AA 12345`): most strings of a request body
+        if b.len() < self.military_min_len {
+            return;
+        }
         // `APO A…` / `FPO A…` / `DPO A…`: a substring search is cheaper than a regex call
         if PO_A.find(b).is_none() {
             return;
@@ -276,5 +286,14 @@ mod tests {
     fn patterns_compile() {
         assert!(Addresses::new().is_ok());
         assert!(jp_regex().is_ok());
+    }
+
+    #[test]
+    fn the_shortest_military_address_is_not_skipped() {
+        let a = Addresses::new().unwrap();
+        assert_eq!(a.military_min_len, "USS Ab APO AA 12345".len());
+        let mut out = Vec::new();
+        a.military("USS Ab APO AA 12345", &mut out);
+        assert_eq!(out, [(0, 19)]);
     }
 }
