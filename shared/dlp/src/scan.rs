@@ -691,12 +691,18 @@ impl Scanner {
     }
 
     fn url_creds(&self, t: &str, out: &mut Vec<Cand>) {
-        // every match holds the literal `://` (outside any repetition or alternation); most
-        // texts have no colon at all, and a text full of them (`a:a:…`) gets the SIMD search
+        // every match holds the literal `://` (outside any repetition or alternation): a
+        // short text is checked at its colons, a long one (maybe full of colons, `a:a:…`) by
+        // the SIMD substring search
         static SCHEME_SEP: LazyLock<memchr::memmem::Finder<'static>> =
             LazyLock::new(|| memchr::memmem::Finder::new("://"));
         let b = t.as_bytes();
-        if self.shortcuts && (memchr::memchr(b':', b).is_none() || SCHEME_SEP.find(b).is_none()) {
+        let has_sep = if b.len() <= crate::heads::MAX_CHECKED {
+            memchr::memchr_iter(b':', b).any(|p| b[p + 1..].starts_with(b"//"))
+        } else {
+            SCHEME_SEP.find(b).is_some()
+        };
+        if self.shortcuts && !has_sep {
             return;
         }
         for caps in self.url_cred_re.captures_iter(t) {
