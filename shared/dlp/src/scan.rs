@@ -220,7 +220,9 @@ pub fn scan(text: &str, policy: &Policy) -> Vec<Finding> {
 }
 
 /// [`scan`] with the policy's scope already computed (`scope == scope_of(policy)`): a
-/// caller scanning many strings under one policy computes it once.
+/// caller scanning many strings under one policy computes it once. Never inlined: the
+/// profile's "DLP scanner itself" stage (infra/bench/stages.py) is this function.
+#[inline(never)]
 pub(crate) fn scan_in_scope(text: &str, policy: &Policy, scope: Scope) -> Vec<Finding> {
     apply_policy(detect_scoped(text, scope), policy)
 }
