@@ -29,7 +29,7 @@ STAGES = [
     # with something to redact or block.
     ("borrowed pass, request body (strict JSON, model/stream, DLP scan of every text)", ["tollgate_dlp::fast::scan_request_bytes"]),
     ("borrowed pass, response body (strict JSON, usage, DLP scan of every string)", ["tollgate_dlp::fast::scan_response_bytes"]),
-    ("  of which the DLP scanner itself (every request and response text)", ["tollgate_dlp::scan::scan "]),
+    ("  of which the DLP scanner itself (every request and response text)", ["tollgate_dlp::scan::scan_in_scope"]),
     ("limit admission (no limits on the bench key)", ["tollgate_gateway::limit::admit::{{closure}}"]),
     ("upstream client (pick token, build and send, read answer)", ["tollgate_gateway::forward::forward::{{closure}}"]),
     ("  of which URL parse", ["url::ParseOptions::parse"]),

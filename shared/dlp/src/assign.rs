@@ -153,9 +153,15 @@ pub(crate) fn at(t: &[u8], s: usize, e: usize) -> Option<(Entity, usize, usize)>
     Some((entity, vs, ve))
 }
 
+/// True when `needle` occurs in `hay`. The names searched are a few dozen bytes long and the
+/// word lists long: a byte loop beats building a SIMD searcher per word (`memmem::find`).
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
 /// `api_key`, `OPENAI_API_KEY`, `clientSecret`, `X-Auth-Token`, `HF_TOKEN`, `apikey`.
 fn credential_name(compact: &[u8]) -> bool {
-    let has = |w: &str| memchr::memmem::find(compact, w.as_bytes()).is_some();
+    let has = |w: &str| contains(compact, w.as_bytes());
     if DENY.iter().any(|w| has(w)) {
         return false;
     }
@@ -236,7 +242,7 @@ fn value_span(t: &[u8], vs: usize) -> Option<(usize, usize)> {
 
 /// A provider's documented shape next to its name.
 fn named_family(name: &[u8], val: &[u8]) -> Option<Entity> {
-    let has = |w: &[u8]| memchr::memmem::find(name, w).is_some();
+    let has = |w: &[u8]| contains(name, w);
     let alnum = |n: usize| val.len() == n && val.iter().all(u8::is_ascii_alphanumeric);
     let hex = |n: usize| val.len() == n && val.iter().all(u8::is_ascii_hexdigit);
     let random = |min: f64| crate::keys::random(val, min) && v::class_count(val) >= 2;

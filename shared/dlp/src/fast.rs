@@ -24,7 +24,7 @@ use crate::json::strict::{BodyError, Strict, classify};
 use crate::json::walk_strings;
 use crate::policy::Policy;
 use crate::request::{Report, RequestKind, Tally, opaque_action, opaque_part, text_media};
-use crate::scan::scan;
+use crate::scan::Scope;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -163,6 +163,8 @@ struct GiveUp;
 
 struct State<'p, 'de> {
     policy: &'p Policy,
+    /// `scope_of(policy)`, computed once for every string of the body.
+    scope: Scope,
     mode: Mode,
     duplicate: Cell<Option<usize>>,
     fallback: bool,
@@ -178,6 +180,7 @@ impl<'p> State<'p, '_> {
     fn new(policy: &'p Policy, mode: Mode, capture: &'p [&'p str]) -> Self {
         State {
             policy,
+            scope: crate::scan::scope_of(policy),
             mode,
             duplicate: Cell::new(None),
             fallback: false,
@@ -197,7 +200,7 @@ impl<'p> State<'p, '_> {
 
     /// One text, scanned as the parsed walk's callback would scan it.
     fn text(&mut self, s: &str) -> Result<(), GiveUp> {
-        let findings = scan(s, self.policy);
+        let findings = crate::scan::scan_in_scope(s, self.policy, self.scope);
         self.fields += 1;
         let rewrite = |a: Action| match self.mode {
             Mode::Request => matches!(a, Action::Redact | Action::Block),

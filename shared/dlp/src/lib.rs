@@ -17,6 +17,7 @@ pub mod cli;
 pub mod entity;
 pub mod error;
 pub mod fast;
+pub(crate) mod heads;
 pub mod json;
 pub(crate) mod keys;
 pub mod normalize;

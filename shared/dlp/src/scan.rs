@@ -20,6 +20,7 @@
 
 use crate::entity::{Action, Category, Entity};
 use crate::error::DlpError;
+use crate::heads::Heads;
 use crate::normalize::{Normalized, normalize_str};
 use crate::policy::Policy;
 use crate::validate as v;
@@ -71,14 +72,33 @@ struct Cand {
 /// Compiled scanner. Build once (see [`init`]) and share.
 #[derive(Debug)]
 pub struct Scanner {
-    secret_re: Regex,
-    keys_re: Regex,
-    assign_re: Regex,
-    signature_re: Regex,
+    secret_re: Pattern,
+    keys_re: Pattern,
+    assign_re: Pattern,
+    signature_re: Pattern,
     addr: crate::address::Addresses,
     url_cred_re: Regex,
     email_re: Regex,
     kw: Keywords,
+    /// Skip a detector when a cheap look at the text proves it cannot match (see
+    /// [`Scanner::without_shortcuts`]).
+    shortcuts: bool,
+}
+
+/// A regex with the first bytes its matches can start with ([`Heads`]).
+#[derive(Debug)]
+struct Pattern {
+    re: Regex,
+    heads: Heads,
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Result<Self, regex::Error> {
+        Ok(Pattern {
+            re: Regex::new(pattern)?,
+            heads: Heads::of(pattern),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -196,7 +216,15 @@ pub fn detect_scoped(text: &str, scope: Scope) -> Vec<Detection> {
 
 /// Scan `text` under `policy`: detections whose action is not `off`, in order.
 pub fn scan(text: &str, policy: &Policy) -> Vec<Finding> {
-    apply_policy(detect_scoped(text, scope_of(policy)), policy)
+    scan_in_scope(text, policy, scope_of(policy))
+}
+
+/// [`scan`] with the policy's scope already computed (`scope == scope_of(policy)`): a
+/// caller scanning many strings under one policy computes it once. Never inlined: the
+/// profile's "DLP scanner itself" stage (infra/bench/stages.py) is this function.
+#[inline(never)]
+pub(crate) fn scan_in_scope(text: &str, policy: &Policy, scope: Scope) -> Vec<Finding> {
+    apply_policy(detect_scoped(text, scope), policy)
 }
 
 const NON_SECRET_CATEGORIES: [Category; 4] = [
@@ -213,7 +241,7 @@ fn every_non_secret_entity_off(policy: &Policy) -> bool {
 }
 
 /// What `policy` needs detected: only secrets when every other entity is off.
-fn scope_of(policy: &Policy) -> Scope {
+pub(crate) fn scope_of(policy: &Policy) -> Scope {
     // Called once per scanned string: when no entity outside the secrets has an entry of its
     // own, the four non-secret categories decide (instead of looking up all fifty entities,
     // which cost ~6k instructions per request at the bench's request and response).
@@ -284,15 +312,15 @@ impl Scanner {
     /// Compile the scanner's patterns.
     pub fn new() -> Result<Self, regex::Error> {
         Ok(Scanner {
-            secret_re: Regex::new(SECRET_PATTERN)?,
+            secret_re: Pattern::new(SECRET_PATTERN)?,
             // separate automata: one regex with every literal would outgrow the SIMD
             // prefilter's literal budget and scan prose at a fraction of the speed
-            keys_re: Regex::new(&format!("(?x){}", &crate::keys::PREFIXED.trim_start()[1..]))?,
-            assign_re: Regex::new(&format!(
+            keys_re: Pattern::new(&format!("(?x){}", &crate::keys::PREFIXED.trim_start()[1..]))?,
+            assign_re: Pattern::new(&format!(
                 "(?x){}",
                 &crate::assign::TRIGGERS.trim_start()[1..]
             ))?,
-            signature_re: Regex::new(crate::keys::SIGNATURES)?,
+            signature_re: Pattern::new(crate::keys::SIGNATURES)?,
             addr: crate::address::Addresses::new()?,
             url_cred_re: Regex::new(URL_CRED_PATTERN)?,
             email_re: Regex::new(EMAIL_PATTERN)?,
@@ -343,7 +371,24 @@ impl Scanner {
                     "addr",
                 ]),
             },
+            shortcuts: true,
         })
+    }
+
+    /// The same scanner with every shortcut off: each detector runs on every text, whatever
+    /// a cheap look at it proves. For the differential tests (the detections must be the
+    /// same as [`Scanner::new`]'s); slower, never needed otherwise.
+    #[doc(hidden)]
+    pub fn without_shortcuts() -> Result<Self, regex::Error> {
+        Ok(Scanner {
+            shortcuts: false,
+            ..Scanner::new()?
+        })
+    }
+
+    /// False when a shortcut is on and `heads` proves its regex has no match in `t`.
+    fn may_match(&self, heads: &Heads, t: &str) -> bool {
+        !self.shortcuts || heads.may_match(t.as_bytes())
     }
 
     /// Detect entities in `text`; offsets refer to `text`. Sorted by start,
@@ -522,7 +567,11 @@ impl Scanner {
         }
     }
 
-    fn secrets_with(&self, re: &Regex, t: &str, out: &mut Vec<Cand>) {
+    fn secrets_with(&self, pat: &Pattern, t: &str, out: &mut Vec<Cand>) {
+        if !self.may_match(&pat.heads, t) {
+            return;
+        }
+        let re = &pat.re;
         let b = t.as_bytes();
         let mut pos = 0;
         while pos < t.len() {
@@ -630,8 +679,11 @@ impl Scanner {
 
     /// Key families recognised by an inner signature (`Q~`, `:A`, `JQQJ9`, `SK` + hex).
     fn signatures(&self, t: &str, out: &mut Vec<Cand>) {
+        if !self.may_match(&self.signature_re.heads, t) {
+            return;
+        }
         let b = t.as_bytes();
-        for m in self.signature_re.find_iter(t) {
+        for m in self.signature_re.re.find_iter(t) {
             if let Some((entity, s, e)) =
                 crate::keys::by_signature(b, m.start(), m.as_str().as_bytes())
             {
@@ -641,6 +693,20 @@ impl Scanner {
     }
 
     fn url_creds(&self, t: &str, out: &mut Vec<Cand>) {
+        // every match holds the literal `://` (outside any repetition or alternation): a
+        // short text is checked at its colons, a long one (maybe full of colons, `a:a:…`) by
+        // the SIMD substring search
+        static SCHEME_SEP: LazyLock<memchr::memmem::Finder<'static>> =
+            LazyLock::new(|| memchr::memmem::Finder::new("://"));
+        let b = t.as_bytes();
+        let has_sep = if b.len() <= crate::heads::MAX_CHECKED {
+            memchr::memchr_iter(b':', b).any(|p| b[p + 1..].starts_with(b"//"))
+        } else {
+            SCHEME_SEP.find(b).is_some()
+        };
+        if self.shortcuts && !has_sep {
+            return;
+        }
         for caps in self.url_cred_re.captures_iter(t) {
             let Some(pw) = caps.get(1) else { continue };
             let val = pw.as_str().as_bytes();
@@ -657,6 +723,10 @@ impl Scanner {
 
     fn emails(&self, t: &str, out: &mut Vec<Cand>) {
         let b = t.as_bytes();
+        // every match holds the literal `@` (outside any repetition or alternation)
+        if self.shortcuts && memchr::memchr(b'@', b).is_none() {
+            return;
+        }
         for m in self.email_re.find_iter(t) {
             let (mut s, e) = (m.start(), m.end());
             // local part must not start with a dot
@@ -845,7 +915,8 @@ impl Scanner {
             return;
         }
         let len = run.groups.len();
-        let mut digits: Vec<u8> = Vec::with_capacity(24);
+        // allocated at the first validator that reads the digits (most runs have none)
+        let mut digits: Vec<u8> = Vec::new();
         for gi in 0..len {
             // a run glued to a word on the left (hex ids, UUIDs) may still hold a
             // value after a space, never in its first group
@@ -1245,6 +1316,8 @@ impl<'a> Run<'a> {
 
     fn digits(&self, gi: usize, gj: usize, d: &mut Vec<u8>) {
         d.clear();
+        // one allocation for the longest number read (19 digits and a margin)
+        d.reserve(24);
         let b = self.t.as_bytes();
         for k in gi..=gj {
             d.extend_from_slice(&b[self.groups[k].0..self.groups[k].1]);
@@ -1815,6 +1888,41 @@ fn resolve_overlaps(mut c: Vec<Cand>) -> Vec<Cand> {
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod shortcut_tests {
+    use super::*;
+
+    #[test]
+    fn every_literal_prefixed_pattern_has_heads() {
+        // the shortcut is what keeps short strings cheap: a pattern change that loses it
+        // (a branch starting with a wide class) should be a conscious one
+        let s = Scanner::new().unwrap();
+        for p in [&s.secret_re, &s.keys_re, &s.assign_re, &s.signature_re] {
+            assert!(p.heads.is_active(), "{:?}", p.re);
+        }
+    }
+
+    #[test]
+    fn heads_never_reject_a_text_their_regex_matches() {
+        let s = Scanner::new().unwrap();
+        let texts = [
+            "my password is x",
+            "PWD=",
+            "パスワード：",
+            "Secret Access Key",
+            "-----BEGIN EC PRIVATE KEY-----",
+            "api_key = 'x'",
+            "tok Q~ here",
+            "bot 123456789:AAE",
+        ];
+        for t in texts {
+            for p in [&s.secret_re, &s.keys_re, &s.assign_re, &s.signature_re] {
+                assert!(!p.re.is_match(t) || p.heads.may_match(t.as_bytes()), "{t}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
