@@ -44,6 +44,12 @@ STAGES = [
     ("    EMF line", ["tollgate_core::audit::AuditRecord::write_emf_line "]),
     ("    audit line", ["tollgate_core::audit::AuditRecord::write_line "]),
     ("logging: request span created, tenant/key id recorded (0 below RUST_LOG=info)", ["tracing::span::Span::new", "tracing::span::Span::record_all"]),
+    # Streamed responses (profile.sh with STREAM_PACE_MS): the relay runs as hyper polls the
+    # response body, after the handler has returned the head.
+    ("streamed response relay (SSE reader, usage, filter, pool-token scrub)", ["<tollgate_gateway::relay::Relay as tollgate_gateway::body::Source>::poll_chunk"]),
+    ("  of which the response filter (parse, hold-back, re-frame)", ["tollgate_gateway::inspect::ResponseFilter::event"]),
+    ("    of which the stream redactor (hold-back, secret scan)", ["tollgate_dlp::stream::StreamRedactor::emit"]),
+    ("    of which JSON parse into a Value", ["serde_json::de::from_trait"]),
     ("malloc + free (everywhere)", ["malloc.c:malloc ", "malloc.c:free "]),
 ]
 

@@ -34,6 +34,8 @@ pub struct StreamRedactor {
     pending: String,
     context: String,
     counts: BTreeMap<Entity, u32>,
+    /// Reused for context + pending, the text each emit scans.
+    scratch: String,
 }
 
 fn is_hold_char(c: char) -> bool {
@@ -54,6 +56,7 @@ impl StreamRedactor {
             pending: String::new(),
             context: String::new(),
             counts: BTreeMap::new(),
+            scratch: String::new(),
         }
     }
 
@@ -111,11 +114,16 @@ impl StreamRedactor {
     }
 
     fn emit(&mut self, mut upto: usize) -> String {
-        if self.pending.is_empty() {
+        // Nothing may go out yet (all of `pending` is held): every finding below must end
+        // past the context, so none ends at or before `ctx_len + 0`; nothing is counted, the
+        // head is empty and the context, already at most `CONTEXT` long, stays as it is —
+        // the scan would change nothing. (A delta that only continues a held token.)
+        if self.pending.is_empty() || upto == 0 {
             return String::new();
         }
         let ctx_len = self.context.len();
-        let mut buf = String::with_capacity(ctx_len + self.pending.len());
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         buf.push_str(&self.context);
         buf.push_str(&self.pending);
         let found: Vec<Finding> =
@@ -142,20 +150,18 @@ impl StreamRedactor {
                 }
             }
         }
+        self.scratch = buf;
         let head = &self.pending[..upto];
         let out = self.redactor.redact_with(head, &local, |_| true);
         // keep a read-only tail of what was forwarded (original text) as context
-        let mut ctx = String::with_capacity(CONTEXT + head.len());
-        ctx.push_str(&self.context);
-        ctx.push_str(head);
-        if ctx.len() > CONTEXT {
-            let mut cut = ctx.len() - CONTEXT;
-            while !ctx.is_char_boundary(cut) {
+        self.context.push_str(head);
+        if self.context.len() > CONTEXT {
+            let mut cut = self.context.len() - CONTEXT;
+            while !self.context.is_char_boundary(cut) {
                 cut += 1;
             }
-            ctx.drain(..cut);
+            self.context.drain(..cut);
         }
-        self.context = ctx;
         self.pending.drain(..upto);
         out
     }

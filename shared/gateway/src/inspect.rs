@@ -7,10 +7,11 @@
 use crate::context::RequestCtx;
 use crate::request::Parsed;
 use crate::respond::Refusal;
+use crate::stream_event::Doc;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tollgate_core::provider::Route;
+use tollgate_core::provider::{Route, Usage, fold_stream_usage};
 use tollgate_core::reason::Reason;
 use tollgate_core::records::{Policy, ProviderKind};
 use tollgate_dlp::json::walk_strings_mut;
@@ -146,11 +147,25 @@ pub fn redact_response_body(
 /// (choice / content block), which holds back a possible secret's prefix until it is
 /// complete; when an output ends, what is held is flushed (redacted) just before the event
 /// that ends it. Events that carry whole texts are scanned as complete bodies.
+///
+/// Two ways through, one result: the text-delta events that make up almost all of a stream
+/// (an OpenAI chunk whose choices are not finished, an Anthropic `content_block_delta`, a
+/// Responses `response.output_text.delta`) carrying no usage are parsed into a borrowed
+/// [`Doc`] instead of a [`Value`]; everything else — ends of outputs (which flush), whole
+/// texts, usage, non-JSON payloads — takes the `Value` path. The choice is made before any
+/// state changes, both paths drive the same stream redactors, and a `Doc` writes back the
+/// bytes the `Value` would (see [`crate::stream_event`]), so what the client receives,
+/// usage and the redaction counts do not depend on the path (`tests/stream_fast.rs` runs
+/// both side by side).
 pub struct ResponseFilter {
     policy: Policy,
     streams: BTreeMap<String, StreamRedactor>,
     whole: Redactor,
     pub counts: BTreeMap<Entity, u32>,
+    /// The borrowed path is tried first (off only to test it against the `Value` path).
+    fast: bool,
+    fast_events: u64,
+    json: Vec<u8>,
 }
 
 impl ResponseFilter {
@@ -160,7 +175,26 @@ impl ResponseFilter {
             streams: BTreeMap::new(),
             whole: Redactor::new(),
             counts: BTreeMap::new(),
+            fast: true,
+            fast_events: 0,
+            json: Vec::new(),
         }
+    }
+
+    /// A filter that parses every event into a [`Value`] (the reference the borrowed path is
+    /// tested against).
+    #[doc(hidden)]
+    pub fn value_path_only(policy: Policy) -> Self {
+        Self {
+            fast: false,
+            ..Self::new(policy)
+        }
+    }
+
+    /// Events that took the borrowed path so far.
+    #[doc(hidden)]
+    pub fn fast_events(&self) -> u64 {
+        self.fast_events
     }
 
     fn push(&mut self, stream: String, text: &str) -> String {
@@ -203,33 +237,141 @@ impl ResponseFilter {
     /// Rewrites one SSE event (`event` name, `data` payload) into zero or more events, each
     /// already framed (`event: …\ndata: …\n\n`).
     pub fn event(&mut self, event: Option<&str>, data: &str) -> String {
-        let frame = sse_frame;
-        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+        let mut out = String::new();
+        self.event_into(&mut out, event, data, &mut Usage::default());
+        out
+    }
+
+    /// [`Self::event`], appending to `out`, and folding the usage an event reports into
+    /// `usage` (only events whose payload mentions `"usage"` are read for it).
+    pub fn event_into(
+        &mut self,
+        out: &mut String,
+        event: Option<&str>,
+        data: &str,
+        usage: &mut Usage,
+    ) {
+        let wants_usage = data.contains("\"usage\"");
+        if self.fast && self.fast_event(out, event, data, wants_usage) {
+            self.fast_events += 1;
+            return;
+        }
+        let parsed = serde_json::from_str::<Value>(data);
+        if wants_usage && let Ok(v) = &parsed {
+            fold_stream_usage(usage, v);
+        }
+        self.value_event(out, event, data, parsed.ok());
+    }
+
+    /// The borrowed path: `false` (nothing changed, nothing written) unless the event is a
+    /// text delta with nothing for the usage fold; then the same pushes as
+    /// [`Self::value_event`] and the same bytes written.
+    fn fast_event(
+        &mut self,
+        out: &mut String,
+        event: Option<&str>,
+        data: &str,
+        wants_usage: bool,
+    ) -> bool {
+        let Some(mut doc) = Doc::parse(data) else {
+            return false;
+        };
+        if wants_usage && !folds_nothing(&doc) {
+            return false;
+        }
+        match doc.get("type").and_then(Doc::as_str).unwrap_or("") {
+            "content_block_delta" => {
+                let idx = doc.get("index").and_then(Doc::as_u64).unwrap_or(0);
+                if let Some(Doc::String(t)) = doc.get_mut("delta").and_then(|d| d.get_mut("text")) {
+                    let pushed = self.push(format!("a{idx}"), t);
+                    *t = pushed.into();
+                }
+            }
+            "response.output_text.delta" => {
+                let key = format!(
+                    "r{}:{}",
+                    doc.get("output_index").and_then(Doc::as_u64).unwrap_or(0),
+                    doc.get("content_index").and_then(Doc::as_u64).unwrap_or(0)
+                );
+                if let Some(Doc::String(t)) = doc.get_mut("delta") {
+                    let pushed = self.push(key, t);
+                    *t = pushed.into();
+                }
+            }
+            "content_block_stop" | "response.output_text.done" => return false,
+            _ => match doc.get_mut("choices") {
+                // Not an array: the `Value` path leaves it as it is too.
+                Some(Doc::Array(choices)) => {
+                    // A finished choice flushes (and may add a field): the `Value` path's.
+                    if choices
+                        .iter()
+                        .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
+                    {
+                        return false;
+                    }
+                    for c in choices {
+                        let idx = c.get("index").and_then(Doc::as_u64).unwrap_or(0);
+                        let at_delta = c.get("delta").and_then(|d| d.get("content")).is_some();
+                        let text = if at_delta {
+                            c.get_mut("delta").and_then(|d| d.get_mut("content"))
+                        } else {
+                            c.get_mut("text")
+                        };
+                        if let Some(Doc::String(t)) = text {
+                            let pushed = self.push(format!("o{idx}"), t);
+                            *t = pushed.into();
+                        }
+                    }
+                }
+                Some(_) => {}
+                // Whole texts: scanned on the `Value` path.
+                None => return false,
+            },
+        }
+        self.json.clear();
+        // Writing a parsed document out cannot fail (string keys, finite numbers) and gives
+        // UTF-8; were it ever to, an empty object goes out rather than anything unfiltered
+        // (the pushes above already happened, so the `Value` path must not run again).
+        let json = match serde_json::to_writer(&mut self.json, &doc) {
+            Ok(()) => std::str::from_utf8(&self.json).unwrap_or("{}"),
+            Err(_) => "{}",
+        };
+        sse_frame_into(out, event, json);
+        true
+    }
+
+    /// The `Value` path; `parsed` is `data` parsed, `None` when it is not JSON.
+    fn value_event(
+        &mut self,
+        out: &mut String,
+        event: Option<&str>,
+        data: &str,
+        parsed: Option<Value>,
+    ) {
+        let frame = sse_frame_into;
+        let Some(mut v) = parsed else {
             // `[DONE]` and other non-JSON payloads: flush whatever any output still holds.
-            let mut out = String::new();
             let keys: Vec<String> = self.streams.keys().cloned().collect();
             for k in keys {
                 let rest = self.flush(&k);
                 if !rest.is_empty() {
-                    out.push_str(&frame(None, &openai_text_chunk(&k, &rest)));
+                    frame(out, None, &openai_text_chunk(&k, &rest));
                 }
             }
-            out.push_str(&frame(event, data));
-            return out;
+            frame(out, event, data);
+            return;
         };
         let ty = v
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        let mut prefix = String::new();
         match ty.as_str() {
             // Anthropic text deltas, per content block.
             "content_block_delta" => {
                 let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                 if let Some(Value::String(t)) = v.pointer_mut("/delta/text") {
-                    let out = self.push(format!("a{idx}"), t);
-                    *t = out;
+                    *t = self.push(format!("a{idx}"), t);
                 }
             }
             "content_block_stop" => {
@@ -238,7 +380,7 @@ impl ResponseFilter {
                 if !rest.is_empty() {
                     let d = serde_json::json!({"type": "content_block_delta", "index": idx,
                         "delta": {"type": "text_delta", "text": rest}});
-                    prefix = frame(Some("content_block_delta"), &d.to_string());
+                    frame(out, Some("content_block_delta"), &d.to_string());
                 }
             }
             // OpenAI Responses API text deltas.
@@ -249,8 +391,7 @@ impl ResponseFilter {
                     v.get("content_index").and_then(Value::as_u64).unwrap_or(0)
                 );
                 if let Some(Value::String(t)) = v.get_mut("delta") {
-                    let out = self.push(key, t);
-                    *t = out;
+                    *t = self.push(key, t);
                 }
             }
             "response.output_text.done" => {
@@ -267,7 +408,7 @@ impl ResponseFilter {
                         o.insert("delta".into(), Value::String(rest));
                         o.remove("text");
                     }
-                    prefix = frame(Some("response.output_text.delta"), &d.to_string());
+                    frame(out, Some("response.output_text.delta"), &d.to_string());
                 }
                 self.redact_whole(&mut v);
             }
@@ -284,11 +425,11 @@ impl ResponseFilter {
                             "/text"
                         };
                         if let Some(Value::String(t)) = c.pointer_mut(path) {
-                            let mut out = self.push(key.clone(), t);
+                            let mut pushed = self.push(key.clone(), t);
                             if done {
-                                out.push_str(&self.flush(&key));
+                                pushed.push_str(&self.flush(&key));
                             }
-                            *t = out;
+                            *t = pushed;
                         } else if done {
                             let rest = self.flush(&key);
                             if !rest.is_empty() {
@@ -305,15 +446,30 @@ impl ResponseFilter {
             // Anything else (message_start, response.completed, ...): whole texts.
             _ => self.redact_whole(&mut v),
         }
-        prefix.push_str(&frame(event, &v.to_string()));
-        prefix
+        frame(out, event, &v.to_string());
     }
+}
+
+/// `true` when [`fold_stream_usage`] would read nothing from this event: no `usage` object
+/// at the top, no `usage` under `message` or `response`.
+fn folds_nothing(doc: &Doc<'_>) -> bool {
+    !matches!(doc.get("usage"), Some(Doc::Object(_)))
+        && ["message", "response"]
+            .iter()
+            .all(|n| doc.get(n).and_then(|m| m.get("usage")).is_none())
 }
 
 /// One SSE event, framed: an `event:` line when named, then one `data:` line per line of the
 /// payload (a multi-line payload under a single `data:` prefix would lose its later lines).
 pub fn sse_frame(event: Option<&str>, data: &str) -> String {
     let mut out = String::with_capacity(data.len() + 16);
+    sse_frame_into(&mut out, event, data);
+    out
+}
+
+/// [`sse_frame`], appended to `out`.
+pub fn sse_frame_into(out: &mut String, event: Option<&str>, data: &str) {
+    out.reserve(data.len() + 16);
     if let Some(e) = event {
         out.push_str("event: ");
         out.push_str(e);
@@ -325,7 +481,6 @@ pub fn sse_frame(event: Option<&str>, data: &str) -> String {
         out.push('\n');
     }
     out.push('\n');
-    out
 }
 
 /// A minimal OpenAI chunk carrying leftover text for choice `key` (`o<index>`), used only if

@@ -40,6 +40,7 @@ pub mod request;
 pub mod respond;
 mod settle;
 pub mod state;
+mod stream_event;
 pub mod upstream;
 
 pub use audit_sink::{AuditSink, MemoryAuditSink, StdoutAuditSink};

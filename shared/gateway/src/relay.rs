@@ -17,9 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::provider::{
-    Usage, fold_stream_usage, stream_error_event, usage_from_body, usage_from_value,
-};
+use tollgate_core::provider::{Usage, stream_error_event, usage_from_body, usage_from_value};
 use tollgate_core::records::{Policy, ProviderKind};
 use tollgate_core::scrub::{Scrubber, StreamScrubber};
 use tollgate_core::sse::SseReader;
@@ -196,13 +194,8 @@ impl Relay {
         let mut out = String::new();
         let (usage, filter) = (&mut self.usage, &mut self.filter);
         self.reader.feed(bytes, |ev| {
-            // Only events that carry usage are worth parsing for it.
-            if ev.data.contains("\"usage\"")
-                && let Ok(v) = serde_json::from_str(&ev.data)
-            {
-                fold_stream_usage(usage, &v);
-            }
-            out.push_str(&filter.event(ev.event.as_deref(), &ev.data));
+            // One parse per event serves the filter and the usage fold.
+            filter.event_into(&mut out, ev.event.as_deref(), &ev.data, usage);
         });
         if out.is_empty() {
             Vec::new()
