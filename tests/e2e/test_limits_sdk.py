@@ -39,10 +39,13 @@ def counters(stack, subject):
 
 def test_over_rpm_is_a_rate_limit_error_whose_retry_after_the_openai_sdk_honours(stack, unique):
     key, _, _ = new_key(stack, unique, "--rpm", "1")
-    # Start late in a minute so the window turns soon (the retry below waits for it).
-    second = datetime.datetime.now(datetime.timezone.utc).second
-    if second < 45:
-        time.sleep(45 - second)
+    # Start late in a minute so the window turns soon (the retry below waits for it), but not
+    # so late that the 429 and the patient client's first try straddle the turn (the window
+    # would admit that try and no retry would be taken): between :45 and :50.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    second = now.second + now.microsecond / 1e6
+    if not 45 <= second < 50:
+        time.sleep((45 - second) % 60)
     strict = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0, timeout=30)
     msgs = [{"role": "user", "content": "rpm"}]
     strict.chat.completions.create(model="gpt-4o-mini", messages=msgs)

@@ -340,6 +340,15 @@ fn curl_user(t: &[u8], e: usize) -> Option<(Entity, usize, usize)> {
     {
         k += 1;
     }
+    // A run longer than the window is not read as `user:pass`: cut at the window, its "password"
+    // would be a prefix of the run, and redacting that prefix would leave the rest to be found
+    // again on a rescan (the placeholder cut mid-way) — redaction must reach a fixpoint.
+    if k - us == 256
+        && t.get(k)
+            .is_some_and(|c| !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\''))
+    {
+        return None;
+    }
     let cred = &t[us..k];
     let colon = memchr::memchr(b':', cred)?;
     let (user, pass) = (&cred[..colon], &cred[colon + 1..]);
@@ -355,6 +364,38 @@ fn curl_user(t: &[u8], e: usize) -> Option<(Entity, usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_curl_credential_run_longer_than_the_window_is_not_cut_into_a_password() {
+        use crate::{Action, Category, Policy};
+        let policy = Policy::default().with_category(Category::Secret, Action::Redact);
+        let found = |t: &str| {
+            crate::scan(t, &policy)
+                .iter()
+                .any(|f| f.entity == Entity::Password)
+        };
+        assert!(found("curl -u deploy:Zq8vLr2xWm4k https://example.com"));
+        let long = format!(
+            "curl -u deploy:Zq8vLr2xWm4k{} https://example.com",
+            "x".repeat(300)
+        );
+        assert!(!found(&long));
+        // The fuzz input that found it (fuzz/fuzz_targets/dlp_scan.rs): the password was cut at
+        // the window, and each rescan found the cut placeholder again.
+        let data: &[u8] = &[
+            51, 51, 55, 128, 112, 97, 115, 115, 95, 226, 146, 51, 45, 32, 45, 117, 32, 255, 255,
+            255, 255, 255, 172, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179,
+            179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179,
+            179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179,
+            179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179,
+            179, 179, 179, 179, 179, 179, 179, 179, 179, 255, 255, 4, 55, 60, 52, 58, 55, 130, 55,
+            37, 55, 51,
+        ];
+        let text = String::from_utf8_lossy(data);
+        let (once, _) = crate::redact_text(&text, &policy);
+        let (_, again) = crate::redact_text(&once, &policy);
+        assert!(again.is_empty(), "{again:?}");
+    }
 
     #[test]
     fn credential_names() {
