@@ -13,6 +13,12 @@
 //!   corporate number / phone / postal code / IPv4 validators;
 //! - a `:`-triggered IPv6 extractor.
 //!
+//! On short texts (≤ 128 bytes: roles, ids, model names, one sentence) the literal-prefixed
+//! regexes are skipped when no 3-byte window of the text starts one of their literals
+//! (`heads.rs`), and the e-mail / URL-credential regexes when `@` / `://` is absent: a regex call
+//! costs far more than looking at a short string once. `tests/shortcuts.rs` holds the scanner
+//! with and without these shortcuts to the same detections.
+//!
 //! Everything is linear in the input: the regexes are finite automata, and the
 //! digit-run matchers look at no more than 19 digits from any group start.
 //! Boundaries are ASCII-aware: a kanji next to a digit is a boundary, a Latin
