@@ -18,7 +18,7 @@
 //!   value written inside a JSON document (e.g. tool-call arguments) is seen as
 //!   the value itself.
 //!
-//! Folded characters are recorded as [`Edit`] runs (consecutive characters folded the same
+//! Folded characters are recorded as `Edit` runs (consecutive characters folded the same
 //! way share one run, so a megabyte of full-width digits is one edit, not a million);
 //! positions between edits map linearly, so the map costs nothing for plain text. ASCII
 //! text without backslashes or `%` is borrowed as is.

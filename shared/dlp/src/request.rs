@@ -13,7 +13,7 @@
 //!   `source` objects of a text `media_type` (an Anthropic `text/plain` document): the
 //!   decoded text is scanned, and on redaction re-encoded in place;
 //! - `%XX` escapes (URL query strings), JSON escapes, base64 runs inside text: the scanner
-//!   folds or decodes them itself (see [`crate::normalize`], [`crate::scan`]).
+//!   folds or decodes them itself (see [`crate::normalize`], [`mod@crate::scan`]).
 //!
 //! What cannot be read is *opaque input* and reported as [`Entity::OpaqueInput`], once per
 //! item: image and audio parts (`image_url`, `input_image`, `image`, `input_audio`), files
